@@ -149,10 +149,23 @@ impl FastStartParams {
 }
 
 impl fmt::Display for FastStartParams {
-    /// Compact JSON with keys in a fixed order.
+    /// Compact JSON with keys in a fixed order, visible ASCII only (other characters as `\uXXXX`
+    /// escapes) so that it is a valid header value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let json = serde_json::to_string(self).map_err(|_| fmt::Error)?;
-        f.write_str(&json)
+        // serde_json escapes control characters already; anything else outside visible ASCII
+        // occurs only inside JSON strings, where a \u escape means the same.
+        for c in json.chars() {
+            if c == ' ' || c.is_ascii_graphic() {
+                fmt::Write::write_char(f, c)?;
+            } else {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    write!(f, "\\u{unit:04x}")?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -199,6 +212,17 @@ mod tests {
             p.to_string(),
             r#"{"segments":2,"types":["video","audio"],"representations":["v0","a0"]}"#
         );
+    }
+
+    #[test]
+    fn non_ascii_ids_are_escaped() {
+        let p = FastStartParams {
+            representations: Some(vec!["vidéo-\u{1f600}".into()]),
+            ..Default::default()
+        };
+        let text = p.to_string();
+        assert_eq!(text, r#"{"representations":["vid\u00e9o-\ud83d\ude00"]}"#);
+        assert_eq!(FastStartParams::parse(&text), Ok(p));
     }
 
     #[test]

@@ -308,32 +308,34 @@ impl Message {
     pub fn to_frame(&self) -> Result<Frame, MessageError> {
         let mut m = Map::new();
         let mut payload = Bytes::new();
+        // Keys are inserted in sorted order, so the encoding is the same whether or not
+        // serde_json's `preserve_order` feature is enabled somewhere in the build.
         match &self.body {
             Body::MpdRequest(r) => {
-                m.insert("url".into(), r.url.clone().into());
                 put_opt(&mut m, "push_directive", r.push_directive.clone());
+                m.insert("url".into(), r.url.clone().into());
             }
             Body::SegmentRequest(r) => {
-                m.insert("url".into(), r.url.clone().into());
                 put_opt(&mut m, "push_directive", r.push_directive.clone());
                 put_opt(&mut m, "range", r.range.map(|r| r.to_string()));
+                m.insert("url".into(), r.url.clone().into());
             }
             Body::MpdReceived(r) | Body::SegmentReceived(r) => {
-                m.insert("url".into(), r.url.clone().into());
-                m.insert("status".into(), r.status.into());
-                m.insert("content_type".into(), r.content_type.clone().into());
                 put_opt(&mut m, "content_length", r.content_length);
+                m.insert("content_type".into(), r.content_type.clone().into());
+                put_opt(&mut m, "parent", r.parent.map(StreamId::get));
                 put_opt(&mut m, "push_ack", r.push_ack.clone());
                 if r.pushed {
                     m.insert("pushed".into(), true.into());
                 }
-                put_opt(&mut m, "parent", r.parent.map(StreamId::get));
+                m.insert("status".into(), r.status.into());
+                m.insert("url".into(), r.url.clone().into());
                 payload = r.payload.clone();
             }
             Body::EndOfStream(e) => {
+                put_opt(&mut m, "detail", e.detail.clone());
                 m.insert("reason".into(), e.reason.as_str().into());
                 put_opt(&mut m, "status", e.status);
-                put_opt(&mut m, "detail", e.detail.clone());
             }
             Body::SegmentCancel(c) => {
                 if !c.streams.is_empty() {
