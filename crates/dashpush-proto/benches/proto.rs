@@ -28,6 +28,10 @@ fn directives(c: &mut Criterion) {
         ),
         ("template", "urn:mpeg:dash:fdh:2016:push-template;seg-{%05d:10-40:2}.m4s".to_owned()),
     ];
+    // Baseline: the cheapest possible "parse" of a header value, an integer.
+    g.bench_function("baseline_u32_parse", |b| {
+        b.iter(|| black_box("4").parse::<u32>())
+    });
     for (name, value) in &cases {
         g.bench_function(*name, |b| b.iter(|| PushDirective::parse(black_box(value))));
     }
@@ -40,6 +44,14 @@ fn templates(c: &mut Criterion) {
     g.throughput(Throughput::Elements(limits::MAX_TEMPLATE_EXPANSION as u64));
     g.bench_function("256_urls", |b| {
         b.iter(|| black_box(&t).expand().map(|u| u.len()).sum::<usize>())
+    });
+    // Baseline: the same 256 strings formatted by a hand-written loop.
+    g.bench_function("baseline_format_loop", |b| {
+        b.iter(|| {
+            (1..=limits::MAX_TEMPLATE_EXPANSION)
+                .map(|n| format!("video/seg-{:05}.m4s", black_box(n)).len())
+                .sum::<usize>()
+        })
     });
     g.finish();
 }
@@ -70,6 +82,10 @@ fn ws_decode(c: &mut Criterion) {
     });
     g.bench_function("segment_1mib_encode", |b| {
         b.iter(|| black_box(&msg).encode())
+    });
+    // Baseline: one copy of the 1 MiB message, what any decoder that copies would pay.
+    g.bench_function("baseline_copy_1mib", |b| {
+        b.iter(|| black_box(&wire).to_vec())
     });
     g.finish();
 }
