@@ -618,7 +618,11 @@ impl Manifest {
                         }
                         None => UNBOUNDED,
                     },
-                    Timing::Timeline(tl) => tl.len(self.end_ticks(at)),
+                    Timing::Timeline(tl) => {
+                        let end = self.end_ticks(at);
+                        let n = tl.len(end);
+                        end.map_or(n, |e| n.min(tl.starting_before(e)))
+                    }
                 };
                 match end_number {
                     Some(e) => n.min(e.saturating_add(1).saturating_sub(*start_number)),

@@ -98,6 +98,18 @@ impl Timeline {
         last.first + self.run_count(last, end)
     }
 
+    /// Number of segments that start before `end` (a Period end cuts the timeline there).
+    pub(crate) fn starting_before(&self, end: u64) -> u64 {
+        let pos = self.runs.partition_point(|r| r.t < end);
+        let Some(run) = pos.checked_sub(1).and_then(|p| self.runs.get(p)) else {
+            return 0;
+        };
+        run.first
+            + (end - run.t)
+                .div_ceil(run.d)
+                .min(self.run_count(run, Some(end)))
+    }
+
     fn run_count(&self, run: &Run, end: Option<u64>) -> u64 {
         match (run.count, end) {
             (Some(c), _) => c,
@@ -183,6 +195,10 @@ mod tests {
         assert_eq!(tl.index_starting_at(13, None), None);
         assert_eq!(tl.index_at_or_after(7, None), Some(3)); // in the gap
         assert_eq!(tl.index_at_or_after(5, None), Some(2));
+        assert_eq!(tl.starting_before(5), 3);
+        assert_eq!(tl.starting_before(4), 2);
+        assert_eq!(tl.starting_before(11), 4);
+        assert_eq!(tl.starting_before(0), 0);
     }
 
     #[test]
