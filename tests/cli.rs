@@ -38,3 +38,84 @@ fn expand_prints_annex_f_example() {
     let (ok, _) = dashpush(&["expand", "seg-{8-5}.m4s"]);
     assert!(!ok);
 }
+
+fn fixtures(sub: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/dashpush-mpd/tests/fixtures")
+        .join(sub)
+}
+
+#[test]
+fn mpd_lists_ffmpeg_segments_and_next() {
+    let file = fixtures("ffmpeg/number/manifest.mpd");
+    let (ok, out) = dashpush(&[
+        "mpd",
+        file.to_str().unwrap(),
+        "--base",
+        "http://edge.test/vod/manifest.mpd",
+        "--count",
+        "2",
+        "--after",
+        "http://edge.test/vod/chunk-stream1-00002.m4s",
+    ]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["type"], "static");
+    let rep = &v["periods"][0]["adaptation_sets"][0]["representations"][1];
+    assert_eq!(rep["id"], "1");
+    assert_eq!(rep["bandwidth"], 30000);
+    assert_eq!(rep["init"], "http://edge.test/vod/init-stream1.m4s");
+    assert_eq!(rep["segment_count"], 3);
+    assert_eq!(
+        rep["segments"],
+        serde_json::json!([
+            "http://edge.test/vod/chunk-stream1-00001.m4s",
+            "http://edge.test/vod/chunk-stream1-00002.m4s"
+        ])
+    );
+    assert_eq!(
+        v["after"]["next"],
+        "http://edge.test/vod/chunk-stream1-00003.m4s"
+    );
+    assert_eq!(v["after"]["number"], 2);
+}
+
+#[test]
+fn mpd_works_on_every_fixture_and_rejects_a_broken_one() {
+    let mut files = Vec::new();
+    for sub in [
+        "ffmpeg/number",
+        "ffmpeg/timeline",
+        "ffmpeg/time",
+        "ffmpeg/list",
+        "vendors",
+    ] {
+        for e in std::fs::read_dir(fixtures(sub)).unwrap() {
+            let p = e.unwrap().path();
+            if matches!(p.extension().and_then(|x| x.to_str()), Some("mpd" | "xml")) {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() >= 25);
+    for f in files {
+        let broken = f.ends_with("incomplete.mpd");
+        let (ok, out) = dashpush(&[
+            "mpd",
+            f.to_str().unwrap(),
+            "--base",
+            "http://edge.test/x/manifest.mpd",
+            "--at",
+            "2026-11-24T12:00:00Z",
+        ]);
+        assert_eq!(ok, !broken, "{}", f.display());
+        if !broken {
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert!(
+                !v["periods"].as_array().unwrap().is_empty(),
+                "{}",
+                f.display()
+            );
+        }
+    }
+}

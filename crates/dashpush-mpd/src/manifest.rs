@@ -514,7 +514,7 @@ impl Manifest {
                 (Var::Number, _) => value.checked_sub(*start_number),
                 (Var::Time, Timing::Fixed(d)) => value
                     .checked_sub(*pto)
-                    .filter(|o| o % d == 0)
+                    .filter(|o| o.is_multiple_of(*d))
                     .map(|o| o / d),
                 (Var::Time, Timing::Timeline(tl)) => {
                     tl.index_starting_at(value, self.end_ticks(at))
@@ -818,13 +818,13 @@ impl Manifest {
         let mut chosen: Vec<RepRef> = Vec::new();
         if let Some(ids) = &params.representations {
             for id in ids {
-                if let Some((at, _)) = self
+                let found = self
                     .representations()
-                    .find(|(at, r)| at.period == pi && &r.id == id)
+                    .find(|(at, r)| at.period == pi && &r.id == id);
+                if let Some((at, _)) = found
+                    && !chosen.contains(&at)
                 {
-                    if !chosen.contains(&at) {
-                        chosen.push(at);
-                    }
+                    chosen.push(at);
                 }
             }
         } else if let Some(period) = self.periods.get(pi) {
@@ -920,24 +920,23 @@ impl Manifest {
             return None;
         }
         let c = self.segment_at(to, s.start)?;
-        let mut i = if c.start + 1e-6 < s.start {
+        let from = if c.start + 1e-6 < s.start {
             c.index + 1
         } else {
             c.index
         };
-        for _ in 0..limits::MAX_LOOKUP {
+        for i in from..from.saturating_add(limits::MAX_LOOKUP as u64) {
             let c = self.segment(to, i)?;
             let on_grid = match set.switching_interval {
                 Some(iv) => c
                     .time
                     .checked_sub(self.pto(to))
-                    .is_some_and(|t| t % iv == 0),
+                    .is_some_and(|t| t.is_multiple_of(iv)),
                 None => true,
             };
             if c.start + 1e-6 >= s.start && on_grid {
                 return Some(c);
             }
-            i += 1;
         }
         None
     }

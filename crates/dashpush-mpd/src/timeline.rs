@@ -138,7 +138,7 @@ impl Timeline {
         let pos = self.runs.partition_point(|r| r.t <= t).checked_sub(1)?;
         let run = self.runs.get(pos)?;
         let off = t - run.t;
-        if off % run.d != 0 || off / run.d >= self.run_count(run, end) {
+        if !off.is_multiple_of(run.d) || off / run.d >= self.run_count(run, end) {
             return None;
         }
         Some(run.first + off / run.d)
