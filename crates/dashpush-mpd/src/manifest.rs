@@ -80,6 +80,8 @@ pub struct Representation {
     pub mime_type: Option<String>,
     /// The initialization segment's URL, if it has one of its own.
     pub init: Option<Url>,
+    /// `Initialization@range`: the init's bytes within `init`, when it is part of a file.
+    pub init_range: Option<(u64, u64)>,
     addressing: Addressing,
 }
 
@@ -96,6 +98,8 @@ enum Addressing {
     },
     List {
         urls: Vec<Url>,
+        /// `SegmentURL@mediaRange`, inclusive byte offsets, per entry.
+        ranges: Vec<Option<(u64, u64)>>,
         timescale: u64,
         pto: u64,
         timing: Timing,
@@ -330,6 +334,25 @@ impl Manifest {
         let (base, r_ato) = join_base(base, &r.BaseURL)?;
         let ato = ato + r_ato;
         let mime_type = r.mimeType.clone().or_else(|| a.mimeType.clone());
+        let init_range = [
+            r.SegmentList
+                .as_ref()
+                .and_then(|l| l.Initialization.as_ref()),
+            r.SegmentTemplate
+                .as_ref()
+                .and_then(|t| t.Initialization.as_ref()),
+            a.SegmentList
+                .as_ref()
+                .and_then(|l| l.Initialization.as_ref()),
+            a.SegmentTemplate
+                .as_ref()
+                .and_then(|t| t.Initialization.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|i| i.range.as_deref())
+        .map(parse_range)
+        .transpose()?;
         let levels = [
             p.SegmentTemplate.as_ref(),
             a.SegmentTemplate.as_ref(),
@@ -396,6 +419,11 @@ impl Manifest {
             if urls.is_empty() {
                 return Err(MpdError::Invalid("SegmentList without SegmentURL"));
             }
+            let ranges = sl
+                .segment_urls
+                .iter()
+                .map(|u| u.mediaRange.as_deref().map(parse_range).transpose())
+                .collect::<Result<Vec<_>, _>>()?;
             for (i, u) in urls.iter().enumerate() {
                 self.exact
                     .entry(u.as_str().to_owned())
@@ -413,6 +441,7 @@ impl Manifest {
                 init,
                 Addressing::List {
                     urls,
+                    ranges,
                     timescale,
                     pto: 0,
                     timing,
@@ -437,6 +466,7 @@ impl Manifest {
             bandwidth,
             mime_type,
             init,
+            init_range,
             addressing,
         })
     }
@@ -481,15 +511,30 @@ impl Manifest {
     /// count; fragments do not. Cost: a hash lookup, then one prefix/suffix match per
     /// template-addressed Representation and a binary search in its timeline.
     pub fn locate(&self, url: &Url) -> Option<Resource> {
+        self.locate_range(url, None)
+    }
+
+    /// Like [`Manifest::locate`], for a request with a byte range: a SegmentList whose entries
+    /// are `mediaRange`s of one file is told apart by the range (first-last, inclusive). Without
+    /// a range, the first entry of such a file is found.
+    pub fn locate_range(&self, url: &Url, range: Option<(u64, u64)>) -> Option<Resource> {
         let mut url = url.clone();
         url.set_fragment(None);
         let key = url.as_str();
         if let Some(hits) = self.exact.get(key) {
             for hit in hits {
                 match *hit {
-                    Exact::Init(r) => return Some(Resource::Init(r)),
+                    Exact::Init(r) => {
+                        let own = self.representation(r).and_then(|rep| rep.init_range);
+                        if range.is_none() || range == own {
+                            return Some(Resource::Init(r));
+                        }
+                    }
                     Exact::Segment(r, i) => {
-                        if let Some(s) = self.segment(r, i) {
+                        let Some(s) = self.segment(r, i) else {
+                            continue;
+                        };
+                        if range.is_none() || range == self.segment_range(&s) {
                             return Some(Resource::Segment(s));
                         }
                     }
@@ -661,6 +706,28 @@ impl Manifest {
             }
         };
         self.segment(at, index)
+    }
+
+    /// The byte range of a media segment within its URL (`SegmentURL@mediaRange`), if any.
+    pub fn segment_range(&self, s: &SegmentRef) -> Option<(u64, u64)> {
+        match &self.representation(s.rep)?.addressing {
+            Addressing::List { ranges, .. } => *ranges.get(usize::try_from(s.index).ok()?)?,
+            _ => None,
+        }
+    }
+
+    /// The segments of a Representation that overlap the presentation-time window
+    /// `[from, from + secs)`, at most [`limits::MAX_LOOKUP`].
+    pub fn window(&self, at: RepRef, from: f64, secs: f64) -> Vec<SegmentRef> {
+        let end = from + secs;
+        let Some(first) = self.segment_at(at, from) else {
+            return Vec::new();
+        };
+        (first.index..first.index.saturating_add(limits::MAX_LOOKUP as u64))
+            .map_while(|i| self.segment(at, i))
+            .take_while(|s| s.start < end - 1e-9)
+            .filter(|s| s.start + s.duration_secs > from + 1e-9)
+            .collect()
     }
 
     /// The URL of a media segment.
@@ -979,6 +1046,18 @@ fn content_type(a: &dm::AdaptationSet) -> Option<ContentType> {
     } else {
         None
     }
+}
+
+/// `first-last` byte offsets (inclusive).
+fn parse_range(s: &str) -> Result<(u64, u64), MpdError> {
+    let bad = MpdError::Invalid("mediaRange is not first-last");
+    let (a, b) = s.trim().split_once('-').ok_or(bad.clone())?;
+    let a: u64 = a.parse().map_err(|_| bad.clone())?;
+    let b: u64 = b.parse().map_err(|_| bad.clone())?;
+    if b < a {
+        return Err(bad);
+    }
+    Ok((a, b))
 }
 
 fn join(base: &Url, s: &str) -> Result<Url, MpdError> {

@@ -340,3 +340,50 @@ fn missing_pieces_are_typed_errors() {
     .unwrap();
     assert_eq!(m.warnings.len(), 2, "{:?}", m.warnings);
 }
+
+#[test]
+fn segment_list_media_ranges_in_one_file() {
+    let m = parse(&mpd(
+        r#"type="static" mediaPresentationDuration="PT6S""#,
+        r#"<Period><AdaptationSet contentType="video"><Representation id="v" bandwidth="1"><BaseURL>all.mp4</BaseURL>
+             <SegmentList timescale="1" duration="2"><Initialization sourceURL="all.mp4" range="0-99"/>
+               <SegmentURL mediaRange="100-199"/><SegmentURL mediaRange="200-349"/><SegmentURL mediaRange="350-400"/>
+             </SegmentList></Representation></AdaptationSet></Period>"#,
+    ))
+    .unwrap();
+    let v = rep(&m, "v");
+    let u = Url::parse("http://origin.test/live/all.mp4").unwrap();
+    let Some(Resource::Segment(s)) = m.locate_range(&u, Some((200, 349))) else {
+        panic!()
+    };
+    assert_eq!((s.index, s.start), (1, 2.0));
+    assert_eq!(m.segment_range(&s), Some((200, 349)));
+    assert_eq!(m.segment_url(&s).unwrap(), u);
+    assert!(m.locate_range(&u, Some((0, 5))).is_none());
+    // The init shares the URL and is found by its own range; without a range the first
+    // media entry of the file is found.
+    assert_eq!(m.locate_range(&u, Some((0, 99))), Some(Resource::Init(v)));
+    assert!(matches!(m.locate(&u), Some(Resource::Segment(s)) if s.index == 0));
+    let bad = mpd(
+        r#"type="static" mediaPresentationDuration="PT6S""#,
+        r#"<Period><AdaptationSet><Representation id="v" bandwidth="1"><SegmentList duration="2"><SegmentURL media="a" mediaRange="9-1"/></SegmentList></Representation></AdaptationSet></Period>"#,
+    );
+    assert_eq!(parse(&bad).unwrap().warnings.len(), 1);
+}
+
+#[test]
+fn time_window_covers_overlapping_segments() {
+    let m = parse(&mpd(
+        r#"type="static" mediaPresentationDuration="PT20S""#,
+        r#"<Period><AdaptationSet><SegmentTemplate duration="4" media="$Number$.m4s"/><Representation id="v" bandwidth="1"/></AdaptationSet></Period>"#,
+    ))
+    .unwrap();
+    let v = rep(&m, "v");
+    // [5, 13) overlaps [4,8), [8,12), [12,16).
+    let n: Vec<u64> = m.window(v, 5.0, 8.0).iter().map(|s| s.number).collect();
+    assert_eq!(n, [2, 3, 4]);
+    // [4, 8) is exactly one segment; the window past the end is empty.
+    let n: Vec<u64> = m.window(v, 4.0, 4.0).iter().map(|s| s.number).collect();
+    assert_eq!(n, [2]);
+    assert!(m.window(v, 25.0, 4.0).is_empty());
+}
