@@ -1067,8 +1067,11 @@ fn join(base: &Url, s: &str) -> Result<Url, MpdError> {
             max: limits::MAX_ATTRIBUTE_LEN,
         });
     }
-    base.join(s.trim())
-        .map_err(|e| MpdError::BadUrl(e.to_string()))
+    let mut url = base
+        .join(s.trim())
+        .map_err(|e| MpdError::BadUrl(e.to_string()))?;
+    url.set_fragment(None);
+    Ok(url)
 }
 
 /// Resolves the first BaseURL of a level against `base`; returns it with its

@@ -164,9 +164,16 @@ pub(crate) fn compile(
     let (var, width) = var.ok_or(MpdError::Unsupported(
         "media template without $Number$ or $Time$",
     ))?;
-    let resolved = base
+    let mut resolved = base
         .join(&text)
         .map_err(|e| MpdError::BadUrl(e.to_string()))?;
+    // A fragment is never sent to the server, so it is no part of a segment's address.
+    if resolved.fragment().is_some_and(|f| f.contains(MARKER)) {
+        return Err(MpdError::Unsupported(
+            "template variable in the URL fragment",
+        ));
+    }
+    resolved.set_fragment(None);
     let resolved = resolved.as_str();
     let (prefix, suffix) = resolved.split_once(MARKER).ok_or(MpdError::Unsupported(
         "template variable lost in URL resolution",
@@ -243,5 +250,9 @@ mod tests {
             None
         );
         assert_eq!(c.match_url("http://h/vod/video/v%201/seg-00007.m4s"), None);
+        // Fragments are dropped; a variable inside one cannot be addressed.
+        let c = compile(&parse("s-$Number$.m4s#t=1").unwrap(), "r", 1, &base).unwrap();
+        assert_eq!(c.url(3).unwrap().as_str(), "http://h/vod/s-3.m4s");
+        assert!(compile(&parse("s.m4s#$Number$").unwrap(), "r", 1, &base).is_err());
     }
 }
