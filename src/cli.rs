@@ -21,6 +21,24 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway in front of an HTTP/1.1 origin.
+    Run(RunArgs),
+    /// Run the built-in HTTP/1.1 DASH origin (a directory, or the demo streams).
+    Origin(OriginArgs),
+    /// Start the demo origin and the gateway on local ports and print how to watch them.
+    Demo {
+        /// Gateway listener.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Admin listener.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: String,
+        /// Demo origin listener.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        origin_listen: String,
+        #[command(flatten)]
+        log: LogArgs,
+    },
     /// Parse a push directive (spec §6.1.3) and print, as JSON, how the gateway reads it and the
     /// ack it would answer with if the directive cannot be honoured. Exits 1 if it is invalid.
     Directive {
@@ -54,9 +72,213 @@ enum Command {
     },
 }
 
+/// Flags of `dashpush run`.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Plain listener: HTTP/1.1 and HTTP/2 prior knowledge (h2c) on one port; port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The origin, e.g. http://127.0.0.1:8081.
+    #[arg(long)]
+    origin: Url,
+    /// Admin listener: /metrics, /live, /ready.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin: String,
+    /// Cache budget in bytes.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    cache_bytes: u64,
+    /// Origin read timeout in milliseconds (a stalled origin gets a 504 after this).
+    #[arg(long, default_value_t = 10_000)]
+    origin_timeout_ms: u64,
+    /// Report ready without waiting for the origin to answer once.
+    #[arg(long)]
+    ready_without_origin: bool,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Flags of `dashpush origin`.
+#[derive(Debug, clap::Args)]
+struct OriginArgs {
+    /// Listener; port 0 picks one (the bound address is logged).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: String,
+    /// Serve this directory.
+    #[arg(long, conflicts_with = "demo")]
+    dir: Option<PathBuf>,
+    /// Serve the built-in streams (`/vod/manifest.mpd` and `/live/manifest.mpd`; the value
+    /// names the one printed first).
+    #[arg(long, value_parser = ["vod", "live"])]
+    demo: Option<String>,
+    /// Live segment duration in milliseconds (compress time for tests).
+    #[arg(long, default_value_t = 2000)]
+    live_segment_ms: u64,
+    /// Added latency per request, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Fraction of requests answered 503.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Fraction of requests whose connection is closed unanswered.
+    #[arg(long, default_value_t = 0.0)]
+    reset_rate: f64,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Logging flags.
+#[derive(Debug, Clone, clap::Args)]
+struct LogArgs {
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn init_logs(log: &LogArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if log.log_format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn run_gateway(args: RunArgs) -> ExitCode {
+    init_logs(&args.log);
+    let mut config = dashpush_edge::EdgeConfig::new(args.listen, args.admin, args.origin);
+    config.cache_bytes = args.cache_bytes;
+    config.read_timeout = std::time::Duration::from_millis(args.origin_timeout_ms);
+    config.ready_without_origin = args.ready_without_origin;
+    match dashpush_edge::run(config, prometheus::Registry::new()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("dashpush: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn origin_content(args: &OriginArgs) -> Result<dashpush_origin::Content, String> {
+    match (&args.dir, &args.demo) {
+        (Some(dir), None) => dashpush_origin::Content::dir(dir).map_err(|e| e.to_string()),
+        (None, Some(_)) => Ok(dashpush_origin::Content::Demo(
+            dashpush_origin::DemoOptions {
+                live_segment: std::time::Duration::from_millis(args.live_segment_ms.max(1)),
+                ..Default::default()
+            },
+        )),
+        _ => Err("give --dir DIR or --demo vod|live".into()),
+    }
+}
+
+/// Binds the origin and serves it on a runtime of its own thread; returns the bound address.
+fn spawn_origin(
+    listen: &str,
+    origin: std::sync::Arc<dashpush_origin::Origin>,
+) -> std::io::Result<std::net::SocketAddr> {
+    let listener = std::net::TcpListener::bind(listen)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => {
+                    if let Err(e) = dashpush_origin::serve(l, origin).await {
+                        tracing::error!("origin stopped: {e}");
+                    }
+                }
+                Err(e) => tracing::error!("origin listener: {e}"),
+            }
+        });
+    });
+    Ok(addr)
+}
+
+fn run_origin(args: OriginArgs) -> ExitCode {
+    init_logs(&args.log);
+    let content = match origin_content(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dashpush origin: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let faults = dashpush_origin::Faults {
+        latency: std::time::Duration::from_millis(args.latency_ms),
+        error_rate: args.error_rate.clamp(0.0, 1.0),
+        reset_rate: args.reset_rate.clamp(0.0, 1.0),
+    };
+    let origin = dashpush_origin::Origin::new(content, faults);
+    match spawn_origin(&args.listen, origin) {
+        Ok(addr) => {
+            tracing::info!("listening origin on {addr}");
+            loop {
+                std::thread::park();
+            }
+        }
+        Err(e) => {
+            eprintln!("dashpush origin: {}: {e}", args.listen);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_demo(listen: String, admin: String, origin_listen: String, log: LogArgs) -> ExitCode {
+    init_logs(&log);
+    let origin = dashpush_origin::Origin::new(
+        dashpush_origin::Content::Demo(dashpush_origin::DemoOptions::default()),
+        dashpush_origin::Faults::default(),
+    );
+    let origin_addr = match spawn_origin(&origin_listen, origin) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("dashpush demo: origin {origin_listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Ok(origin_url) = Url::parse(&format!("http://{origin_addr}")) else {
+        return ExitCode::FAILURE;
+    };
+    println!("dashpush demo");
+    println!(
+        "  origin (HTTP/1.1):   http://{origin_addr}/vod/manifest.mpd  http://{origin_addr}/live/manifest.mpd"
+    );
+    println!("  gateway (h1 + h2c):  http://{listen}/vod/manifest.mpd");
+    println!("  metrics:             http://{admin}/metrics");
+    println!("  watch it over HTTP/2: nghttp -nv http://{listen}/vod/manifest.mpd");
+    println!(
+        "  fetch a segment:      curl -sv -o /dev/null http://{listen}/vod/chunk-stream0-00001.m4s"
+    );
+    let mut config = dashpush_edge::EdgeConfig::new(listen, admin, origin_url);
+    config.ready_without_origin = true;
+    match dashpush_edge::run(config, prometheus::Registry::new()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dashpush demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Parses the arguments and runs the chosen command.
 pub fn run() -> ExitCode {
     match Cli::parse().command {
+        Command::Run(args) => run_gateway(args),
+        Command::Origin(args) => run_origin(args),
+        Command::Demo {
+            listen,
+            admin,
+            origin_listen,
+            log,
+        } => run_demo(listen, admin, origin_listen, log),
         Command::Directive { value } => directive(&value),
         Command::Expand { template } => expand(&template),
         Command::Mpd {

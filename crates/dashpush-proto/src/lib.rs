@@ -27,6 +27,7 @@ pub mod fast_start;
 pub mod http2;
 pub mod limits;
 pub mod push_type;
+pub mod range;
 pub mod url_list;
 pub mod url_template;
 pub mod ws;

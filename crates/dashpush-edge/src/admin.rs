@@ -1,0 +1,58 @@
+//! The admin listener: `/metrics`, `/live`, `/ready`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+
+use crate::gateway::{Gateway, Req, Resp, short};
+use crate::h1::Handler;
+
+/// Admin routes over the gateway's metrics and origin.
+pub(crate) struct Admin {
+    pub(crate) gateway: Arc<Gateway>,
+    /// Ready without waiting for the origin (config `ready_without_origin`).
+    pub(crate) ready: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Handler for Admin {
+    async fn handle(&self, req: Req) -> Resp {
+        match req.path.split('?').next().unwrap_or_default() {
+            "/metrics" => {
+                let body = Bytes::from(self.gateway.metrics().encode());
+                Resp {
+                    status: 200,
+                    headers: vec![(
+                        HeaderName::from_static("content-type"),
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    )],
+                    content_length: body.len(),
+                    body,
+                }
+            }
+            "/live" => short(200, "live\n"),
+            "/ready" => {
+                if !self.ready.load(Ordering::Relaxed) {
+                    // Listeners are bound (this answer proves it); the origin must answer once.
+                    if self
+                        .gateway
+                        .upstream()
+                        .fetch("HEAD", "/", &[], None)
+                        .await
+                        .is_ok()
+                    {
+                        self.ready.store(true, Ordering::Relaxed);
+                    }
+                }
+                if self.ready.load(Ordering::Relaxed) {
+                    short(200, "ready\n")
+                } else {
+                    short(503, "origin has not answered yet\n")
+                }
+            }
+            _ => short(404, "admin routes: /metrics /live /ready\n"),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! HTTP/1.1 downstream on pingora's server session: keep-alive loop, one request at a time.
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+use pingora::http::ResponseHeader;
+use pingora::protocols::Stream;
+use pingora::protocols::http::v1::server::HttpSession;
+use pingora::server::ShutdownWatch;
+
+use crate::gateway::{Req, Resp};
+
+/// Something that answers requests (the gateway, or the admin routes).
+#[async_trait::async_trait]
+pub(crate) trait Handler: Send + Sync + 'static {
+    async fn handle(&self, req: Req) -> Resp;
+    /// Counts a finished request.
+    fn record(&self, _protocol: &'static str, _status: u16) {}
+}
+
+/// Serves HTTP/1.1 requests on `stream` until the client or a shutdown ends it.
+pub(crate) async fn serve<H: Handler>(handler: &Arc<H>, stream: Stream, shutdown: &ShutdownWatch) {
+    let client = stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().map(|a| a.to_string()))
+        .map(|a| {
+            a.rsplit_once(':')
+                .map_or(a.clone(), |(ip, _)| ip.trim_matches(['[', ']']).to_owned())
+        });
+    let mut stream = stream;
+    loop {
+        let mut session = HttpSession::new(stream);
+        match session.read_request().await {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!("h1 read: {e}");
+                return;
+            }
+        }
+        let head = session.req_header();
+        let req = Req {
+            method: head.method.clone(),
+            path: head
+                .uri
+                .path_and_query()
+                .map_or_else(|| head.uri.path().to_owned(), |p| p.as_str().to_owned()),
+            headers: head
+                .headers
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect(),
+            client: client.clone(),
+        };
+        let resp = handler.handle(req).await;
+        if *shutdown.borrow() {
+            session.set_server_keepalive(None);
+        }
+        if let Err(e) = write(&mut session, &resp).await {
+            tracing::debug!("h1 write: {e}");
+            return;
+        }
+        handler.record("h1", resp.status);
+        stream = match session.reuse().await {
+            Ok(Some(reusable)) => reusable.into_parts().0,
+            _ => return,
+        };
+    }
+}
+
+async fn write(session: &mut HttpSession, resp: &Resp) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(resp.status, Some(resp.headers.len() + 2))?;
+    for (n, v) in &resp.headers {
+        h.append_header(n.clone(), v.clone())?;
+    }
+    h.insert_header(
+        HeaderName::from_static("content-length"),
+        HeaderValue::from(resp.content_length),
+    )?;
+    session.write_response_header(Box::new(h)).await?;
+    if !resp.body.is_empty() {
+        session.write_body(&resp.body).await?;
+    }
+    session.finish_body().await?;
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! dashpush's I/O layer: the pingora server with HTTP/1.1 and HTTP/2 (h2c) on one port, the
+//! cached and coalescing HTTP/1.1 client to the origin, and the admin listener with metrics and
+//! health.
+//!
+//! HTTP/1.1 is served by pingora's own session; HTTP/2 by the `h2` crate on the raw stream that
+//! pingora hands to our `ServerApp` (pingora's HTTP/2 session cannot push, and push is what this
+//! gateway is for). The protocol logic lives in the no-I/O crates; this crate only moves bytes.
+
+mod admin;
+pub mod cache;
+mod gateway;
+mod h1;
+mod h2srv;
+pub mod metrics;
+mod server;
+pub mod upstream;
+
+pub use gateway::{Gateway, Req, Resp};
+pub use metrics::Metrics;
+pub use server::{EdgeConfig, run};
+
+use thiserror::Error;
+
+/// Why the edge could not start.
+#[derive(Debug, Error)]
+pub enum EdgeError {
+    /// A metric could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// A listener address could not be bound or resolved.
+    #[error("address {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configuration is invalid.
+    #[error("config: {0}")]
+    Config(String),
+}

@@ -1,0 +1,131 @@
+//! Prometheus metrics: one registry, built by the binary and passed down, so a test can read
+//! exact counts. Names are `dashpush_<subsystem>_<what>_<unit>`; label values come from fixed
+//! sets so label cardinality stays bounded.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::EdgeError;
+
+/// Every metric the edge exports.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Downstream requests by protocol (`h1`, `h2`) and status code.
+    pub requests: IntCounterVec,
+    /// Cache lookups that found a fresh entry.
+    pub cache_hits: IntCounter,
+    /// Cache lookups that did not.
+    pub cache_misses: IntCounter,
+    /// Entries evicted to stay within the byte budget.
+    pub cache_evictions: IntCounter,
+    /// Bytes served from the cache.
+    pub cache_hit_bytes: IntCounter,
+    /// Bytes currently held (weighted size).
+    pub cache_size_bytes: IntGauge,
+    /// Origin fetches by outcome (`ok`, `status_error`, `connect_error`, `timeout`, `error`).
+    pub origin_fetches: IntCounterVec,
+    /// Origin fetch latency to the end of the body, by outcome.
+    pub origin_seconds: HistogramVec,
+    /// Requests that waited on another request's origin fetch instead of fetching.
+    pub coalesced_waits: IntCounter,
+    /// Open downstream connections by protocol.
+    pub open_connections: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Registers every metric in `registry`.
+    pub fn new(registry: Registry) -> Result<Self, EdgeError> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "dashpush_requests_total",
+                "Downstream requests by protocol and status.",
+            ),
+            &["protocol", "status"],
+        )?;
+        let cache_hits = IntCounter::new(
+            "dashpush_cache_hits_total",
+            "Cache lookups served from a fresh entry.",
+        )?;
+        let cache_misses = IntCounter::new(
+            "dashpush_cache_misses_total",
+            "Cache lookups that needed the origin.",
+        )?;
+        let cache_evictions = IntCounter::new(
+            "dashpush_cache_evictions_total",
+            "Entries evicted to stay within the byte budget.",
+        )?;
+        let cache_hit_bytes = IntCounter::new(
+            "dashpush_cache_hit_bytes_total",
+            "Body bytes served from the cache.",
+        )?;
+        let cache_size_bytes =
+            IntGauge::new("dashpush_cache_size_bytes", "Weighted size of the cache.")?;
+        let origin_fetches = IntCounterVec::new(
+            Opts::new(
+                "dashpush_origin_fetches_total",
+                "Origin fetches by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        let origin_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "dashpush_origin_fetch_duration_seconds",
+                "Origin fetch time to the end of the body.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["outcome"],
+        )?;
+        let coalesced_waits = IntCounter::new(
+            "dashpush_cache_coalesced_waits_total",
+            "Requests that waited on another request's origin fetch.",
+        )?;
+        let open_connections = IntGaugeVec::new(
+            Opts::new(
+                "dashpush_open_connections",
+                "Open downstream connections by protocol.",
+            ),
+            &["protocol"],
+        )?;
+        for c in [
+            &cache_hits,
+            &cache_misses,
+            &cache_evictions,
+            &cache_hit_bytes,
+            &coalesced_waits,
+        ] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(cache_size_bytes.clone()))?;
+        registry.register(Box::new(origin_fetches.clone()))?;
+        registry.register(Box::new(origin_seconds.clone()))?;
+        registry.register(Box::new(open_connections.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            cache_hits,
+            cache_misses,
+            cache_evictions,
+            cache_hit_bytes,
+            cache_size_bytes,
+            origin_fetches,
+            origin_seconds,
+            coalesced_waits,
+            open_connections,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!("metrics encoding failed: {e}");
+        }
+        out
+    }
+}

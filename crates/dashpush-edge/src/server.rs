@@ -1,0 +1,233 @@
+//! The pingora server: one plain listener serving HTTP/1.1 and h2c (told apart by the
+//! connection preface), the admin listener, graceful shutdown.
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::listening::Service;
+use prometheus::Registry;
+use url::Url;
+
+use crate::EdgeError;
+use crate::admin::Admin;
+use crate::cache::{Cache, Ttls};
+use crate::gateway::{Gateway, Req, Resp};
+use crate::h1::{self, Handler};
+use crate::h2srv::{self, H2Limits};
+use crate::metrics::Metrics;
+use crate::upstream::{Upstream, UpstreamConfig};
+
+/// Everything the edge needs to run.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Plain listener (HTTP/1.1 and h2c).
+    pub listen: String,
+    /// Admin listener.
+    pub admin: String,
+    /// The origin (`http://host:port`).
+    pub origin: Url,
+    /// Cache budget in bytes.
+    pub cache_bytes: u64,
+    /// Default TTLs.
+    pub ttls: Ttls,
+    /// Origin connect timeout.
+    pub connect_timeout: Duration,
+    /// Origin read timeout (an origin that stalls longer gets a 504).
+    pub read_timeout: Duration,
+    /// Largest origin body accepted.
+    pub max_body: usize,
+    /// Grace period for in-flight requests on shutdown.
+    pub grace: Duration,
+    /// Report ready without waiting for the origin to answer.
+    pub ready_without_origin: bool,
+    /// HTTP/2 limits.
+    pub h2: H2Limits,
+}
+
+impl EdgeConfig {
+    /// Defaults for everything but the addresses.
+    pub fn new(listen: String, admin: String, origin: Url) -> Self {
+        Self {
+            listen,
+            admin,
+            origin,
+            cache_bytes: 256 * 1024 * 1024,
+            ttls: Ttls {
+                mpd: Duration::from_secs(2),
+                segment: Duration::from_secs(3600),
+            },
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(10),
+            max_body: 64 * 1024 * 1024,
+            grace: Duration::from_secs(10),
+            ready_without_origin: false,
+            h2: H2Limits::default(),
+        }
+    }
+}
+
+/// The app on the traffic listener.
+struct EdgeApp {
+    gateway: Arc<Gateway>,
+    h2: H2Limits,
+}
+
+#[async_trait::async_trait]
+impl Handler for Gateway {
+    async fn handle(&self, req: Req) -> Resp {
+        Gateway::handle(self, &req).await
+    }
+
+    fn record(&self, protocol: &'static str, status: u16) {
+        self.metrics()
+            .requests
+            .with_label_values(&[protocol, &status.to_string()])
+            .inc();
+    }
+}
+
+/// The HTTP/2 connection preface starts with these bytes (RFC 9113 §3.4).
+const H2_PREFACE_START: &[u8; 4] = b"PRI ";
+
+#[async_trait::async_trait]
+impl ServerApp for EdgeApp {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let mut first = [0u8; 4];
+        let is_h2 = match stream.try_peek(&mut first).await {
+            Ok(true) => &first == H2_PREFACE_START,
+            Ok(false) => false,
+            Err(_) => return None,
+        };
+        let protocol = if is_h2 { "h2" } else { "h1" };
+        let gauge = self
+            .gateway
+            .metrics()
+            .open_connections
+            .with_label_values(&[protocol]);
+        gauge.inc();
+        if is_h2 {
+            h2srv::serve(&self.gateway, stream, self.h2, shutdown).await;
+        } else {
+            h1::serve(&self.gateway, stream, shutdown).await;
+        }
+        gauge.dec();
+        None
+    }
+}
+
+struct AdminApp(Arc<Admin>);
+
+#[async_trait::async_trait]
+impl ServerApp for AdminApp {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        h1::serve(&self.0, stream, shutdown).await;
+        None
+    }
+}
+
+/// Resolves `addr`; port 0 is replaced by a free port picked now, so the address can be logged
+/// and handed to pingora (which binds by address). Another process could take the port in
+/// between; tests retry on that rare failure.
+fn concrete(addr: &str) -> Result<SocketAddr, EdgeError> {
+    let bind_err = |source| EdgeError::Bind {
+        addr: addr.to_owned(),
+        source,
+    };
+    let resolved = addr
+        .to_socket_addrs()
+        .map_err(bind_err)?
+        .next()
+        .ok_or_else(|| EdgeError::Bind {
+            addr: addr.to_owned(),
+            source: std::io::Error::other("no address"),
+        })?;
+    if resolved.port() != 0 {
+        return Ok(resolved);
+    }
+    let probe = TcpListener::bind(resolved).map_err(bind_err)?;
+    probe.local_addr().map_err(bind_err)
+}
+
+/// Runs the gateway until SIGTERM/SIGINT, then drains and returns.
+pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
+    let metrics = Metrics::new(registry)?;
+    let host = config
+        .origin
+        .host_str()
+        .ok_or_else(|| EdgeError::Config("origin URL has no host".into()))?;
+    if config.origin.scheme() != "http" {
+        return Err(EdgeError::Config(
+            "origin must be http:// (the gateway speaks HTTP/1.1 to origins)".into(),
+        ));
+    }
+    let port = config.origin.port_or_known_default().unwrap_or(80);
+    let origin_addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|source| EdgeError::Bind {
+            addr: format!("{host}:{port}"),
+            source,
+        })?
+        .next()
+        .ok_or_else(|| EdgeError::Config(format!("origin {host} does not resolve")))?;
+    let upstream = Upstream::new(
+        UpstreamConfig {
+            addr: origin_addr,
+            host: config.origin.authority().to_owned(),
+            connect_timeout: config.connect_timeout,
+            read_timeout: config.read_timeout,
+            max_body: config.max_body,
+        },
+        metrics.clone(),
+    );
+    let cache = Cache::new(config.cache_bytes, config.ttls, metrics.clone());
+    let gateway = Gateway::new(upstream, cache, metrics);
+
+    let listen = concrete(&config.listen)?;
+    let admin = concrete(&config.admin)?;
+
+    let conf = ServerConf {
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(config.grace.as_secs()),
+        threads: 2,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut traffic = Service::new(
+        "dashpush".into(),
+        EdgeApp {
+            gateway: gateway.clone(),
+            h2: config.h2,
+        },
+    );
+    traffic.add_tcp(&listen.to_string());
+    let mut admin_svc = Service::new(
+        "dashpush-admin".into(),
+        AdminApp(Arc::new(Admin {
+            gateway,
+            ready: AtomicBool::new(config.ready_without_origin),
+        })),
+    );
+    admin_svc.add_tcp(&admin.to_string());
+    server.add_service(traffic);
+    server.add_service(admin_svc);
+    tracing::info!("listening http/1.1+h2c on {listen}");
+    tracing::info!("listening admin on {admin}");
+    tracing::info!("origin {}", config.origin);
+    server.run(RunArgs::default());
+    Ok(())
+}

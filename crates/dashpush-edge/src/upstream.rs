@@ -1,0 +1,221 @@
+//! The HTTP/1.1 client to the origin, on pingora's connector and connection pool.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue};
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{ErrorType, protocols::http::client::HttpSession};
+
+use crate::metrics::Metrics;
+
+/// A response from the origin, body complete.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Status code.
+    pub status: u16,
+    /// End-to-end response headers (hop-by-hop ones removed).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// Why an origin fetch failed; decides 502 or 504.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// Could not connect, or the connection broke.
+    #[error("origin unreachable: {0}")]
+    Unreachable(String),
+    /// The origin did not answer in time.
+    #[error("origin timed out: {0}")]
+    Timeout(String),
+    /// The response was over the size cap.
+    #[error("origin response over {0} bytes")]
+    TooLarge(usize),
+}
+
+impl UpstreamError {
+    /// The status the client gets.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Timeout(_) => 504,
+            _ => 502,
+        }
+    }
+
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            Self::Unreachable(_) => "connect_error",
+            Self::TooLarge(_) => "error",
+        }
+    }
+}
+
+/// Origin client settings.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Origin address.
+    pub addr: SocketAddr,
+    /// `Host` header to send.
+    pub host: String,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout for each read of the response.
+    pub read_timeout: Duration,
+    /// Largest body accepted.
+    pub max_body: usize,
+}
+
+/// The origin client.
+pub struct Upstream {
+    connector: Connector,
+    peer: HttpPeer,
+    config: UpstreamConfig,
+    metrics: Metrics,
+}
+
+/// Request headers never forwarded (RFC 9110 §7.6.1 hop-by-hop, plus ones we set).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "host",
+    "content-length",
+];
+
+impl Upstream {
+    /// A client for one origin.
+    pub fn new(config: UpstreamConfig, metrics: Metrics) -> Self {
+        let mut peer = HttpPeer::new(config.addr, false, String::new());
+        peer.options.connection_timeout = Some(config.connect_timeout);
+        peer.options.read_timeout = Some(config.read_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Self {
+            connector: Connector::new(None),
+            peer,
+            config,
+            metrics,
+        }
+    }
+
+    /// Fetches `path` (with query) from the origin, forwarding `headers` minus hop-by-hop ones.
+    pub async fn fetch(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        client: Option<&str>,
+    ) -> Result<Fetched, UpstreamError> {
+        let started = Instant::now();
+        let result = self.fetch_inner(method, path, headers, client).await;
+        let outcome = match &result {
+            Ok(f) if f.status < 500 => "ok",
+            Ok(_) => "status_error",
+            Err(e) => e.outcome(),
+        };
+        self.metrics
+            .origin_fetches
+            .with_label_values(&[outcome])
+            .inc();
+        self.metrics
+            .origin_seconds
+            .with_label_values(&[outcome])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            tracing::warn!(path, "origin fetch failed: {e}");
+        }
+        result
+    }
+
+    async fn fetch_inner(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        client: Option<&str>,
+    ) -> Result<Fetched, UpstreamError> {
+        let (mut session, _reused) = self
+            .connector
+            .get_http_session(&self.peer)
+            .await
+            .map_err(map_err)?;
+        let mut req = RequestHeader::build(method, path.as_bytes(), None).map_err(map_err)?;
+        req.insert_header("host", &self.config.host)
+            .map_err(map_err)?;
+        for (name, value) in headers {
+            if !HOP_BY_HOP.contains(&name.as_str()) && name != "via" && name != "x-forwarded-for" {
+                req.append_header(name.clone(), value.clone())
+                    .map_err(map_err)?;
+            }
+        }
+        let forwarded = headers
+            .iter()
+            .filter(|(n, _)| n == "x-forwarded-for")
+            .filter_map(|(_, v)| v.to_str().ok())
+            .chain(client)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !forwarded.is_empty() {
+            req.insert_header("x-forwarded-for", forwarded)
+                .map_err(map_err)?;
+        }
+        req.insert_header("via", "1.1 dashpush").map_err(map_err)?;
+        session.set_read_timeout(Some(self.config.read_timeout));
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(map_err)?;
+        session.read_response_header().await.map_err(map_err)?;
+        let (status, headers) = match session.response_header() {
+            Some(h) => (
+                h.status.as_u16(),
+                h.headers
+                    .iter()
+                    .filter(|(n, _)| !HOP_BY_HOP.contains(&n.as_str()))
+                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .collect(),
+            ),
+            None => return Err(UpstreamError::Unreachable("no response header".into())),
+        };
+        let mut body = BytesMut::new();
+        if method != "HEAD" {
+            while let Some(chunk) = session.read_response_body().await.map_err(map_err)? {
+                if body.len() + chunk.len() > self.config.max_body {
+                    return Err(UpstreamError::TooLarge(self.config.max_body));
+                }
+                body.extend_from_slice(&chunk);
+            }
+        }
+        release(&self.connector, session, &self.peer).await;
+        Ok(Fetched {
+            status,
+            headers,
+            body: body.freeze(),
+        })
+    }
+}
+
+async fn release(connector: &Connector, session: HttpSession, peer: &HttpPeer) {
+    connector
+        .release_http_session(session, peer, Some(Duration::from_secs(60)))
+        .await;
+}
+
+fn map_err(e: Box<pingora::Error>) -> UpstreamError {
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            UpstreamError::Timeout(e.to_string())
+        }
+        _ => UpstreamError::Unreachable(e.to_string()),
+    }
+}

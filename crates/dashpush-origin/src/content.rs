@@ -1,0 +1,322 @@
+//! What the origin serves: a directory, or the built-in VOD and live streams.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::OriginError;
+
+/// The content behind the origin.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// Files under a directory.
+    Dir(PathBuf),
+    /// The built-in streams under `/vod/` and `/live/`.
+    Demo(DemoOptions),
+}
+
+/// Settings of the built-in streams.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// When the live stream started (its availabilityStartTime).
+    pub live_start: SystemTime,
+    /// Live segment duration (the VOD segments are 2 s; a shorter one compresses time for tests).
+    pub live_segment: Duration,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            live_start: SystemTime::now(),
+            live_segment: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One resource to send.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub(crate) body: Bytes,
+    pub(crate) content_type: &'static str,
+    pub(crate) cache_control: &'static str,
+}
+
+/// The VOD files, embedded: `(name, bytes)`.
+const VOD: &[(&str, &[u8])] = &[
+    ("manifest.mpd", include_bytes!("../demo/vod/manifest.mpd")),
+    (
+        "init-stream0.m4s",
+        include_bytes!("../demo/vod/init-stream0.m4s"),
+    ),
+    (
+        "init-stream1.m4s",
+        include_bytes!("../demo/vod/init-stream1.m4s"),
+    ),
+    (
+        "init-stream2.m4s",
+        include_bytes!("../demo/vod/init-stream2.m4s"),
+    ),
+    (
+        "chunk-stream0-00001.m4s",
+        include_bytes!("../demo/vod/chunk-stream0-00001.m4s"),
+    ),
+    (
+        "chunk-stream0-00002.m4s",
+        include_bytes!("../demo/vod/chunk-stream0-00002.m4s"),
+    ),
+    (
+        "chunk-stream0-00003.m4s",
+        include_bytes!("../demo/vod/chunk-stream0-00003.m4s"),
+    ),
+    (
+        "chunk-stream1-00001.m4s",
+        include_bytes!("../demo/vod/chunk-stream1-00001.m4s"),
+    ),
+    (
+        "chunk-stream1-00002.m4s",
+        include_bytes!("../demo/vod/chunk-stream1-00002.m4s"),
+    ),
+    (
+        "chunk-stream1-00003.m4s",
+        include_bytes!("../demo/vod/chunk-stream1-00003.m4s"),
+    ),
+    (
+        "chunk-stream2-00001.m4s",
+        include_bytes!("../demo/vod/chunk-stream2-00001.m4s"),
+    ),
+    (
+        "chunk-stream2-00002.m4s",
+        include_bytes!("../demo/vod/chunk-stream2-00002.m4s"),
+    ),
+    (
+        "chunk-stream2-00003.m4s",
+        include_bytes!("../demo/vod/chunk-stream2-00003.m4s"),
+    ),
+];
+
+/// VOD segments per Representation.
+const VOD_SEGMENTS: u64 = 3;
+
+impl Content {
+    /// A directory, checked to exist.
+    pub fn dir(path: impl Into<PathBuf>) -> Result<Self, OriginError> {
+        let path = path.into();
+        let meta = std::fs::metadata(&path).map_err(|source| OriginError::Dir {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(OriginError::Dir {
+                path: path.display().to_string(),
+                source: std::io::Error::other("not a directory"),
+            });
+        }
+        Ok(Self::Dir(path))
+    }
+
+    /// The resource at a URL path, if any, at wall-clock time `now`.
+    pub(crate) async fn get(&self, path: &str, now: SystemTime) -> Option<Resource> {
+        match self {
+            Self::Dir(root) => {
+                let file = safe_join(root, path)?;
+                let body = tokio::fs::read(&file).await.ok()?;
+                Some(Resource {
+                    body: Bytes::from(body),
+                    content_type: content_type(path),
+                    cache_control: "max-age=60",
+                })
+            }
+            Self::Demo(opts) => demo(opts, path, now),
+        }
+    }
+}
+
+fn demo(opts: &DemoOptions, path: &str, now: SystemTime) -> Option<Resource> {
+    if let Some(name) = path.strip_prefix("/vod/") {
+        let (_, body) = VOD.iter().find(|(n, _)| *n == name)?;
+        return Some(Resource {
+            body: Bytes::from_static(body),
+            content_type: content_type(name),
+            cache_control: "max-age=3600",
+        });
+    }
+    let name = path.strip_prefix("/live/")?;
+    if name == "manifest.mpd" {
+        return Some(Resource {
+            body: Bytes::from(live_mpd(opts, now)),
+            content_type: content_type(name),
+            cache_control: "max-age=1",
+        });
+    }
+    if name.starts_with("init-stream") {
+        let (_, body) = VOD.iter().find(|(n, _)| *n == name)?;
+        return Some(Resource {
+            body: Bytes::from_static(body),
+            content_type: content_type(name),
+            cache_control: "max-age=3600",
+        });
+    }
+    // chunk-stream<r>-<number>.m4s: available once the segment has ended on the wall clock.
+    let rest = name.strip_prefix("chunk-stream")?.strip_suffix(".m4s")?;
+    let (rep, number) = rest.split_once('-')?;
+    let number: u64 = number.parse().ok()?;
+    if number == 0 || !matches!(rep, "0" | "1" | "2") {
+        return None;
+    }
+    let elapsed = now.duration_since(opts.live_start).ok()?;
+    let seg = opts.live_segment.as_millis().max(1);
+    if u128::from(number) * seg > elapsed.as_millis() {
+        return None;
+    }
+    let vod = format!(
+        "chunk-stream{rep}-{:05}.m4s",
+        (number - 1) % VOD_SEGMENTS + 1
+    );
+    let (_, body) = VOD.iter().find(|(n, _)| *n == vod)?;
+    Some(Resource {
+        body: Bytes::from_static(body),
+        content_type: content_type(name),
+        cache_control: "max-age=3600",
+    })
+}
+
+/// The live MPD: dynamic, `$Number$` from 1, segments available from the stream start.
+fn live_mpd(opts: &DemoOptions, now: SystemTime) -> String {
+    let ast = rfc3339(opts.live_start);
+    let published = rfc3339(now);
+    let seg_ms = opts.live_segment.as_millis().max(1);
+    let dur_us = seg_ms * 1000;
+    let secs = |ms: u128| format!("{}.{:03}", ms / 1000, ms % 1000);
+    let (mup, delay, tsbd) = (secs(seg_ms), secs(seg_ms * 2), secs(seg_ms * 15));
+    let template = |rep: u32| {
+        format!(
+            r#"<SegmentTemplate timescale="1000000" duration="{dur_us}" initialization="init-stream{rep}.m4s" media="chunk-stream{rep}-$Number%05d$.m4s" startNumber="1"/>"#
+        )
+    };
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011" type="dynamic"
+  availabilityStartTime="{ast}" publishTime="{published}" minimumUpdatePeriod="PT{mup}S"
+  timeShiftBufferDepth="PT{tsbd}S" suggestedPresentationDelay="PT{delay}S" maxSegmentDuration="PT{mup}S" minBufferTime="PT{mup}S">
+  <Period id="0" start="PT0S">
+    <AdaptationSet id="0" contentType="video" mimeType="video/mp4" segmentAlignment="true" startWithSAP="1">
+      <Representation id="0" codecs="avc1.42d00b" bandwidth="60000" width="96" height="54">{t0}</Representation>
+      <Representation id="1" codecs="avc1.42c00a" bandwidth="30000" width="64" height="36">{t1}</Representation>
+    </AdaptationSet>
+    <AdaptationSet id="1" contentType="audio" mimeType="audio/mp4" segmentAlignment="true" startWithSAP="1">
+      <Representation id="2" codecs="mp4a.40.2" bandwidth="16000" audioSamplingRate="16000">{t2}</Representation>
+    </AdaptationSet>
+  </Period>
+</MPD>
+"#,
+        t0 = template(0),
+        t1 = template(1),
+        t2 = template(2),
+    )
+}
+
+/// RFC 3339 UTC with milliseconds, without a date library.
+fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Joins a URL path under `root`, refusing anything that would leave it.
+fn safe_join(root: &Path, path: &str) -> Option<PathBuf> {
+    let rel = Path::new(path.trim_start_matches('/'));
+    let mut out = root.to_path_buf();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Content type by extension, with the DASH types.
+pub(crate) fn content_type(path: &str) -> &'static str {
+    let ext = path.rsplit('.').next().unwrap_or_default();
+    match ext {
+        "mpd" => "application/dash+xml",
+        "m4s" | "mp4" | "m4v" | "cmfv" => "video/mp4",
+        "m4a" | "cmfa" => "audio/mp4",
+        "vtt" => "text/vtt",
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript",
+        "json" => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_000_000_123)),
+            "2026-11-18T11:06:40.123Z"
+        );
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn paths_stay_under_root() {
+        let root = Path::new("/srv");
+        assert_eq!(
+            safe_join(root, "/a/b.m4s"),
+            Some(PathBuf::from("/srv/a/b.m4s"))
+        );
+        assert_eq!(safe_join(root, "/a/../../etc/passwd"), None);
+    }
+
+    #[test]
+    fn live_segments_appear_on_the_clock() {
+        let start = UNIX_EPOCH + Duration::from_secs(1000);
+        let opts = DemoOptions {
+            live_start: start,
+            live_segment: Duration::from_secs(2),
+        };
+        let at = |s| start + Duration::from_millis(s);
+        assert!(demo(&opts, "/live/chunk-stream0-00001.m4s", at(1999)).is_none());
+        assert!(demo(&opts, "/live/chunk-stream0-00001.m4s", at(2000)).is_some());
+        let four = demo(&opts, "/live/chunk-stream2-00004.m4s", at(8000)).unwrap();
+        let one = demo(&opts, "/vod/chunk-stream2-00001.m4s", at(0)).unwrap();
+        assert_eq!(four.body, one.body, "content loops over the VOD segments");
+        assert!(demo(&opts, "/live/chunk-stream3-00001.m4s", at(9000)).is_none());
+        let mpd = demo(&opts, "/live/manifest.mpd", at(5000)).unwrap();
+        let text = std::str::from_utf8(&mpd.body).unwrap();
+        assert!(
+            text.contains(r#"availabilityStartTime="1970-01-01T00:16:40.000Z""#),
+            "{text}"
+        );
+    }
+}
