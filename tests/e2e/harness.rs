@@ -1,0 +1,204 @@
+//! Child-process harness: the real `dashpush` binary, ports picked by the OS (port 0), bound
+//! addresses read from its log, readiness polled with a deadline, killed on drop.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running `dashpush` process.
+pub struct Proc {
+    pub child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dashpush"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dashpush");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The address logged after `needle` (e.g. "listening origin on ").
+    pub fn addr_after(&mut self, needle: &str) -> SocketAddr {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                let rest = &l[l.find(needle).unwrap() + needle.len()..];
+                return rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "dashpush exited ({status}) before logging {needle:?}: {:?}",
+                    self.lines.lock().unwrap()
+                );
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no {needle:?} in log: {:?}",
+                self.lines.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A demo origin on a free port, with extra flags.
+pub fn origin(extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut args = vec!["origin", "--listen", "127.0.0.1:0", "--demo", "vod"];
+    args.extend_from_slice(extra);
+    let mut p = Proc::spawn(&args);
+    let addr = p.addr_after("listening origin on ");
+    (p, addr)
+}
+
+/// A gateway in front of `origin`, ready (its `/live` answers).
+pub struct Gateway {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+pub fn gateway(origin: &str, extra: &[&str]) -> Gateway {
+    let mut args = vec![
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--origin",
+        origin,
+    ];
+    args.extend_from_slice(extra);
+    let mut proc = Proc::spawn(&args);
+    let addr = proc.addr_after("listening http/1.1+h2c on ");
+    let admin = proc.addr_after("listening admin on ");
+    let start = Instant::now();
+    while get(admin, "/live").0 != 200 {
+        assert!(start.elapsed() < DEADLINE, "gateway never became live");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Gateway { proc, addr, admin }
+}
+
+/// A minimal HTTP/1.1 GET (Connection: close) for the harness's own checks; `(0, _)` when the
+/// connection fails.
+pub fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return (0, Vec::new());
+    };
+    let _ = s.set_read_timeout(Some(DEADLINE));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, Vec::new());
+    }
+    let mut buf = Vec::new();
+    if s.read_to_end(&mut buf).is_err() && buf.is_empty() {
+        return (0, Vec::new());
+    }
+    let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return (0, Vec::new());
+    };
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, buf[split + 4..].to_vec())
+}
+
+/// The value of a metric line (exact name with labels) in a Prometheus text exposition.
+pub fn metric(admin: SocketAddr, series: &str) -> f64 {
+    let (status, body) = get(admin, "/metrics");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|r| r.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// Origin hits on a path, from its `/_origin/hits`.
+pub fn origin_hits(origin: SocketAddr, path: &str) -> u64 {
+    let (_, body) = get(origin, "/_origin/hits");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["paths"][path].as_u64().unwrap_or(0)
+}
+
+/// Runs a command, failing the test if the tool is missing; returns (status code, stdout, stderr).
+pub fn tool(program: &str, args: &[&str]) -> (i32, Vec<u8>, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program} is required for this test (installed by .ci/run): {e}")
+        });
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The demo VOD files, as the origin embeds them.
+pub fn demo_file(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/crates/dashpush-origin/demo/vod/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+pub const DEMO_FILES: &[&str] = &[
+    "manifest.mpd",
+    "init-stream0.m4s",
+    "init-stream1.m4s",
+    "init-stream2.m4s",
+    "chunk-stream0-00001.m4s",
+    "chunk-stream0-00002.m4s",
+    "chunk-stream0-00003.m4s",
+    "chunk-stream1-00001.m4s",
+    "chunk-stream1-00002.m4s",
+    "chunk-stream1-00003.m4s",
+    "chunk-stream2-00001.m4s",
+    "chunk-stream2-00002.m4s",
+    "chunk-stream2-00003.m4s",
+];
