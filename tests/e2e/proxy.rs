@@ -169,3 +169,38 @@ fn ready_waits_for_the_origin() {
     }
     assert_eq!(get(gw.admin, "/nope").0, 404);
 }
+
+#[test]
+fn sigterm_finishes_in_flight_requests_then_exits_zero() {
+    let (_o, origin) = origin(&["--latency-ms", "1500"]);
+    let mut gw = gateway(&format!("http://{origin}"), &["--ready-without-origin"]);
+    let url = format!("http://{}/vod/chunk-stream2-00002.m4s", gw.addr);
+    let inflight = std::thread::spawn(move || tool("curl", &["-sS", "-w", "\n%{http_code}", &url]));
+    // Let the request reach the (slow) origin, then ask the gateway to stop.
+    let start = Instant::now();
+    while origin_hits(origin, "/vod/chunk-stream2-00002.m4s") == 0 {
+        assert!(start.elapsed() < DEADLINE);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, _, err) = tool("kill", &["-TERM", &gw.proc.pid().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, body, err) = inflight.join().unwrap();
+    assert_eq!(code, 0, "{err}");
+    let (body, status) = body.split_at(body.len() - 4);
+    assert_eq!(status, b"\n200", "the in-flight request completed");
+    assert_eq!(body, demo_file("chunk-stream2-00002.m4s"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = gw.proc.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "gateway did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    // New connections are refused once it has stopped.
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 0);
+}

@@ -6,8 +6,8 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::protocols::Stream;
 use pingora::protocols::http::v1::server::HttpSession;
-use pingora::server::ShutdownWatch;
 
+use crate::drain::Drain;
 use crate::gateway::{Req, Resp};
 
 /// Something that answers requests (the gateway, or the admin routes).
@@ -19,7 +19,7 @@ pub(crate) trait Handler: Send + Sync + 'static {
 }
 
 /// Serves HTTP/1.1 requests on `stream` until the client or a shutdown ends it.
-pub(crate) async fn serve<H: Handler>(handler: &Arc<H>, stream: Stream, shutdown: &ShutdownWatch) {
+pub(crate) async fn serve<H: Handler>(handler: &Arc<H>, stream: Stream, drain: &Arc<Drain>) {
     let client = stream
         .get_socket_digest()
         .and_then(|d| d.peer_addr().map(|a| a.to_string()))
@@ -38,6 +38,7 @@ pub(crate) async fn serve<H: Handler>(handler: &Arc<H>, stream: Stream, shutdown
                 return;
             }
         }
+        let _inflight = drain.begin();
         let head = session.req_header();
         let req = Req {
             method: head.method.clone(),
@@ -53,7 +54,7 @@ pub(crate) async fn serve<H: Handler>(handler: &Arc<H>, stream: Stream, shutdown
             client: client.clone(),
         };
         let resp = handler.handle(req).await;
-        if *shutdown.borrow() {
+        if drain.is_draining() {
             session.set_server_keepalive(None);
         }
         if let Err(e) = write(&mut session, &resp).await {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use pingora::protocols::Stream;
-use pingora::server::ShutdownWatch;
 
+use crate::drain::Drain;
 use crate::gateway::Req;
 use crate::h1::Handler;
 
@@ -59,7 +59,7 @@ pub(crate) async fn serve<H: Handler>(
     handler: &Arc<H>,
     stream: Stream,
     limits: H2Limits,
-    shutdown: &ShutdownWatch,
+    drain: &Arc<Drain>,
 ) {
     let mut builder = h2::server::Builder::new();
     builder
@@ -79,13 +79,15 @@ pub(crate) async fn serve<H: Handler>(
             return;
         }
     };
-    let mut shutdown = shutdown.clone();
+    let mut draining = drain.watch();
     loop {
         tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
                     let handler = handler.clone();
+                    let inflight = drain.begin();
                     tokio::spawn(async move {
+                        let _inflight = inflight;
                         let (parts, _body) = request.into_parts();
                         let req = Req {
                             method: parts.method,
@@ -107,8 +109,8 @@ pub(crate) async fn serve<H: Handler>(
                 }
                 None => return,
             },
-            _ = shutdown.changed() => {
-                // GOAWAY, then let in-flight streams finish.
+            _ = until_draining(&mut draining) => {
+                // GOAWAY, then drive the connection until in-flight streams are sent.
                 conn.graceful_shutdown();
                 while let Some(Ok((_, mut respond))) = conn.accept().await {
                     respond.send_reset(h2::Reason::REFUSED_STREAM);
@@ -151,4 +153,14 @@ async fn send(
         stream.send_data(chunk, body.is_empty())?;
     }
     Ok(())
+}
+
+/// Resolves once draining has started (the watch's guard is dropped before returning, so the
+/// future stays `Send`).
+async fn until_draining(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let started = rx.wait_for(|d| *d).await.is_ok();
+    if !started {
+        // The sender is gone: nothing will ever drain this connection.
+        std::future::pending::<()>().await;
+    }
 }

@@ -8,6 +8,7 @@
 
 mod admin;
 pub mod cache;
+mod drain;
 mod gateway;
 mod h1;
 mod h2srv;

@@ -17,6 +17,7 @@ use url::Url;
 use crate::EdgeError;
 use crate::admin::Admin;
 use crate::cache::{Cache, Ttls};
+use crate::drain::{Drain, DrainingSignal};
 use crate::gateway::{Gateway, Req, Resp};
 use crate::h1::{self, Handler};
 use crate::h2srv::{self, H2Limits};
@@ -76,6 +77,7 @@ impl EdgeConfig {
 struct EdgeApp {
     gateway: Arc<Gateway>,
     h2: H2Limits,
+    drain: Arc<Drain>,
 }
 
 #[async_trait::async_trait]
@@ -100,7 +102,7 @@ impl ServerApp for EdgeApp {
     async fn process_new(
         self: &Arc<Self>,
         mut stream: Stream,
-        shutdown: &ShutdownWatch,
+        _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let mut first = [0u8; 4];
         let is_h2 = match stream.try_peek(&mut first).await {
@@ -116,25 +118,25 @@ impl ServerApp for EdgeApp {
             .with_label_values(&[protocol]);
         gauge.inc();
         if is_h2 {
-            h2srv::serve(&self.gateway, stream, self.h2, shutdown).await;
+            h2srv::serve(&self.gateway, stream, self.h2, &self.drain).await;
         } else {
-            h1::serve(&self.gateway, stream, shutdown).await;
+            h1::serve(&self.gateway, stream, &self.drain).await;
         }
         gauge.dec();
         None
     }
 }
 
-struct AdminApp(Arc<Admin>);
+struct AdminApp(Arc<Admin>, Arc<Drain>);
 
 #[async_trait::async_trait]
 impl ServerApp for AdminApp {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
-        shutdown: &ShutdownWatch,
+        _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        h1::serve(&self.0, stream, shutdown).await;
+        h1::serve(&self.0, stream, &self.1).await;
         None
     }
 }
@@ -200,27 +202,33 @@ pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
     let admin = concrete(&config.admin)?;
 
     let conf = ServerConf {
+        // Draining happens before pingora sees the signal (see `drain`), so no fixed sleep.
         grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(config.grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
         threads: 2,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    let drain = Drain::new();
     let mut traffic = Service::new(
         "dashpush".into(),
         EdgeApp {
             gateway: gateway.clone(),
             h2: config.h2,
+            drain: drain.clone(),
         },
     );
     traffic.add_tcp(&listen.to_string());
     let mut admin_svc = Service::new(
         "dashpush-admin".into(),
-        AdminApp(Arc::new(Admin {
-            gateway,
-            ready: AtomicBool::new(config.ready_without_origin),
-        })),
+        AdminApp(
+            Arc::new(Admin {
+                gateway,
+                ready: AtomicBool::new(config.ready_without_origin),
+            }),
+            drain.clone(),
+        ),
     );
     admin_svc.add_tcp(&admin.to_string());
     server.add_service(traffic);
@@ -228,6 +236,11 @@ pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
     tracing::info!("listening http/1.1+h2c on {listen}");
     tracing::info!("listening admin on {admin}");
     tracing::info!("origin {}", config.origin);
-    server.run(RunArgs::default());
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainingSignal {
+            drain,
+            grace: config.grace,
+        }),
+    });
     Ok(())
 }
