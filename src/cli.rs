@@ -93,6 +93,15 @@ struct RunArgs {
     /// Report ready without waiting for the origin to answer once.
     #[arg(long)]
     ready_without_origin: bool,
+    /// TLS listener (ALPN h2 and http/1.1); needs --tls-cert and --tls-key.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_listen: Option<String>,
+    /// PEM certificate chain for the TLS listener.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for the TLS listener.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -153,6 +162,9 @@ fn run_gateway(args: RunArgs) -> ExitCode {
     config.cache_bytes = args.cache_bytes;
     config.read_timeout = std::time::Duration::from_millis(args.origin_timeout_ms);
     config.ready_without_origin = args.ready_without_origin;
+    if let (Some(listen), Some(cert), Some(key)) = (args.tls_listen, args.tls_cert, args.tls_key) {
+        config.tls = Some(dashpush_edge::TlsListener { listen, cert, key });
+    }
     match dashpush_edge::run(config, prometheus::Registry::new()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -18,7 +18,7 @@ pub mod upstream;
 
 pub use gateway::{Gateway, Req, Resp};
 pub use metrics::Metrics;
-pub use server::{EdgeConfig, run};
+pub use server::{EdgeConfig, TlsListener, run};
 
 use thiserror::Error;
 

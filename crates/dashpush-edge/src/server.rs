@@ -7,6 +7,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use pingora::apps::ServerApp;
+use pingora::listeners::tls::TlsSettings;
+use pingora::protocols::ALPN;
 use pingora::protocols::Stream;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
@@ -49,6 +51,19 @@ pub struct EdgeConfig {
     pub ready_without_origin: bool,
     /// HTTP/2 limits.
     pub h2: H2Limits,
+    /// The TLS listener, if any.
+    pub tls: Option<TlsListener>,
+}
+
+/// A TLS listener: ALPN offers `h2` then `http/1.1` (spec Annex E).
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    /// Address.
+    pub listen: String,
+    /// PEM certificate chain.
+    pub cert: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 impl EdgeConfig {
@@ -69,6 +84,7 @@ impl EdgeConfig {
             grace: Duration::from_secs(10),
             ready_without_origin: false,
             h2: H2Limits::default(),
+            tls: None,
         }
     }
 }
@@ -104,11 +120,17 @@ impl ServerApp for EdgeApp {
         mut stream: Stream,
         _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let mut first = [0u8; 4];
-        let is_h2 = match stream.try_peek(&mut first).await {
-            Ok(true) => &first == H2_PREFACE_START,
-            Ok(false) => false,
-            Err(_) => return None,
+        // Under TLS, ALPN decides; in cleartext, the first bytes do (h2c prior knowledge).
+        let is_h2 = match stream.selected_alpn_proto() {
+            Some(alpn) => matches!(alpn, ALPN::H2),
+            None => {
+                let mut first = [0u8; 4];
+                match stream.try_peek(&mut first).await {
+                    Ok(true) => &first == H2_PREFACE_START,
+                    Ok(false) => false,
+                    Err(_) => return None,
+                }
+            }
         };
         let protocol = if is_h2 { "h2" } else { "h1" };
         let gauge = self
@@ -220,6 +242,24 @@ pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
         },
     );
     traffic.add_tcp(&listen.to_string());
+    let tls_addr = match &config.tls {
+        Some(tls) => {
+            let addr = concrete(&tls.listen)?;
+            for path in [&tls.cert, &tls.key] {
+                std::fs::File::open(path)
+                    .map_err(|e| EdgeError::Config(format!("{}: {e}", path.display())))?;
+            }
+            let (Some(cert), Some(key)) = (tls.cert.to_str(), tls.key.to_str()) else {
+                return Err(EdgeError::Config("TLS paths must be UTF-8".into()));
+            };
+            let mut settings = TlsSettings::intermediate(cert, key)
+                .map_err(|e| EdgeError::Config(format!("TLS: {e}")))?;
+            settings.enable_h2();
+            traffic.add_tls_with_settings(&addr.to_string(), None, settings);
+            Some(addr)
+        }
+        None => None,
+    };
     let mut admin_svc = Service::new(
         "dashpush-admin".into(),
         AdminApp(
@@ -234,6 +274,9 @@ pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
     server.add_service(traffic);
     server.add_service(admin_svc);
     tracing::info!("listening http/1.1+h2c on {listen}");
+    if let Some(addr) = tls_addr {
+        tracing::info!("listening tls (h2, http/1.1) on {addr}");
+    }
     tracing::info!("listening admin on {admin}");
     tracing::info!("origin {}", config.origin);
     server.run(RunArgs {

@@ -1,0 +1,218 @@
+//! Against stock parts: TLS clients, `promtool`, and nginx as the origin.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("dashpush-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn tls_negotiates_h2_and_http11_by_alpn() {
+    let dir = Scratch::new("tls");
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    let (code, _, err) = tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_o, origin) = origin(&[]);
+    let mut gw = gateway(
+        &format!("http://{origin}"),
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let tls = gw.proc.addr_after("listening tls (h2, http/1.1) on ");
+    let file = demo_file("chunk-stream0-00002.m4s");
+    let url = format!("https://{tls}/vod/chunk-stream0-00002.m4s");
+    // nghttp speaks only h2 over TLS: it fails unless ALPN selected h2.
+    let (code, body, err) = tool("nghttp", &[&url]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(body, file);
+    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let (code, out, err) = tool(
+            "curl",
+            &["-sS", "-k", flag, "-w", "\n%{http_version}", &url],
+        );
+        assert_eq!(code, 0, "{err}");
+        let (body, v) = out.split_at(out.len() - version.len() - 1);
+        assert_eq!(v, format!("\n{version}").as_bytes());
+        assert_eq!(body, file);
+    }
+}
+
+#[test]
+fn metrics_pass_promtool_and_match_the_traffic() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    for _ in 0..3 {
+        assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    }
+    assert_eq!(get(gw.addr, "/vod/nope.m4s").0, 404);
+    let (status, text) = get(gw.admin, "/metrics");
+    assert_eq!(status, 200);
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is required (Debian package prometheus, installed by .ci/run)");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_requests_total{protocol="h1",status="200"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_requests_total{protocol="h1",status="404"}"#
+        ),
+        1.0
+    );
+    assert_eq!(metric(gw.admin, "dashpush_cache_hits_total"), 2.0);
+    // The 404 is fetched, not stored, and counted as an ok fetch (the origin answered).
+    assert_eq!(
+        metric(gw.admin, r#"dashpush_origin_fetches_total{outcome="ok"}"#),
+        2.0
+    );
+}
+
+/// nginx serving the demo files from disk on a free port, until dropped.
+struct Nginx {
+    child: Child,
+    addr: std::net::SocketAddr,
+    _dir: Scratch,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx() -> Nginx {
+    let dir = Scratch::new("nginx");
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let root = format!("{}/crates/dashpush-origin/demo", env!("CARGO_MANIFEST_DIR"));
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    types {{ application/dash+xml mpd; video/mp4 m4s mp4; }}
+    server {{
+        listen {addr};
+        root {root};
+        location / {{ add_header Cache-Control "max-age=60"; }}
+    }}
+}}
+"#,
+        d = dir.0.display()
+    );
+    let path = dir.0.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new("nginx")
+        .args(["-p", dir.0.to_str().unwrap(), "-c", path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx is required (Debian package nginx-light, installed by .ci/run)");
+    let start = Instant::now();
+    while get(addr, "/vod/manifest.mpd").0 != 200 {
+        assert!(start.elapsed() < DEADLINE, "nginx did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Nginx {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn nginx_as_the_origin_works_like_the_builtin_one() {
+    let n = nginx();
+    let gw = gateway(&format!("http://{}", n.addr), &[]);
+    for name in DEMO_FILES {
+        for _ in 0..2 {
+            let url = format!("http://{}/vod/{name}", gw.addr);
+            let (code, body, err) = tool("curl", &["-sS", "--fail", &url]);
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(body, demo_file(name), "{name}");
+        }
+    }
+    let n_files = DEMO_FILES.len() as f64;
+    assert_eq!(
+        metric(gw.admin, r#"dashpush_origin_fetches_total{outcome="ok"}"#),
+        n_files
+    );
+    assert_eq!(metric(gw.admin, "dashpush_cache_hits_total"), n_files);
+    let url = format!("http://{}/vod/chunk-stream0-00001.m4s", gw.addr);
+    let (_, body, _) = tool("curl", &["-sS", "-r", "10-19", &url]);
+    assert_eq!(body, demo_file("chunk-stream0-00001.m4s")[10..20]);
+}
