@@ -23,6 +23,12 @@ struct Cli {
 enum Command {
     /// Run the gateway in front of an HTTP/1.1 origin.
     Run(RunArgs),
+    /// Validate a configuration file exactly as `run -c` would, without starting anything.
+    CheckConfig {
+        /// The YAML file.
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
     /// Run the built-in HTTP/1.1 DASH origin (a directory, or the demo streams).
     Origin(OriginArgs),
     /// Start the demo origin and the gateway on local ports and print how to watch them.
@@ -72,24 +78,28 @@ enum Command {
     },
 }
 
-/// Flags of `dashpush run`.
+/// Flags of `dashpush run`; each overrides the same key of the `-c` file.
 #[derive(Debug, clap::Args)]
 struct RunArgs {
+    /// YAML configuration file (see deploy/dashpush.example.yaml).
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
     /// Plain listener: HTTP/1.1 and HTTP/2 prior knowledge (h2c) on one port; port 0 picks one.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: String,
+    /// Default 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<String>,
     /// The origin, e.g. http://127.0.0.1:8081.
     #[arg(long)]
-    origin: Url,
-    /// Admin listener: /metrics, /live, /ready.
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    admin: String,
-    /// Cache budget in bytes.
-    #[arg(long, default_value_t = 256 * 1024 * 1024)]
-    cache_bytes: u64,
+    origin: Option<String>,
+    /// Admin listener: /metrics, /live, /ready. Default 127.0.0.1:9090.
+    #[arg(long)]
+    admin: Option<String>,
+    /// Cache budget in bytes. Default 256 MiB.
+    #[arg(long)]
+    cache_bytes: Option<u64>,
     /// Origin read timeout in milliseconds (a stalled origin gets a 504 after this).
-    #[arg(long, default_value_t = 10_000)]
-    origin_timeout_ms: u64,
+    #[arg(long)]
+    origin_timeout_ms: Option<u64>,
     /// Report ready without waiting for the origin to answer once.
     #[arg(long)]
     ready_without_origin: bool,
@@ -102,8 +112,37 @@ struct RunArgs {
     /// PEM private key for the TLS listener.
     #[arg(long)]
     tls_key: Option<PathBuf>,
-    #[command(flatten)]
-    log: LogArgs,
+    /// Log format: text or json (default text).
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+}
+
+impl RunArgs {
+    /// The file (if any) with the flags applied, validated.
+    fn config(self) -> Result<(dashpush_edge::EdgeConfig, LogArgs), dashpush_edge::ConfigError> {
+        let mut raw = match &self.config {
+            Some(path) => dashpush_edge::RawConfig::read(path)?,
+            None => dashpush_edge::RawConfig::default(),
+        };
+        raw.listen = self.listen.or(raw.listen);
+        raw.admin = self.admin.or(raw.admin);
+        raw.origin = self.origin.or(raw.origin);
+        raw.cache.max_bytes = self.cache_bytes.or(raw.cache.max_bytes);
+        raw.upstream.read_timeout_ms = self.origin_timeout_ms.or(raw.upstream.read_timeout_ms);
+        if self.ready_without_origin {
+            raw.ready_without_origin = Some(true);
+        }
+        if let (Some(listen), Some(cert), Some(key)) =
+            (self.tls_listen, self.tls_cert, self.tls_key)
+        {
+            raw.tls = Some(dashpush_edge::config::RawTls { listen, cert, key });
+        }
+        raw.log_format = self.log_format.or(raw.log_format);
+        let log = LogArgs {
+            log_format: raw.log_format().unwrap_or("text").to_owned(),
+        };
+        Ok((dashpush_edge::EdgeConfig::try_from(raw)?, log))
+    }
 }
 
 /// Flags of `dashpush origin`.
@@ -157,18 +196,44 @@ fn init_logs(log: &LogArgs) {
 }
 
 fn run_gateway(args: RunArgs) -> ExitCode {
-    init_logs(&args.log);
-    let mut config = dashpush_edge::EdgeConfig::new(args.listen, args.admin, args.origin);
-    config.cache_bytes = args.cache_bytes;
-    config.read_timeout = std::time::Duration::from_millis(args.origin_timeout_ms);
-    config.ready_without_origin = args.ready_without_origin;
-    if let (Some(listen), Some(cert), Some(key)) = (args.tls_listen, args.tls_cert, args.tls_key) {
-        config.tls = Some(dashpush_edge::TlsListener { listen, cert, key });
-    }
+    let (config, log) = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dashpush: config: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logs(&log);
     match dashpush_edge::run(config, prometheus::Registry::new()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("dashpush: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    let checked =
+        dashpush_edge::RawConfig::read(path).and_then(dashpush_edge::EdgeConfig::try_from);
+    match checked {
+        Ok(c) => {
+            println!(
+                "{}: ok (listen {}, admin {}, origin {}, cache {} bytes{})",
+                path.display(),
+                c.listen,
+                c.admin,
+                c.origin,
+                c.cache_bytes,
+                c.tls
+                    .as_ref()
+                    .map(|t| format!(", tls {}", t.listen))
+                    .unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
             ExitCode::FAILURE
         }
     }
@@ -284,6 +349,7 @@ fn run_demo(listen: String, admin: String, origin_listen: String, log: LogArgs) 
 pub fn run() -> ExitCode {
     match Cli::parse().command {
         Command::Run(args) => run_gateway(args),
+        Command::CheckConfig { config } => check_config(&config),
         Command::Origin(args) => run_origin(args),
         Command::Demo {
             listen,

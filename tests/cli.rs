@@ -119,3 +119,22 @@ fn mpd_works_on_every_fixture_and_rejects_a_broken_one() {
         }
     }
 }
+
+#[test]
+fn check_config_accepts_the_example_and_names_the_bad_key() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/dashpush.example.yaml");
+    let (ok, out) = dashpush(&["check-config", "-c", example.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains(": ok (listen 127.0.0.1:8080"), "{out}");
+    let bad = std::env::temp_dir().join(format!("dashpush-bad-{}.yaml", std::process::id()));
+    std::fs::write(&bad, "origin: http://o\ncache:\n  max_byts: 5\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dashpush"))
+        .args(["check-config", "-c", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `max_byts`"), "{err}");
+}

@@ -48,7 +48,12 @@ impl Proc {
                 .find(|l| l.contains(needle))
             {
                 let rest = &l[l.find(needle).unwrap() + needle.len()..];
-                return rest.split_whitespace().next().unwrap().parse().unwrap();
+                // Text or JSON logs: the address is the run of address characters.
+                let addr: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+                    .collect();
+                return addr.parse().unwrap_or_else(|e| panic!("{e}: {l}"));
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(

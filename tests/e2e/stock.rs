@@ -216,3 +216,31 @@ fn nginx_as_the_origin_works_like_the_builtin_one() {
     let (_, body, _) = tool("curl", &["-sS", "-r", "10-19", &url]);
     assert_eq!(body, demo_file("chunk-stream0-00001.m4s")[10..20]);
 }
+
+#[test]
+fn config_file_with_flags_overriding_it() {
+    let (_o, origin) = origin(&[]);
+    let dir = Scratch::new("config");
+    let file = dir.0.join("dashpush.yaml");
+    std::fs::write(
+        &file,
+        format!("listen: 127.0.0.1:1\nadmin: 127.0.0.1:1\norigin: http://{origin}\ncache:\n  segment_ttl_ms: 60000\nlog_format: json\n"),
+    )
+    .unwrap();
+    // The file's listen/admin (port 1, unusable) are overridden by the flags.
+    let mut p = Proc::spawn(&[
+        "run",
+        "-c",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let addr = p.addr_after("listening http/1.1+h2c on ");
+    let start = Instant::now();
+    while get(addr, "/vod/manifest.mpd").0 != 200 {
+        assert!(start.elapsed() < DEADLINE);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -8,14 +8,16 @@
 
 mod admin;
 pub mod cache;
+pub mod config;
 mod drain;
 mod gateway;
 mod h1;
-mod h2srv;
+pub mod h2srv;
 pub mod metrics;
 mod server;
 pub mod upstream;
 
+pub use config::{ConfigError, RawConfig};
 pub use gateway::{Gateway, Req, Resp};
 pub use metrics::Metrics;
 pub use server::{EdgeConfig, TlsListener, run};

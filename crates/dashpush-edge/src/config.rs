@@ -1,0 +1,360 @@
+//! The YAML configuration file: raw serde structs with unknown keys rejected, turned into a
+//! typed [`EdgeConfig`] by validation that names the offending key. `dashpush check-config`
+//! runs exactly this path; command-line flags are applied on top by the binary.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+use url::Url;
+
+use crate::cache::Ttls;
+use crate::h2srv::H2Limits;
+use crate::server::{EdgeConfig, TlsListener};
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML does not parse or has an unknown key or a wrong type (the message names it).
+    #[error("{0}")]
+    Syntax(String),
+    /// A value is out of range.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `cache.max_bytes`.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The file as written (every key optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Plain listener (HTTP/1.1 + h2c).
+    pub listen: Option<String>,
+    /// Admin listener.
+    pub admin: Option<String>,
+    /// Origin URL.
+    pub origin: Option<String>,
+    /// TLS listener.
+    pub tls: Option<RawTls>,
+    /// Cache settings.
+    pub cache: RawCache,
+    /// Origin client settings.
+    pub upstream: RawUpstream,
+    /// HTTP/2 limits.
+    pub http2: RawHttp2,
+    /// Drain grace on SIGTERM, milliseconds.
+    pub shutdown_grace_ms: Option<u64>,
+    /// Ready without waiting for the origin.
+    pub ready_without_origin: Option<bool>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+}
+
+/// `tls:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Address.
+    pub listen: String,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM key.
+    pub key: PathBuf,
+}
+
+/// `cache:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    /// Budget in bytes.
+    pub max_bytes: Option<u64>,
+    /// Default TTL of MPDs, ms.
+    pub mpd_ttl_ms: Option<u64>,
+    /// Default TTL of segments and other resources, ms.
+    pub segment_ttl_ms: Option<u64>,
+}
+
+/// `upstream:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    /// Connect timeout, ms.
+    pub connect_timeout_ms: Option<u64>,
+    /// Read timeout, ms.
+    pub read_timeout_ms: Option<u64>,
+    /// Largest body, bytes.
+    pub max_body_bytes: Option<usize>,
+}
+
+/// `http2:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp2 {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub max_concurrent_streams: Option<u32>,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE.
+    pub max_header_list_size: Option<u32>,
+    /// SETTINGS_MAX_FRAME_SIZE.
+    pub max_frame_size: Option<u32>,
+    /// SETTINGS_INITIAL_WINDOW_SIZE.
+    pub initial_window_size: Option<u32>,
+    /// Connection receive window.
+    pub connection_window_size: Option<u32>,
+    /// Remembered reset streams.
+    pub max_concurrent_reset_streams: Option<usize>,
+    /// Streams reset before accept.
+    pub max_pending_accept_reset_streams: Option<usize>,
+    /// Local error resets before GOAWAY.
+    pub max_local_error_reset_streams: Option<usize>,
+    /// Send buffer per stream, bytes.
+    pub max_send_buffer_size: Option<usize>,
+}
+
+impl RawConfig {
+    /// Parses YAML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))
+    }
+
+    /// Reads and parses a file.
+    pub fn read(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// The log format asked for, if any (validated in [`EdgeConfig::try_from`]).
+    pub fn log_format(&self) -> Option<&str> {
+        self.log_format.as_deref()
+    }
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+fn positive_ms(
+    key: &'static str,
+    v: Option<u64>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(0) => Err(invalid(key, "must be greater than 0")),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
+fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
+    key: &'static str,
+    v: Option<T>,
+    default: T,
+    lo: T,
+    hi: T,
+) -> Result<T, ConfigError> {
+    let v = v.unwrap_or(default);
+    if v < lo || v > hi {
+        return Err(invalid(key, format!("{v} is outside {lo}..={hi}")));
+    }
+    Ok(v)
+}
+
+impl TryFrom<RawConfig> for EdgeConfig {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        let origin = raw
+            .origin
+            .ok_or_else(|| invalid("origin", "is required (e.g. http://127.0.0.1:8081)"))?;
+        let origin = Url::parse(&origin).map_err(|e| invalid("origin", e.to_string()))?;
+        if origin.scheme() != "http" || origin.host_str().is_none() {
+            return Err(invalid("origin", "must be an http:// URL with a host"));
+        }
+        let mut c = EdgeConfig::new(
+            raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into()),
+            raw.admin.unwrap_or_else(|| "127.0.0.1:9090".into()),
+            origin,
+        );
+        if let Some(f) = raw.log_format.as_deref()
+            && f != "text"
+            && f != "json"
+        {
+            return Err(invalid("log_format", "must be text or json"));
+        }
+        c.cache_bytes = match raw.cache.max_bytes {
+            Some(0) => return Err(invalid("cache.max_bytes", "must be greater than 0")),
+            Some(n) => n,
+            None => c.cache_bytes,
+        };
+        c.ttls = Ttls {
+            mpd: positive_ms("cache.mpd_ttl_ms", raw.cache.mpd_ttl_ms, c.ttls.mpd)?,
+            segment: positive_ms(
+                "cache.segment_ttl_ms",
+                raw.cache.segment_ttl_ms,
+                c.ttls.segment,
+            )?,
+        };
+        c.connect_timeout = positive_ms(
+            "upstream.connect_timeout_ms",
+            raw.upstream.connect_timeout_ms,
+            c.connect_timeout,
+        )?;
+        c.read_timeout = positive_ms(
+            "upstream.read_timeout_ms",
+            raw.upstream.read_timeout_ms,
+            c.read_timeout,
+        )?;
+        c.max_body = in_range(
+            "upstream.max_body_bytes",
+            raw.upstream.max_body_bytes,
+            c.max_body,
+            1,
+            1 << 30,
+        )?;
+        c.grace = match raw.shutdown_grace_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => c.grace,
+        };
+        c.ready_without_origin = raw.ready_without_origin.unwrap_or(false);
+        let d = H2Limits::default();
+        let h = raw.http2;
+        c.h2 = H2Limits {
+            max_concurrent_streams: in_range(
+                "http2.max_concurrent_streams",
+                h.max_concurrent_streams,
+                d.max_concurrent_streams,
+                1,
+                1000,
+            )?,
+            max_header_list_size: in_range(
+                "http2.max_header_list_size",
+                h.max_header_list_size,
+                d.max_header_list_size,
+                1024,
+                1 << 20,
+            )?,
+            // RFC 9113 §6.5.2 bounds.
+            max_frame_size: in_range(
+                "http2.max_frame_size",
+                h.max_frame_size,
+                d.max_frame_size,
+                16_384,
+                16_777_215,
+            )?,
+            initial_window_size: in_range(
+                "http2.initial_window_size",
+                h.initial_window_size,
+                d.initial_window_size,
+                1,
+                2_147_483_647,
+            )?,
+            connection_window_size: in_range(
+                "http2.connection_window_size",
+                h.connection_window_size,
+                d.connection_window_size,
+                65_535,
+                2_147_483_647,
+            )?,
+            max_concurrent_reset_streams: in_range(
+                "http2.max_concurrent_reset_streams",
+                h.max_concurrent_reset_streams,
+                d.max_concurrent_reset_streams,
+                1,
+                10_000,
+            )?,
+            max_pending_accept_reset_streams: in_range(
+                "http2.max_pending_accept_reset_streams",
+                h.max_pending_accept_reset_streams,
+                d.max_pending_accept_reset_streams,
+                1,
+                10_000,
+            )?,
+            max_local_error_reset_streams: in_range(
+                "http2.max_local_error_reset_streams",
+                h.max_local_error_reset_streams,
+                d.max_local_error_reset_streams,
+                1,
+                100_000,
+            )?,
+            max_send_buffer_size: in_range(
+                "http2.max_send_buffer_size",
+                h.max_send_buffer_size,
+                d.max_send_buffer_size,
+                16_384,
+                64 << 20,
+            )?,
+        };
+        c.tls = raw.tls.map(|t| TlsListener {
+            listen: t.listen,
+            cert: t.cert,
+            key: t.key,
+        });
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(yaml: &str) -> Result<EdgeConfig, ConfigError> {
+        EdgeConfig::try_from(RawConfig::parse(yaml)?)
+    }
+
+    #[test]
+    fn example_file_is_valid() {
+        let text = include_str!("../../../deploy/dashpush.example.yaml");
+        let c = check(text).unwrap();
+        assert_eq!(c.origin.as_str(), "http://127.0.0.1:8081/");
+        assert_eq!(c.cache_bytes, 268_435_456);
+    }
+
+    #[test]
+    fn minimal_file_takes_defaults() {
+        let c = check("origin: http://origin.test:8081\n").unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.h2.max_frame_size, 16_384);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = |y: &str| check(y).unwrap_err().to_string();
+        assert!(
+            err("origin: http://o\ncahce: {}\n").contains("unknown field `cahce`"),
+            "{}",
+            err("origin: http://o\ncahce: {}\n")
+        );
+        assert!(err("origin: http://o\ncache: {max_bytse: 1}\n").contains("max_bytse"));
+        assert!(err("listen: x\n").starts_with("origin: is required"));
+        assert!(err("origin: https://o\n").starts_with("origin: must be an http://"));
+        assert!(err("origin: http://o\ncache: {max_bytes: 0}\n").starts_with("cache.max_bytes:"));
+        assert!(
+            err("origin: http://o\nhttp2: {max_frame_size: 100}\n")
+                .starts_with("http2.max_frame_size: 100 is outside")
+        );
+        assert!(
+            err("origin: http://o\nupstream: {read_timeout_ms: 0}\n")
+                .starts_with("upstream.read_timeout_ms:")
+        );
+        assert!(err("origin: http://o\nlog_format: xml\n").starts_with("log_format:"));
+        assert!(err("origin: http://o\ncache: {max_bytes: lots}\n").contains("max_bytes"));
+    }
+}
