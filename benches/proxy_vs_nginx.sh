@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Cache-hot throughput and tail latency: dashpush vs nginx proxy_cache, both in front of the same
+# built-in origin, measured by h2load in one run. Prints ratios (dashpush / nginx).
+#
+#   bash benches/proxy_vs_nginx.sh [requests] [connections] [streams-per-connection]
+#
+# Needs: nginx (nginx-light), h2load (nghttp2-client), a release build (built here).
+# Servers are pinned to CPU 0 and the load generator to CPU 1 when taskset exists, so neither
+# proxy competes with h2load for a core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-20000}; C=${2:-16}; M=${3:-8}
+PATH="$PATH:/usr/sbin"
+cargo build --release -q
+BIN=target/release/dashpush
+work=$(mktemp -d); chmod 755 "$work"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+pin() { if command -v taskset >/dev/null; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() {
+  for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.05; done
+  echo "no answer from $1" >&2; tail -5 "$work"/*.log >&2; exit 1
+}
+
+OP=$(free_port); DP=$(free_port); DA=$(free_port); NH1=$(free_port); NH2=$(free_port)
+pin 0 "$BIN" origin --listen 127.0.0.1:$OP --demo vod >/dev/null 2>"$work/origin.log" &
+wait_http "http://127.0.0.1:$OP/vod/manifest.mpd"
+pin 0 "$BIN" run --listen 127.0.0.1:$DP --admin 127.0.0.1:$DA --origin http://127.0.0.1:$OP >/dev/null 2>"$work/dashpush.log" &
+mkdir -p "$work/nginx/cache"
+# Run nginx's workers as the invoking user so they can write the cache under $work.
+cat >"$work/nginx/nginx.conf" <<CONF
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+worker_processes 2;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log stderr error;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
+    proxy_cache_path $work/nginx/cache levels=1:2 keys_zone=dash:10m max_size=256m inactive=60m use_temp_path=off;
+    upstream origin { server 127.0.0.1:$OP; keepalive 32; }
+    server {
+        listen 127.0.0.1:$NH1;
+        listen 127.0.0.1:$NH2 http2;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache dash;
+            proxy_cache_valid 200 60m;
+        }
+    }
+}
+CONF
+pin 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" >/dev/null 2>"$work/nginx.log" &
+path=/vod/chunk-stream0-00002.m4s
+wait_http "http://127.0.0.1:$DP$path"; wait_http "http://127.0.0.1:$NH1$path"
+curl -sf -o /dev/null "http://127.0.0.1:$DP$path"; curl -sf -o /dev/null "http://127.0.0.1:$NH1$path"
+
+# run NAME URL [h2load flags]: prints "req/s p99_ms"
+run() {
+  local log="$work/$1.tsv"
+  pin 1 h2load -n "$N" -c "$C" "${@:3}" --log-file="$log" "$2" >"$work/$1.out" 2>&1 || { cat "$work/$1.out"; exit 1; }
+  # "finished in 1.23s, 16260.16 req/s, 245.32MB/s"
+  local rps; rps=$(awk '/^finished in/ {print $4+0}' "$work/$1.out")
+  local ok; ok=$(awk '/^requests:/ {print $8}' "$work/$1.out")
+  [ "$ok" = "$N" ] || { echo "$1: only $ok of $N succeeded" >&2; cat "$work/$1.out"; exit 1; }
+  # Column 3 of h2load's log is the response time in microseconds.
+  local p99; p99=$(cut -f3 "$log" | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3f", a[i]/1000}')
+  echo "$rps $p99"
+}
+
+r=$(run dashpush-h2 "http://127.0.0.1:$DP$path" -m "$M"); read -r d2_rps d2_p99 <<<"$r"
+r=$(run nginx-h2 "http://127.0.0.1:$NH2$path" -m "$M"); read -r n2_rps n2_p99 <<<"$r"
+r=$(run dashpush-h1 "http://127.0.0.1:$DP$path" --h1); read -r d1_rps d1_p99 <<<"$r"
+r=$(run nginx-h1 "http://127.0.0.1:$NH1$path" --h1); read -r n1_rps n1_p99 <<<"$r"
+
+printf '\n%-10s %-10s %12s %10s\n' protocol server "req/s" "p99 ms"
+printf '%-10s %-10s %12.0f %10s\n' h2c dashpush "$d2_rps" "$d2_p99" h2c nginx "$n2_rps" "$n2_p99" \
+  http/1.1 dashpush "$d1_rps" "$d1_p99" http/1.1 nginx "$n1_rps" "$n1_p99"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+echo
+echo "h2c      dashpush/nginx: req/s $(ratio "$d2_rps" "$n2_rps")x  p99 $(ratio "$d2_p99" "$n2_p99")x   (target: >= 1.00x req/s, <= 1.20x p99)"
+echo "http/1.1 dashpush/nginx: req/s $(ratio "$d1_rps" "$n1_rps")x  p99 $(ratio "$d1_p99" "$n1_p99")x"
+echo "(n=$N, c=$C, h2 streams per connection=$M, body $(curl -s "http://127.0.0.1:$DP$path" | wc -c) bytes)"
