@@ -244,3 +244,66 @@ fn config_file_with_flags_overriding_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn conditional_requests_are_answered_from_the_cache() {
+    let n = nginx();
+    let gw = gateway(&format!("http://{}", n.addr), &[]);
+    let url = format!("http://{}/vod/chunk-stream1-00001.m4s", gw.addr);
+    let (code, head, _) = tool("curl", &["-sS", "-D", "-", "-o", "/dev/null", &url]);
+    assert_eq!(code, 0);
+    let head = String::from_utf8_lossy(&head).to_string();
+    let field = |name: &str| {
+        head.lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no {name} in {head}"))
+    };
+    let (etag, last_modified) = (field("etag"), field("last-modified"));
+    for header in [
+        format!("If-None-Match: {etag}"),
+        format!("If-Modified-Since: {last_modified}"),
+    ] {
+        let (_, out, _) = tool(
+            "curl",
+            &[
+                "-sS",
+                "-H",
+                &header,
+                "-w",
+                "%{http_code} %{size_download}",
+                &url,
+            ],
+        );
+        assert_eq!(String::from_utf8_lossy(&out), "304 0", "{header}");
+    }
+    let (_, out, _) = tool(
+        "curl",
+        &[
+            "-sS",
+            "-H",
+            "If-None-Match: \"other\"",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &url,
+        ],
+    );
+    assert_eq!(out, b"200");
+    // One origin fetch; the rest were answered by the gateway.
+    assert_eq!(
+        metric(gw.admin, r#"dashpush_origin_fetches_total{outcome="ok"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_requests_total{protocol="h1",status="304"}"#
+        ),
+        2.0
+    );
+}

@@ -99,6 +99,9 @@ impl Gateway {
             Lookup::Coalesced => "dashpush; fwd=miss; collapsed",
         };
         match result {
+            Ok(entry) if not_modified(&req.headers, &entry.response) => {
+                Resp::not_modified(&entry.response, status)
+            }
             Ok(entry) => from_fetched(entry.response.clone(), range, head, status),
             Err(miss) => match &*miss {
                 Miss::Uncacheable(f) => {
@@ -127,6 +130,63 @@ fn header<'a>(headers: &'a [(HeaderName, HeaderValue)], name: &str) -> Option<&'
         .iter()
         .find(|(n, _)| n.as_str() == name)
         .and_then(|(_, v)| v.to_str().ok())
+}
+
+/// True when the client's validators match the cached response (RFC 9110 §13.1.2 and
+/// §13.1.3): `If-None-Match` (weak comparison) wins over `If-Modified-Since`.
+fn not_modified(req: &[(HeaderName, HeaderValue)], cached: &Fetched) -> bool {
+    if cached.status != 200 {
+        return false;
+    }
+    let resp = |name: &str| header(&cached.headers, name);
+    if let Some(inm) = header(req, "if-none-match") {
+        let Some(etag) = resp("etag") else {
+            return false;
+        };
+        let strip = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+        let etag = strip(etag);
+        return inm.split(',').any(|t| t.trim() == "*" || strip(t) == etag);
+    }
+    match (header(req, "if-modified-since"), resp("last-modified")) {
+        (Some(ims), Some(lm)) => match (
+            httpdate::parse_http_date(ims),
+            httpdate::parse_http_date(lm),
+        ) {
+            (Ok(ims), Ok(lm)) => lm <= ims,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+impl Resp {
+    /// 304 for a cached response: its validators and caching headers, no body.
+    fn not_modified(cached: &Fetched, cache_status: &'static str) -> Self {
+        const KEEP: &[&str] = &[
+            "etag",
+            "last-modified",
+            "cache-control",
+            "expires",
+            "vary",
+            "date",
+        ];
+        let mut headers: Vec<(HeaderName, HeaderValue)> = cached
+            .headers
+            .iter()
+            .filter(|(n, _)| KEEP.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        headers.push((
+            HeaderName::from_static("cache-status"),
+            HeaderValue::from_static(cache_status),
+        ));
+        Resp {
+            status: 304,
+            headers,
+            body: Bytes::new(),
+            content_length: 0,
+        }
+    }
 }
 
 /// Builds the downstream response, applying a single Range to a 200 and dropping the body for

@@ -74,10 +74,13 @@ async fn write(session: &mut HttpSession, resp: &Resp) -> pingora::Result<()> {
     for (n, v) in &resp.headers {
         h.append_header(n.clone(), v.clone())?;
     }
-    h.insert_header(
-        HeaderName::from_static("content-length"),
-        HeaderValue::from(resp.content_length),
-    )?;
+    // A 304 carries no body and no Content-Length of its own (RFC 9110 §8.6).
+    if resp.status != 304 {
+        h.insert_header(
+            HeaderName::from_static("content-length"),
+            HeaderValue::from(resp.content_length),
+        )?;
+    }
     session.write_response_header(Box::new(h)).await?;
     if !resp.body.is_empty() {
         session.write_body(&resp.body).await?;

@@ -129,7 +129,9 @@ async fn send(
     for (n, v) in &resp.headers {
         builder = builder.header(n, v);
     }
-    builder = builder.header(http::header::CONTENT_LENGTH, resp.content_length);
+    if resp.status != 304 {
+        builder = builder.header(http::header::CONTENT_LENGTH, resp.content_length);
+    }
     let head = match builder.body(()) {
         Ok(h) => h,
         Err(_) => {
