@@ -57,13 +57,8 @@ impl PushType {
     /// The token after the year, e.g. `push-next`.
     pub fn token(&self) -> &str {
         match self {
-            Self::None => "push-none",
-            Self::Next => "push-next",
-            Self::Time => "push-time",
-            Self::List => "push-list",
-            Self::Template => "push-template",
-            Self::FastStart => "push-fast-start",
             Self::Unknown(token) => token,
+            known => known.label(),
         }
     }
 

@@ -383,7 +383,8 @@ fn parse_run(part: &str) -> Result<Run, TemplateError> {
         Some((range, step)) => (range, Some(parse_number(step)?)),
         None => (part, None),
     };
-    let run = match range.split_once('-') {
+    // Step and order are checked once, for parsed and built templates alike, in `new`.
+    Ok(match range.split_once('-') {
         Some((start, end)) => Run {
             start: parse_number(start)?,
             end: parse_number(end)?,
@@ -403,17 +404,7 @@ fn parse_run(part: &str) -> Result<Run, TemplateError> {
                 step: 1,
             }
         }
-    };
-    if run.step == 0 {
-        return Err(TemplateError::ZeroStep);
-    }
-    if run.end < run.start {
-        return Err(TemplateError::Descending {
-            start: run.start,
-            end: run.end,
-        });
-    }
-    Ok(run)
+    })
 }
 
 fn parse_number(s: &str) -> Result<u64, TemplateError> {
