@@ -29,7 +29,8 @@ pub(crate) async fn serve<H: Handler>(handler: &Arc<H>, stream: Stream, drain: &
         });
     let mut stream = stream;
     loop {
-        let mut session = HttpSession::new(stream);
+        // Boxed: the session is large, and the connection future would otherwise move it.
+        let mut session = Box::new(HttpSession::new(stream));
         match session.read_request().await {
             Ok(Some(_)) => {}
             Ok(None) => return,

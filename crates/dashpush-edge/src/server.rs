@@ -103,9 +103,24 @@ impl Handler for Gateway {
     }
 
     fn record(&self, protocol: &'static str, status: u16) {
+        // Common statuses without an allocation per request.
+        let code = match status {
+            200 => "200",
+            206 => "206",
+            304 => "304",
+            404 => "404",
+            _ => "",
+        };
+        let owned;
+        let code = if code.is_empty() {
+            owned = status.to_string();
+            owned.as_str()
+        } else {
+            code
+        };
         self.metrics()
             .requests
-            .with_label_values(&[protocol, &status.to_string()])
+            .with_label_values(&[protocol, code])
             .inc();
     }
 }
