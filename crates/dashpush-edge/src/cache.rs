@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderName, HeaderValue};
 use moka::Expiry;
 use moka::future::Cache as Moka;
 use moka::notification::RemovalCause;
@@ -195,18 +194,18 @@ pub fn ttl_of(f: &Fetched, key: &str, ttls: Ttls) -> Option<Duration> {
     })
 }
 
-/// Helper for tests and callers building header lists.
-pub fn header(name: &'static str, value: &'static str) -> (HeaderName, HeaderValue) {
-    (
-        HeaderName::from_static(name),
-        HeaderValue::from_static(value),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use http::{HeaderName, HeaderValue};
+
+    fn header(name: &'static str, value: &'static str) -> (HeaderName, HeaderValue) {
+        (
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
+    }
 
     fn fetched(status: u16, headers: Vec<(HeaderName, HeaderValue)>) -> Fetched {
         Fetched {
