@@ -183,6 +183,15 @@ pub fn tool(program: &str, args: &[&str]) -> (i32, Vec<u8>, String) {
     )
 }
 
+/// The status code `curl` reports for a GET of `url` (body discarded).
+pub fn curl_status(url: &str) -> String {
+    let (_, out, _) = tool(
+        "curl",
+        &["-sS", "-o", "/dev/null", "-w", "%{http_code}", url],
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The demo VOD files, as the origin embeds them.
 pub fn demo_file(name: &str) -> Vec<u8> {
     std::fs::read(format!(
