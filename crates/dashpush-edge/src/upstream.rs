@@ -70,6 +70,15 @@ pub struct UpstreamConfig {
     pub max_body: usize,
 }
 
+/// The parts of one origin request.
+#[derive(Clone, Copy)]
+struct OriginRequest<'a> {
+    method: &'a str,
+    path: &'a str,
+    headers: &'a [(HeaderName, HeaderValue)],
+    client: Option<&'a str>,
+}
+
 /// The origin client.
 pub struct Upstream {
     connector: Connector,
@@ -117,7 +126,24 @@ impl Upstream {
         client: Option<&str>,
     ) -> Result<Fetched, UpstreamError> {
         let started = Instant::now();
-        let result = self.fetch_inner(method, path, headers, client).await;
+        // The exchange proper runs in one block so that timing and outcome are recorded once.
+        let result: Result<Fetched, UpstreamError> = async {
+            let (mut session, _reused) = self
+                .connector
+                .get_http_session(&self.peer)
+                .await
+                .map_err(map_err)?;
+            let request = OriginRequest {
+                method,
+                path,
+                headers,
+                client,
+            };
+            let fetched = self.exchange(&mut session, &request).await?;
+            release(&self.connector, session, &self.peer).await;
+            Ok(fetched)
+        }
+        .await;
         let outcome = match &result {
             Ok(f) if f.status < 500 => "ok",
             Ok(_) => "status_error",
@@ -137,18 +163,18 @@ impl Upstream {
         result
     }
 
-    async fn fetch_inner(
+    /// One request/response on an origin session; the body is read whole.
+    async fn exchange(
         &self,
-        method: &str,
-        path: &str,
-        headers: &[(HeaderName, HeaderValue)],
-        client: Option<&str>,
+        session: &mut HttpSession,
+        request: &OriginRequest<'_>,
     ) -> Result<Fetched, UpstreamError> {
-        let (mut session, _reused) = self
-            .connector
-            .get_http_session(&self.peer)
-            .await
-            .map_err(map_err)?;
+        let OriginRequest {
+            method,
+            path,
+            headers,
+            client,
+        } = *request;
         let mut req = RequestHeader::build(method, path.as_bytes(), None).map_err(map_err)?;
         req.insert_header("host", &self.config.host)
             .map_err(map_err)?;
@@ -196,7 +222,6 @@ impl Upstream {
                 body.extend_from_slice(&chunk);
             }
         }
-        release(&self.connector, session, &self.peer).await;
         Ok(Fetched {
             status,
             headers,
