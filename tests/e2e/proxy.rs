@@ -188,3 +188,84 @@ fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     // New connections are refused once it has stopped.
     assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 0);
 }
+
+/// Sends a GET and reads until the head and at least `want` body bytes are in (or the
+/// deadline passes); returns the stream and the bytes read so far.
+fn open_get(addr: std::net::SocketAddr, path: &str, want: usize) -> (std::net::TcpStream, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+            && buf.len() - (at + 4) >= want
+        {
+            return (s, buf);
+        }
+        let n = s.read(&mut chunk).expect("bytes before the deadline");
+        assert!(
+            n > 0,
+            "connection closed early: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn waiting_clients_receive_bytes_before_the_origin_has_sent_them_all() {
+    use std::io::Read;
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    let n = 300_000;
+    let path = format!("/_origin/gated/{n}");
+    // The origin sends the first half and holds the rest until /_origin/open. Both clients
+    // (the one whose miss started the fetch, and one that joined it) get the first half now.
+    let (mut a, head_a) = open_get(gw.addr, &path, n / 2);
+    let (mut b, head_b) = open_get(gw.addr, &path, n / 2);
+    assert_eq!(origin_hits(origin, &path), 1);
+    assert_eq!(
+        metric(gw.admin, "dashpush_cache_coalesced_waits_total"),
+        1.0
+    );
+    assert_eq!(get(origin, "/_origin/open").0, 200);
+    let expected: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    for (mut buf, s) in [(head_a, &mut a), (head_b, &mut b)] {
+        s.read_to_end(&mut buf).unwrap();
+        let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains(&format!("content-length: {n}")), "{head}");
+        assert!(buf[at + 4..] == expected[..], "body differs");
+    }
+    // Stored once complete: a third request is a hit and the origin saw one request.
+    assert_eq!(get(gw.addr, &path).1, expected);
+    assert_eq!(origin_hits(origin, &path), 1);
+    assert_eq!(metric(gw.admin, "dashpush_cache_hits_total"), 1.0);
+}
+
+#[test]
+fn an_origin_that_breaks_off_mid_body_gives_a_truncated_response_not_a_short_one() {
+    use std::io::Read;
+    let (mut o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    let n = 300_000;
+    let path = format!("/_origin/gated/{n}");
+    let (mut a, mut buf) = open_get(gw.addr, &path, n / 2);
+    // Kill the origin while it holds back the second half.
+    o.kill();
+    let _ = a.read_to_end(&mut buf);
+    let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(
+        buf.len() - (at + 4) < n,
+        "a broken fetch must not look complete"
+    );
+    // Nothing was stored: the next request goes to the (dead) origin and fails cleanly.
+    assert_eq!(curl_status(&format!("http://{}{path}", gw.addr)), "502");
+}

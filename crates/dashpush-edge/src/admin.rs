@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
-use crate::gateway::{Gateway, Req, Resp, short};
+use crate::gateway::{Body, Gateway, Req, Resp, short};
 use crate::h1::Handler;
 
 /// Admin routes over the gateway's metrics and origin.
@@ -28,8 +28,8 @@ impl Handler for Admin {
                         HeaderName::from_static("content-type"),
                         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
                     )],
-                    content_length: body.len(),
-                    body,
+                    content_length: Some(body.len()),
+                    body: Body::Full(body),
                 }
             }
             "/live" => short(200, "live\n"),

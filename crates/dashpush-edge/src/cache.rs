@@ -1,22 +1,22 @@
 //! The response cache: moka, bounded in bytes, per-entry TTL, one origin fetch per key at a time.
 //!
-//! Concurrent misses on one key are coalesced by moka's `try_get_with`: the first caller runs
-//! the fetch, the others wait for its result. A response that may not be cached is handed to
-//! every waiter of that fetch as the "error" side of `try_get_with`, so it is shared but never
-//! stored.
-//!
-//! Not yet: waiters receive the body when the fetch completes, not byte by byte as it arrives.
+//! A miss joins the [`Fill`] already running for its key or starts one; every request on that
+//! key then reads the same fill as its bytes arrive (see [`crate::fill`]). When the fill ends,
+//! a cacheable response is stored in moka *before* the fill is forgotten, so no request falls
+//! in a gap between the two and starts a second origin fetch.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use http::{HeaderName, HeaderValue};
 use moka::Expiry;
 use moka::future::Cache as Moka;
 use moka::notification::RemovalCause;
 
+use crate::fill::Fill;
 use crate::metrics::Metrics;
-use crate::upstream::{Fetched, UpstreamError};
+use crate::upstream::Fetched;
 
 /// A cached (or shared) response.
 #[derive(Debug)]
@@ -47,19 +47,11 @@ pub struct Ttls {
     pub segment: Duration,
 }
 
-/// Why a fetch did not produce a cacheable entry; shared by every waiter.
-#[derive(Debug)]
-pub enum Miss {
-    /// The origin failed.
-    Upstream(UpstreamError),
-    /// A response that must not be stored (status, `no-store`, …); served to the waiters.
-    Uncacheable(Fetched),
-}
-
 /// The cache.
 #[derive(Clone)]
 pub struct Cache {
     inner: Moka<String, Arc<Entry>>,
+    filling: Arc<Mutex<HashMap<String, Arc<Fill>>>>,
     ttls: Ttls,
     metrics: Metrics,
 }
@@ -101,73 +93,99 @@ impl Cache {
             .build();
         Self {
             inner,
+            filling: Arc::default(),
             ttls,
             metrics,
         }
     }
 
-    /// The entry for `key`, fetching it with `fetch` on a miss (once for all concurrent callers).
-    pub async fn get_or_fetch<F>(
+    /// The fresh entry for `key`, counting a hit.
+    pub async fn get(&self, key: &str) -> Option<Arc<Entry>> {
+        let e = self.inner.get(key).await?;
+        self.metrics.cache_hits.inc();
+        self.metrics
+            .cache_hit_bytes
+            .inc_by(e.response.body.len() as u64);
+        Some(e)
+    }
+
+    /// Joins the fill running for `key`, or creates one and hands it to `start` (which must
+    /// spawn the origin fetch and then call [`Cache::finish`]). `None` when an entry was
+    /// stored meanwhile: look it up again.
+    pub fn join_or_start(
         &self,
         key: &str,
-        fetch: F,
-    ) -> (Result<Arc<Entry>, Arc<Miss>>, Lookup)
-    where
-        F: std::future::Future<Output = Result<Fetched, UpstreamError>>,
-    {
-        if let Some(e) = self.inner.get(key).await {
-            self.metrics.cache_hits.inc();
-            self.metrics
-                .cache_hit_bytes
-                .inc_by(e.response.body.len() as u64);
-            return (Ok(e), Lookup::Hit);
+        start: impl FnOnce(Arc<Fill>),
+    ) -> Option<(Arc<Fill>, Lookup)> {
+        let mut filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = filling.get(key) {
+            self.metrics.coalesced_waits.inc();
+            return Some((Arc::clone(f), Lookup::Coalesced));
+        }
+        if self.inner.contains_key(key) {
+            return None;
         }
         self.metrics.cache_misses.inc();
-        let ran = AtomicBool::new(false);
-        let ttls = self.ttls;
-        let result = self
-            .inner
-            .try_get_with(key.to_owned(), async {
-                ran.store(true, Ordering::Relaxed);
-                let fetched = fetch.await.map_err(Miss::Upstream)?;
-                match ttl_of(&fetched, key, ttls) {
-                    Some(ttl) => Ok(Arc::new(Entry {
-                        response: fetched,
-                        ttl,
-                    })),
-                    None => Err(Miss::Uncacheable(fetched)),
-                }
-            })
-            .await;
-        let lookup = if ran.load(Ordering::Relaxed) {
-            Lookup::Fetched
-        } else {
-            self.metrics.coalesced_waits.inc();
-            Lookup::Coalesced
-        };
-        self.metrics
-            .cache_size_bytes
-            .set(i64::try_from(self.inner.weighted_size()).unwrap_or(i64::MAX));
-        (result, lookup)
+        let fill = Fill::new();
+        filling.insert(key.to_owned(), Arc::clone(&fill));
+        drop(filling);
+        start(Arc::clone(&fill));
+        Some((fill, Lookup::Fetched))
+    }
+
+    /// Ends the fill of `key`: stores its response if it may be cached, then forgets the fill.
+    pub async fn finish(&self, key: &str, fill: &Fill) {
+        if let Ok(response) = fill.complete().await
+            && let Some(ttl) = ttl_of(response.status, &response.headers, key, self.ttls)
+        {
+            self.inner
+                .insert(key.to_owned(), Arc::new(Entry { response, ttl }))
+                .await;
+            self.metrics
+                .cache_size_bytes
+                .set(i64::try_from(self.inner.weighted_size()).unwrap_or(i64::MAX));
+        }
+        self.filling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// The default TTLs.
+    pub fn ttls(&self) -> Ttls {
+        self.ttls
+    }
+
+    /// Fills in progress.
+    pub fn filling(&self) -> usize {
+        self.filling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
 /// Freshness lifetime of a response (RFC 9111 §4.2.1, shared-cache view), or `None` if it must
 /// not be stored: only 200s; `no-store`, `no-cache` and `private` are not stored; `s-maxage`
 /// over `max-age` over `Expires`; otherwise the default for the kind of resource.
-pub fn ttl_of(f: &Fetched, key: &str, ttls: Ttls) -> Option<Duration> {
-    if f.status != 200 {
+pub fn ttl_of(
+    status: u16,
+    headers: &[(HeaderName, HeaderValue)],
+    key: &str,
+    ttls: Ttls,
+) -> Option<Duration> {
+    if status != 200 {
         return None;
     }
-    fn header<'a>(f: &'a Fetched, name: &'static str) -> impl Iterator<Item = &'a str> {
-        f.headers
+    let header = |name: &'static str| {
+        headers
             .iter()
             .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(name))
             .filter_map(|(_, v)| v.to_str().ok())
-    }
+    };
     let mut max_age = None;
     let mut s_maxage = None;
-    for directive in header(f, "cache-control").flat_map(|v| v.split(',')) {
+    for directive in header("cache-control").flat_map(|v| v.split(',')) {
         let d = directive.trim().to_ascii_lowercase();
         match d.split_once('=') {
             None if matches!(d.as_str(), "no-store" | "no-cache" | "private") => return None,
@@ -179,7 +197,7 @@ pub fn ttl_of(f: &Fetched, key: &str, ttls: Ttls) -> Option<Duration> {
     if let Some(secs) = s_maxage.or(max_age) {
         return (secs > 0).then(|| Duration::from_secs(secs));
     }
-    if let Some(expires) = header(f, "expires").next() {
+    if let Some(expires) = header("expires").next() {
         let at = httpdate::parse_http_date(expires).ok()?;
         return at
             .duration_since(SystemTime::now())
@@ -196,8 +214,7 @@ pub fn ttl_of(f: &Fetched, key: &str, ttls: Ttls) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use bytes::Bytes;
+    use super::{Duration, Ttls};
     use http::{HeaderName, HeaderValue};
 
     fn header(name: &'static str, value: &'static str) -> (HeaderName, HeaderValue) {
@@ -207,12 +224,17 @@ mod tests {
         )
     }
 
+    struct Fetched {
+        status: u16,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    }
+
     fn fetched(status: u16, headers: Vec<(HeaderName, HeaderValue)>) -> Fetched {
-        Fetched {
-            status,
-            headers,
-            body: Bytes::new(),
-        }
+        Fetched { status, headers }
+    }
+
+    fn ttl_of(f: &Fetched, key: &str, ttls: Ttls) -> Option<Duration> {
+        super::ttl_of(f.status, &f.headers, key, ttls)
     }
 
     const TTLS: Ttls = Ttls {

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 
-use crate::cache::{Cache, Lookup, Miss};
+use crate::cache::{Cache, Lookup, ttl_of};
+use crate::fill::{Fill, FillReader, Head};
 use crate::metrics::Metrics;
-use crate::upstream::{Fetched, Upstream};
+use crate::upstream::{Fetched, Upstream, UpstreamError};
 
 /// A downstream request, protocol-independent.
 #[derive(Debug, Clone)]
@@ -22,22 +23,33 @@ pub struct Req {
     pub client: Option<String>,
 }
 
-/// A response, body complete.
-#[derive(Debug, Clone)]
+/// A response body: complete, or following an origin fetch as it arrives.
+#[derive(Debug)]
+pub enum Body {
+    /// All of it.
+    Full(Bytes),
+    /// Chunks as the origin sends them; the protocol layer aborts the response if the origin
+    /// breaks off.
+    Stream(FillReader),
+}
+
+/// A response.
+#[derive(Debug)]
 pub struct Resp {
     /// Status.
     pub status: u16,
     /// Headers (no `content-length`: the protocol layer sets it).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Body (empty for HEAD).
-    pub body: Bytes,
-    /// The full length the body would have for HEAD.
-    pub content_length: usize,
+    pub body: Body,
+    /// The length of the body (for HEAD: the length it would have); `None` when a streamed
+    /// body's length is not known in advance.
+    pub content_length: Option<usize>,
 }
 
 /// The gateway: origin, cache and metrics.
 pub struct Gateway {
-    upstream: Upstream,
+    upstream: Arc<Upstream>,
     cache: Cache,
     metrics: Metrics,
 }
@@ -50,7 +62,7 @@ impl Gateway {
     /// A gateway over an origin client and a cache.
     pub fn new(upstream: Upstream, cache: Cache, metrics: Metrics) -> Arc<Self> {
         Arc::new(Self {
-            upstream,
+            upstream: Arc::new(upstream),
             cache,
             metrics,
         })
@@ -80,48 +92,139 @@ impl Gateway {
                 .await
             {
                 Ok(f) => from_fetched(f, None, head, "dashpush; fwd=bypass"),
-                Err(e) => short(e.status(), "origin error\n"),
+                Err(e) => upstream_error(&e),
             };
         }
-        let fill: Vec<(HeaderName, HeaderValue)> = req
-            .headers
-            .iter()
-            .filter(|(n, _)| FILL_HEADERS.contains(&n.as_str()))
-            .cloned()
-            .collect();
-        let fetch = self
-            .upstream
-            .fetch("GET", &req.path, &fill, req.client.as_deref());
-        let (result, lookup) = self.cache.get_or_fetch(&req.path, fetch).await;
+        let (fill, lookup) = match self.lookup(req).await {
+            Ok(entry) => {
+                let status = "dashpush; hit";
+                return if not_modified(&req.headers, &entry.response) {
+                    Resp::not_modified(&entry.response, status)
+                } else {
+                    from_fetched(entry.response.clone(), range, head, status)
+                };
+            }
+            Err(joined) => joined,
+        };
         let status = match lookup {
             Lookup::Hit => "dashpush; hit",
             Lookup::Fetched => "dashpush; fwd=miss",
             Lookup::Coalesced => "dashpush; fwd=miss; collapsed",
         };
-        match result {
-            Ok(entry) if not_modified(&req.headers, &entry.response) => {
-                Resp::not_modified(&entry.response, status)
-            }
-            Ok(entry) => from_fetched(entry.response.clone(), range, head, status),
-            Err(miss) => match &*miss {
-                Miss::Uncacheable(f) => {
-                    from_fetched(f.clone(), range, head, "dashpush; fwd=miss; stored=0")
+        let conditional = ["if-none-match", "if-modified-since"]
+            .iter()
+            .any(|n| header(&req.headers, n).is_some());
+        if range.is_some() || head || conditional {
+            // These need the whole body (or its length): wait for the fill to end.
+            return match fill.complete().await {
+                Ok(f) if not_modified(&req.headers, &f) => Resp::not_modified(&f, status),
+                Ok(f) => {
+                    let status =
+                        if ttl_of(f.status, &f.headers, &req.path, self.cache.ttls()).is_some() {
+                            status
+                        } else {
+                            "dashpush; fwd=miss; stored=0"
+                        };
+                    from_fetched(f, range, head, status)
                 }
-                Miss::Upstream(e) => short(
-                    e.status(),
-                    if e.status() == 504 {
-                        "origin timeout\n"
-                    } else {
-                        "origin unavailable\n"
-                    },
-                ),
-            },
+                Err(e) => upstream_error(&e),
+            };
+        }
+        match fill.head().await {
+            Ok(h) => {
+                let status = if ttl_of(h.status, &h.headers, &req.path, self.cache.ttls()).is_some()
+                {
+                    status
+                } else {
+                    "dashpush; fwd=miss; stored=0"
+                };
+                streamed(h, fill.reader(), status)
+            }
+            Err(e) => upstream_error(&e),
+        }
+    }
+
+    /// The cached entry for the request, or the fill that will produce it (joined or started).
+    async fn lookup(&self, req: &Req) -> Result<Arc<crate::cache::Entry>, (Arc<Fill>, Lookup)> {
+        let key = req.path.as_str();
+        loop {
+            if let Some(e) = self.cache.get(key).await {
+                return Ok(e);
+            }
+            let fill_headers: Vec<(HeaderName, HeaderValue)> = req
+                .headers
+                .iter()
+                .filter(|(n, _)| FILL_HEADERS.contains(&n.as_str()))
+                .cloned()
+                .collect();
+            let started = self.cache.join_or_start(key, |fill| {
+                let upstream = Arc::clone(&self.upstream);
+                let cache = self.cache.clone();
+                let key = key.to_owned();
+                let client = req.client.clone();
+                tokio::spawn(async move {
+                    // Whatever happens to this task, readers are told the fill ended.
+                    let guard = FinishOnDrop(&fill);
+                    upstream
+                        .fetch_into("GET", &key, &fill_headers, client.as_deref(), &fill)
+                        .await;
+                    drop(guard);
+                    cache.finish(&key, &fill).await;
+                });
+            });
+            if let Some(joined) = started {
+                return Err(joined);
+            }
         }
     }
 
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+}
+
+/// Ends a fill with an error if its task stops before finishing it.
+struct FinishOnDrop<'a>(&'a Fill);
+
+impl Drop for FinishOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0
+            .finish(Err(UpstreamError::Unreachable("fetch task ended".into())));
+    }
+}
+
+fn upstream_error(e: &UpstreamError) -> Resp {
+    short(
+        e.status(),
+        if e.status() == 504 {
+            "origin timeout\n"
+        } else {
+            "origin unavailable\n"
+        },
+    )
+}
+
+/// A response streamed from a fill: the origin's headers, its `content-length` as the length.
+fn streamed(h: Head, reader: FillReader, cache_status: &'static str) -> Resp {
+    let content_length = header(&h.headers, "content-length").and_then(|v| v.parse().ok());
+    let mut headers = h.headers;
+    headers.retain(|(n, _)| n != "content-length" && n != "cache-status");
+    headers.push((
+        HeaderName::from_static("cache-status"),
+        HeaderValue::from_static(cache_status),
+    ));
+    if h.status == 200 && !headers.iter().any(|(n, _)| n == "accept-ranges") {
+        headers.push((
+            HeaderName::from_static("accept-ranges"),
+            HeaderValue::from_static("bytes"),
+        ));
+    }
+    Resp {
+        status: h.status,
+        headers,
+        body: Body::Stream(reader),
+        content_length,
     }
 }
 
@@ -183,8 +286,8 @@ impl Resp {
         Resp {
             status: 304,
             headers,
-            body: Bytes::new(),
-            content_length: 0,
+            body: Body::Full(Bytes::new()),
+            content_length: None,
         }
     }
 }
@@ -222,11 +325,11 @@ fn from_fetched(f: Fetched, range: Option<&str>, head: bool, cache_status: &'sta
             HeaderValue::from_static("bytes"),
         ));
     }
-    let content_length = body.len();
+    let content_length = Some(body.len());
     Resp {
         status,
         headers,
-        body: if head { Bytes::new() } else { body },
+        body: Body::Full(if head { Bytes::new() } else { body }),
         content_length,
     }
 }
@@ -239,7 +342,7 @@ pub(crate) fn short(status: u16, text: &'static str) -> Resp {
             HeaderName::from_static("content-type"),
             HeaderValue::from_static("text/plain"),
         )],
-        body: Bytes::from_static(text.as_bytes()),
-        content_length: text.len(),
+        body: Body::Full(Bytes::from_static(text.as_bytes())),
+        content_length: Some(text.len()),
     }
 }

@@ -8,7 +8,7 @@ use pingora::protocols::Stream;
 use pingora::protocols::http::v1::server::HttpSession;
 
 use crate::drain::Drain;
-use crate::gateway::{Req, Resp};
+use crate::gateway::{Body, Req, Resp};
 
 /// Something that answers requests (the gateway, or the admin routes).
 #[async_trait::async_trait]
@@ -54,11 +54,11 @@ pub(crate) async fn serve<H: Handler>(handler: &Arc<H>, stream: Stream, drain: &
                 .collect(),
             client: client.clone(),
         };
-        let resp = handler.handle(req).await;
+        let mut resp = handler.handle(req).await;
         if drain.is_draining() {
             session.set_server_keepalive(None);
         }
-        if let Err(e) = write(&mut session, &resp).await {
+        if let Err(e) = write(&mut session, &mut resp).await {
             tracing::debug!("h1 write: {e}");
             return;
         }
@@ -70,21 +70,47 @@ pub(crate) async fn serve<H: Handler>(handler: &Arc<H>, stream: Stream, drain: &
     }
 }
 
-async fn write(session: &mut HttpSession, resp: &Resp) -> pingora::Result<()> {
+async fn write(session: &mut HttpSession, resp: &mut Resp) -> pingora::Result<()> {
     let mut h = ResponseHeader::build(resp.status, Some(resp.headers.len() + 2))?;
     for (n, v) in &resp.headers {
         h.append_header(n.clone(), v.clone())?;
     }
     // A 304 carries no body and no Content-Length of its own (RFC 9110 §8.6).
     if resp.status != 304 {
-        h.insert_header(
-            HeaderName::from_static("content-length"),
-            HeaderValue::from(resp.content_length),
-        )?;
+        match resp.content_length {
+            Some(len) => h.insert_header(
+                HeaderName::from_static("content-length"),
+                HeaderValue::from(len),
+            )?,
+            None => h.insert_header(
+                HeaderName::from_static("transfer-encoding"),
+                HeaderValue::from_static("chunked"),
+            )?,
+        }
     }
     session.write_response_header(Box::new(h)).await?;
-    if !resp.body.is_empty() {
-        session.write_body(&resp.body).await?;
+    match &mut resp.body {
+        Body::Full(b) if b.is_empty() => {}
+        Body::Full(b) => {
+            session.write_body(b).await?;
+        }
+        Body::Stream(reader) => {
+            while let Some(chunk) = reader.chunk().await {
+                match chunk {
+                    Ok(c) => {
+                        session.write_body(&c).await?;
+                    }
+                    // The origin broke off: end the connection without finishing the body,
+                    // so the client sees a truncated response, never a short "complete" one.
+                    Err(e) => {
+                        return pingora::Error::e_explain(
+                            pingora::ErrorType::ReadError,
+                            e.to_string(),
+                        );
+                    }
+                }
+            }
+        }
     }
     session.finish_body().await?;
     Ok(())

@@ -9,7 +9,7 @@ use h2::server::SendResponse;
 use pingora::protocols::Stream;
 
 use crate::drain::Drain;
-use crate::gateway::Req;
+use crate::gateway::{Body, Req};
 use crate::h1::Handler;
 
 /// Limits of the HTTP/2 server, per connection.
@@ -129,8 +129,10 @@ async fn send(
     for (n, v) in &resp.headers {
         builder = builder.header(n, v);
     }
-    if resp.status != 304 {
-        builder = builder.header(http::header::CONTENT_LENGTH, resp.content_length);
+    if resp.status != 304
+        && let Some(len) = resp.content_length
+    {
+        builder = builder.header(http::header::CONTENT_LENGTH, len);
     }
     let head = match builder.body(()) {
         Ok(h) => h,
@@ -139,8 +141,41 @@ async fn send(
             return Ok(());
         }
     };
-    let mut body = resp.body;
-    let mut stream = respond.send_response(head, body.is_empty())?;
+    match resp.body {
+        Body::Full(body) => {
+            let mut stream = respond.send_response(head, body.is_empty())?;
+            if !body.is_empty() {
+                send_data(&mut stream, body, true).await?;
+            }
+        }
+        Body::Stream(mut reader) => {
+            let mut stream = respond.send_response(head, false)?;
+            loop {
+                match reader.chunk().await {
+                    Some(Ok(chunk)) => send_data(&mut stream, chunk, false).await?,
+                    Some(Err(_)) => {
+                        // The origin broke off: the client must not take this as complete.
+                        stream.send_reset(h2::Reason::INTERNAL_ERROR);
+                        return Ok(());
+                    }
+                    None => {
+                        stream.send_data(Bytes::new(), true)?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends `body` within the stream's flow-control window, never buffering more than one
+/// granted chunk; ends the stream after it if `end`.
+pub(crate) async fn send_data(
+    stream: &mut h2::SendStream<Bytes>,
+    mut body: Bytes,
+    end: bool,
+) -> Result<(), h2::Error> {
     while !body.is_empty() {
         stream.reserve_capacity(body.len().min(CHUNK));
         let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
@@ -152,7 +187,7 @@ async fn send(
             continue;
         }
         let chunk = body.split_to(granted.min(body.len()));
-        stream.send_data(chunk, body.is_empty())?;
+        stream.send_data(chunk, end && body.is_empty())?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ mod admin;
 pub mod cache;
 pub mod config;
 mod drain;
+pub mod fill;
 mod gateway;
 mod h1;
 pub mod h2srv;
@@ -18,7 +19,7 @@ mod server;
 pub mod upstream;
 
 pub use config::{ConfigError, RawConfig};
-pub use gateway::{Gateway, Req, Resp};
+pub use gateway::{Body, Gateway, Req, Resp};
 pub use metrics::Metrics;
 pub use server::{EdgeConfig, TlsListener, run};
 

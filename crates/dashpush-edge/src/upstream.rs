@@ -3,13 +3,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorType, protocols::http::client::HttpSession};
 
+use crate::fill::{Fill, Head};
 use crate::metrics::Metrics;
 
 /// A response from the origin, body complete.
@@ -117,7 +118,8 @@ impl Upstream {
         }
     }
 
-    /// Fetches `path` (with query) from the origin, forwarding `headers` minus hop-by-hop ones.
+    /// Fetches `path` (with query) from the origin, forwarding `headers` minus hop-by-hop ones,
+    /// and returns the whole response.
     pub async fn fetch(
         &self,
         method: &str,
@@ -125,9 +127,24 @@ impl Upstream {
         headers: &[(HeaderName, HeaderValue)],
         client: Option<&str>,
     ) -> Result<Fetched, UpstreamError> {
+        let fill = Fill::new();
+        self.fetch_into(method, path, headers, client, &fill).await;
+        fill.complete().await
+    }
+
+    /// Fetches like [`Upstream::fetch`], writing the head and each body chunk into `fill` as
+    /// they arrive, and finishing it.
+    pub async fn fetch_into(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        client: Option<&str>,
+        fill: &Fill,
+    ) {
         let started = Instant::now();
         // The exchange proper runs in one block so that timing and outcome are recorded once.
-        let result: Result<Fetched, UpstreamError> = async {
+        let result: Result<u16, UpstreamError> = async {
             let (mut session, _reused) = self
                 .connector
                 .get_http_session(&self.peer)
@@ -139,13 +156,13 @@ impl Upstream {
                 headers,
                 client,
             };
-            let fetched = self.exchange(&mut session, &request).await?;
+            let status = self.exchange(&mut session, &request, fill).await?;
             release(&self.connector, session, &self.peer).await;
-            Ok(fetched)
+            Ok(status)
         }
         .await;
         let outcome = match &result {
-            Ok(f) if f.status < 500 => "ok",
+            Ok(status) if *status < 500 => "ok",
             Ok(_) => "status_error",
             Err(e) => e.outcome(),
         };
@@ -160,15 +177,16 @@ impl Upstream {
         if let Err(e) = &result {
             tracing::warn!(path, "origin fetch failed: {e}");
         }
-        result
+        fill.finish(result.map(|_| ()));
     }
 
-    /// One request/response on an origin session; the body is read whole.
+    /// One request/response on an origin session, streamed into `fill`; returns the status.
     async fn exchange(
         &self,
         session: &mut HttpSession,
         request: &OriginRequest<'_>,
-    ) -> Result<Fetched, UpstreamError> {
+        fill: &Fill,
+    ) -> Result<u16, UpstreamError> {
         let OriginRequest {
             method,
             path,
@@ -202,31 +220,32 @@ impl Upstream {
             .await
             .map_err(map_err)?;
         session.read_response_header().await.map_err(map_err)?;
-        let (status, headers) = match session.response_header() {
+        let (status, headers): (u16, Vec<(HeaderName, HeaderValue)>) = match session
+            .response_header()
+        {
             Some(h) => (
                 h.status.as_u16(),
                 h.headers
                     .iter()
-                    .filter(|(n, _)| !HOP_BY_HOP.contains(&n.as_str()))
+                    // `content-length` is kept: it is the length a streamed body will have.
+                    .filter(|(n, _)| *n == "content-length" || !HOP_BY_HOP.contains(&n.as_str()))
                     .map(|(n, v)| (n.clone(), v.clone()))
                     .collect(),
             ),
             None => return Err(UpstreamError::Unreachable("no response header".into())),
         };
-        let mut body = BytesMut::new();
+        fill.set_head(Head { status, headers });
         if method != "HEAD" {
+            let mut received = 0usize;
             while let Some(chunk) = session.read_response_body().await.map_err(map_err)? {
-                if body.len() + chunk.len() > self.config.max_body {
+                received += chunk.len();
+                if received > self.config.max_body {
                     return Err(UpstreamError::TooLarge(self.config.max_body));
                 }
-                body.extend_from_slice(&chunk);
+                fill.push(chunk);
             }
         }
-        Ok(Fetched {
-            status,
-            headers,
-            body: body.freeze(),
-        })
+        Ok(status)
     }
 }
 

@@ -6,7 +6,8 @@
 //! available on the wall clock, one per segment duration after the stream starts. It counts hits
 //! per path (`GET /_origin/hits`), and has switches for added latency, an error rate and
 //! connection resets (`GET /_origin/faults?latency_ms=&error_rate=&reset_rate=`), so tests can
-//! make it slow or failing on demand. `GET /_origin/blob/<n>` answers `n` deterministic bytes.
+//! make it slow or failing on demand. `GET /_origin/blob/<n>` answers `n` deterministic bytes;
+//! `GET /_origin/gated/<n>` the same bytes, but only the first half until `GET /_origin/open`.
 //!
 //! It does not do TLS, HTTP/2 or caching: it stands for the unchanged HTTP/1.1 origins the
 //! gateway sits in front of.

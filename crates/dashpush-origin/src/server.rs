@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{Either, Full, channel::Channel};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -22,6 +22,8 @@ pub struct Origin {
     hits: Mutex<BTreeMap<String, u64>>,
     faults: Mutex<Faults>,
     requests: AtomicU64,
+    /// Bumped by `/_origin/open`: releases the second half of every `/_origin/gated/` body.
+    gate: tokio::sync::watch::Sender<u64>,
 }
 
 /// Fault switches, settable at start and over HTTP.
@@ -38,6 +40,7 @@ pub struct Faults {
 /// What one request gets.
 enum Outcome {
     Respond(Response<Full<Bytes>>),
+    Stream(Response<Channel<Bytes>>),
     Reset,
 }
 
@@ -49,6 +52,7 @@ impl Origin {
             hits: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(faults),
             requests: AtomicU64::new(0),
+            gate: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -66,6 +70,12 @@ impl Origin {
 
     async fn handle(&self, req: Request<Incoming>) -> Outcome {
         let path = req.uri().path().to_owned();
+        if let Some(n) = path.strip_prefix("/_origin/gated/") {
+            if let Ok(mut h) = self.hits.lock() {
+                *h.entry(path.clone()).or_default() += 1;
+            }
+            return self.gated(n);
+        }
         if let Some(admin) = path.strip_prefix("/_origin/") {
             return Outcome::Respond(self.admin(admin, req.uri().query().unwrap_or("")));
         }
@@ -106,8 +116,49 @@ impl Origin {
         ))
     }
 
+    /// `/_origin/gated/<n>`: `n` blob bytes with their Content-Length; the first half is sent
+    /// at once, the rest only after the next `/_origin/open`. Lets a test see bytes flow
+    /// through the gateway before the origin has finished.
+    fn gated(&self, n: &str) -> Outcome {
+        let Ok(n) = n.parse::<usize>() else {
+            return Outcome::Respond(text(StatusCode::BAD_REQUEST, "gated/<bytes>\n"));
+        };
+        if n > 64 << 20 {
+            return Outcome::Respond(text(StatusCode::BAD_REQUEST, "up to 64 MiB\n"));
+        }
+        let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        let mut first = Bytes::from(body);
+        let rest = first.split_off(n / 2);
+        let mut gate = self.gate.subscribe();
+        let (mut tx, channel) = Channel::new(2);
+        tokio::spawn(async move {
+            if !first.is_empty() && tx.send_data(first).await.is_err() {
+                return;
+            }
+            if gate.changed().await.is_ok() && !rest.is_empty() {
+                let _ = tx.send_data(rest).await;
+            }
+        });
+        let mut r = Response::new(channel);
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=600"),
+        );
+        Outcome::Stream(r)
+    }
+
     fn admin(&self, what: &str, query: &str) -> Response<Full<Bytes>> {
         match what {
+            "open" => {
+                self.gate.send_modify(|g| *g += 1);
+                text(StatusCode::OK, "opened\n")
+            }
             "hits" => {
                 let hits = self.hits.lock().map(|h| h.clone()).unwrap_or_default();
                 let total: u64 = hits.values().sum();
@@ -167,7 +218,8 @@ pub async fn serve(listener: TcpListener, origin: Arc<Origin>) -> std::io::Resul
                 let origin = origin.clone();
                 async move {
                     match origin.handle(req).await {
-                        Outcome::Respond(r) => Ok::<_, ResetConnection>(r),
+                        Outcome::Respond(r) => Ok::<_, ResetConnection>(r.map(Either::Left)),
+                        Outcome::Stream(r) => Ok(r.map(Either::Right)),
                         Outcome::Reset => Err(ResetConnection),
                     }
                 }

@@ -1,0 +1,206 @@
+//! One origin fetch in progress, shared by every request that wants it.
+//!
+//! The fetch task writes the response head and then each body chunk as it arrives from the
+//! origin; any number of readers follow it, each at its own pace, so a waiting client gets its
+//! first byte as soon as the origin sent it, not when the whole body is in. Readers created
+//! late replay the chunks already received. When the fetch ends the cache stores the entry
+//! (if it may) and forgets the fill; readers still streaming keep it alive until they finish.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue};
+use tokio::sync::watch;
+
+use crate::upstream::{Fetched, UpstreamError};
+
+/// The status line and headers of a response.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// Status code.
+    pub status: u16,
+    /// End-to-end headers.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    head: Option<Head>,
+    chunks: Vec<Bytes>,
+    len: usize,
+    end: Option<Result<(), UpstreamError>>,
+}
+
+/// A response being received from the origin.
+#[derive(Debug)]
+pub struct Fill {
+    state: Mutex<State>,
+    changed: watch::Sender<()>,
+}
+
+impl Fill {
+    /// An empty fill, before the origin answered.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+            changed: watch::Sender::new(()),
+        })
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    fn wake(&self) {
+        self.changed.send_replace(());
+    }
+
+    /// Records the response head.
+    pub fn set_head(&self, head: Head) {
+        self.with(|s| s.head = Some(head));
+        self.wake();
+    }
+
+    /// Appends a body chunk.
+    pub fn push(&self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        self.with(|s| {
+            s.len += chunk.len();
+            s.chunks.push(chunk);
+        });
+        self.wake();
+    }
+
+    /// Body bytes received so far.
+    pub fn received(&self) -> usize {
+        self.with(|s| s.len)
+    }
+
+    /// Ends the fill, well or badly. Only the first call counts.
+    pub fn finish(&self, result: Result<(), UpstreamError>) {
+        self.with(|s| {
+            if s.end.is_none() {
+                s.end = Some(result);
+            }
+        });
+        self.wake();
+    }
+
+    /// Waits for the head; an error if the fetch failed before it.
+    pub async fn head(&self) -> Result<Head, UpstreamError> {
+        let mut rx = self.changed.subscribe();
+        loop {
+            let seen = self.with(|s| match (&s.head, &s.end) {
+                (Some(h), _) => Some(Ok(h.clone())),
+                (None, Some(Err(e))) => Some(Err(e.clone())),
+                (None, Some(Ok(()))) => {
+                    Some(Err(UpstreamError::Unreachable("no response header".into())))
+                }
+                (None, None) => None,
+            });
+            if let Some(r) = seen {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                return Err(UpstreamError::Unreachable("fetch abandoned".into()));
+            }
+        }
+    }
+
+    /// Waits for the end and returns the whole response.
+    pub async fn complete(&self) -> Result<Fetched, UpstreamError> {
+        let mut rx = self.changed.subscribe();
+        loop {
+            let done = self.with(|s| match &s.end {
+                Some(Ok(())) => Some(match &s.head {
+                    Some(h) => Ok(Fetched {
+                        status: h.status,
+                        headers: h.headers.clone(),
+                        body: join(&s.chunks, s.len),
+                    }),
+                    None => Err(UpstreamError::Unreachable("no response header".into())),
+                }),
+                Some(Err(e)) => Some(Err(e.clone())),
+                None => None,
+            });
+            if let Some(r) = done {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                return Err(UpstreamError::Unreachable("fetch abandoned".into()));
+            }
+        }
+    }
+
+    /// A reader from the first byte.
+    pub fn reader(self: &Arc<Self>) -> FillReader {
+        FillReader {
+            rx: self.changed.subscribe(),
+            fill: Arc::clone(self),
+            next: 0,
+        }
+    }
+}
+
+fn join(chunks: &[Bytes], len: usize) -> Bytes {
+    match chunks {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        many => {
+            let mut all = BytesMut::with_capacity(len);
+            for c in many {
+                all.extend_from_slice(c);
+            }
+            all.freeze()
+        }
+    }
+}
+
+/// Follows a [`Fill`] chunk by chunk.
+pub struct FillReader {
+    fill: Arc<Fill>,
+    next: usize,
+    rx: watch::Receiver<()>,
+}
+
+impl std::fmt::Debug for FillReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FillReader")
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+impl FillReader {
+    /// The next chunk; `None` at a clean end, an error if the origin broke off.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, UpstreamError>> {
+        loop {
+            let next = self.next;
+            let seen = self.fill.with(|s| {
+                if let Some(c) = s.chunks.get(next) {
+                    return Some(Some(Ok(c.clone())));
+                }
+                match &s.end {
+                    Some(Ok(())) => Some(None),
+                    Some(Err(e)) => Some(Some(Err(e.clone()))),
+                    None => None,
+                }
+            });
+            match seen {
+                Some(Some(Ok(c))) => {
+                    self.next += 1;
+                    return Some(Ok(c));
+                }
+                Some(other) => return other,
+                None => {
+                    if self.rx.changed().await.is_err() {
+                        return Some(Err(UpstreamError::Unreachable("fetch abandoned".into())));
+                    }
+                }
+            }
+        }
+    }
+}
