@@ -88,9 +88,13 @@ struct RunArgs {
     /// Default 127.0.0.1:8080.
     #[arg(long)]
     listen: Option<String>,
-    /// The origin, e.g. http://127.0.0.1:8081.
+    /// The default origin, e.g. http://127.0.0.1:8081.
     #[arg(long)]
     origin: Option<String>,
+    /// A further origin for a path prefix, `PREFIX=URL` (e.g. `/live/=http://10.0.0.2:8081`);
+    /// repeatable, added after the file's `routes`.
+    #[arg(long = "route", value_name = "PREFIX=URL")]
+    routes: Vec<String>,
     /// Admin listener: /metrics, /live, /ready. Default 127.0.0.1:9090.
     #[arg(long)]
     admin: Option<String>,
@@ -127,6 +131,14 @@ impl RunArgs {
         raw.listen = self.listen.or(raw.listen);
         raw.admin = self.admin.or(raw.admin);
         raw.origin = self.origin.or(raw.origin);
+        for r in self.routes {
+            let (prefix, origin) = r.split_once('=').unwrap_or(("", r.as_str()));
+            raw.routes.push(dashpush_edge::config::RawRoute {
+                path_prefix: Some(prefix.to_owned()),
+                hosts: Vec::new(),
+                origin: origin.to_owned(),
+            });
+        }
         raw.cache.max_bytes = self.cache_bytes.or(raw.cache.max_bytes);
         raw.upstream.read_timeout_ms = self.origin_timeout_ms.or(raw.upstream.read_timeout_ms);
         if self.ready_without_origin {

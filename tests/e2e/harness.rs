@@ -106,15 +106,14 @@ pub struct Gateway {
 }
 
 pub fn gateway(origin: &str, extra: &[&str]) -> Gateway {
-    let mut args = vec![
-        "run",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--origin",
-        origin,
-    ];
+    let mut args = vec!["--origin", origin];
+    args.extend_from_slice(extra);
+    gateway_with(&args)
+}
+
+/// A gateway on ports 0 with `args` (which name the origin), ready (its `/live` answers).
+pub fn gateway_with(extra: &[&str]) -> Gateway {
+    let mut args = vec!["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let mut proc = Proc::spawn(&args);
     let addr = proc.addr_after("listening http/1.1+h2c on ");

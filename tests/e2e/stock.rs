@@ -307,3 +307,72 @@ fn conditional_requests_are_answered_from_the_cache() {
         2.0
     );
 }
+
+#[test]
+fn several_origins_by_path_prefix_and_host_each_with_its_own_cache_entries() {
+    let (_a, a) = origin(&[]);
+    let (_b, b) = origin(&[]);
+    let (_c, c) = origin(&[]);
+    let dir = Scratch::new("routes");
+    let file = dir.0.join("dashpush.yaml");
+    std::fs::write(
+        &file,
+        format!("origin: http://{a}\nroutes:\n  - {{hosts: [b.test], origin: 'http://{b}'}}\n"),
+    )
+    .unwrap();
+    let gw = gateway_with(&[
+        "-c",
+        file.to_str().unwrap(),
+        "--route",
+        &format!("/vod/chunk-stream2-=http://{c}"),
+    ]);
+    let seg = "/vod/chunk-stream0-00001.m4s";
+    let audio = "/vod/chunk-stream2-00001.m4s";
+    let fetch = |host: &str, path: &str| {
+        let (code, body, err) = tool(
+            "curl",
+            &[
+                "-sS",
+                "--fail",
+                "-H",
+                &format!("Host: {host}"),
+                &format!("http://{}{path}", gw.addr),
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        body
+    };
+    // The same path under two hosts: two origins, two cache entries.
+    assert_eq!(
+        fetch("plain.test", seg),
+        demo_file("chunk-stream0-00001.m4s")
+    );
+    assert_eq!(
+        fetch("B.test:8080", seg),
+        demo_file("chunk-stream0-00001.m4s")
+    );
+    assert_eq!(
+        fetch("plain.test", seg),
+        demo_file("chunk-stream0-00001.m4s")
+    );
+    assert_eq!(
+        (
+            origin_hits(a, seg),
+            origin_hits(b, seg),
+            origin_hits(c, seg)
+        ),
+        (1, 1, 0)
+    );
+    // The longer prefix from the flag wins for every host.
+    assert_eq!(fetch("b.test", audio), demo_file("chunk-stream2-00001.m4s"));
+    assert_eq!(
+        (
+            origin_hits(a, audio),
+            origin_hits(b, audio),
+            origin_hits(c, audio)
+        ),
+        (0, 0, 1)
+    );
+    // /ready waited for all three origins.
+    assert_eq!(get(gw.admin, "/ready").0, 200);
+}

@@ -35,14 +35,12 @@ impl Handler for Admin {
             "/live" => short(200, "live\n"),
             "/ready" => {
                 if !self.ready.load(Ordering::Relaxed) {
-                    // Listeners are bound (this answer proves it); the origin must answer once.
-                    if self
-                        .gateway
-                        .upstream()
-                        .fetch("HEAD", "/", &[], None)
-                        .await
-                        .is_ok()
-                    {
+                    // Listeners are bound (this answer proves it); every origin must answer once.
+                    let mut all = true;
+                    for origin in self.gateway.origins().all() {
+                        all &= origin.fetch("HEAD", "/", &[], None).await.is_ok();
+                    }
+                    if all {
                         self.ready.store(true, Ordering::Relaxed);
                     }
                 }

@@ -45,8 +45,10 @@ pub struct RawConfig {
     pub listen: Option<String>,
     /// Admin listener.
     pub admin: Option<String>,
-    /// Origin URL.
+    /// Default origin URL.
     pub origin: Option<String>,
+    /// Further origins by path prefix and host.
+    pub routes: Vec<RawRoute>,
     /// TLS listener.
     pub tls: Option<RawTls>,
     /// Cache settings.
@@ -74,6 +76,23 @@ pub struct RawTls {
     /// PEM key.
     pub key: PathBuf,
 }
+
+/// One entry of `routes:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Path prefix, starting with `/` (default `/`).
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Host names this route is for (default: every host).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Origin URL.
+    pub origin: String,
+}
+
+/// Most routes accepted.
+pub const MAX_ROUTES: usize = 64;
 
 /// `cache:`.
 #[derive(Debug, Default, Deserialize)]
@@ -234,6 +253,39 @@ impl TryFrom<RawConfig> for EdgeConfig {
             None => c.grace,
         };
         c.ready_without_origin = raw.ready_without_origin.unwrap_or(false);
+        if raw.routes.len() > MAX_ROUTES {
+            return Err(invalid("routes", format!("at most {MAX_ROUTES} entries")));
+        }
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let origin = Url::parse(&r.origin)
+                .map_err(|e| invalid("routes", format!("[{i}].origin: {e}")))?;
+            if origin.scheme() != "http" || origin.host_str().is_none() {
+                return Err(invalid(
+                    "routes",
+                    format!("[{i}].origin: must be an http:// URL with a host"),
+                ));
+            }
+            let path_prefix = r.path_prefix.unwrap_or_else(|| "/".into());
+            if !path_prefix.starts_with('/') {
+                return Err(invalid(
+                    "routes",
+                    format!("[{i}].path_prefix: must start with /"),
+                ));
+            }
+            if path_prefix == "/" && r.hosts.is_empty() {
+                return Err(invalid(
+                    "routes",
+                    format!(
+                        "[{i}]: needs a path_prefix other than / or hosts (the default origin takes the rest)"
+                    ),
+                ));
+            }
+            c.routes.push(crate::routing::Route {
+                path_prefix,
+                hosts: r.hosts,
+                origin,
+            });
+        }
         let d = H2Limits::default();
         let h = raw.http2;
         c.h2 = H2Limits {
@@ -355,6 +407,25 @@ mod tests {
                 .starts_with("upstream.read_timeout_ms:")
         );
         assert!(err("origin: http://o\nlog_format: xml\n").starts_with("log_format:"));
+        assert!(
+            err("origin: http://o\nroutes: [{path_prefix: live/, origin: http://l}]\n")
+                .starts_with("routes: [0].path_prefix")
+        );
+        assert!(
+            err("origin: http://o\nroutes: [{path_prefix: /live/, origin: ftp://l}]\n")
+                .starts_with("routes: [0].origin")
+        );
+        assert!(
+            err("origin: http://o\nroutes: [{origin: http://l}]\n").starts_with("routes: [0]:")
+        );
+        assert!(err("origin: http://o\nroutes: [{path: /x, origin: http://l}]\n").contains("path"));
+        let c = check(
+            "origin: http://o\nroutes:\n  - {path_prefix: /live/, origin: http://l:81}\n  - {hosts: [a.test], origin: http://a}\n",
+        )
+        .unwrap();
+        assert_eq!(c.routes.len(), 2);
+        assert_eq!(c.routes[0].path_prefix, "/live/");
+        assert_eq!(c.routes[1].hosts, ["a.test"]);
         assert!(err("origin: http://o\ncache: {max_bytes: lots}\n").contains("max_bytes"));
     }
 }

@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue, Method};
 use crate::cache::{Cache, Lookup, ttl_of};
 use crate::fill::{Fill, FillReader, Head};
 use crate::metrics::Metrics;
+use crate::routing::Origins;
 use crate::upstream::{Fetched, Upstream, UpstreamError};
 
 /// A downstream request, protocol-independent.
@@ -21,6 +22,8 @@ pub struct Req {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Client address, for `X-Forwarded-For`.
     pub client: Option<String>,
+    /// `Host` (HTTP/1.1) or `:authority` (HTTP/2), for routing.
+    pub host: Option<String>,
 }
 
 /// A response body: complete, or following an origin fetch as it arrives.
@@ -49,7 +52,7 @@ pub struct Resp {
 
 /// The gateway: origin, cache and metrics.
 pub struct Gateway {
-    upstream: Arc<Upstream>,
+    origins: Origins,
     cache: Cache,
     metrics: Metrics,
 }
@@ -59,18 +62,18 @@ pub struct Gateway {
 const FILL_HEADERS: &[&str] = &["user-agent"];
 
 impl Gateway {
-    /// A gateway over an origin client and a cache.
-    pub fn new(upstream: Upstream, cache: Cache, metrics: Metrics) -> Arc<Self> {
+    /// A gateway over origin routes and a cache.
+    pub fn new(origins: Origins, cache: Cache, metrics: Metrics) -> Arc<Self> {
         Arc::new(Self {
-            upstream: Arc::new(upstream),
+            origins,
             cache,
             metrics,
         })
     }
 
-    /// The origin client (for readiness probes).
-    pub fn upstream(&self) -> &Upstream {
-        &self.upstream
+    /// The origin routes (for readiness probes).
+    pub fn origins(&self) -> &Origins {
+        &self.origins
     }
 
     /// Answers one request.
@@ -83,11 +86,13 @@ impl Gateway {
         }
         let head = req.method == Method::HEAD;
         let range = header(&req.headers, "range");
+        let Some((route, upstream)) = self.origins.select(req.host.as_deref(), &req.path) else {
+            return short(404, "no origin for this host and path\n");
+        };
         if header(&req.headers, "authorization").is_some() {
             // Credentials: not shared, so not cached; forwarded as they came.
             let method = req.method.as_str();
-            return match self
-                .upstream
+            return match upstream
                 .fetch(method, &req.path, &req.headers, req.client.as_deref())
                 .await
             {
@@ -95,7 +100,8 @@ impl Gateway {
                 Err(e) => upstream_error(&e),
             };
         }
-        let (fill, lookup) = match self.lookup(req).await {
+        let key = cache_key(route, &req.path);
+        let (fill, lookup) = match self.lookup(upstream, &key, req).await {
             Ok(entry) => {
                 let status = "dashpush; hit";
                 return if not_modified(&req.headers, &entry.response) {
@@ -145,8 +151,12 @@ impl Gateway {
     }
 
     /// The cached entry for the request, or the fill that will produce it (joined or started).
-    async fn lookup(&self, req: &Req) -> Result<Arc<crate::cache::Entry>, (Arc<Fill>, Lookup)> {
-        let key = req.path.as_str();
+    async fn lookup(
+        &self,
+        upstream: &Arc<Upstream>,
+        key: &str,
+        req: &Req,
+    ) -> Result<Arc<crate::cache::Entry>, (Arc<Fill>, Lookup)> {
         loop {
             if let Some(e) = self.cache.get(key).await {
                 return Ok(e);
@@ -158,15 +168,16 @@ impl Gateway {
                 .cloned()
                 .collect();
             let started = self.cache.join_or_start(key, |fill| {
-                let upstream = Arc::clone(&self.upstream);
+                let upstream = Arc::clone(upstream);
                 let cache = self.cache.clone();
                 let key = key.to_owned();
+                let path = req.path.clone();
                 let client = req.client.clone();
                 tokio::spawn(async move {
                     // Whatever happens to this task, readers are told the fill ended.
                     let guard = FinishOnDrop(&fill);
                     upstream
-                        .fetch_into("GET", &key, &fill_headers, client.as_deref(), &fill)
+                        .fetch_into("GET", &path, &fill_headers, client.as_deref(), &fill)
                         .await;
                     drop(guard);
                     cache.finish(&key, &fill).await;
@@ -182,6 +193,12 @@ impl Gateway {
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
+}
+
+/// The cache key: the route index, then path and query (which starts with `/`, so keys of
+/// two routes never collide).
+pub(crate) fn cache_key(route: usize, path: &str) -> String {
+    format!("{route}{path}")
 }
 
 /// Ends a fill with an error if its task stops before finishing it.

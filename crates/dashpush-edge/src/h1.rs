@@ -53,6 +53,12 @@ pub(crate) async fn serve<H: Handler>(handler: &Arc<H>, stream: Stream, drain: &
                 .map(|(n, v)| (n.clone(), v.clone()))
                 .collect(),
             client: client.clone(),
+            host: head
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+                .or_else(|| head.uri.host().map(str::to_owned)),
         };
         let mut resp = handler.handle(req).await;
         if drain.is_draining() {

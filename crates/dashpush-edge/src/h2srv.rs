@@ -94,6 +94,7 @@ pub(crate) async fn serve<H: Handler>(
                             path: parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
                             headers: parts.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect(),
                             client: None,
+                            host: parts.uri.authority().map(|a| a.as_str().to_owned()),
                         };
                         let resp = handler.handle(req).await;
                         let status = resp.status;

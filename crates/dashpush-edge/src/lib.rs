@@ -15,6 +15,7 @@ mod gateway;
 mod h1;
 pub mod h2srv;
 pub mod metrics;
+pub mod routing;
 mod server;
 pub mod upstream;
 

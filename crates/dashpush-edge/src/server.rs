@@ -24,6 +24,7 @@ use crate::gateway::{Gateway, Req, Resp};
 use crate::h1::{self, Handler};
 use crate::h2srv::{self, H2Limits};
 use crate::metrics::Metrics;
+use crate::routing::{Origins, Route};
 use crate::upstream::{Upstream, UpstreamConfig};
 
 /// Everything the edge needs to run.
@@ -33,8 +34,10 @@ pub struct EdgeConfig {
     pub listen: String,
     /// Admin listener.
     pub admin: String,
-    /// The origin (`http://host:port`).
+    /// The default origin (`http://host:port`).
     pub origin: Url,
+    /// Further origins by host and path prefix ([`crate::routing`]).
+    pub routes: Vec<Route>,
     /// Cache budget in bytes.
     pub cache_bytes: u64,
     /// Default TTLs.
@@ -73,6 +76,7 @@ impl EdgeConfig {
             listen,
             admin,
             origin,
+            routes: Vec::new(),
             cache_bytes: 256 * 1024 * 1024,
             ttls: Ttls {
                 mpd: Duration::from_secs(2),
@@ -201,20 +205,22 @@ fn concrete(addr: &str) -> Result<SocketAddr, EdgeError> {
     probe.local_addr().map_err(bind_err)
 }
 
-/// Runs the gateway until SIGTERM/SIGINT, then drains and returns.
-pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
-    let metrics = Metrics::new(registry)?;
-    let host = config
-        .origin
+/// The HTTP/1.1 client of one origin.
+fn upstream_for(
+    origin: &Url,
+    config: &EdgeConfig,
+    metrics: &Metrics,
+) -> Result<Upstream, EdgeError> {
+    let host = origin
         .host_str()
-        .ok_or_else(|| EdgeError::Config("origin URL has no host".into()))?;
-    if config.origin.scheme() != "http" {
-        return Err(EdgeError::Config(
-            "origin must be http:// (the gateway speaks HTTP/1.1 to origins)".into(),
-        ));
+        .ok_or_else(|| EdgeError::Config(format!("origin {origin} has no host")))?;
+    if origin.scheme() != "http" {
+        return Err(EdgeError::Config(format!(
+            "origin {origin} must be http:// (the gateway speaks HTTP/1.1 to origins)"
+        )));
     }
-    let port = config.origin.port_or_known_default().unwrap_or(80);
-    let origin_addr = (host, port)
+    let port = origin.port_or_known_default().unwrap_or(80);
+    let addr = (host, port)
         .to_socket_addrs()
         .map_err(|source| EdgeError::Bind {
             addr: format!("{host}:{port}"),
@@ -222,18 +228,33 @@ pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
         })?
         .next()
         .ok_or_else(|| EdgeError::Config(format!("origin {host} does not resolve")))?;
-    let upstream = Upstream::new(
+    Ok(Upstream::new(
         UpstreamConfig {
-            addr: origin_addr,
-            host: config.origin.authority().to_owned(),
+            addr,
+            host: origin.authority().to_owned(),
             connect_timeout: config.connect_timeout,
             read_timeout: config.read_timeout,
             max_body: config.max_body,
         },
         metrics.clone(),
-    );
+    ))
+}
+
+/// Runs the gateway until SIGTERM/SIGINT, then drains and returns.
+pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
+    let metrics = Metrics::new(registry)?;
+    let default = Route {
+        path_prefix: "/".into(),
+        hosts: Vec::new(),
+        origin: config.origin.clone(),
+    };
+    let mut origins = Vec::new();
+    for route in std::iter::once(default).chain(config.routes.iter().cloned()) {
+        let upstream = upstream_for(&route.origin, &config, &metrics)?;
+        origins.push((route, Arc::new(upstream)));
+    }
     let cache = Cache::new(config.cache_bytes, config.ttls, metrics.clone());
-    let gateway = Gateway::new(upstream, cache, metrics);
+    let gateway = Gateway::new(Origins::new(origins), cache, metrics);
 
     let listen = concrete(&config.listen)?;
     let admin = concrete(&config.admin)?;
@@ -294,6 +315,18 @@ pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
     }
     tracing::info!("listening admin on {admin}");
     tracing::info!("origin {}", config.origin);
+    for r in &config.routes {
+        tracing::info!(
+            "origin {} for {}{}",
+            r.origin,
+            if r.hosts.is_empty() {
+                "*".to_owned()
+            } else {
+                r.hosts.join(",")
+            },
+            r.path_prefix
+        );
+    }
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainingSignal {
             drain,
