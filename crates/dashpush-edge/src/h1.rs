@@ -82,8 +82,14 @@ async fn write(session: &mut HttpSession, resp: &mut Resp) -> pingora::Result<()
         h.append_header(n.clone(), v.clone())?;
     }
     // A 304 carries no body and no Content-Length of its own (RFC 9110 §8.6).
+    // A streamed body goes out chunked even when its length is known: pingora flushes each
+    // chunk then, where a Content-Length body would sit in the write buffer until it fills.
+    let length = match resp.body {
+        Body::Stream(_) => None,
+        Body::Full(_) => resp.content_length,
+    };
     if resp.status != 304 {
-        match resp.content_length {
+        match length {
             Some(len) => h.insert_header(
                 HeaderName::from_static("content-length"),
                 HeaderValue::from(len),

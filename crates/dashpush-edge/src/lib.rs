@@ -13,6 +13,7 @@ mod drain;
 pub mod fill;
 mod gateway;
 mod h1;
+pub mod h2settings;
 pub mod h2srv;
 pub mod metrics;
 pub mod routing;
