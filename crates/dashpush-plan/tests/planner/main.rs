@@ -3,6 +3,7 @@
 //! tests of the invariants.
 
 mod live;
+mod props;
 mod vod;
 
 use std::sync::Arc;
