@@ -154,20 +154,27 @@ fn push_list_resolves_entries_against_the_request_in_order() {
 
 #[test]
 fn list_entries_of_another_origin_are_dropped() {
-    let mut c = Conn::new(demo());
-    let list = "http://evil.test/vod/chunk-stream0-00002.m4s, https://edge.test/vod/chunk-stream0-00002.m4s, http://edge.test:8080/vod/chunk-stream0-00002.m4s, //evil.test/x.m4s, chunk-stream0-00003.m4s";
-    let p = c.get(&chunk(0, 1), Some(&urn(&format!("push-list;{list}"))));
-    assert_eq!(pushed(&p), [chunk(0, 3)]);
-    assert_eq!(p.dropped, 4);
-    assert_eq!(ack(&p).unwrap(), urn("push-list;chunk-stream0-00003.m4s"));
-    // Explicit default port is the same origin.
-    let p = c.get(
-        &chunk(0, 1),
-        Some(&urn(
-            "push-list;http://edge.test:80/vod/chunk-stream1-00002.m4s",
-        )),
-    );
-    assert_eq!(pushed(&p), [chunk(1, 2)]);
+    // Also with entries outside the MPD allowed: the origin rule stands on its own.
+    for allow_outside_mpd in [false, true] {
+        let cfg = PlanConfig {
+            allow_outside_mpd,
+            ..PlanConfig::default()
+        };
+        let mut c = Conn::with(demo(), cfg);
+        let list = "http://evil.test/vod/chunk-stream0-00002.m4s, https://edge.test/vod/chunk-stream0-00002.m4s, http://edge.test:8080/vod/chunk-stream0-00002.m4s, //evil.test/x.m4s, chunk-stream0-00003.m4s";
+        let p = c.get(&chunk(0, 1), Some(&urn(&format!("push-list;{list}"))));
+        assert_eq!(pushed(&p), [chunk(0, 3)]);
+        assert_eq!(p.dropped, 4);
+        assert_eq!(ack(&p).unwrap(), urn("push-list;chunk-stream0-00003.m4s"));
+        // An explicit default port is the same origin.
+        let p = c.get(
+            &chunk(0, 1),
+            Some(&urn(
+                "push-list;http://edge.test:80/vod/chunk-stream1-00002.m4s",
+            )),
+        );
+        assert_eq!(pushed(&p), [chunk(1, 2)]);
+    }
 }
 
 #[test]
