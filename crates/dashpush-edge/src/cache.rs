@@ -6,6 +6,7 @@
 //! in a gap between the two and starts a second origin fetch.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,6 +26,36 @@ pub struct Entry {
     pub response: Fetched,
     /// How long it stays fresh.
     pub ttl: Duration,
+    /// Stored by a prefetch and not used yet.
+    unused_prefetch: AtomicBool,
+}
+
+impl Entry {
+    /// True once, if a prefetch stored this entry and nobody used it yet.
+    pub(crate) fn unused_prefetch_take(&self) -> bool {
+        self.unused_prefetch.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// Who looks an entry up (for the prefetch outcome metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum User {
+    /// A client request.
+    Client,
+    /// A push.
+    Push,
+    /// The prefetcher itself.
+    Prefetch,
+}
+
+impl User {
+    fn label(self) -> Option<&'static str> {
+        match self {
+            Self::Client => Some("used_by_client"),
+            Self::Push => Some("used_by_push"),
+            Self::Prefetch => None,
+        }
+    }
 }
 
 /// How a lookup was served.
@@ -73,6 +104,7 @@ impl Cache {
     /// A cache of at most `max_bytes` (keys, headers and bodies weighed).
     pub fn new(max_bytes: u64, ttls: Ttls, metrics: Metrics) -> Self {
         let evictions = metrics.cache_evictions.clone();
+        let prefetches = metrics.push.prefetches.clone();
         let inner = Moka::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &String, v: &Arc<Entry>| {
@@ -85,9 +117,14 @@ impl Cache {
                 u32::try_from(k.len() + headers + v.response.body.len() + 64).unwrap_or(u32::MAX)
             })
             .expire_after(PerEntryTtl)
-            .eviction_listener(move |_k, _v, cause| {
+            .eviction_listener(move |_k, v: Arc<Entry>, cause| {
                 if cause == RemovalCause::Size {
                     evictions.inc();
+                }
+                if cause != RemovalCause::Replaced
+                    && v.unused_prefetch.swap(false, Ordering::Relaxed)
+                {
+                    prefetches.with_label_values(&["evicted_unused"]).inc();
                 }
             })
             .build();
@@ -100,13 +137,39 @@ impl Cache {
     }
 
     /// The fresh entry for `key`, counting a hit.
-    pub async fn get(&self, key: &str) -> Option<Arc<Entry>> {
+    pub async fn get(&self, key: &str, by: User) -> Option<Arc<Entry>> {
         let e = self.inner.get(key).await?;
+        if by == User::Prefetch {
+            return Some(e);
+        }
         self.metrics.cache_hits.inc();
         self.metrics
             .cache_hit_bytes
             .inc_by(e.response.body.len() as u64);
+        if let Some(label) = by.label()
+            && e.unused_prefetch.swap(false, Ordering::Relaxed)
+        {
+            self.metrics
+                .push
+                .prefetches
+                .with_label_values(&[label])
+                .inc();
+        }
         Some(e)
+    }
+
+    /// Counts a use of a fill the prefetcher started (once per fill).
+    pub fn claim(&self, fill: &Fill, by: User) {
+        if let Some(label) = by.label()
+            && fill.prefetched.load(Ordering::Relaxed)
+            && !fill.claimed.swap(true, Ordering::Relaxed)
+        {
+            self.metrics
+                .push
+                .prefetches
+                .with_label_values(&[label])
+                .inc();
+        }
     }
 
     /// Joins the fill running for `key`, or creates one and hands it to `start` (which must
@@ -138,8 +201,17 @@ impl Cache {
         if let Ok(response) = fill.complete().await
             && let Some(ttl) = ttl_of(response.status, &response.headers, key, self.ttls)
         {
+            let unused =
+                fill.prefetched.load(Ordering::Relaxed) && !fill.claimed.load(Ordering::Relaxed);
             self.inner
-                .insert(key.to_owned(), Arc::new(Entry { response, ttl }))
+                .insert(
+                    key.to_owned(),
+                    Arc::new(Entry {
+                        response,
+                        ttl,
+                        unused_prefetch: AtomicBool::new(unused),
+                    }),
+                )
                 .await;
             self.metrics
                 .cache_size_bytes

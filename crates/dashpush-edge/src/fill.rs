@@ -6,6 +6,7 @@
 //! late replay the chunks already received. When the fetch ends the cache stores the entry
 //! (if it may) and forgets the fill; readers still streaming keep it alive until they finish.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
@@ -36,6 +37,10 @@ struct State {
 pub struct Fill {
     state: Mutex<State>,
     changed: watch::Sender<()>,
+    /// Started by the prefetcher, not by a request.
+    pub(crate) prefetched: AtomicBool,
+    /// A request or push has used this prefetch (counted once).
+    pub(crate) claimed: AtomicBool,
 }
 
 impl Fill {
@@ -44,6 +49,8 @@ impl Fill {
         Arc::new(Self {
             state: Mutex::new(State::default()),
             changed: watch::Sender::new(()),
+            prefetched: AtomicBool::new(false),
+            claimed: AtomicBool::new(false),
         })
     }
 

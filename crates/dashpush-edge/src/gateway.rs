@@ -5,11 +5,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 
-use crate::cache::{Cache, Lookup, ttl_of};
+use crate::cache::{Cache, Lookup, User, ttl_of};
 use crate::fill::{Fill, FillReader, Head};
+use crate::manifests::Registry;
 use crate::metrics::Metrics;
+use crate::push::PushSettings;
 use crate::routing::Origins;
 use crate::upstream::{Fetched, Upstream, UpstreamError};
+use tokio::sync::Semaphore;
 
 /// A downstream request, protocol-independent.
 #[derive(Debug, Clone)]
@@ -53,6 +56,9 @@ pub struct Resp {
 /// The gateway: origin, cache and metrics.
 pub struct Gateway {
     origins: Origins,
+    manifests: Registry,
+    prefetch_slots: Arc<Semaphore>,
+    push: PushSettings,
     cache: Cache,
     metrics: Metrics,
 }
@@ -63,9 +69,12 @@ const FILL_HEADERS: &[&str] = &["user-agent"];
 
 impl Gateway {
     /// A gateway over origin routes and a cache.
-    pub fn new(origins: Origins, cache: Cache, metrics: Metrics) -> Arc<Self> {
+    pub fn new(origins: Origins, cache: Cache, metrics: Metrics, push: PushSettings) -> Arc<Self> {
         Arc::new(Self {
             origins,
+            manifests: Registry::default(),
+            prefetch_slots: Arc::new(Semaphore::new(push.prefetch_concurrency.max(1))),
+            push,
             cache,
             metrics,
         })
@@ -157,22 +166,49 @@ impl Gateway {
         key: &str,
         req: &Req,
     ) -> Result<Arc<crate::cache::Entry>, (Arc<Fill>, Lookup)> {
+        let fill_headers: Vec<(HeaderName, HeaderValue)> = req
+            .headers
+            .iter()
+            .filter(|(n, _)| FILL_HEADERS.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        self.source(
+            upstream,
+            key,
+            &req.path,
+            fill_headers,
+            req.client.clone(),
+            User::Client,
+        )
+        .await
+    }
+
+    /// The cached entry for `key`, or the fill that will produce it (joined, or started with
+    /// an origin fetch of `path`).
+    pub(crate) async fn source(
+        &self,
+        upstream: &Arc<Upstream>,
+        key: &str,
+        path: &str,
+        fill_headers: Vec<(HeaderName, HeaderValue)>,
+        client: Option<String>,
+        by: User,
+    ) -> Result<Arc<crate::cache::Entry>, (Arc<Fill>, Lookup)> {
         loop {
-            if let Some(e) = self.cache.get(key).await {
+            if let Some(e) = self.cache.get(key, by).await {
                 return Ok(e);
             }
-            let fill_headers: Vec<(HeaderName, HeaderValue)> = req
-                .headers
-                .iter()
-                .filter(|(n, _)| FILL_HEADERS.contains(&n.as_str()))
-                .cloned()
-                .collect();
             let started = self.cache.join_or_start(key, |fill| {
+                if by == User::Prefetch {
+                    fill.prefetched
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 let upstream = Arc::clone(upstream);
                 let cache = self.cache.clone();
                 let key = key.to_owned();
-                let path = req.path.clone();
-                let client = req.client.clone();
+                let path = path.to_owned();
+                let fill_headers = fill_headers.clone();
+                let client = client.clone();
                 tokio::spawn(async move {
                     // Whatever happens to this task, readers are told the fill ended.
                     let guard = FinishOnDrop(&fill);
@@ -183,8 +219,11 @@ impl Gateway {
                     cache.finish(&key, &fill).await;
                 });
             });
-            if let Some(joined) = started {
-                return Err(joined);
+            if let Some((fill, lookup)) = started {
+                if lookup == Lookup::Coalesced {
+                    self.cache.claim(&fill, by);
+                }
+                return Err((fill, lookup));
             }
         }
     }
@@ -192,6 +231,26 @@ impl Gateway {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The MPDs served so far, parsed.
+    pub(crate) fn manifests(&self) -> &Registry {
+        &self.manifests
+    }
+
+    /// The gateway-wide prefetch cap.
+    pub(crate) fn prefetch_slots(&self) -> &Arc<Semaphore> {
+        &self.prefetch_slots
+    }
+
+    /// Push and prefetch settings.
+    pub(crate) fn push_settings(&self) -> &PushSettings {
+        &self.push
+    }
+
+    /// The cache.
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.cache
     }
 }
 

@@ -16,10 +16,25 @@ pub(crate) trait Handler: Send + Sync + 'static {
     async fn handle(&self, req: Req) -> Resp;
     /// Counts a finished request.
     fn record(&self, _protocol: &'static str, _status: u16) {}
+    /// Runs after a response was sent (the gateway prefetches what follows a segment).
+    fn after_response(
+        self: &Arc<Self>,
+        _scheme: &'static str,
+        _host: Option<&str>,
+        _path: &str,
+        _status: u16,
+    ) {
+    }
 }
 
 /// Serves HTTP/1.1 requests on `stream` until the client or a shutdown ends it.
-pub(crate) async fn serve<H: Handler>(handler: &Arc<H>, stream: Stream, drain: &Arc<Drain>) {
+pub(crate) async fn serve<H: Handler>(
+    handler: &Arc<H>,
+    stream: Stream,
+    drain: &Arc<Drain>,
+    tls: bool,
+) {
+    let scheme = if tls { "https" } else { "http" };
     let client = stream
         .get_socket_digest()
         .and_then(|d| d.peer_addr().map(|a| a.to_string()))
@@ -60,6 +75,7 @@ pub(crate) async fn serve<H: Handler>(handler: &Arc<H>, stream: Stream, drain: &
                 .map(str::to_owned)
                 .or_else(|| head.uri.host().map(str::to_owned)),
         };
+        let (host, path) = (req.host.clone(), req.path.clone());
         let mut resp = handler.handle(req).await;
         if drain.is_draining() {
             session.set_server_keepalive(None);
@@ -69,6 +85,7 @@ pub(crate) async fn serve<H: Handler>(handler: &Arc<H>, stream: Stream, drain: &
             return;
         }
         handler.record("h1", resp.status);
+        handler.after_response(scheme, host.as_deref(), &path, resp.status);
         stream = match session.reuse().await {
             Ok(Some(reusable)) => reusable.into_parts().0,
             _ => return,

@@ -8,9 +8,14 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use pingora::protocols::Stream;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
+
 use crate::drain::Drain;
-use crate::gateway::{Body, Req};
+use crate::gateway::{Body, Gateway, Req, Resp};
 use crate::h1::Handler;
+use crate::h2settings::PushSetting;
+use crate::push::{H2Conn, serve_h2};
 
 /// Limits of the HTTP/2 server, per connection.
 #[derive(Debug, Clone, Copy)]
@@ -54,13 +59,20 @@ impl Default for H2Limits {
 /// Largest DATA chunk handed to h2 at once.
 const CHUNK: usize = 64 * 1024;
 
-/// Serves one HTTP/2 connection.
-pub(crate) async fn serve<H: Handler>(
-    handler: &Arc<H>,
+/// Serves one HTTP/2 connection (`tls`: whether it arrived on the TLS listener, for the
+/// `https` scheme of pushed URLs).
+pub(crate) async fn serve(
+    handler: &Arc<Gateway>,
     stream: Stream,
     limits: H2Limits,
     drain: &Arc<Drain>,
+    tls: bool,
 ) {
+    let (stream, push_enabled) = PushSetting::new(stream);
+    let push = Arc::new(H2Conn::new(
+        push_enabled,
+        if tls { "https" } else { "http" },
+    ));
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(limits.max_concurrent_streams)
@@ -85,6 +97,7 @@ pub(crate) async fn serve<H: Handler>(
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
                     let handler = handler.clone();
+                    let push = Arc::clone(&push);
                     let inflight = drain.begin();
                     tokio::spawn(async move {
                         let _inflight = inflight;
@@ -96,12 +109,10 @@ pub(crate) async fn serve<H: Handler>(
                             client: None,
                             host: parts.uri.authority().map(|a| a.as_str().to_owned()),
                         };
-                        let resp = handler.handle(req).await;
-                        let status = resp.status;
-                        if let Err(e) = send(respond, resp).await {
-                            tracing::debug!("h2 send: {e}");
+                        match serve_h2(&handler, &push, req, respond).await {
+                            Ok(status) => handler.record("h2", status),
+                            Err(e) => tracing::debug!("h2 send: {e}"),
                         }
-                        handler.record("h2", status);
                     });
                 }
                 Some(Err(e)) => {
@@ -122,10 +133,12 @@ pub(crate) async fn serve<H: Handler>(
     }
 }
 
-async fn send(
-    mut respond: SendResponse<Bytes>,
-    resp: crate::gateway::Resp,
-) -> Result<(), h2::Error> {
+/// The response head for `resp` (its `content-length` set when known), or `None` after
+/// resetting the stream if the head cannot be built.
+pub(crate) fn response_head(
+    respond: &mut SendResponse<Bytes>,
+    resp: Resp,
+) -> Option<(http::Response<()>, Body)> {
     let mut builder = http::Response::builder().status(resp.status);
     for (n, v) in &resp.headers {
         builder = builder.header(n, v);
@@ -135,60 +148,110 @@ async fn send(
     {
         builder = builder.header(http::header::CONTENT_LENGTH, len);
     }
-    let head = match builder.body(()) {
-        Ok(h) => h,
+    match builder.body(()) {
+        Ok(h) => Some((h, resp.body)),
         Err(_) => {
             respond.send_reset(h2::Reason::INTERNAL_ERROR);
-            return Ok(());
+            None
         }
+    }
+}
+
+/// Sends a whole response.
+pub(crate) async fn send(mut respond: SendResponse<Bytes>, resp: Resp) -> Result<(), h2::Error> {
+    let Some((head, body)) = response_head(&mut respond, resp) else {
+        return Ok(());
     };
-    match resp.body {
-        Body::Full(body) => {
-            let mut stream = respond.send_response(head, body.is_empty())?;
-            if !body.is_empty() {
-                send_data(&mut stream, body, true).await?;
-            }
-        }
-        Body::Stream(mut reader) => {
-            let mut stream = respond.send_response(head, false)?;
-            loop {
-                match reader.chunk().await {
-                    Some(Ok(chunk)) => send_data(&mut stream, chunk, false).await?,
-                    Some(Err(_)) => {
-                        // The origin broke off: the client must not take this as complete.
-                        stream.send_reset(h2::Reason::INTERNAL_ERROR);
-                        return Ok(());
-                    }
-                    None => {
-                        stream.send_data(Bytes::new(), true)?;
-                        return Ok(());
-                    }
-                }
-            }
-        }
+    let end = matches!(&body, Body::Full(b) if b.is_empty());
+    let mut stream = respond.send_response(head, end)?;
+    if !end {
+        send_body(&mut stream, body).await?;
     }
     Ok(())
 }
 
-/// Sends `body` within the stream's flow-control window, never buffering more than one
-/// granted chunk; ends the stream after it if `end`.
-pub(crate) async fn send_data(
+/// Sends a body and ends the stream; resets it if the origin broke off.
+pub(crate) async fn send_body(
+    stream: &mut h2::SendStream<Bytes>,
+    body: Body,
+) -> Result<(), h2::Error> {
+    let never = AtomicBool::new(false);
+    match send_body_watching(stream, body, &never).await {
+        Ok(_) => Ok(()),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Sends a body within the flow-control windows and ends the stream. `Ok(bytes)` when all
+/// was sent; `Err(bytes sent)` when the client reset the stream, `cancel` was set, or the
+/// origin broke off (the stream is then reset, so the client never takes it as complete).
+pub(crate) async fn send_body_watching(
+    stream: &mut h2::SendStream<Bytes>,
+    body: Body,
+    cancel: &AtomicBool,
+) -> Result<u64, u64> {
+    let mut sent = 0u64;
+    match body {
+        Body::Full(b) => {
+            sent_or_reset(stream, b, true, cancel, &mut sent).await?;
+        }
+        Body::Stream(mut reader) => loop {
+            match reader.chunk().await {
+                Some(Ok(chunk)) => sent_or_reset(stream, chunk, false, cancel, &mut sent).await?,
+                Some(Err(_)) => {
+                    stream.send_reset(h2::Reason::INTERNAL_ERROR);
+                    return Err(sent);
+                }
+                None => {
+                    if stream.send_data(Bytes::new(), true).is_err() {
+                        return Err(sent);
+                    }
+                    break;
+                }
+            }
+        },
+    }
+    Ok(sent)
+}
+
+/// Sends `body` within the stream's flow-control window, one granted chunk at a time (never
+/// buffering more than the window allows); ends the stream after it if `end`. Stops at once
+/// when the client resets the stream or `cancel` is set.
+async fn sent_or_reset(
     stream: &mut h2::SendStream<Bytes>,
     mut body: Bytes,
     end: bool,
-) -> Result<(), h2::Error> {
+    cancel: &AtomicBool,
+    sent: &mut u64,
+) -> Result<(), u64> {
+    if body.is_empty() && end {
+        return stream.send_data(body, true).map_err(|_| *sent);
+    }
     while !body.is_empty() {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(*sent);
+        }
         stream.reserve_capacity(body.len().min(CHUNK));
-        let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
+        let granted = poll_fn(|cx| {
+            if stream.poll_reset(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            stream.poll_capacity(cx)
+        })
+        .await;
+        let granted = match granted {
             Some(Ok(n)) => n,
-            Some(Err(e)) => return Err(e),
-            None => return Ok(()),
+            Some(Err(_)) | None => return Err(*sent),
         };
         if granted == 0 {
             continue;
         }
         let chunk = body.split_to(granted.min(body.len()));
-        stream.send_data(chunk, end && body.is_empty())?;
+        let n = chunk.len() as u64;
+        stream
+            .send_data(chunk, end && body.is_empty())
+            .map_err(|_| *sent)?;
+        *sent += n;
     }
     Ok(())
 }

@@ -33,6 +33,96 @@ pub struct Metrics {
     pub coalesced_waits: IntCounter,
     /// Open downstream connections by protocol.
     pub open_connections: IntGaugeVec,
+    /// Push metrics (`dashpush_push_*`, `dashpush_prefetch_*`).
+    pub push: PushMetrics,
+}
+
+/// How push pays off. Labels: `transport` (`h2`, `ws`), `push_type` (the applied push type's
+/// token, e.g. `push-next`), `result` (`accepted` or a rejection reason), `reason`,
+/// `outcome`: all from fixed sets.
+#[derive(Clone, Debug)]
+pub struct PushMetrics {
+    /// Requests carrying a push directive, by transport, requested push type and result.
+    pub directives: IntCounterVec,
+    /// PUSH_PROMISEs (or WebSocket pushed streams) sent.
+    pub promises: IntCounterVec,
+    /// Pushes whose body was sent to the end.
+    pub completed: IntCounterVec,
+    /// Pushes fully delivered and never reset by the client.
+    pub claimed: IntCounterVec,
+    /// Pushes the client reset (cancelled) before their end.
+    pub reset: IntCounterVec,
+    /// Body bytes sent on pushed streams.
+    pub bytes: IntCounterVec,
+    /// Bytes sent on pushed streams the client then reset.
+    pub wasted_bytes: IntCounterVec,
+    /// Bytes not sent because the client reset the push first.
+    pub saved_bytes: IntCounterVec,
+    /// Promises the gateway withdrew itself, by reason (`origin_status`, `origin_error`,
+    /// `byte_cap`, `replaced`, `promise_refused`).
+    pub dropped: IntCounterVec,
+    /// Segments fetched ahead of need, by outcome (`started`, `used_by_push`,
+    /// `used_by_client`, `error`, `dropped`).
+    pub prefetches: IntCounterVec,
+}
+
+impl PushMetrics {
+    fn new(registry: &Registry) -> Result<Self, EdgeError> {
+        let vec = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, EdgeError> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let tp = &["transport", "push_type"][..];
+        Ok(Self {
+            directives: vec(
+                "dashpush_push_directives_total",
+                "Requests with a push directive, by transport, push type and result.",
+                &["transport", "push_type", "result"],
+            )?,
+            promises: vec("dashpush_push_promises_total", "Pushes promised.", tp)?,
+            completed: vec(
+                "dashpush_push_completed_total",
+                "Pushes whose body was sent to the end.",
+                tp,
+            )?,
+            claimed: vec(
+                "dashpush_push_claimed_total",
+                "Pushes fully delivered and not reset by the client.",
+                tp,
+            )?,
+            reset: vec(
+                "dashpush_push_reset_total",
+                "Pushes the client reset before their end.",
+                tp,
+            )?,
+            bytes: vec(
+                "dashpush_push_bytes_total",
+                "Body bytes sent on pushed streams.",
+                tp,
+            )?,
+            wasted_bytes: vec(
+                "dashpush_push_wasted_bytes_total",
+                "Bytes sent on pushed streams that the client then reset.",
+                tp,
+            )?,
+            saved_bytes: vec(
+                "dashpush_push_saved_bytes_total",
+                "Bytes not sent because the client reset the push first.",
+                tp,
+            )?,
+            dropped: vec(
+                "dashpush_push_dropped_total",
+                "Promises withdrawn by the gateway, by reason.",
+                &["transport", "reason"],
+            )?,
+            prefetches: vec(
+                "dashpush_prefetch_total",
+                "Segments fetched ahead of need, by outcome.",
+                &["outcome"],
+            )?,
+        })
+    }
 }
 
 impl Metrics {
@@ -105,7 +195,9 @@ impl Metrics {
         registry.register(Box::new(origin_fetches.clone()))?;
         registry.register(Box::new(origin_seconds.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
+        let push = PushMetrics::new(&registry)?;
         Ok(Self {
+            push,
             registry,
             requests,
             cache_hits,

@@ -38,6 +38,11 @@ impl Origins {
         self.routes.get(i).map(|(_, u)| (i, u))
     }
 
+    /// The origin client of route `i`.
+    pub fn get(&self, i: usize) -> Option<&Arc<Upstream>> {
+        self.routes.get(i).map(|(_, u)| u)
+    }
+
     /// Every origin client, default first.
     pub fn all(&self) -> impl Iterator<Item = &Arc<Upstream>> {
         self.routes.iter().map(|(_, u)| u)

@@ -25,6 +25,7 @@ use crate::gateway::{Gateway, Req, Resp};
 use crate::h1::{self, Handler};
 use crate::h2srv::{self, H2Limits};
 use crate::metrics::Metrics;
+use crate::push::PushSettings;
 use crate::routing::{Origins, Route};
 use crate::upstream::{Upstream, UpstreamConfig};
 
@@ -57,6 +58,8 @@ pub struct EdgeConfig {
     pub h2: H2Limits,
     /// The TLS listener, if any.
     pub tls: Option<TlsListener>,
+    /// Push and prefetch settings.
+    pub push: PushSettings,
 }
 
 /// A TLS listener: ALPN offers `h2` then `http/1.1` (spec Annex E).
@@ -90,6 +93,7 @@ impl EdgeConfig {
             ready_without_origin: false,
             h2: H2Limits::default(),
             tls: None,
+            push: PushSettings::default(),
         }
     }
 }
@@ -109,6 +113,18 @@ struct EdgeApp {
 impl Handler for Gateway {
     async fn handle(&self, req: Req) -> Resp {
         Gateway::handle(self, &req).await
+    }
+
+    fn after_response(
+        self: &Arc<Self>,
+        scheme: &'static str,
+        host: Option<&str>,
+        path: &str,
+        status: u16,
+    ) {
+        if status == 200 {
+            crate::push::after_pull_h1(self, scheme, host, path);
+        }
     }
 
     fn record(&self, protocol: &'static str, status: u16) {
@@ -145,6 +161,7 @@ impl ServerApp for EdgeApp {
         _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         // Under TLS, ALPN decides; in cleartext, the first bytes do (h2c prior knowledge).
+        let tls = stream.selected_alpn_proto().is_some();
         let is_h2 = match stream.selected_alpn_proto() {
             Some(alpn) => matches!(alpn, ALPN::H2),
             None => {
@@ -164,9 +181,9 @@ impl ServerApp for EdgeApp {
             .with_label_values(&[protocol]);
         gauge.inc();
         if is_h2 {
-            h2srv::serve(&self.gateway, stream, self.h2, &self.drain).await;
+            h2srv::serve(&self.gateway, stream, self.h2, &self.drain, tls).await;
         } else {
-            h1::serve(&self.gateway, stream, &self.drain).await;
+            h1::serve(&self.gateway, stream, &self.drain, tls).await;
         }
         gauge.dec();
         None
@@ -182,7 +199,7 @@ impl ServerApp for AdminApp {
         stream: Stream,
         _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        h1::serve(&self.0, stream, &self.1).await;
+        h1::serve(&self.0, stream, &self.1, false).await;
         None
     }
 }
@@ -259,7 +276,7 @@ pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
         origins.push((route, Arc::new(upstream)));
     }
     let cache = Cache::new(config.cache_bytes, config.ttls, metrics.clone());
-    let gateway = Gateway::new(Origins::new(origins), cache, metrics);
+    let gateway = Gateway::new(Origins::new(origins), cache, metrics, config.push.clone());
 
     let listen = concrete(&config.listen)?;
     let admin = concrete(&config.admin)?;

@@ -1,0 +1,521 @@
+//! HTTP/2 server push (spec §7, Annexes E, F, G, H) and prefetching.
+//!
+//! Per request with a push directive: the planner (`dashpush-plan`, one session per
+//! connection) decides the ack and the URLs; each URL is prefetched at once (coalesced with
+//! client requests through the cache); the response head goes out with the ack header, then a
+//! PUSH_PROMISE per URL (before the parent's DATA, so the client can refuse early), then the
+//! parent body, then the pushed bodies one after the other in push order, so the first needed
+//! completes first and the parent is never starved by its pushes (spec §7, "Order"; we send
+//! sequentially rather than rely on stream weights, which RFC 9113 deprecates).
+//!
+//! Every pushed body is sent within the stream's flow-control window, one granted chunk at a
+//! time; a client `RST_STREAM` stops it at once, and the bytes not sent are counted as saved.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use dashpush_plan::{DirectiveInput, Outcome, PlanConfig, Push, Request, Session};
+use dashpush_proto::http2::{RequestPolicy, request_policy};
+use h2::server::{SendPushedResponse, SendResponse};
+use http::{HeaderName, HeaderValue, Method};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::cache::{Entry, User};
+use crate::fill::Fill;
+use crate::gateway::{Body, Gateway, Req, cache_key};
+use crate::h2settings::PushEnabled;
+
+/// Push and prefetch settings.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// Planner caps (config may lower the hard limits, never raise them).
+    pub plan: PlanConfig,
+    /// Segments prefetched after each segment a client pulls without a directive; 0 = off.
+    pub prefetch_next: usize,
+    /// Prefetches running at once, gateway-wide; further ones queue (and are dropped if nobody
+    /// needs them any more before they start).
+    pub prefetch_concurrency: usize,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        Self {
+            plan: PlanConfig::default(),
+            prefetch_next: 2,
+            prefetch_concurrency: 16,
+        }
+    }
+}
+
+/// The transport label of HTTP/2 push metrics.
+const H2: &str = "h2";
+
+/// Request headers a promised request copies from its parent (spec §7: never credentials).
+const PROMISE_HEADERS: &[&str] = &["accept", "accept-encoding", "user-agent"];
+
+/// The push state of one HTTP/2 connection.
+pub(crate) struct H2Conn {
+    /// The client's SETTINGS_ENABLE_PUSH, read off the wire.
+    pub(crate) push_enabled: PushEnabled,
+    /// `http` (h2c) or `https` (TLS).
+    pub(crate) scheme: &'static str,
+    session: Mutex<Option<Session>>,
+    /// Promised, unfinished pushes: set to cancel one (a replaced cycle, spec §4–5).
+    active: Mutex<HashMap<Url, Arc<AtomicBool>>>,
+}
+
+impl H2Conn {
+    pub(crate) fn new(push_enabled: PushEnabled, scheme: &'static str) -> Self {
+        Self {
+            push_enabled,
+            scheme,
+            session: Mutex::new(None),
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn with_session<R>(&self, cfg: &PlanConfig, f: impl FnOnce(&mut Session) -> R) -> R {
+        let mut guard = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        let session = guard.get_or_insert_with(|| Session::new(cfg.clone()));
+        f(session)
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<Url, Arc<AtomicBool>>> {
+        self.active.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Where a pushed or prefetched body comes from.
+pub(crate) enum Source {
+    /// A fresh cache entry.
+    Entry(Arc<Entry>),
+    /// A fill in progress (or just finished).
+    Fill(Arc<Fill>),
+}
+
+/// The absolute URL a client used: its scheme, its authority, the request's path and query.
+pub(crate) fn client_url(scheme: &str, host: Option<&str>, path: &str) -> Option<Url> {
+    let host = host?;
+    if host.is_empty() || host.contains(['/', '?', '#', '@']) {
+        return None;
+    }
+    Url::parse(&format!("{scheme}://{host}{path}")).ok()
+}
+
+/// Path and query of a URL, as forwarded to the origin.
+fn path_of(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+fn is_mpd_path(path: &str) -> bool {
+    path.split('?').next().unwrap_or(path).ends_with(".mpd")
+}
+
+impl Gateway {
+    /// The route of a path on a host, if any origin takes it.
+    pub(crate) fn route_of(&self, host: Option<&str>, path: &str) -> Option<usize> {
+        self.origins().select(host, path).map(|(i, _)| i)
+    }
+
+    /// The cached body or the fill of `path` on `route`, starting an origin fetch if needed.
+    pub(crate) async fn source_of(&self, route: usize, path: &str, by: User) -> Option<Source> {
+        let upstream = Arc::clone(self.origins().get(route)?);
+        let key = cache_key(route, path);
+        Some(
+            match self
+                .source(&upstream, &key, path, Vec::new(), None, by)
+                .await
+            {
+                Ok(e) => Source::Entry(e),
+                Err((fill, _)) => Source::Fill(fill),
+            },
+        )
+    }
+
+    /// Parses and remembers the MPD at `url` (route `route`) from the cache, fetching it if
+    /// needed; `None` if it is not a usable MPD.
+    pub(crate) async fn note_mpd(
+        &self,
+        route: usize,
+        url: &Url,
+    ) -> Option<Arc<dashpush_mpd::Manifest>> {
+        let body = match self.source_of(route, &path_of(url), User::Prefetch).await? {
+            Source::Entry(e) if e.response.status == 200 => e.response.body.clone(),
+            Source::Fill(f) => match f.complete().await {
+                Ok(r) if r.status == 200 => r.body,
+                _ => return None,
+            },
+            Source::Entry(_) => return None,
+        };
+        self.manifests().remember(route, url, &body)
+    }
+
+    /// Starts fetching `path` into the cache, within the gateway-wide prefetch cap. The handle
+    /// resolves to the source once the fetch has started (or the entry was already cached);
+    /// aborting it before that drops the prefetch.
+    pub(crate) fn prefetch(
+        self: &Arc<Self>,
+        route: usize,
+        path: String,
+    ) -> JoinHandle<Option<Source>> {
+        let gw = Arc::clone(self);
+        tokio::spawn(async move {
+            let key = cache_key(route, &path);
+            if let Some(e) = gw.cache().get(&key, User::Prefetch).await {
+                return Some(Source::Entry(e));
+            }
+            let slots: Arc<Semaphore> = Arc::clone(gw.prefetch_slots());
+            let _permit = slots.acquire_owned().await.ok()?;
+            let src = gw.source_of(route, &path, User::Prefetch).await?;
+            if let Source::Fill(f) = &src {
+                if f.prefetched.load(Ordering::Relaxed) {
+                    gw.metrics()
+                        .push
+                        .prefetches
+                        .with_label_values(&["started"])
+                        .inc();
+                }
+                // Hold the slot until the body is in, so the cap bounds origin fetches.
+                if f.complete().await.is_err() {
+                    gw.metrics()
+                        .push
+                        .prefetches
+                        .with_label_values(&["error"])
+                        .inc();
+                }
+            }
+            Some(src)
+        })
+    }
+
+    /// After a client pulled a segment without a directive: fetch the next segments of its
+    /// Representation into the cache (issue 7.3), if the MPD is known.
+    pub(crate) fn prefetch_following(self: &Arc<Self>, route: usize, url: &Url) {
+        let k = self.push_settings().prefetch_next;
+        if k == 0 || is_mpd_path(url.path()) {
+            return;
+        }
+        let next = {
+            use dashpush_plan::Manifests;
+            let view = self.manifests().route(route);
+            match view.for_segment(url) {
+                Some(m) => dashpush_plan::prefetch_after(&m, url, k),
+                None => return,
+            }
+        };
+        for u in next {
+            // Same origin route only (spec §6.2 safety rule 2).
+            if self.route_of(u.host_str(), u.path()) == Some(route) {
+                drop(self.prefetch(route, path_of(&u)));
+            }
+        }
+    }
+}
+
+/// Serves one HTTP/2 request: plain, or with the push cycle its directive asks for.
+pub(crate) async fn serve_h2(
+    gw: &Arc<Gateway>,
+    conn: &Arc<H2Conn>,
+    req: Req,
+    mut respond: SendResponse<Bytes>,
+) -> Result<u16, h2::Error> {
+    let policy = request_policy(req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+    let (ack_name, input) = match &policy {
+        RequestPolicy::Directive { header, .. } => {
+            (Some(header.ack_name()), DirectiveInput::from(&policy))
+        }
+        _ => (None, DirectiveInput::Absent),
+    };
+    let route = gw.route_of(req.host.as_deref(), &req.path);
+    let url = client_url(conn.scheme, req.host.as_deref(), &req.path);
+    let (Some(ack_name), Some(route), Some(url), true) =
+        (ack_name, route, url.clone(), req.method == Method::GET)
+    else {
+        // No directive (or nothing a push could be planned from): plain pull, plus the
+        // prefetcher for clients without push.
+        if let (Some(route), Some(url)) = (route, &url) {
+            // The planner follows what the client fetches (position, what not to push).
+            let settings = gw.push_settings();
+            conn.with_session(&settings.plan, |s| {
+                s.on_request(
+                    &Request {
+                        url,
+                        directive: DirectiveInput::Absent,
+                        push_allowed: conn.push_enabled.get(),
+                    },
+                    &gw.manifests().route(route),
+                    Some(Utc::now()),
+                )
+            });
+        }
+        let resp = gw.handle(&req).await;
+        let status = resp.status;
+        if status == 200
+            && let (Some(route), Some(url)) = (route, url)
+        {
+            after_pull(gw, route, url);
+        }
+        crate::h2srv::send(respond, resp).await?;
+        return Ok(status);
+    };
+    let requested = match &input {
+        DirectiveInput::Parsed(d) => d.push_type().label(),
+        _ => "malformed",
+    };
+    if is_mpd_path(&req.path) {
+        gw.note_mpd(route, &url).await;
+    }
+    let settings = gw.push_settings();
+    let plan = conn.with_session(&settings.plan, |s| {
+        s.on_request(
+            &Request {
+                url: &url,
+                directive: input,
+                push_allowed: conn.push_enabled.get(),
+            },
+            &gw.manifests().route(route),
+            Some(Utc::now()),
+        )
+    });
+    let m = &gw.metrics().push;
+    let (result, applied) = match &plan.outcome {
+        Outcome::Accepted(t) => ("accepted", t.label()),
+        Outcome::Rejected(r) => (r.label(), "push-none"),
+        Outcome::NoDirective => ("accepted", "push-none"),
+    };
+    m.directives
+        .with_label_values(&[H2, requested, result])
+        .inc();
+    // A replaced cycle: stop its unfinished pushes (spec §4–5).
+    for u in &plan.cancel {
+        if let Some(flag) = conn.active().remove(u) {
+            flag.store(true, Ordering::Relaxed);
+            m.dropped.with_label_values(&[H2, "replaced"]).inc();
+        }
+    }
+    // Prefetch every planned URL now, so pushes need not wait for the parent.
+    let jobs: Vec<(Push, JoinHandle<Option<Source>>)> = plan
+        .pushes
+        .into_iter()
+        .filter(|p| gw.route_of(p.url.host_str(), p.url.path()) == Some(route))
+        .map(|p| {
+            let h = gw.prefetch(route, path_of(&p.url));
+            (p, h)
+        })
+        .collect();
+    let mut resp = gw.handle(&req).await;
+    if let (Some(ack), Ok(name)) = (&plan.ack, HeaderName::from_bytes(ack_name.as_bytes()))
+        && let Ok(value) = HeaderValue::from_str(&ack.to_string())
+    {
+        resp.headers.push((name, value));
+    }
+    let status = resp.status;
+    let Some((head, body)) = crate::h2srv::response_head(&mut respond, resp) else {
+        return Ok(status);
+    };
+    let end = matches!(&body, Body::Full(b) if b.is_empty());
+    let mut parent = respond.send_response(head, end)?;
+    // Promises right after the head, before the parent's DATA (spec §7).
+    let mut promised = Vec::with_capacity(jobs.len());
+    for (p, h) in jobs {
+        let mut builder = http::Request::builder()
+            .method(Method::GET)
+            .uri(p.url.as_str());
+        for (n, v) in &req.headers {
+            if PROMISE_HEADERS.contains(&n.as_str()) {
+                builder = builder.header(n, v);
+            }
+        }
+        let promise = builder
+            .body(())
+            .map_err(|_| ())
+            .and_then(|r| respond.push_request(r).map_err(|_| ()));
+        match promise {
+            Ok(stream) => {
+                m.promises.with_label_values(&[H2, applied]).inc();
+                let cancel = Arc::new(AtomicBool::new(false));
+                conn.active().insert(p.url.clone(), Arc::clone(&cancel));
+                promised.push((p, stream, h, cancel));
+            }
+            Err(()) => {
+                // The client disabled push meanwhile, or its stream limit is reached.
+                h.abort();
+                conn.with_session(&settings.plan, |s| s.on_reset(&p.url));
+                m.dropped.with_label_values(&[H2, "promise_refused"]).inc();
+            }
+        }
+    }
+    if !end {
+        crate::h2srv::send_body(&mut parent, body).await?;
+    }
+    for (p, stream, h, cancel) in promised {
+        let url = p.url.clone();
+        send_push(gw, conn, applied, p, stream, h, &cancel).await;
+        conn.active().remove(&url);
+    }
+    Ok(status)
+}
+
+/// After an HTTP/1.1 response 200: remember an MPD, or prefetch what follows a segment.
+pub(crate) fn after_pull_h1(gw: &Arc<Gateway>, scheme: &str, host: Option<&str>, path: &str) {
+    if let (Some(route), Some(url)) = (gw.route_of(host, path), client_url(scheme, host, path)) {
+        after_pull(gw, route, url);
+    }
+}
+
+/// After a pull: remember an MPD, or prefetch what follows a segment.
+fn after_pull(gw: &Arc<Gateway>, route: usize, url: Url) {
+    let gw = Arc::clone(gw);
+    if is_mpd_path(url.path()) {
+        tokio::spawn(async move {
+            gw.note_mpd(route, &url).await;
+        });
+    } else {
+        gw.prefetch_following(route, &url);
+    }
+}
+
+/// Sends one promised response, or resets it.
+async fn send_push(
+    gw: &Arc<Gateway>,
+    conn: &Arc<H2Conn>,
+    push_type: &'static str,
+    p: Push,
+    mut stream: SendPushedResponse<Bytes>,
+    prefetch: JoinHandle<Option<Source>>,
+    cancel: &AtomicBool,
+) {
+    let m = &gw.metrics().push;
+    let cfg = &gw.push_settings().plan;
+    let gone = |stream: &mut SendPushedResponse<Bytes>| {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        matches!(stream.poll_reset(&mut cx), Poll::Ready(_))
+    };
+    if gone(&mut stream) || cancel.load(Ordering::Relaxed) {
+        // Refused before anything was sent: drop the prefetch if it has not started.
+        prefetch.abort();
+        m.reset.with_label_values(&[H2, push_type]).inc();
+        conn.with_session(cfg, |s| s.on_reset(&p.url));
+        if cancel.load(Ordering::Relaxed) {
+            stream.send_reset(h2::Reason::CANCEL);
+        }
+        return;
+    }
+    // Live: a segment promised ahead of its availability is sent when it is available.
+    if let Some(at) = p.not_before
+        && let Ok(wait) = (at - Utc::now()).to_std()
+    {
+        tokio::time::sleep(wait.min(Duration::from_secs(600))).await;
+    }
+    let source = match prefetch.await {
+        Ok(Some(s)) => s,
+        _ => {
+            gw.metrics()
+                .push
+                .prefetches
+                .with_label_values(&["dropped"])
+                .inc();
+            stream.send_reset(h2::Reason::CANCEL);
+            m.dropped.with_label_values(&[H2, "origin_error"]).inc();
+            conn.with_session(cfg, |s| s.on_reset(&p.url));
+            return;
+        }
+    };
+    let (status, headers, body) = match &source {
+        Source::Entry(e) => {
+            if e.unused_prefetch_take() {
+                m.prefetches.with_label_values(&["used_by_push"]).inc();
+            }
+            (
+                e.response.status,
+                e.response.headers.clone(),
+                Body::Full(e.response.body.clone()),
+            )
+        }
+        Source::Fill(f) => {
+            gw.cache().claim(f, User::Push);
+            match f.head().await {
+                Ok(h) => (h.status, h.headers, Body::Stream(f.reader())),
+                Err(_) => (502, Vec::new(), Body::Full(Bytes::new())),
+            }
+        }
+    };
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.to_str().ok()?.parse::<u64>().ok())
+        .or(match &body {
+            Body::Full(b) => Some(b.len() as u64),
+            Body::Stream(_) => None,
+        });
+    // Only cacheable 200 responses are pushed (spec §6.2 safety rule 5).
+    let admitted =
+        status == 200 && conn.with_session(cfg, |s| s.admit_bytes(&p.url, length.unwrap_or(0)));
+    if !admitted {
+        stream.send_reset(h2::Reason::CANCEL);
+        let reason = if status == 200 {
+            "byte_cap"
+        } else {
+            "origin_status"
+        };
+        m.dropped.with_label_values(&[H2, reason]).inc();
+        conn.with_session(cfg, |s| s.on_reset(&p.url));
+        return;
+    }
+    let mut builder = http::Response::builder().status(200);
+    for (n, v) in &headers {
+        if n != "content-length" && n != "cache-status" {
+            builder = builder.header(n, v);
+        }
+    }
+    if let Some(len) = length {
+        builder = builder.header(http::header::CONTENT_LENGTH, len);
+    }
+    let Ok(head) = builder.body(()) else {
+        stream.send_reset(h2::Reason::INTERNAL_ERROR);
+        conn.with_session(cfg, |s| s.on_reset(&p.url));
+        return;
+    };
+    let empty = matches!(&body, Body::Full(b) if b.is_empty());
+    let mut out = match stream.send_response(head, empty) {
+        Ok(s) => s,
+        Err(_) => {
+            m.reset.with_label_values(&[H2, push_type]).inc();
+            conn.with_session(cfg, |s| s.on_reset(&p.url));
+            return;
+        }
+    };
+    let sent = crate::h2srv::send_body_watching(&mut out, body, cancel).await;
+    match sent {
+        Ok(n) => {
+            m.completed.with_label_values(&[H2, push_type]).inc();
+            m.claimed.with_label_values(&[H2, push_type]).inc();
+            m.bytes.with_label_values(&[H2, push_type]).inc_by(n);
+            conn.with_session(cfg, |s| s.on_complete(&p.url));
+        }
+        Err(n) => {
+            m.reset.with_label_values(&[H2, push_type]).inc();
+            m.bytes.with_label_values(&[H2, push_type]).inc_by(n);
+            m.wasted_bytes.with_label_values(&[H2, push_type]).inc_by(n);
+            if let Some(total) = length {
+                m.saved_bytes
+                    .with_label_values(&[H2, push_type])
+                    .inc_by(total.saturating_sub(n));
+            }
+            if cancel.load(Ordering::Relaxed) {
+                out.send_reset(h2::Reason::CANCEL);
+            }
+            conn.with_session(cfg, |s| s.on_reset(&p.url));
+        }
+    }
+}
