@@ -98,6 +98,10 @@ struct RunArgs {
     /// Admin listener: /metrics, /live, /ready. Default 127.0.0.1:9090.
     #[arg(long)]
     admin: Option<String>,
+    /// Segments prefetched after each segment a client pulls without a push directive
+    /// (0 = off). Default 2.
+    #[arg(long)]
+    prefetch_next: Option<usize>,
     /// Cache budget in bytes. Default 256 MiB.
     #[arg(long)]
     cache_bytes: Option<u64>,
@@ -140,6 +144,7 @@ impl RunArgs {
             });
         }
         raw.cache.max_bytes = self.cache_bytes.or(raw.cache.max_bytes);
+        raw.prefetch.next = self.prefetch_next.or(raw.prefetch.next);
         raw.upstream.read_timeout_ms = self.origin_timeout_ms.or(raw.upstream.read_timeout_ms);
         if self.ready_without_origin {
             raw.ready_without_origin = Some(true);

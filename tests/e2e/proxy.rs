@@ -7,7 +7,8 @@ use crate::harness::*;
 #[test]
 fn http1_and_h2c_serve_the_origin_bytes_and_count_them() {
     let (_o, origin) = origin(&[]);
-    let gw = gateway(&format!("http://{origin}"), &[]);
+    // Prefetching off: this test counts the cache's hits and misses request by request.
+    let gw = gateway(&format!("http://{origin}"), &["--prefetch-next", "0"]);
     for name in DEMO_FILES {
         let url = format!("http://{}/vod/{name}", gw.addr);
         let (code, body, err) = tool("curl", &["-sS", "--fail", &url]);

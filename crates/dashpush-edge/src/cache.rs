@@ -175,20 +175,27 @@ impl Cache {
     /// Joins the fill running for `key`, or creates one and hands it to `start` (which must
     /// spawn the origin fetch and then call [`Cache::finish`]). `None` when an entry was
     /// stored meanwhile: look it up again.
+    /// Hit, miss and coalesced counts are of requests (clients and pushes); the prefetcher's
+    /// own lookups are counted under `dashpush_prefetch_total`.
     pub fn join_or_start(
         &self,
         key: &str,
+        by: User,
         start: impl FnOnce(Arc<Fill>),
     ) -> Option<(Arc<Fill>, Lookup)> {
         let mut filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(f) = filling.get(key) {
-            self.metrics.coalesced_waits.inc();
+            if by != User::Prefetch {
+                self.metrics.coalesced_waits.inc();
+            }
             return Some((Arc::clone(f), Lookup::Coalesced));
         }
         if self.inner.contains_key(key) {
             return None;
         }
-        self.metrics.cache_misses.inc();
+        if by != User::Prefetch {
+            self.metrics.cache_misses.inc();
+        }
         let fill = Fill::new();
         filling.insert(key.to_owned(), Arc::clone(&fill));
         drop(filling);

@@ -12,6 +12,7 @@ use url::Url;
 use crate::cache::Ttls;
 use crate::h2srv::H2Limits;
 use crate::server::{EdgeConfig, TlsListener};
+use dashpush_plan::PlanConfig;
 
 /// A configuration problem, naming the key.
 #[derive(Debug, Error)]
@@ -51,6 +52,10 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     /// TLS listener.
     pub tls: Option<RawTls>,
+    /// Push caps.
+    pub push: RawPush,
+    /// Prefetching.
+    pub prefetch: RawPrefetch,
     /// Cache settings.
     pub cache: RawCache,
     /// Origin client settings.
@@ -89,6 +94,38 @@ pub struct RawRoute {
     pub hosts: Vec<String>,
     /// Origin URL.
     pub origin: String,
+}
+
+/// `push:` (spec §6.2 caps; config may lower the hard limits, never raise them).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPush {
+    /// Largest push-next K granted.
+    pub max_next: Option<u32>,
+    /// Longest push-time T granted, ms.
+    pub max_time_ms: Option<u64>,
+    /// Promises per request.
+    pub max_promises_per_request: Option<usize>,
+    /// Promised, unfinished pushes per connection.
+    pub max_in_flight: Option<usize>,
+    /// Push body bytes in flight per connection.
+    pub max_bytes_in_flight: Option<u64>,
+    /// Push diary entries per connection.
+    pub diary_capacity: Option<usize>,
+    /// Allow list/template entries the MPD does not address (same origin still required).
+    pub allow_outside_mpd: Option<bool>,
+    /// Live: promise a segment not yet available only if it is within this horizon, ms.
+    pub live_horizon_ms: Option<u64>,
+}
+
+/// `prefetch:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPrefetch {
+    /// Segments fetched ahead after each pulled segment (0 = off).
+    pub next: Option<usize>,
+    /// Prefetches running at once, gateway-wide.
+    pub max_concurrency: Option<usize>,
 }
 
 /// Most routes accepted.
@@ -253,6 +290,74 @@ impl TryFrom<RawConfig> for EdgeConfig {
             None => c.grace,
         };
         c.ready_without_origin = raw.ready_without_origin.unwrap_or(false);
+        let d = PlanConfig::default();
+        let p = raw.push;
+        c.push.plan = PlanConfig {
+            max_next: in_range(
+                "push.max_next",
+                p.max_next,
+                d.max_next,
+                1,
+                dashpush_proto::limits::MAX_PUSH_NEXT,
+            )?,
+            max_time: Duration::from_millis(in_range(
+                "push.max_time_ms",
+                p.max_time_ms,
+                d.max_time.as_millis() as u64,
+                1,
+                dashpush_proto::limits::MAX_PUSH_TIME_SECS * 1000,
+            )?),
+            max_promises_per_request: in_range(
+                "push.max_promises_per_request",
+                p.max_promises_per_request,
+                d.max_promises_per_request,
+                0,
+                256,
+            )?,
+            max_in_flight: in_range(
+                "push.max_in_flight",
+                p.max_in_flight,
+                d.max_in_flight,
+                0,
+                1024,
+            )?,
+            max_bytes_in_flight: in_range(
+                "push.max_bytes_in_flight",
+                p.max_bytes_in_flight,
+                d.max_bytes_in_flight,
+                0,
+                1 << 32,
+            )?,
+            diary_capacity: in_range(
+                "push.diary_capacity",
+                p.diary_capacity,
+                d.diary_capacity,
+                1,
+                65536,
+            )?,
+            allow_outside_mpd: p.allow_outside_mpd.unwrap_or(d.allow_outside_mpd),
+            live_horizon: Duration::from_millis(in_range(
+                "push.live_horizon_ms",
+                p.live_horizon_ms,
+                d.live_horizon.as_millis() as u64,
+                0,
+                600_000,
+            )?),
+        };
+        c.push.prefetch_next = in_range(
+            "prefetch.next",
+            raw.prefetch.next,
+            c.push.prefetch_next,
+            0,
+            dashpush_proto::limits::MAX_PUSH_NEXT as usize,
+        )?;
+        c.push.prefetch_concurrency = in_range(
+            "prefetch.max_concurrency",
+            raw.prefetch.max_concurrency,
+            c.push.prefetch_concurrency,
+            1,
+            1024,
+        )?;
         if raw.routes.len() > MAX_ROUTES {
             return Err(invalid("routes", format!("at most {MAX_ROUTES} entries")));
         }
@@ -407,6 +512,19 @@ mod tests {
                 .starts_with("upstream.read_timeout_ms:")
         );
         assert!(err("origin: http://o\nlog_format: xml\n").starts_with("log_format:"));
+        assert!(err("origin: http://o\npush: {max_next: 65}\n").starts_with("push.max_next:"));
+        assert!(err("origin: http://o\npush: {max_nxt: 6}\n").contains("max_nxt"));
+        assert!(
+            err("origin: http://o\nprefetch: {max_concurrency: 0}\n")
+                .starts_with("prefetch.max_concurrency:")
+        );
+        let c = check(
+            "origin: http://o\npush: {max_next: 4, live_horizon_ms: 0}\nprefetch: {next: 0}\n",
+        )
+        .unwrap();
+        assert_eq!(c.push.plan.max_next, 4);
+        assert_eq!(c.push.plan.live_horizon, Duration::ZERO);
+        assert_eq!(c.push.prefetch_next, 0);
         assert!(
             err("origin: http://o\nroutes: [{path_prefix: live/, origin: http://l}]\n")
                 .starts_with("routes: [0].path_prefix")

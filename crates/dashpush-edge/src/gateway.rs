@@ -198,7 +198,7 @@ impl Gateway {
             if let Some(e) = self.cache.get(key, by).await {
                 return Ok(e);
             }
-            let started = self.cache.join_or_start(key, |fill| {
+            let started = self.cache.join_or_start(key, by, |fill| {
                 if by == User::Prefetch {
                     fill.prefetched
                         .store(true, std::sync::atomic::Ordering::Relaxed);
