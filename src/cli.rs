@@ -57,6 +57,28 @@ enum Command {
         /// The template, e.g. 'seg-{%05d:10-20:5}.m4s'.
         template: String,
     },
+    /// Dry run of the push planner: print, as JSON, the ack and the URLs the gateway would
+    /// push for one request carrying a directive, computed by the same planner code.
+    Plan {
+        /// The MPD file.
+        #[arg(long)]
+        mpd: PathBuf,
+        /// The URL the MPD is served at (as the client sees it).
+        #[arg(long)]
+        base: Url,
+        /// The requested URL (the MPD's URL for fast start, or a segment's).
+        #[arg(long)]
+        request: Url,
+        /// The directive header value, e.g. 'urn:mpeg:dash:fdh:2016:push-next;3'.
+        #[arg(long)]
+        directive: String,
+        /// The client disabled push (SETTINGS_ENABLE_PUSH = 0): the ack becomes push-none.
+        #[arg(long)]
+        no_push: bool,
+        /// For a dynamic MPD, the time to plan at (RFC 3339); default now.
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+    },
     /// Show what the gateway would address in an MPD, as JSON: per Period, AdaptationSet and
     /// Representation its id, bandwidth, mime type, init URL and segment URLs (the first N, or
     /// for a dynamic MPD those available at `--at`), and with `--after` the segment after a URL.
@@ -376,6 +398,14 @@ pub fn run() -> ExitCode {
         } => run_demo(listen, admin, origin_listen, log),
         Command::Directive { value } => directive(&value),
         Command::Expand { template } => expand(&template),
+        Command::Plan {
+            mpd,
+            base,
+            request,
+            directive,
+            no_push,
+            at,
+        } => plan(&mpd, &base, &request, &directive, !no_push, at),
         Command::Mpd {
             file,
             base,
@@ -383,6 +413,51 @@ pub fn run() -> ExitCode {
             count,
             after,
         } => mpd(&file, &base, at, count, after.as_ref()),
+    }
+}
+
+fn plan(
+    file: &PathBuf,
+    base: &Url,
+    request: &Url,
+    directive: &str,
+    push_allowed: bool,
+    at: Option<DateTime<Utc>>,
+) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dashpush: cannot read {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let manifest = match Manifest::parse(&text, base) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("dashpush: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let manifests = dashpush_plan::SingleManifest::new(manifest);
+    let mut session = dashpush_plan::Session::new(dashpush_plan::PlanConfig::default());
+    let plan = session.on_request(
+        &dashpush_plan::Request {
+            url: request,
+            directive: PushDirective::parse(directive).into(),
+            push_allowed,
+        },
+        &manifests,
+        Some(at.unwrap_or_else(Utc::now)),
+    );
+    match serde_json::to_string_pretty(&plan) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dashpush: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
