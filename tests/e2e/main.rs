@@ -3,4 +3,5 @@
 
 mod harness;
 mod proxy;
+mod push;
 mod stock;

@@ -1,0 +1,359 @@
+//! HTTP/2 server push (issue: push engine), with independent clients: Python's `h2`
+//! (`tests/e2e/h2push.py`, Debian python3-h2) and `nghttp`.
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+const URN: &str = "urn:mpeg:dash:fdh:2016:";
+const MPD: &str = "/vod/manifest.mpd";
+
+/// Runs the Python h2 client against the gateway; one JSON record per request.
+fn h2push(gw: SocketAddr, args: &[&str]) -> Vec<Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/h2push.py");
+    let target = gw.to_string();
+    let mut all = vec![script, target.as_str()];
+    all.extend_from_slice(args);
+    let (code, out, err) = tool("/usr/bin/python3", &all);
+    assert_eq!(code, 0, "h2push.py failed: {err}");
+    serde_json::from_slice::<Vec<Value>>(&out).unwrap()
+}
+
+fn req(path: &str, directive: &str) -> String {
+    format!("{path}|{URN}{directive}")
+}
+
+fn paths(r: &Value) -> Vec<String> {
+    r["pushes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn ack(r: &Value) -> Option<&str> {
+    r["headers"]["push-policy"].as_str()
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Every push of `r` is a complete 200 whose body is the demo file of that name.
+fn assert_bodies(r: &Value) {
+    for p in r["pushes"].as_array().unwrap() {
+        let path = p["path"].as_str().unwrap();
+        assert_eq!(p["status"], 200, "{path}");
+        let name = path.rsplit('/').next().unwrap();
+        assert!(
+            hex(p["body_hex"].as_str().unwrap()) == demo_file(name),
+            "{path} differs"
+        );
+    }
+}
+
+fn seg(r: u32, n: u32) -> String {
+    format!("/vod/chunk-stream{r}-{n:05}.m4s")
+}
+
+#[test]
+fn each_push_type_promises_exactly_the_planned_resources_with_the_origin_bytes() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &["--prefetch-next", "0"]);
+    let s1 = seg(0, 1);
+    let cases: Vec<(String, Vec<String>, &str)> = vec![
+        (
+            req(&s1, "push-next;2"),
+            vec![seg(0, 2), seg(0, 3)],
+            "push-next;2",
+        ),
+        (
+            req(&s1, "push-next;999"),
+            vec![seg(0, 2), seg(0, 3)],
+            "push-next;2",
+        ),
+        (req(&s1, "push-time;1"), vec![seg(0, 2)], "push-time;"),
+        (
+            req(&s1, "push-template;chunk-stream0-{%05d:2-3}.m4s"),
+            vec![seg(0, 2), seg(0, 3)],
+            "push-template;",
+        ),
+        (
+            req(
+                &s1,
+                "push-list;chunk-stream1-00002.m4s, http://other.test/vod/chunk-stream1-00003.m4s, chunk-stream2-00001.m4s",
+            ),
+            vec![seg(1, 2), seg(2, 1)],
+            "push-list;",
+        ),
+        (
+            req(MPD, r#"push-fast-start;{"segments":2}"#),
+            vec![
+                "/vod/init-stream1.m4s".into(),
+                seg(1, 1),
+                seg(1, 2),
+                "/vod/init-stream2.m4s".into(),
+                seg(2, 1),
+                seg(2, 2),
+            ],
+            "push-fast-start;",
+        ),
+    ];
+    let mut promised = 0usize;
+    let mut bytes = 0u64;
+    for (request, expected, ack_prefix) in &cases {
+        // A fresh connection per case (no push is repeated on one connection); the MPD first,
+        // so the gateway knows the segment space.
+        let out = h2push(gw.addr, &[MPD, request]);
+        let r = &out[1];
+        assert_eq!(r["status"], 200, "{request}");
+        assert_eq!(&paths(r), expected, "{request}");
+        let a = ack(r).unwrap_or_default();
+        assert!(
+            a.starts_with(&format!("{URN}{ack_prefix}")),
+            "{request}: ack {a}"
+        );
+        assert_bodies(r);
+        for p in r["pushes"].as_array().unwrap() {
+            // Promised requests carry the parent's authority and client headers, nothing else.
+            assert_eq!(p["authority"], gw.addr.to_string());
+            assert_eq!(p["request_headers"]["user-agent"], "h2push-test");
+            assert!(p["request_headers"].get("accept-push-policy").is_none());
+            promised += 1;
+            bytes += p["len"].as_u64().unwrap();
+        }
+    }
+    // The metrics say what the client saw.
+    let sum = |name: &str| -> f64 {
+        [
+            "push-next",
+            "push-time",
+            "push-template",
+            "push-list",
+            "push-fast-start",
+        ]
+        .iter()
+        .map(|t| {
+            metric(
+                gw.admin,
+                &format!(r#"{name}{{push_type="{t}",transport="h2"}}"#),
+            )
+        })
+        .sum()
+    };
+    assert_eq!(sum("dashpush_push_promises_total"), promised as f64);
+    assert_eq!(sum("dashpush_push_completed_total"), promised as f64);
+    assert_eq!(sum("dashpush_push_claimed_total"), promised as f64);
+    assert_eq!(sum("dashpush_push_bytes_total"), bytes as f64);
+    assert_eq!(sum("dashpush_push_reset_total"), 0.0);
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_push_directives_total{push_type="push-next",result="accepted",transport="h2"}"#
+        ),
+        2.0
+    );
+}
+
+#[test]
+fn no_directive_disabled_push_and_malformed_directives_push_nothing() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    let s1 = seg(0, 1);
+    // No directive: no promise, no ack.
+    let out = h2push(gw.addr, &[MPD, &s1]);
+    assert!(paths(&out[1]).is_empty());
+    assert_eq!(ack(&out[1]), None);
+    // SETTINGS_ENABLE_PUSH = 0: push-none ack, no promise (Annex E fallback).
+    let out = h2push(gw.addr, &["--no-push", MPD, &req(&s1, "push-next;2")]);
+    assert_eq!(out[1]["status"], 200);
+    assert!(paths(&out[1]).is_empty());
+    assert_eq!(ack(&out[1]), Some(&*format!("{URN}push-none")));
+    // Malformed: 200 and push-none.
+    for bad in ["push-next;abc", "push-next;0", "push-sideways;1"] {
+        let out = h2push(gw.addr, &[MPD, &req(&s1, bad)]);
+        assert_eq!(out[1]["status"], 200, "{bad}");
+        assert!(paths(&out[1]).is_empty(), "{bad}");
+        assert_eq!(ack(&out[1]), Some(&*format!("{URN}push-none")), "{bad}");
+    }
+    // HTTP/1.1 carries no push: the directive changes nothing.
+    let (code, _, err) = tool(
+        "curl",
+        &[
+            "-sS",
+            "--fail",
+            "-o",
+            "/dev/null",
+            "-H",
+            &format!("accept-push-policy: {URN}push-next;2"),
+            &format!("http://{}{s1}", gw.addr),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_push_promises_total{push_type="push-next",transport="h2"}"#
+        ),
+        0.0
+    );
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_push_directives_total{push_type="push-next",result="push_disabled",transport="h2"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_push_directives_total{push_type="malformed",result="malformed",transport="h2"}"#
+        ),
+        2.0
+    );
+}
+
+#[test]
+fn the_same_request_twice_on_one_connection_pushes_once() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    let r = req(&seg(0, 1), "push-next;2");
+    let out = h2push(gw.addr, &[MPD, &r, &r]);
+    assert_eq!(paths(&out[1]), [seg(0, 2), seg(0, 3)]);
+    assert!(paths(&out[2]).is_empty());
+    // A segment the client fetched itself is not pushed to it either.
+    let out = h2push(gw.addr, &[MPD, &seg(0, 2), &r]);
+    assert_eq!(paths(&out[2]), [seg(0, 3)]);
+}
+
+#[test]
+fn a_client_that_resets_every_promise_gets_no_push_bytes() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    let out = h2push(
+        gw.addr,
+        &[
+            "--reset-pushes",
+            MPD,
+            &req(MPD, r#"push-fast-start;{"segments":2}"#),
+        ],
+    );
+    let pushes = out[1]["pushes"].as_array().unwrap();
+    assert_eq!(pushes.len(), 6);
+    for p in pushes {
+        assert_eq!(p["len"], 0, "no DATA after the reset: {p}");
+    }
+    let m = |name: &str| {
+        metric(
+            gw.admin,
+            &format!(r#"{name}{{push_type="push-fast-start",transport="h2"}}"#),
+        )
+    };
+    assert_eq!(m("dashpush_push_promises_total"), 6.0);
+    assert_eq!(m("dashpush_push_reset_total"), 6.0);
+    assert_eq!(m("dashpush_push_completed_total"), 0.0);
+    assert_eq!(m("dashpush_push_bytes_total"), 0.0);
+    // The parent itself was served in full.
+    assert_eq!(
+        out[1]["len"].as_u64().unwrap() as usize,
+        demo_file("manifest.mpd").len()
+    );
+}
+
+#[test]
+fn nghttp_sees_fast_start_promises_on_the_mpd_request() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    let (code, out, err) = tool(
+        "nghttp",
+        &[
+            "-nv",
+            "-H",
+            &format!("accept-push-policy: {URN}push-fast-start"),
+            &format!("http://{}{MPD}", gw.addr),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = String::from_utf8_lossy(&out);
+    // nghttp prints each promised request's fields as `recv (stream_id=N) :path: /x` before
+    // the PUSH_PROMISE frame (the request it sent is printed without `recv`).
+    let promised: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once("recv (stream_id=")?.1.split_once(") :path: "))
+        .map(|(_, p)| p.trim())
+        .collect();
+    assert_eq!(out.matches("recv PUSH_PROMISE frame").count(), 4, "{out}");
+    assert_eq!(
+        promised,
+        [
+            "/vod/init-stream1.m4s",
+            "/vod/chunk-stream1-00001.m4s",
+            "/vod/init-stream2.m4s",
+            "/vod/chunk-stream2-00001.m4s"
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("push-policy: {URN}push-fast-start;")),
+        "{out}"
+    );
+}
+
+#[test]
+fn pull_clients_get_the_next_segments_prefetched_into_the_cache() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &["--prefetch-next", "2"]);
+    let curl = |path: &str| {
+        let (code, out, err) = tool(
+            "curl",
+            &[
+                "-sS",
+                "--fail",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                &format!("http://{}{path}", gw.addr),
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        String::from_utf8_lossy(&out).to_ascii_lowercase()
+    };
+    curl(MPD);
+    curl(&seg(1, 1));
+    // Segments 2 and 3 of the same Representation reach the cache without being asked for.
+    let start = std::time::Instant::now();
+    while origin_hits(origin, &seg(1, 2)) + origin_hits(origin, &seg(1, 3)) < 2 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "prefetch never reached the origin"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    while metric(gw.admin, r#"dashpush_prefetch_total{outcome="started"}"#) < 2.0 {
+        assert!(start.elapsed() < DEADLINE);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Nothing of the other Representations.
+    assert_eq!(origin_hits(origin, &seg(0, 2)), 0);
+    assert_eq!(origin_hits(origin, &seg(2, 2)), 0);
+    let head = curl(&seg(1, 2));
+    assert!(
+        head.contains("cache-status: dashpush; hit") || head.contains("collapsed"),
+        "{head}"
+    );
+    assert_eq!(origin_hits(origin, &seg(1, 2)), 1);
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_prefetch_total{outcome="used_by_client"}"#
+        ),
+        1.0
+    );
+}
