@@ -371,6 +371,12 @@ fn run_demo(listen: String, admin: String, origin_listen: String, log: LogArgs) 
     println!("  metrics:             http://{admin}/metrics");
     println!("  watch it over HTTP/2: nghttp -nv http://{listen}/vod/manifest.mpd");
     println!(
+        "  watch it push:        nghttp -nv -H 'accept-push-policy: urn:mpeg:dash:fdh:2016:push-fast-start;{{\"segments\":2}}' http://{listen}/vod/manifest.mpd"
+    );
+    println!(
+        "  push the next two:    nghttp -nv -H 'accept-push-policy: urn:mpeg:dash:fdh:2016:push-next;2' http://{listen}/vod/chunk-stream0-00001.m4s"
+    );
+    println!(
         "  fetch a segment:      curl -sv -o /dev/null http://{listen}/vod/chunk-stream0-00001.m4s"
     );
     let mut config = dashpush_edge::EdgeConfig::new(listen, admin, origin_url);
