@@ -4,6 +4,7 @@ one audio Representation, through a userspace relay that adds a round-trip time.
 
   /usr/bin/python3 benches/startup.py [--rtt 0,50,100,200] [--runs 5] [--bin target/release/dashpush]
                                       [--svg docs/startup.svg]
+  /usr/bin/python3 benches/startup.py --prefetch [--runs 5]   # the pull prefetcher, origin +100 ms
 
 Clients (all measured from the start of the TCP connect to the last byte of the last resource):
   a  HTTP/1.1 straight to the origin, the way a player fetches: the MPD, then per track (video on
@@ -241,13 +242,63 @@ def wait_http(port, path):
     raise SystemExit(f"nothing answers on {port}")
 
 
+def prefetch_bench(args):
+    """A pull client (HTTP/1.1, no directive) through the gateway in front of an origin with 100 ms
+    of added latency: after the MPD and segment 1, it asks for segments 2 and 3 at a player's pace
+    (300 ms apart). Prints their median fetch time with the prefetcher off and on."""
+    op = free_port()
+    origin = subprocess.Popen([args.bin, "origin", "--listen", f"127.0.0.1:{op}", "--demo", "vod",
+                               "--latency-ms", "100"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(op, "/vod/manifest.mpd")
+        res = {}
+        for k in (0, 2):
+            times = []
+            for _ in range(args.runs):
+                gp, adm = free_port(), free_port()
+                gw = subprocess.Popen([args.bin, "run", "--listen", f"127.0.0.1:{gp}", "--admin",
+                                       f"127.0.0.1:{adm}", "--origin", f"http://127.0.0.1:{op}",
+                                       "--prefetch-next", str(k), "--ready-without-origin"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    for _ in range(200):
+                        try:
+                            connect(gp).close()
+                            break
+                        except OSError:
+                            time.sleep(0.02)
+                    s = connect(gp)
+                    h1_get(s, "/vod/manifest.mpd")
+                    h1_get(s, track(VIDEO)[1])
+                    for path in track(VIDEO)[2:]:
+                        time.sleep(0.3)
+                        t0 = time.monotonic()
+                        h1_get(s, path)
+                        times.append((time.monotonic() - t0) * 1000)
+                finally:
+                    gw.terminate()
+                    gw.wait()
+            res[k] = statistics.median(times)
+        print(f"pull client, origin +100 ms: segment fetch median without prefetch {res[0]:.1f} ms,"
+              f" with prefetch-next 2 {res[2]:.1f} ms, ratio {res[2] / res[0]:.3f}")
+    finally:
+        origin.terminate()
+        origin.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--prefetch", action="store_true",
+                    help="run the prefetcher benchmark instead of the start-up one")
     ap.add_argument("--rtt", default="0,50,100,200")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--bin", default="target/release/dashpush")
     ap.add_argument("--svg")
     args = ap.parse_args()
+    if args.prefetch:
+        prefetch_bench(args)
+        return
     op, gp, ap_ = free_port(), free_port(), free_port()
     procs = [subprocess.Popen([args.bin, "origin", "--listen", f"127.0.0.1:{op}", "--demo", "vod"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
