@@ -81,6 +81,20 @@ fn tls_negotiates_h2_and_http11_by_alpn() {
         assert_eq!(v, format!("\n{version}").as_bytes());
         assert_eq!(body, file);
     }
+    // Push works over TLS too; promised URLs carry the https scheme of the connection.
+    let (code, out, err) = tool(
+        "nghttp",
+        &[
+            "-nv",
+            "-H",
+            "accept-push-policy: urn:mpeg:dash:fdh:2016:push-fast-start",
+            &format!("https://{tls}/vod/manifest.mpd"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(out.matches("recv PUSH_PROMISE frame").count(), 4, "{out}");
+    assert!(out.contains(") :scheme: https"), "{out}");
 }
 
 #[test]

@@ -402,8 +402,17 @@ async fn send_push(
         matches!(stream.poll_reset(&mut cx), Poll::Ready(_))
     };
     if gone(&mut stream) || cancel.load(Ordering::Relaxed) {
-        // Refused before anything was sent: drop the prefetch if it has not started.
-        prefetch.abort();
+        // Refused before anything was sent: count what was saved if the body is at hand, and
+        // drop the prefetch if it has not finished.
+        if prefetch.is_finished() {
+            if let Ok(Some(Source::Entry(e))) = prefetch.await {
+                m.saved_bytes
+                    .with_label_values(&[H2, push_type])
+                    .inc_by(e.response.body.len() as u64);
+            }
+        } else {
+            prefetch.abort();
+        }
         m.reset.with_label_values(&[H2, push_type]).inc();
         conn.with_session(cfg, |s| s.on_reset(&p.url));
         if cancel.load(Ordering::Relaxed) {
