@@ -5,3 +5,4 @@ mod harness;
 mod proxy;
 mod push;
 mod stock;
+mod ws;

@@ -16,6 +16,17 @@ pub(crate) trait Handler: Send + Sync + 'static {
     async fn handle(&self, req: Req) -> Resp;
     /// Counts a finished request.
     fn record(&self, _protocol: &'static str, _status: u16) {}
+    /// Takes over a WebSocket upgrade request; the default refuses it.
+    async fn websocket(
+        self: &Arc<Self>,
+        mut session: Box<HttpSession>,
+        _scheme: &'static str,
+        _client: Option<String>,
+    ) {
+        let resp = crate::gateway::short(400, "no WebSocket endpoint here\n");
+        let mut resp = resp;
+        let _ = write(&mut session, &mut resp).await;
+    }
     /// Runs after a response was sent (the gateway prefetches what follows a segment).
     fn after_response(
         self: &Arc<Self>,
@@ -55,6 +66,10 @@ pub(crate) async fn serve<H: Handler>(
             }
         }
         let _inflight = drain.begin();
+        if crate::ws::is_upgrade(&session) {
+            handler.websocket(session, scheme, client.clone()).await;
+            return;
+        }
         let head = session.req_header();
         let req = Req {
             method: head.method.clone(),

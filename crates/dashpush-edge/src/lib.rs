@@ -21,6 +21,7 @@ pub mod push;
 pub mod routing;
 mod server;
 pub mod upstream;
+mod ws;
 
 pub use config::{ConfigError, RawConfig};
 pub use gateway::{Body, Gateway, Req, Resp};

@@ -35,6 +35,14 @@ pub struct Metrics {
     pub open_connections: IntGaugeVec,
     /// Push metrics (`dashpush_push_*`, `dashpush_prefetch_*`).
     pub push: PushMetrics,
+    /// WebSocket upgrade requests by result (`ok`, `no_subprotocol`, `bad_request`).
+    pub ws_upgrades: IntCounterVec,
+    /// Open WebSocket sessions.
+    pub ws_sessions: IntGauge,
+    /// WebSocket messages by direction (`in`, `out`) and message (`mpd_request`, …).
+    pub ws_messages: IntCounterVec,
+    /// Sockets the gateway closed, by close code (`1002`, `1003`, `1008`, `1009`).
+    pub ws_closes: IntCounterVec,
 }
 
 /// How push pays off. Labels: `transport` (`h2`, `ws`), `push_type` (the applied push type's
@@ -196,8 +204,38 @@ impl Metrics {
         registry.register(Box::new(origin_seconds.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
         let push = PushMetrics::new(&registry)?;
+        let ws_upgrades = IntCounterVec::new(
+            Opts::new(
+                "dashpush_ws_upgrades_total",
+                "WebSocket upgrade requests by result.",
+            ),
+            &["result"],
+        )?;
+        let ws_sessions = IntGauge::new("dashpush_ws_sessions", "Open WebSocket sessions.")?;
+        let ws_messages = IntCounterVec::new(
+            Opts::new(
+                "dashpush_ws_messages_total",
+                "WebSocket sub-protocol messages by direction and message.",
+            ),
+            &["direction", "message"],
+        )?;
+        let ws_closes = IntCounterVec::new(
+            Opts::new(
+                "dashpush_ws_closes_total",
+                "WebSocket sockets closed by the gateway, by close code.",
+            ),
+            &["code"],
+        )?;
+        registry.register(Box::new(ws_upgrades.clone()))?;
+        registry.register(Box::new(ws_sessions.clone()))?;
+        registry.register(Box::new(ws_messages.clone()))?;
+        registry.register(Box::new(ws_closes.clone()))?;
         Ok(Self {
             push,
+            ws_upgrades,
+            ws_sessions,
+            ws_messages,
+            ws_closes,
             registry,
             requests,
             cache_hits,

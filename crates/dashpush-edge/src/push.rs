@@ -110,14 +110,14 @@ pub(crate) fn client_url(scheme: &str, host: Option<&str>, path: &str) -> Option
 }
 
 /// Path and query of a URL, as forwarded to the origin.
-fn path_of(url: &Url) -> String {
+pub(crate) fn path_of(url: &Url) -> String {
     match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_owned(),
     }
 }
 
-fn is_mpd_path(path: &str) -> bool {
+pub(crate) fn is_mpd_path(path: &str) -> bool {
     path.split('?').next().unwrap_or(path).ends_with(".mpd")
 }
 

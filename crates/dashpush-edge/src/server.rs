@@ -115,6 +115,15 @@ impl Handler for Gateway {
         Gateway::handle(self, &req).await
     }
 
+    async fn websocket(
+        self: &Arc<Self>,
+        session: Box<pingora::protocols::http::v1::server::HttpSession>,
+        scheme: &'static str,
+        client: Option<String>,
+    ) {
+        crate::ws::upgrade(self, session, scheme, client).await;
+    }
+
     fn after_response(
         self: &Arc<Self>,
         scheme: &'static str,

@@ -1,0 +1,396 @@
+//! The WebSocket sub-protocol (issue: WebSocket, spec §8), with a tokio-tungstenite client.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashpush_proto::ws::message::Body;
+use dashpush_proto::ws::{
+    EndReason, Frame, Message, MpdRequest, Received, SUBPROTOCOL, SegmentCancel, SegmentRequest,
+    StreamId,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as Ws;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::harness::*;
+
+const URN: &str = "urn:mpeg:dash:fdh:2016:";
+type Socket = WebSocketStream<TcpStream>;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn open(gw: SocketAddr, protocol: Option<&str>) -> Result<Socket, String> {
+    let mut req = format!("ws://{gw}/dashpush").into_client_request().unwrap();
+    if let Some(p) = protocol {
+        req.headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_str(p).unwrap());
+    }
+    let tcp = TcpStream::connect(gw).await.unwrap();
+    match tokio_tungstenite::client_async(req, tcp).await {
+        Ok((ws, resp)) => {
+            assert_eq!(
+                resp.headers().get("sec-websocket-protocol").unwrap(),
+                SUBPROTOCOL
+            );
+            Ok(ws)
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(format!(
+            "{} {}",
+            r.status(),
+            String::from_utf8_lossy(r.body().as_deref().unwrap_or_default())
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn id(n: u32) -> StreamId {
+    StreamId::new(n).unwrap()
+}
+
+async fn send(ws: &mut Socket, m: Message) {
+    ws.send(Ws::Binary(m.encode().unwrap())).await.unwrap();
+}
+
+fn mpd_request(n: u32, url: &str, directive: Option<&str>) -> Message {
+    Message {
+        stream_id: id(n),
+        end: true,
+        body: Body::MpdRequest(MpdRequest {
+            url: url.into(),
+            push_directive: directive.map(|d| format!("{URN}{d}")),
+        }),
+    }
+}
+
+fn segment_request(n: u32, url: &str, directive: Option<&str>) -> Message {
+    Message {
+        stream_id: id(n),
+        end: true,
+        body: Body::SegmentRequest(SegmentRequest {
+            url: url.into(),
+            push_directive: directive.map(|d| format!("{URN}{d}")),
+            range: None,
+        }),
+    }
+}
+
+/// Everything received for one request: its resource, its pushes (in arrival order), its end.
+#[derive(Debug, Default)]
+struct Answer {
+    first: Option<Received>,
+    body: Vec<u8>,
+    pushes: Vec<(u32, Received, Vec<u8>, Option<EndReason>)>,
+    end: Option<(EndReason, Option<u16>)>,
+}
+
+/// Reads until the End of stream of request `n` (with a deadline).
+async fn answer(ws: &mut Socket, n: u32) -> Answer {
+    let mut a = Answer::default();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while a.end.is_none() {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("answer before the deadline")
+            .expect("socket open")
+            .unwrap();
+        let Ws::Binary(b) = msg else { continue };
+        let m = Message::from_frame(Frame::decode(b, usize::MAX).unwrap()).unwrap();
+        let sid = m.stream_id.get();
+        match m.body {
+            Body::MpdReceived(r) | Body::SegmentReceived(r) if sid == n => {
+                a.body.extend_from_slice(&r.payload);
+                if a.first.is_none() {
+                    a.first = Some(r);
+                }
+            }
+            Body::SegmentReceived(r) | Body::MpdReceived(r) => {
+                if let Some(p) = a.pushes.iter_mut().find(|p| p.0 == sid) {
+                    p.2.extend_from_slice(&r.payload);
+                } else {
+                    let payload = r.payload.to_vec();
+                    a.pushes.push((sid, r, payload, None));
+                }
+            }
+            Body::EndOfStream(e) if sid == n => a.end = Some((e.reason, e.status)),
+            Body::EndOfStream(e) => match a.pushes.iter_mut().find(|p| p.0 == sid) {
+                Some(p) => p.3 = Some(e.reason),
+                None => a
+                    .pushes
+                    .push((sid, Received::default(), Vec::new(), Some(e.reason))),
+            },
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    a
+}
+
+fn name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap()
+}
+
+#[test]
+fn a_socket_without_the_subprotocol_is_refused_and_plain_http_still_works() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    rt().block_on(async {
+        let err = open(gw.addr, None).await.expect_err("refused");
+        assert!(err.starts_with("400"), "{err}");
+        assert!(err.contains(SUBPROTOCOL), "{err}");
+        let err = open(gw.addr, Some("chat")).await.expect_err("refused");
+        assert!(err.starts_with("400"), "{err}");
+        open(gw.addr, Some(&format!("chat, {SUBPROTOCOL}")))
+            .await
+            .unwrap();
+    });
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_ws_upgrades_total{result="no_subprotocol"}"#
+        ),
+        2.0
+    );
+}
+
+#[test]
+fn fast_start_over_the_socket_sends_the_mpd_then_each_push_on_its_own_stream() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    rt().block_on(async {
+        let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+        send(
+            &mut ws,
+            mpd_request(
+                1,
+                "/vod/manifest.mpd",
+                Some(r#"push-fast-start;{"segments":2}"#),
+            ),
+        )
+        .await;
+        let a = answer(&mut ws, 1).await;
+        let first = a.first.unwrap();
+        assert_eq!(first.status, 200);
+        assert!(
+            first
+                .push_ack
+                .unwrap()
+                .starts_with(&format!("{URN}push-fast-start;"))
+        );
+        assert_eq!(a.body, demo_file("manifest.mpd"));
+        assert_eq!(a.end, Some((EndReason::Complete, None)));
+        let names: Vec<&str> = a.pushes.iter().map(|p| name(&p.1.url)).collect();
+        assert_eq!(
+            names,
+            [
+                "init-stream1.m4s",
+                "chunk-stream1-00001.m4s",
+                "chunk-stream1-00002.m4s",
+                "init-stream2.m4s",
+                "chunk-stream2-00001.m4s",
+                "chunk-stream2-00002.m4s"
+            ]
+        );
+        for (i, (sid, r, body, end)) in a.pushes.iter().enumerate() {
+            assert_eq!(*sid, 2 + 2 * i as u32, "even ids, increasing");
+            assert!(r.pushed);
+            assert_eq!(r.parent, Some(id(1)));
+            assert_eq!(*body, demo_file(name(&r.url)), "{}", r.url);
+            assert_eq!(
+                *end, None,
+                "a complete push ends with END, not End of stream"
+            );
+        }
+        // A segment request with push-next on the same socket.
+        send(
+            &mut ws,
+            segment_request(3, "/vod/chunk-stream0-00001.m4s", Some("push-next;2")),
+        )
+        .await;
+        let a = answer(&mut ws, 3).await;
+        assert_eq!(a.body, demo_file("chunk-stream0-00001.m4s"));
+        // Representation 0 was not in the fast-start selection: switching (Annex H) sends its
+        // init first.
+        let names: Vec<&str> = a.pushes.iter().map(|p| name(&p.1.url)).collect();
+        assert_eq!(
+            names,
+            [
+                "init-stream0.m4s",
+                "chunk-stream0-00002.m4s",
+                "chunk-stream0-00003.m4s"
+            ]
+        );
+        assert!(a.pushes.iter().all(|p| p.1.parent == Some(id(3))));
+    });
+    let m = |n: &str, t: &str| {
+        metric(
+            gw.admin,
+            &format!(r#"{n}{{push_type="{t}",transport="ws"}}"#),
+        )
+    };
+    assert_eq!(m("dashpush_push_promises_total", "push-fast-start"), 6.0);
+    assert_eq!(m("dashpush_push_claimed_total", "push-fast-start"), 6.0);
+    assert_eq!(m("dashpush_push_promises_total", "push-next"), 3.0);
+}
+
+#[test]
+fn bad_messages_get_an_error_end_of_stream_and_the_socket_stays_open() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    rt().block_on(async {
+        let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+        // Unknown message code 0x7f on stream 1.
+        let mut raw = vec![0x7f, 0x01, 0, 0, 0, 1, 0, 0, 0, 2];
+        raw.extend_from_slice(b"{}");
+        ws.send(Ws::Binary(Bytes::from(raw))).await.unwrap();
+        assert_eq!(
+            answer(&mut ws, 1).await.end,
+            Some((EndReason::Error, Some(400)))
+        );
+        // A missing resource: End of stream error 404.
+        send(&mut ws, segment_request(3, "/vod/nope.m4s", None)).await;
+        assert_eq!(
+            answer(&mut ws, 3).await.end,
+            Some((EndReason::Error, Some(404)))
+        );
+        // A stream id that goes backwards.
+        send(
+            &mut ws,
+            segment_request(1, "/vod/chunk-stream0-00001.m4s", None),
+        )
+        .await;
+        assert_eq!(
+            answer(&mut ws, 1).await.end,
+            Some((EndReason::Error, Some(400)))
+        );
+        // A URL on another origin.
+        send(
+            &mut ws,
+            segment_request(5, "http://elsewhere.test/vod/chunk-stream0-00001.m4s", None),
+        )
+        .await;
+        assert_eq!(
+            answer(&mut ws, 5).await.end,
+            Some((EndReason::Error, Some(400)))
+        );
+        // Cancel of an unknown stream: ignored; the socket still serves.
+        send(
+            &mut ws,
+            Message {
+                stream_id: id(7),
+                end: true,
+                body: Body::SegmentCancel(SegmentCancel {
+                    streams: vec![id(98)],
+                    urls: vec![],
+                }),
+            },
+        )
+        .await;
+        send(
+            &mut ws,
+            segment_request(9, "/vod/chunk-stream0-00001.m4s", None),
+        )
+        .await;
+        let a = answer(&mut ws, 9).await;
+        assert_eq!(a.body, demo_file("chunk-stream0-00001.m4s"));
+        assert_eq!(a.end, Some((EndReason::Complete, None)));
+    });
+}
+
+async fn closed_with(ws: &mut Socket) -> u16 {
+    loop {
+        match tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("close before the deadline")
+        {
+            Some(Ok(Ws::Close(Some(f)))) => return f.code.into(),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn oversize_short_and_text_messages_close_the_socket_with_their_codes() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    rt().block_on(async {
+        let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+        ws.send(Ws::Binary(Bytes::from(vec![0u8; (1 << 20) + 1])))
+            .await
+            .unwrap();
+        assert_eq!(closed_with(&mut ws).await, 1009);
+        let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+        ws.send(Ws::Binary(Bytes::from_static(&[1, 0, 0])))
+            .await
+            .unwrap();
+        assert_eq!(closed_with(&mut ws).await, 1002);
+        let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+        ws.send(Ws::text("hello")).await.unwrap();
+        assert_eq!(closed_with(&mut ws).await, 1003);
+    });
+}
+
+#[test]
+fn a_cancel_stops_queued_pushes_with_a_cancelled_end_of_stream() {
+    // A slow origin keeps the pushes queued long enough for the cancel to arrive first.
+    let (_o, origin) = origin(&["--latency-ms", "300"]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    rt().block_on(async {
+        let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+        send(&mut ws, mpd_request(1, "/vod/manifest.mpd", None)).await;
+        assert_eq!(
+            answer(&mut ws, 1).await.end,
+            Some((EndReason::Complete, None))
+        );
+        send(
+            &mut ws,
+            segment_request(3, "/vod/chunk-stream0-00001.m4s", Some("push-next;2")),
+        )
+        .await;
+        send(
+            &mut ws,
+            Message {
+                stream_id: id(5),
+                end: true,
+                body: Body::SegmentCancel(SegmentCancel {
+                    streams: vec![],
+                    urls: vec!["/vod/chunk-stream0-00003.m4s".into()],
+                }),
+            },
+        )
+        .await;
+        let a = answer(&mut ws, 3).await;
+        assert_eq!(a.body, demo_file("chunk-stream0-00001.m4s"));
+        let got: Vec<(String, Option<EndReason>)> = a
+            .pushes
+            .iter()
+            .map(|p| (name(&p.1.url).to_owned(), p.3))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("chunk-stream0-00002.m4s".to_owned(), None),
+                (String::new(), Some(EndReason::Cancelled))
+            ],
+            "{:?}",
+            a.pushes
+        );
+    });
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_push_reset_total{push_type="push-next",transport="ws"}"#
+        ),
+        1.0
+    );
+    let _ = Duration::ZERO;
+}
