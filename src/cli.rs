@@ -124,6 +124,10 @@ struct RunArgs {
     /// (0 = off). Default 2.
     #[arg(long)]
     prefetch_next: Option<usize>,
+    /// A directory served under /player/ (the demo player: `npm --prefix clients/js run
+    /// build:player` makes clients/js/dist/player).
+    #[arg(long)]
+    static_dir: Option<PathBuf>,
     /// Cache budget in bytes. Default 256 MiB.
     #[arg(long)]
     cache_bytes: Option<u64>,
@@ -167,6 +171,7 @@ impl RunArgs {
         }
         raw.cache.max_bytes = self.cache_bytes.or(raw.cache.max_bytes);
         raw.prefetch.next = self.prefetch_next.or(raw.prefetch.next);
+        raw.static_dir = self.static_dir.or(raw.static_dir);
         raw.upstream.read_timeout_ms = self.origin_timeout_ms.or(raw.upstream.read_timeout_ms);
         if self.ready_without_origin {
             raw.ready_without_origin = Some(true);
@@ -379,8 +384,19 @@ fn run_demo(listen: String, admin: String, origin_listen: String, log: LogArgs) 
     println!(
         "  fetch a segment:      curl -sv -o /dev/null http://{listen}/vod/chunk-stream0-00001.m4s"
     );
+    let player = std::path::Path::new("clients/js/dist/player");
+    if player.join("index.html").is_file() {
+        println!("  browser player (WebSocket + dash.js): http://{listen}/player/");
+    } else {
+        println!(
+            "  browser player: build it first with `npm --prefix clients/js ci && npm --prefix clients/js run build:player`"
+        );
+    }
     let mut config = dashpush_edge::EdgeConfig::new(listen, admin, origin_url);
     config.ready_without_origin = true;
+    if player.join("index.html").is_file() {
+        config.push.static_dir = Some(player.to_path_buf());
+    }
     match dashpush_edge::run(config, prometheus::Registry::new()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -394,3 +394,105 @@ fn a_cancel_stops_queued_pushes_with_a_cancelled_end_of_stream() {
     );
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn a_client_that_stops_reading_is_closed_after_the_stall_timeout() {
+    let (_o, origin) = origin(&[]);
+    let dir = std::env::temp_dir().join(format!("dashpush-ws-stall-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("dashpush.yaml");
+    // Pushes of 8 x 4 MiB blobs (outside the MPD, allowed here) against a client that never
+    // reads: the queue fills, pushes pause, and after 500 ms the socket is closed.
+    std::fs::write(
+        &file,
+        format!(
+            "origin: http://{origin}\npush: {{allow_outside_mpd: true, max_bytes_in_flight: 1073741824}}\nwebsocket: {{stall_timeout_ms: 500}}\n"
+        ),
+    )
+    .unwrap();
+    let gw = gateway_with(&["-c", file.to_str().unwrap()]);
+    let list: Vec<String> = (0..8)
+        .map(|i| format!("/_origin/blob/{}", (4 << 20) + i))
+        .collect();
+    rt().block_on(async {
+        let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+        send(&mut ws, mpd_request(1, "/vod/manifest.mpd", None)).await;
+        answer(&mut ws, 1).await;
+        send(
+            &mut ws,
+            segment_request(
+                3,
+                "/vod/chunk-stream0-00001.m4s",
+                Some(&format!("push-list;{}", list.join(","))),
+            ),
+        )
+        .await;
+        let start = std::time::Instant::now();
+        while metric(gw.admin, r#"dashpush_ws_closes_total{code="1008"}"#) < 1.0 {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "a stalled client was never closed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(ws);
+    });
+    let start = std::time::Instant::now();
+    while metric(gw.admin, "dashpush_ws_sessions") != 0.0 {
+        assert!(start.elapsed() < DEADLINE, "session still counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_server_pings_and_serves_the_player_directory() {
+    let (_o, origin) = origin(&[]);
+    let dir = std::env::temp_dir().join(format!("dashpush-ws-player-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("player")).unwrap();
+    std::fs::write(
+        dir.join("player/index.html"),
+        "<!doctype html><title>p</title>",
+    )
+    .unwrap();
+    std::fs::write(dir.join("secret.txt"), "no").unwrap();
+    let file = dir.join("dashpush.yaml");
+    std::fs::write(
+        &file,
+        format!("origin: http://{origin}\nwebsocket: {{ping_interval_ms: 100}}\n"),
+    )
+    .unwrap();
+    let gw = gateway_with(&[
+        "-c",
+        file.to_str().unwrap(),
+        "--static-dir",
+        dir.join("player").to_str().unwrap(),
+    ]);
+    let (status, body) = get(gw.addr, "/player/");
+    assert_eq!(status, 200);
+    assert_eq!(body, b"<!doctype html><title>p</title>");
+    assert_eq!(get(gw.addr, "/player/../secret.txt").0, 404);
+    assert_eq!(get(gw.addr, "/player/%2e%2e/secret.txt").0, 404);
+    rt().block_on(async {
+        let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+        let mut pings = 0;
+        let until = tokio::time::Instant::now() + Duration::from_millis(700);
+        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, ws.next()).await {
+            if matches!(m, Ws::Ping(_)) {
+                pings += 1;
+            }
+        }
+        assert!(pings >= 3, "{pings} pings in 700 ms at a 100 ms interval");
+        // Reading answered the pings: the socket is still open.
+        send(
+            &mut ws,
+            segment_request(1, "/vod/chunk-stream0-00001.m4s", None),
+        )
+        .await;
+        assert_eq!(
+            answer(&mut ws, 1).await.end,
+            Some((EndReason::Complete, None))
+        );
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}

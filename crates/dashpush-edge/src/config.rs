@@ -56,6 +56,10 @@ pub struct RawConfig {
     pub push: RawPush,
     /// Prefetching.
     pub prefetch: RawPrefetch,
+    /// WebSocket sub-protocol.
+    pub websocket: RawWebSocket,
+    /// Directory served under `/player/` (the demo player).
+    pub static_dir: Option<PathBuf>,
     /// Cache settings.
     pub cache: RawCache,
     /// Origin client settings.
@@ -126,6 +130,16 @@ pub struct RawPrefetch {
     pub next: Option<usize>,
     /// Prefetches running at once, gateway-wide.
     pub max_concurrency: Option<usize>,
+}
+
+/// `websocket:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWebSocket {
+    /// A client that leaves the send queue full this long is closed (1008), ms.
+    pub stall_timeout_ms: Option<u64>,
+    /// Keep-alive ping interval, ms.
+    pub ping_interval_ms: Option<u64>,
 }
 
 /// Most routes accepted.
@@ -358,6 +372,25 @@ impl TryFrom<RawConfig> for EdgeConfig {
             1,
             1024,
         )?;
+        c.push.ws_stall = positive_ms(
+            "websocket.stall_timeout_ms",
+            raw.websocket.stall_timeout_ms,
+            c.push.ws_stall,
+        )?;
+        c.push.ws_ping = positive_ms(
+            "websocket.ping_interval_ms",
+            raw.websocket.ping_interval_ms,
+            c.push.ws_ping,
+        )?;
+        if let Some(dir) = raw.static_dir {
+            if !dir.is_dir() {
+                return Err(invalid(
+                    "static_dir",
+                    format!("{} is not a directory", dir.display()),
+                ));
+            }
+            c.push.static_dir = Some(dir);
+        }
         if raw.routes.len() > MAX_ROUTES {
             return Err(invalid("routes", format!("at most {MAX_ROUTES} entries")));
         }

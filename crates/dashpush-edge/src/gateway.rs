@@ -94,6 +94,11 @@ impl Gateway {
             return short(400, "bad request target\n");
         }
         let head = req.method == Method::HEAD;
+        if let Some(dir) = &self.push.static_dir
+            && (req.path == "/player" || req.path.starts_with("/player/"))
+        {
+            return static_file(dir, &req.path, head).await;
+        }
         let range = header(&req.headers, "range");
         let Some((route, upstream)) = self.origins.select(req.host.as_deref(), &req.path) else {
             return short(404, "no origin for this host and path\n");
@@ -251,6 +256,51 @@ impl Gateway {
     /// The cache.
     pub(crate) fn cache(&self) -> &Cache {
         &self.cache
+    }
+}
+
+/// A file of the static directory mounted at `/player/` (the demo player). Paths with `..`,
+/// backslashes or NUL are refused; `/player/` is `index.html`.
+async fn static_file(dir: &std::path::Path, path: &str, head: bool) -> Resp {
+    let path = path.split('?').next().unwrap_or(path);
+    if path == "/player" {
+        let mut r = short(301, "see /player/\n");
+        r.headers
+            .push((http::header::LOCATION, HeaderValue::from_static("/player/")));
+        return r;
+    }
+    let rel = path.trim_start_matches("/player/");
+    let rel = if rel.is_empty() { "index.html" } else { rel };
+    if rel.split('/').any(|c| c == ".." || c.is_empty()) || rel.contains(['\\', '\0']) {
+        return short(404, "not found\n");
+    }
+    let Ok(body) = tokio::fs::read(dir.join(rel)).await else {
+        return short(404, "not found\n");
+    };
+    let ctype = match rel.rsplit('.').next().unwrap_or_default() {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        _ => "application/octet-stream",
+    };
+    let len = body.len();
+    Resp {
+        status: 200,
+        headers: vec![
+            (http::header::CONTENT_TYPE, HeaderValue::from_static(ctype)),
+            (
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            ),
+        ],
+        body: Body::Full(if head {
+            Bytes::new()
+        } else {
+            Bytes::from(body)
+        }),
+        content_length: Some(len),
     }
 }
 

@@ -42,11 +42,20 @@ pub struct PushSettings {
     /// Prefetches running at once, gateway-wide; further ones queue (and are dropped if nobody
     /// needs them any more before they start).
     pub prefetch_concurrency: usize,
+    /// WebSocket: how long senders wait on a full queue before the socket is closed (1008).
+    pub ws_stall: Duration,
+    /// WebSocket: keep-alive ping interval (a socket that answers none of two pings is closed).
+    pub ws_ping: Duration,
+    /// Static files served under `/player/` (the demo player), if any.
+    pub static_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for PushSettings {
     fn default() -> Self {
         Self {
+            ws_stall: crate::ws::STALL,
+            ws_ping: crate::ws::PING_EVERY,
+            static_dir: None,
             plan: PlanConfig::default(),
             prefetch_next: 2,
             prefetch_concurrency: 16,

@@ -13,10 +13,10 @@
 //! - a bad message gets End of stream `error` with a status on its stream and the socket stays
 //!   open; an unreadable frame or a text message closes it (1002/1009, 1003);
 //! - the socket's send queue is bounded ([`QUEUE`] messages of at most [`PIECE`] bytes): when
-//!   the client stops reading, senders wait (pushes pause) and after [`STALL`] the socket is
-//!   closed with 1008;
-//! - the server pings every [`PING_EVERY`] and closes a socket that answered none of the last
-//!   two pings.
+//!   the client stops reading, senders wait (pushes pause) and after [`STALL`] (configurable)
+//!   the socket is closed with 1008;
+//! - the server pings every [`PING_EVERY`] (configurable) and closes a socket that answered
+//!   none of the last two pings.
 //!
 //! The planner, cache, prefetcher and metrics are the HTTP/2 ones (label `transport="ws"`).
 
@@ -52,9 +52,9 @@ use crate::push::{Source, client_url, is_mpd_path, path_of};
 pub const PIECE: usize = 64 * 1024;
 /// Messages queued for one socket before senders wait.
 pub const QUEUE: usize = 32;
-/// How long senders wait on a full queue before the socket is closed (1008).
+/// Default: how long senders wait on a full queue before the socket is closed (1008).
 pub const STALL: Duration = Duration::from_secs(20);
-/// Keep-alive ping interval.
+/// Default keep-alive ping interval.
 pub const PING_EVERY: Duration = Duration::from_secs(20);
 
 const WS: &str = "ws";
@@ -209,7 +209,11 @@ impl Conn {
             .ws_messages
             .with_label_values(&["out", m.body.code().label()])
             .inc();
-        match self.out.send_timeout(Out::Msg(bytes), STALL).await {
+        match self
+            .out
+            .send_timeout(Out::Msg(bytes), self.gw.push_settings().ws_stall)
+            .await
+        {
             Ok(()) => true,
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
                 self.stalled.notify_one();
@@ -275,17 +279,12 @@ async fn run(
         client,
         user_agent,
     });
-    let metrics = gw.metrics().clone();
     let writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
             let r = match out {
                 Out::Msg(b) => sink.send(WsMessage::Binary(b)).await,
                 Out::Ping => sink.send(WsMessage::Ping(Bytes::new())).await,
                 Out::Close(code, why) => {
-                    metrics
-                        .ws_closes
-                        .with_label_values(&[close_label(code)])
-                        .inc();
                     let _ = sink
                         .send(WsMessage::Close(Some(CloseFrame {
                             code: code.into(),
@@ -300,7 +299,8 @@ async fn run(
             }
         }
     });
-    let mut ping = tokio::time::interval(PING_EVERY);
+    let every = gw.push_settings().ws_ping;
+    let mut ping = tokio::time::interval(every);
     ping.tick().await;
     let mut last_pong = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -327,7 +327,7 @@ async fn run(
             },
             () = conn.stalled.notified() => break Some((close_code::POLICY_VIOLATION, "client stopped reading")),
             _ = ping.tick() => {
-                if last_pong.elapsed() > PING_EVERY * 2 + PING_EVERY / 2 {
+                if last_pong.elapsed() > every * 2 + every / 2 {
                     break Some((close_code::POLICY_VIOLATION, "no pong"));
                 }
                 let _ = tx.try_send(Out::Ping);
@@ -337,12 +337,23 @@ async fn run(
     };
     tasks.abort_all();
     if let Some((code, why)) = close {
+        gw.metrics()
+            .ws_closes
+            .with_label_values(&[close_label(code)])
+            .inc();
         // Best effort: a client that stopped reading will not see it.
         let _ = tx.try_send(Out::Close(code, why));
     }
     drop(tx);
     drop(conn);
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    // A client that stopped reading may never take the close frame: give up on it.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
 }
 
 fn close_label(code: u16) -> &'static str {
