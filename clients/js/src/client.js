@@ -213,7 +213,8 @@ export class DashPushClient {
   }
 
   /**
-   * Subscribes to an event; returns the unsubscribe function. Events: `pushed` {url, streamId,
+   * Subscribes to an event; returns the unsubscribe function. Events: `answer` {streamId, url,
+   * status, pushAck} (first message of a request's answer), `pushed` {url, streamId,
    * parent, bytes}, `claimed` {url}, `cancelled` {streamId, url}, `evicted` {url},
    * `push-error` {streamId, url, status, detail}, `close` {error}. `*` receives (name, detail).
    */
@@ -451,7 +452,10 @@ export class DashPushClient {
   onAnswer(msg) {
     const req = this.requests.get(msg.streamId);
     if (!req || req.settled) return; // unknown, timed out or failed: drop the rest
-    if (!req.meta) req.meta = msg;
+    if (!req.meta) {
+      req.meta = msg;
+      this.emit('answer', { streamId: req.streamId, url: req.url, status: msg.status, pushAck: msg.pushAck });
+    }
     req.bytes += msg.payload.byteLength;
     if (req.bytes > this.opts.maxResourceBytes) {
       this.settleRequest(req, new LimitError(`${req.url}: resource over ${this.opts.maxResourceBytes} bytes`));

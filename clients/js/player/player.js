@@ -1,0 +1,112 @@
+// The dashpush demo player: dash.js with its MPD and segment loads routed over the gateway's
+// WebSocket endpoint (or plain HTTP with ?transport=http), live counters, and the playback
+// numbers the browser test reads from window.dashpushStats.
+import { MediaPlayer } from './vendor/dash.all.min.js';
+import { attachDashPush, DEFAULT_MPD_DIRECTIVE } from './lib/dashjs.js';
+
+const params = new URLSearchParams(location.search);
+const mpdUrl = new URL(params.get('mpd') || '/vod/manifest.mpd', location.href).href;
+const transport = params.get('transport') === 'http' ? 'http' : 'ws';
+const wsUrl = params.get('ws') || `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/dashpush`;
+const next = params.has('next') ? Number(params.get('next')) : 2;
+const loop = params.get('loop') !== '0';
+
+const video = document.getElementById('video');
+const $ = (id) => document.getElementById(id);
+$('mpd').textContent = mpdUrl;
+
+// Everything the browser test reads. Times are from page start (performance.now()).
+const stats = {
+  transport,
+  mpd: mpdUrl,
+  pushed: 0,
+  claimed: 0,
+  cancelled: 0,
+  wsLoads: 0,
+  httpLoads: 0,
+  pushHits: 0,
+  fallbackReason: null,
+  currentTime: 0,
+  played: 0,
+  stalls: 0,
+  loops: 0,
+  firstFrameMs: null,
+  playing: false,
+  errors: [],
+};
+window.dashpushStats = stats;
+
+const player = MediaPlayer().create();
+player.updateSettings({
+  debug: { logLevel: 1 },
+  streaming: { abr: { initialBitrate: { video: 1000 } } },
+});
+let handle = null;
+if (transport === 'ws') {
+  handle = attachDashPush(player, {
+    wsUrl,
+    directive: params.get('directive') || DEFAULT_MPD_DIRECTIVE,
+    segmentDirective: next > 0 ? `urn:mpeg:dash:fdh:2016:push-next;${next}` : null,
+  });
+  window.dashpushClient = handle;
+}
+
+// Playback accounting: played seconds advance only with the media clock moving forward in
+// small steps (a loop's jump back or a seek does not count), stalls are `waiting` events after
+// the first frame that are not part of a seek.
+let last = null;
+let seeking = false;
+const markFirstFrame = () => {
+  if (stats.firstFrameMs === null) stats.firstFrameMs = Math.round(performance.now());
+};
+video.addEventListener('playing', () => {
+  stats.playing = true;
+  if (video.currentTime > 0 || stats.firstFrameMs === null) markFirstFrame();
+});
+video.addEventListener('timeupdate', () => {
+  const t = video.currentTime;
+  if (t > 0) markFirstFrame();
+  if (last !== null && !seeking) {
+    const d = t - last;
+    if (d > 0 && d < 1.5) stats.played += d;
+  }
+  last = t;
+  stats.currentTime = t;
+});
+video.addEventListener('seeking', () => {
+  seeking = true;
+});
+video.addEventListener('seeked', () => {
+  seeking = false;
+  last = video.currentTime;
+});
+video.addEventListener('waiting', () => {
+  stats.playing = false;
+  if (stats.firstFrameMs !== null && !seeking && !video.ended) stats.stalls++;
+});
+player.on(MediaPlayer.events.PLAYBACK_ENDED, () => {
+  if (!loop || player.isDynamic()) return;
+  stats.loops++;
+  player.seek(0);
+  video.play().catch((e) => stats.errors.push(`play: ${e.message}`));
+});
+player.on(MediaPlayer.events.ERROR, (e) => {
+  stats.errors.push(JSON.stringify(e.error ?? e).slice(0, 300));
+});
+
+player.initialize(video, mpdUrl, true);
+video.muted = true;
+
+setInterval(() => {
+  if (handle) Object.assign(stats, handle.counters());
+  else stats.httpLoads = performance.getEntriesByType('resource').filter((r) => r.initiatorType === 'xmlhttprequest').length;
+  for (const k of ['pushed', 'claimed', 'cancelled', 'wsLoads', 'httpLoads', 'stalls', 'firstFrameMs']) {
+    $(k).textContent = stats[k] ?? '–';
+  }
+  $('played').textContent = stats.played.toFixed(1);
+  $('currentTime').textContent = stats.currentTime.toFixed(1);
+  const t = $('transport');
+  t.textContent = handle ? handle.stats.transport : 'http (plain)';
+  t.className = handle?.stats.transport === 'ws' ? 'ws' : 'http';
+  $('status').textContent = stats.errors.length ? `errors: ${stats.errors.join('; ')}` : (stats.fallbackReason ? `fell back to HTTP: ${stats.fallbackReason}` : '');
+}, 250);
