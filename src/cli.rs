@@ -153,15 +153,15 @@ struct RunArgs {
 
 impl RunArgs {
     /// The file (if any) with the flags applied, validated.
-    fn config(self) -> Result<(dashpush_edge::EdgeConfig, LogArgs), dashpush_edge::ConfigError> {
+    fn config(&self) -> Result<(dashpush_edge::EdgeConfig, LogArgs), dashpush_edge::ConfigError> {
         let mut raw = match &self.config {
             Some(path) => dashpush_edge::RawConfig::read(path)?,
             None => dashpush_edge::RawConfig::default(),
         };
-        raw.listen = self.listen.or(raw.listen);
-        raw.admin = self.admin.or(raw.admin);
-        raw.origin = self.origin.or(raw.origin);
-        for r in self.routes {
+        raw.listen = self.listen.clone().or(raw.listen);
+        raw.admin = self.admin.clone().or(raw.admin);
+        raw.origin = self.origin.clone().or(raw.origin);
+        for r in &self.routes {
             let (prefix, origin) = r.split_once('=').unwrap_or(("", r.as_str()));
             raw.routes.push(dashpush_edge::config::RawRoute {
                 path_prefix: Some(prefix.to_owned()),
@@ -171,17 +171,19 @@ impl RunArgs {
         }
         raw.cache.max_bytes = self.cache_bytes.or(raw.cache.max_bytes);
         raw.prefetch.next = self.prefetch_next.or(raw.prefetch.next);
-        raw.static_dir = self.static_dir.or(raw.static_dir);
+        raw.static_dir = self.static_dir.clone().or(raw.static_dir);
         raw.upstream.read_timeout_ms = self.origin_timeout_ms.or(raw.upstream.read_timeout_ms);
         if self.ready_without_origin {
             raw.ready_without_origin = Some(true);
         }
-        if let (Some(listen), Some(cert), Some(key)) =
-            (self.tls_listen, self.tls_cert, self.tls_key)
-        {
+        if let (Some(listen), Some(cert), Some(key)) = (
+            self.tls_listen.clone(),
+            self.tls_cert.clone(),
+            self.tls_key.clone(),
+        ) {
             raw.tls = Some(dashpush_edge::config::RawTls { listen, cert, key });
         }
-        raw.log_format = self.log_format.or(raw.log_format);
+        raw.log_format = self.log_format.clone().or(raw.log_format);
         let log = LogArgs {
             log_format: raw.log_format().unwrap_or("text").to_owned(),
         };
@@ -248,7 +250,14 @@ fn run_gateway(args: RunArgs) -> ExitCode {
         }
     };
     init_logs(&log);
-    match dashpush_edge::run(config, prometheus::Registry::new()) {
+    // SIGHUP, or a change of the config file (a ConfigMap update), reloads it with the same
+    // flags on top.
+    let watch = args.config.clone();
+    let reload = dashpush_edge::Reload {
+        watch,
+        load: Box::new(move || args.config().map(|(c, _)| c)),
+    };
+    match dashpush_edge::run_with_reload(config, prometheus::Registry::new(), Some(reload)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("dashpush: {e}");

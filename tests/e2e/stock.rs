@@ -1,6 +1,6 @@
 //! Against stock parts: TLS clients, `promtool`, and nginx as the origin.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -390,4 +390,60 @@ fn several_origins_by_path_prefix_and_host_each_with_its_own_cache_entries() {
     );
     // /ready waited for all three origins.
     assert_eq!(get(gw.admin, "/ready").0, 200);
+}
+
+#[test]
+fn sighup_and_a_changed_file_reload_the_origins_and_a_bad_config_is_refused() {
+    let (_a, a) = origin(&[]);
+    let (_b, b) = origin(&[]);
+    let dir = Scratch::new("reload");
+    let file = dir.0.join("dashpush.yaml");
+    let write = |origin: SocketAddr| {
+        std::fs::write(
+            &file,
+            format!("origin: http://{origin}\nprefetch: {{next: 0}}\n"),
+        )
+        .unwrap()
+    };
+    write(a);
+    let gw = gateway_with(&["-c", file.to_str().unwrap()]);
+    let reloads = |result: &str| {
+        metric(
+            gw.admin,
+            &format!(r#"dashpush_config_reloads_total{{result="{result}"}}"#),
+        )
+    };
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < DEADLINE, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let seg = |n: u32| format!("/vod/chunk-stream0-{n:05}.m4s");
+    assert_eq!(get(gw.addr, &seg(1)).0, 200);
+    assert_eq!((origin_hits(a, &seg(1)), origin_hits(b, &seg(1))), (1, 0));
+    // SIGHUP after pointing the file at origin B.
+    write(b);
+    let hup = |pid: u32| {
+        let (code, _, err) = tool("kill", &["-HUP", &pid.to_string()]);
+        assert_eq!(code, 0, "{err}");
+    };
+    hup(gw.proc.pid());
+    wait_for("reload after SIGHUP", &|| reloads("ok") >= 1.0);
+    assert_eq!(get(gw.addr, &seg(2)).0, 200);
+    assert_eq!((origin_hits(a, &seg(2)), origin_hits(b, &seg(2))), (0, 1));
+    // A bad file is refused and origin B stays.
+    std::fs::write(&file, "origin: http://127.0.0.1:1\nprefetch: {nxet: 0}\n").unwrap();
+    hup(gw.proc.pid());
+    wait_for("rejected reload", &|| reloads("error") >= 1.0);
+    assert_eq!(get(gw.addr, &seg(3)).0, 200);
+    assert_eq!((origin_hits(a, &seg(3)), origin_hits(b, &seg(3))), (0, 1));
+    // A changed file alone (a ConfigMap update, no signal) is picked up too.
+    let ok_before = reloads("ok");
+    write(a);
+    wait_for("reload on file change", &|| reloads("ok") > ok_before);
+    let seg1 = "/vod/chunk-stream1-00001.m4s";
+    assert_eq!(get(gw.addr, seg1).0, 200);
+    assert_eq!((origin_hits(a, seg1), origin_hits(b, seg1)), (1, 0));
 }

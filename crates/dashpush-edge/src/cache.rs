@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderName, HeaderValue};
@@ -83,7 +83,7 @@ pub struct Ttls {
 pub struct Cache {
     inner: Moka<String, Arc<Entry>>,
     filling: Arc<Mutex<HashMap<String, Arc<Fill>>>>,
-    ttls: Ttls,
+    ttls: Arc<RwLock<Ttls>>,
     metrics: Metrics,
 }
 
@@ -131,7 +131,7 @@ impl Cache {
         Self {
             inner,
             filling: Arc::default(),
-            ttls,
+            ttls: Arc::new(RwLock::new(ttls)),
             metrics,
         }
     }
@@ -206,7 +206,7 @@ impl Cache {
     /// Ends the fill of `key`: stores its response if it may be cached, then forgets the fill.
     pub async fn finish(&self, key: &str, fill: &Fill) {
         if let Ok(response) = fill.complete().await
-            && let Some(ttl) = ttl_of(response.status, &response.headers, key, self.ttls)
+            && let Some(ttl) = ttl_of(response.status, &response.headers, key, self.ttls())
         {
             let unused =
                 fill.prefetched.load(Ordering::Relaxed) && !fill.claimed.load(Ordering::Relaxed);
@@ -232,7 +232,12 @@ impl Cache {
 
     /// The default TTLs.
     pub fn ttls(&self) -> Ttls {
-        self.ttls
+        *self.ttls.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces the default TTLs (config reload); stored entries keep theirs.
+    pub fn set_ttls(&self, ttls: Ttls) {
+        *self.ttls.write().unwrap_or_else(PoisonError::into_inner) = ttls;
     }
 
     /// Fills in progress.

@@ -1,6 +1,6 @@
 //! The request handler shared by HTTP/1.1 and HTTP/2: cache lookup, origin fetch, Range, HEAD.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
@@ -55,10 +55,12 @@ pub struct Resp {
 
 /// The gateway: origin, cache and metrics.
 pub struct Gateway {
-    origins: Origins,
+    /// Swapped whole by a config reload.
+    origins: RwLock<Arc<Origins>>,
     manifests: Registry,
     prefetch_slots: Arc<Semaphore>,
-    push: PushSettings,
+    /// Swapped whole by a config reload.
+    push: RwLock<Arc<PushSettings>>,
     cache: Cache,
     metrics: Metrics,
 }
@@ -71,18 +73,26 @@ impl Gateway {
     /// A gateway over origin routes and a cache.
     pub fn new(origins: Origins, cache: Cache, metrics: Metrics, push: PushSettings) -> Arc<Self> {
         Arc::new(Self {
-            origins,
+            origins: RwLock::new(Arc::new(origins)),
             manifests: Registry::default(),
             prefetch_slots: Arc::new(Semaphore::new(push.prefetch_concurrency.max(1))),
-            push,
+            push: RwLock::new(Arc::new(push)),
             cache,
             metrics,
         })
     }
 
-    /// The origin routes (for readiness probes).
-    pub fn origins(&self) -> &Origins {
-        &self.origins
+    /// The origin routes now.
+    pub fn origins(&self) -> Arc<Origins> {
+        Arc::clone(&self.origins.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Applies a reloaded configuration: origins and routes, push and prefetch caps, TTLs.
+    /// Requests in flight finish with what they started with.
+    pub fn reload(&self, origins: Origins, push: PushSettings, ttls: crate::cache::Ttls) {
+        *self.origins.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(origins);
+        *self.push.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(push);
+        self.cache.set_ttls(ttls);
     }
 
     /// Answers one request.
@@ -94,13 +104,14 @@ impl Gateway {
             return short(400, "bad request target\n");
         }
         let head = req.method == Method::HEAD;
-        if let Some(dir) = &self.push.static_dir
+        if let Some(dir) = &self.push_settings().static_dir
             && (req.path == "/player" || req.path.starts_with("/player/"))
         {
             return static_file(dir, &req.path, head).await;
         }
         let range = header(&req.headers, "range");
-        let Some((route, upstream)) = self.origins.select(req.host.as_deref(), &req.path) else {
+        let origins = self.origins();
+        let Some((route, upstream)) = origins.select(req.host.as_deref(), &req.path) else {
             return short(404, "no origin for this host and path\n");
         };
         if header(&req.headers, "authorization").is_some() {
@@ -248,9 +259,9 @@ impl Gateway {
         &self.prefetch_slots
     }
 
-    /// Push and prefetch settings.
-    pub(crate) fn push_settings(&self) -> &PushSettings {
-        &self.push
+    /// Push and prefetch settings now.
+    pub(crate) fn push_settings(&self) -> Arc<PushSettings> {
+        Arc::clone(&self.push.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The cache.

@@ -26,7 +26,7 @@ mod ws;
 pub use config::{ConfigError, RawConfig};
 pub use gateway::{Body, Gateway, Req, Resp};
 pub use metrics::Metrics;
-pub use server::{EdgeConfig, TlsListener, run};
+pub use server::{EdgeConfig, Reload, TlsListener, run, run_with_reload};
 
 use thiserror::Error;
 

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub ws_messages: IntCounterVec,
     /// Sockets the gateway closed, by close code (`1002`, `1003`, `1008`, `1009`).
     pub ws_closes: IntCounterVec,
+    /// Configuration reloads by result (`ok`, `error`).
+    pub config_reloads: IntCounterVec,
 }
 
 /// How push pays off. Labels: `transport` (`h2`, `ws`), `push_type` (the applied push type's
@@ -226,6 +228,17 @@ impl Metrics {
             ),
             &["code"],
         )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "dashpush_config_reloads_total",
+                "Configuration reloads (SIGHUP or a changed file) by result.",
+            ),
+            &["result"],
+        )?;
+        for r in ["ok", "error"] {
+            config_reloads.with_label_values(&[r]);
+        }
+        registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(ws_upgrades.clone()))?;
         registry.register(Box::new(ws_sessions.clone()))?;
         registry.register(Box::new(ws_messages.clone()))?;
@@ -236,6 +249,7 @@ impl Metrics {
             ws_sessions,
             ws_messages,
             ws_closes,
+            config_reloads,
             registry,
             requests,
             cache_hits,

@@ -405,7 +405,8 @@ async fn send_push(
     cancel: &AtomicBool,
 ) {
     let m = &gw.metrics().push;
-    let cfg = &gw.push_settings().plan;
+    let settings = gw.push_settings();
+    let cfg = &settings.plan;
     let gone = |stream: &mut SendPushedResponse<Bytes>| {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         matches!(stream.poll_reset(&mut cx), Poll::Ready(_))

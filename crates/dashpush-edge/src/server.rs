@@ -236,6 +236,81 @@ fn concrete(addr: &str) -> Result<SocketAddr, EdgeError> {
     probe.local_addr().map_err(bind_err)
 }
 
+/// Starts the reload watcher: `SIGHUP`, and a check of the watched file every 2 s. The signal
+/// handler is installed before this returns, so an early `SIGHUP` cannot kill the process.
+fn watch_config(gateway: Arc<Gateway>, metrics: Metrics, reload: Reload) -> Result<(), EdgeError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("dashpush-reload".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut hup = match signal(SignalKind::hangup()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let fingerprint = |path: &Option<std::path::PathBuf>| {
+                    path.as_ref().and_then(|p| std::fs::read(p).ok())
+                };
+                let mut last = fingerprint(&reload.watch);
+                let mut tick = tokio::time::interval(Duration::from_secs(2));
+                loop {
+                    let why = tokio::select! {
+                        _ = hup.recv() => {
+                            last = fingerprint(&reload.watch);
+                            "SIGHUP"
+                        }
+                        _ = tick.tick() => {
+                            let now = fingerprint(&reload.watch);
+                            if now == last {
+                                continue;
+                            }
+                            last = now;
+                            "config file changed"
+                        }
+                    };
+                    let result = (reload.load)().map_err(|e| e.to_string()).and_then(|c| {
+                        let origins = origins_of(&c, &metrics).map_err(|e| e.to_string())?;
+                        gateway.reload(origins, c.push, c.ttls);
+                        Ok(())
+                    });
+                    match result {
+                        Ok(()) => {
+                            tracing::info!("config reloaded ({why})");
+                            metrics.config_reloads.with_label_values(&["ok"]).inc();
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                "config reload ({why}) rejected, keeping the running one: {e}"
+                            );
+                            metrics.config_reloads.with_label_values(&["error"]).inc();
+                        }
+                    }
+                }
+            });
+        })
+        .map_err(|e| EdgeError::Config(format!("reload thread: {e}")))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(EdgeError::Config(format!("SIGHUP handler: {e}"))),
+        Err(_) => Err(EdgeError::Config("reload thread ended".into())),
+    }
+}
+
 /// The HTTP/1.1 client of one origin.
 fn upstream_for(
     origin: &Url,
@@ -272,8 +347,18 @@ fn upstream_for(
 }
 
 /// Runs the gateway until SIGTERM/SIGINT, then drains and returns.
-pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
-    let metrics = Metrics::new(registry)?;
+/// How to reload the configuration: `load` re-reads it (the file with the command-line flags
+/// applied); `watch` is the file whose content changes trigger a reload (a Kubernetes ConfigMap
+/// update), besides `SIGHUP`.
+pub struct Reload {
+    /// The file to watch, if any.
+    pub watch: Option<std::path::PathBuf>,
+    /// Produces the new configuration.
+    pub load: Box<dyn Fn() -> Result<EdgeConfig, crate::ConfigError> + Send + Sync>,
+}
+
+/// The origin routes of a configuration, with their clients.
+fn origins_of(config: &EdgeConfig, metrics: &Metrics) -> Result<Origins, EdgeError> {
     let default = Route {
         path_prefix: "/".into(),
         hosts: Vec::new(),
@@ -281,11 +366,33 @@ pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
     };
     let mut origins = Vec::new();
     for route in std::iter::once(default).chain(config.routes.iter().cloned()) {
-        let upstream = upstream_for(&route.origin, &config, &metrics)?;
+        let upstream = upstream_for(&route.origin, config, metrics)?;
         origins.push((route, Arc::new(upstream)));
     }
+    Ok(Origins::new(origins))
+}
+
+/// Runs the gateway until SIGTERM/SIGINT, then drains and returns.
+pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
+    run_with_reload(config, registry, None)
+}
+
+/// Like [`run`], reloading the configuration on `SIGHUP` and when the watched file changes:
+/// origins and routes, push and prefetch caps and default TTLs take effect for new requests;
+/// listeners, TLS, HTTP/2 limits and the cache budget need a restart. A configuration that
+/// does not load is logged and counted, and the running one stays.
+pub fn run_with_reload(
+    config: EdgeConfig,
+    registry: Registry,
+    reload: Option<Reload>,
+) -> Result<(), EdgeError> {
+    let metrics = Metrics::new(registry)?;
+    let origins = origins_of(&config, &metrics)?;
     let cache = Cache::new(config.cache_bytes, config.ttls, metrics.clone());
-    let gateway = Gateway::new(Origins::new(origins), cache, metrics, config.push.clone());
+    let gateway = Gateway::new(origins, cache, metrics.clone(), config.push.clone());
+    if let Some(reload) = reload {
+        watch_config(Arc::clone(&gateway), metrics, reload)?;
+    }
 
     let listen = concrete(&config.listen)?;
     let admin = concrete(&config.admin)?;
