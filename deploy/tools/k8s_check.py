@@ -15,7 +15,8 @@ For each kustomization (base/, overlays/*/):
      context, memory request = cache.max_bytes + 128 MiB, grace period longer than preStop sleep
      + shutdown_grace_ms, ports and selectors that agree, the config passing
      `dashpush check-config` (when the binary is there);
-and, once: every overlay's config file differs from the base's only in cache.max_bytes.
+and, once: every overlay's config file differs from the base's only in cache.max_bytes, and
+the base config equals deploy/dashpush.example.yaml but for the keys adjusted for a cluster.
 Prints PASS/FAIL lines and `N passed, N failed`; exits 1 on any failure.
 """
 import argparse
@@ -244,6 +245,21 @@ def main():
             b["cache"] = {k: v for k, v in b.get("cache", {}).items() if k != "max_bytes"}
             o["cache"] = {k: v for k, v in o.get("cache", {}).items() if k != "max_bytes"}
             check(b == o, f"{name}: config equals the base's but for cache.max_bytes")
+    # The cluster config is the example config adjusted for the cluster: same keys and values
+    # but for the listeners, the origin and the log format.
+    example_path = os.path.join(args.k8s_dir, "..", "dashpush.example.yaml")
+    if base is not None and os.path.exists(example_path):
+        example = yaml.safe_load(open(example_path, encoding="utf-8"))
+        adjusted = {"listen", "admin", "origin", "routes", "tls", "log_format"}
+        ex = {k: v for k, v in example.items() if k not in adjusted}
+        bs = {k: v for k, v in base.items() if k not in adjusted}
+        missing = sorted(set(ex) - set(bs))
+        differing = sorted(k for k in set(ex) & set(bs) if ex[k] != bs[k])
+        check(not missing and not differing and set(bs) <= set(ex),
+              "base config = deploy/dashpush.example.yaml but for listen, admin, origin, log_format"
+              + (f" (missing {missing})" if missing else "")
+              + (f" (differing {differing})" if differing else "")
+              + (f" (extra {sorted(set(bs) - set(ex))})" if not set(bs) <= set(ex) else ""))
     print(f"{check.passed} passed, {check.failed} failed")
     return 1 if check.failed else 0
 
