@@ -58,6 +58,8 @@ pub struct RawConfig {
     pub prefetch: RawPrefetch,
     /// WebSocket sub-protocol.
     pub websocket: RawWebSocket,
+    /// Live push cycles.
+    pub live: RawLive,
     /// Directory served under `/player/` (the demo player).
     pub static_dir: Option<PathBuf>,
     /// Cache settings.
@@ -140,6 +142,18 @@ pub struct RawWebSocket {
     pub stall_timeout_ms: Option<u64>,
     /// Keep-alive ping interval, ms.
     pub ping_interval_ms: Option<u64>,
+}
+
+/// `live:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLive {
+    /// Wait after a segment's availability start before asking the origin, ms (clock skew).
+    pub guard_ms: Option<u64>,
+    /// Wait between asks while the origin answers 404 for a late segment, ms.
+    pub retry_interval_ms: Option<u64>,
+    /// Asks after the first before a late segment counts as missed.
+    pub max_retries: Option<u32>,
 }
 
 /// Most routes accepted.
@@ -381,6 +395,25 @@ impl TryFrom<RawConfig> for EdgeConfig {
             "websocket.ping_interval_ms",
             raw.websocket.ping_interval_ms,
             c.push.ws_ping,
+        )?;
+        c.push.live_guard = Duration::from_millis(in_range(
+            "live.guard_ms",
+            raw.live.guard_ms,
+            c.push.live_guard.as_millis() as u64,
+            0,
+            10_000,
+        )?);
+        c.push.live_retry_interval = positive_ms(
+            "live.retry_interval_ms",
+            raw.live.retry_interval_ms,
+            c.push.live_retry_interval,
+        )?;
+        c.push.live_retries = in_range(
+            "live.max_retries",
+            raw.live.max_retries,
+            c.push.live_retries,
+            0,
+            1000,
         )?;
         if let Some(dir) = raw.static_dir {
             if !dir.is_dir() {

@@ -92,14 +92,18 @@ pub(crate) async fn serve(
         }
     };
     let mut draining = drain.watch();
+    // Request tasks (and the pushes they send, live ones included) end with the connection:
+    // the set aborts whatever is left when it is dropped.
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
                     let handler = handler.clone();
                     let push = Arc::clone(&push);
                     let inflight = drain.begin();
-                    tokio::spawn(async move {
+                    tasks.spawn(async move {
                         let _inflight = inflight;
                         let (parts, _body) = request.into_parts();
                         let req = Req {

@@ -45,6 +45,55 @@ pub struct Metrics {
     pub ws_closes: IntCounterVec,
     /// Configuration reloads by result (`ok`, `error`).
     pub config_reloads: IntCounterVec,
+    /// Live push metrics (`dashpush_live_*`).
+    pub live: LiveMetrics,
+}
+
+/// Live push cycles (spec §6.2 live rule).
+#[derive(Clone, Debug)]
+pub struct LiveMetrics {
+    /// Request cycles with pushes waiting for segments to become available.
+    pub cycles: IntGauge,
+    /// Live segments fetched for a push, by outcome (`on_time`: the origin had it at its
+    /// availability; `late`: it answered 404 first; `missed`: still 404 after the retries).
+    pub segments: IntCounterVec,
+    /// From a segment's availability start to the first byte (`edge="first_byte"`, the pushed
+    /// response's head) and to the last byte (`edge="last_byte"`) sent by the gateway.
+    pub delay: HistogramVec,
+}
+
+impl LiveMetrics {
+    fn new(registry: &Registry) -> Result<Self, EdgeError> {
+        let cycles = IntGauge::new(
+            "dashpush_live_cycles",
+            "Live push cycles with pushes waiting for segments.",
+        )?;
+        let segments = IntCounterVec::new(
+            Opts::new(
+                "dashpush_live_segments_total",
+                "Live segments fetched for a push, by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        let delay = HistogramVec::new(
+            HistogramOpts::new(
+                "dashpush_live_push_delay_seconds",
+                "From a live segment's availability start to its first or last byte sent.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["transport", "edge"],
+        )?;
+        registry.register(Box::new(cycles.clone()))?;
+        registry.register(Box::new(segments.clone()))?;
+        registry.register(Box::new(delay.clone()))?;
+        Ok(Self {
+            cycles,
+            segments,
+            delay,
+        })
+    }
 }
 
 /// How push pays off. Labels: `transport` (`h2`, `ws`), `push_type` (the applied push type's
@@ -228,6 +277,7 @@ impl Metrics {
             ),
             &["code"],
         )?;
+        let live = LiveMetrics::new(&registry)?;
         let config_reloads = IntCounterVec::new(
             Opts::new(
                 "dashpush_config_reloads_total",
@@ -250,6 +300,7 @@ impl Metrics {
             ws_messages,
             ws_closes,
             config_reloads,
+            live,
             registry,
             requests,
             cache_hits,

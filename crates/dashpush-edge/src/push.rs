@@ -48,6 +48,12 @@ pub struct PushSettings {
     pub ws_ping: Duration,
     /// Static files served under `/player/` (the demo player), if any.
     pub static_dir: Option<std::path::PathBuf>,
+    /// Live: how long after a segment's availability start the gateway asks the origin.
+    pub live_guard: Duration,
+    /// Live: the wait between asks while the origin answers 404 for a segment that is late.
+    pub live_retry_interval: Duration,
+    /// Live: asks after the first before the segment counts as missed.
+    pub live_retries: u32,
 }
 
 impl Default for PushSettings {
@@ -56,6 +62,9 @@ impl Default for PushSettings {
             ws_stall: crate::ws::STALL,
             ws_ping: crate::ws::PING_EVERY,
             static_dir: None,
+            live_guard: Duration::ZERO,
+            live_retry_interval: Duration::from_millis(25),
+            live_retries: 80,
             plan: PlanConfig::default(),
             prefetch_next: 2,
             prefetch_concurrency: 16,
@@ -207,6 +216,48 @@ impl Gateway {
         })
     }
 
+    /// The prefetch for a planned push: at once, or for a live segment promised ahead of its
+    /// availability, at its availability start plus the guard, asking again while the origin
+    /// answers 404 (a late packager), up to the configured number of retries (spec §6.2 live
+    /// rule). The handle resolves to the source once the origin answered (not necessarily
+    /// with the whole body: a live segment streams to the client as it arrives).
+    pub(crate) fn prefetch_for(
+        self: &Arc<Self>,
+        route: usize,
+        push: &Push,
+    ) -> JoinHandle<Option<Source>> {
+        let Some(at) = push.not_before else {
+            return self.prefetch(route, path_of(&push.url));
+        };
+        let gw = Arc::clone(self);
+        let path = path_of(&push.url);
+        tokio::spawn(async move {
+            let settings = gw.push_settings();
+            if let Ok(wait) = (at - Utc::now()).to_std() {
+                tokio::time::sleep(wait.min(Duration::from_secs(600)) + settings.live_guard).await;
+            }
+            let m = &gw.metrics().live;
+            for attempt in 0..=settings.live_retries {
+                let src = gw.source_of(route, &path, User::Prefetch).await?;
+                let status = match &src {
+                    Source::Entry(e) => e.response.status,
+                    Source::Fill(f) => f.head().await.map_or(502, |h| h.status),
+                };
+                if status != 404 || attempt == settings.live_retries {
+                    let outcome = match (status, attempt) {
+                        (404, _) => "missed",
+                        (_, 0) => "on_time",
+                        _ => "late",
+                    };
+                    m.segments.with_label_values(&[outcome]).inc();
+                    return Some(src);
+                }
+                tokio::time::sleep(settings.live_retry_interval).await;
+            }
+            None
+        })
+    }
+
     /// After a client pulled a segment without a directive: fetch the next segments of its
     /// Representation into the cache (issue 7.3), if the MPD is known.
     pub(crate) fn prefetch_following(self: &Arc<Self>, route: usize, url: &Url) {
@@ -318,10 +369,11 @@ pub(crate) async fn serve_h2(
         .into_iter()
         .filter(|p| gw.route_of(p.url.host_str(), p.url.path()) == Some(route))
         .map(|p| {
-            let h = gw.prefetch(route, path_of(&p.url));
+            let h = gw.prefetch_for(route, &p);
             (p, h)
         })
         .collect();
+    let _cycle = LiveCycle::new(gw, &jobs.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
     let mut resp = gw.handle(&req).await;
     if let (Some(ack), Ok(name)) = (&plan.ack, HeaderName::from_bytes(ack_name.as_bytes()))
         && let Ok(value) = HeaderValue::from_str(&ack.to_string())
@@ -373,6 +425,41 @@ pub(crate) async fn serve_h2(
         conn.active().remove(&url);
     }
     Ok(status)
+}
+
+/// Counts a live cycle (pushes waiting for segments) while it lives, abort included.
+pub(crate) struct LiveCycle(Option<prometheus::IntGauge>);
+
+impl LiveCycle {
+    pub(crate) fn new(gw: &Gateway, pushes: &[Push]) -> Self {
+        if pushes.iter().any(|p| p.not_before.is_some()) {
+            let g = gw.metrics().live.cycles.clone();
+            g.inc();
+            Self(Some(g))
+        } else {
+            Self(None)
+        }
+    }
+}
+
+impl Drop for LiveCycle {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.dec();
+        }
+    }
+}
+
+/// Observes a live push's delay from its segment's availability start.
+pub(crate) fn observe_live(gw: &Gateway, p: &Push, transport: &str, edge: &str) {
+    if let Some(at) = p.not_before {
+        let secs = (Utc::now() - at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+        gw.metrics()
+            .live
+            .delay
+            .with_label_values(&[transport, edge])
+            .observe(secs);
+    }
 }
 
 /// After an HTTP/1.1 response 200: remember an MPD, or prefetch what follows a segment.
@@ -430,12 +517,7 @@ async fn send_push(
         }
         return;
     }
-    // Live: a segment promised ahead of its availability is sent when it is available.
-    if let Some(at) = p.not_before
-        && let Ok(wait) = (at - Utc::now()).to_std()
-    {
-        tokio::time::sleep(wait.min(Duration::from_secs(600))).await;
-    }
+    // Live: the prefetch waits for the segment's availability (and retries a late origin).
     let source = match prefetch.await {
         Ok(Some(s)) => s,
         _ => {
@@ -507,7 +589,10 @@ async fn send_push(
     };
     let empty = matches!(&body, Body::Full(b) if b.is_empty());
     let mut out = match stream.send_response(head, empty) {
-        Ok(s) => s,
+        Ok(s) => {
+            observe_live(gw, &p, H2, "first_byte");
+            s
+        }
         Err(_) => {
             m.reset.with_label_values(&[H2, push_type]).inc();
             conn.with_session(cfg, |s| s.on_reset(&p.url));
@@ -517,6 +602,7 @@ async fn send_push(
     let sent = crate::h2srv::send_body_watching(&mut out, body, cancel).await;
     match sent {
         Ok(n) => {
+            observe_live(gw, &p, H2, "last_byte");
             m.completed.with_label_values(&[H2, push_type]).inc();
             m.claimed.with_label_values(&[H2, push_type]).inc();
             m.bytes.with_label_values(&[H2, push_type]).inc_by(n);

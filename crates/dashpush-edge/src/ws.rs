@@ -574,9 +574,13 @@ async fn request(
         conn.cancels()
             .insert(push_id.get(), (p.url.clone(), Arc::clone(&flag)));
         m.promises.with_label_values(&[WS, applied]).inc();
-        let h = gw.prefetch(route, path_of(&p.url));
+        let h = gw.prefetch_for(route, &p);
         jobs.push((p, push_id, flag, h));
     }
+    let _cycle = crate::push::LiveCycle::new(
+        gw,
+        &jobs.iter().map(|(p, ..)| p.clone()).collect::<Vec<_>>(),
+    );
     let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
     if let Some(ua) = &conn.user_agent {
         headers.push((http::header::USER_AGENT, ua.clone()));
@@ -778,11 +782,6 @@ async fn send_push(
         .await;
         return;
     }
-    if let Some(at) = p.not_before
-        && let Ok(wait) = (at - Utc::now()).to_std()
-    {
-        tokio::time::sleep(wait.min(Duration::from_secs(600))).await;
-    }
     let Ok(Some(source)) = prefetch.await else {
         m.dropped.with_label_values(&[WS, "origin_error"]).inc();
         conn.plan(|s| s.on_reset(&p.url));
@@ -845,8 +844,10 @@ async fn send_push(
         parent: Some(parent),
         payload: Bytes::new(),
     };
+    crate::push::observe_live(gw, &p, WS, "first_byte");
     match send_resource(conn, id, head, body, false, cancel).await {
         Ok(n) => {
+            crate::push::observe_live(gw, &p, WS, "last_byte");
             m.completed.with_label_values(&[WS, push_type]).inc();
             m.claimed.with_label_values(&[WS, push_type]).inc();
             m.bytes.with_label_values(&[WS, push_type]).inc_by(n);
