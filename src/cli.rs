@@ -207,6 +207,16 @@ struct OriginArgs {
     /// Live segment duration in milliseconds (compress time for tests).
     #[arg(long, default_value_t = 2000)]
     live_segment_ms: u64,
+    /// Live segments become available this many milliseconds after the MPD says (a late
+    /// packager: the gateway sees 404 first).
+    #[arg(long, default_value_t = 0)]
+    live_late_ms: u64,
+    /// The live MPD lists its segments in a growing SegmentTimeline ($Time$).
+    #[arg(long)]
+    live_timeline: bool,
+    /// Low-latency live: segments available from their start, sent chunked as produced.
+    #[arg(long)]
+    live_chunked: bool,
     /// Added latency per request, milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -298,6 +308,9 @@ fn origin_content(args: &OriginArgs) -> Result<dashpush_origin::Content, String>
         (None, Some(_)) => Ok(dashpush_origin::Content::Demo(
             dashpush_origin::DemoOptions {
                 live_segment: std::time::Duration::from_millis(args.live_segment_ms.max(1)),
+                live_late: std::time::Duration::from_millis(args.live_late_ms),
+                live_timeline: args.live_timeline,
+                live_chunked: args.live_chunked,
                 ..Default::default()
             },
         )),

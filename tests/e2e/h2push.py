@@ -12,6 +12,11 @@ push promised on it with the pushed response. Bodies are given in hex, with leng
 --reset-pushes  answer every PUSH_PROMISE with RST_STREAM(CANCEL) at once; the initial stream
                 window is 0 so the server cannot have sent push DATA before the reset arrives
                 (the parent stream's window is opened explicitly)
+--quit-after-first-push  close the connection as soon as the first pushed stream ended
+
+Per response it also records the order in which streams ended (`end_seq`), how many socket
+reads delivered DATA for it (`data_events`), and ms from the request to its first DATA and to
+its end (`t_first`, `t_end`).
 """
 import hashlib
 import json
@@ -26,10 +31,22 @@ import h2.settings
 from h2.errors import ErrorCodes
 
 
+def digest(r):
+    body = r.pop("body")
+    r["len"] = len(body)
+    r["sha256"] = hashlib.sha256(body).hexdigest()
+    r["body_hex"] = body.hex()
+    for p in r.get("pushes", []):
+        digest(p)
+    return r
+
+
 def main(argv):
     target = argv[0]
     no_push = "--no-push" in argv
     reset_pushes = "--reset-pushes" in argv
+    quit_after_first = "--quit-after-first-push" in argv
+    seq = [0]
     extra = []
     requests = []
     i = 1
@@ -46,7 +63,7 @@ def main(argv):
         i += 1
 
     host, port = target.rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock = socket.create_connection((host, int(port)), timeout=30)
     conn = h2.connection.H2Connection(
         config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
     )
@@ -75,7 +92,9 @@ def main(argv):
         if reset_pushes:
             conn.increment_flow_control_window(1 << 24, stream_id=sid)
         sock.sendall(conn.data_to_send())
-        rec = {"path": path, "status": None, "headers": {}, "body": b"", "pushes": []}
+        t0 = time.monotonic()
+        rec = {"path": path, "status": None, "headers": {}, "body": b"", "pushes": [],
+               "data_events": 0, "t_first": None, "t_end": None, "end_seq": None}
         open_streams = {sid}
         done_at = None
         while True:
@@ -94,6 +113,8 @@ def main(argv):
                 break
             if not data:
                 break
+            touched = set()
+            quit_now = False
             for ev in conn.receive_data(data):
                 if isinstance(ev, h2.events.ResponseReceived):
                     r = rec if ev.stream_id == sid else pushed.get(ev.stream_id)
@@ -113,6 +134,7 @@ def main(argv):
                         "body": b"",
                         "reset_by_client": False,
                         "reset_by_server": False,
+                        "data_events": 0, "t_first": None, "t_end": None, "end_seq": None,
                     }
                     pushed[ev.pushed_stream_id] = p
                     rec["pushes"].append(p)
@@ -125,9 +147,21 @@ def main(argv):
                     r = rec if ev.stream_id == sid else pushed.get(ev.stream_id)
                     if r is not None:
                         r["body"] += ev.data
+                        if r["t_first"] is None:
+                            r["t_first"] = (time.monotonic() - t0) * 1000
+                        if ev.stream_id not in touched:
+                            touched.add(ev.stream_id)
+                            r["data_events"] += 1
                     conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                 elif isinstance(ev, h2.events.StreamEnded):
                     open_streams.discard(ev.stream_id)
+                    r = rec if ev.stream_id == sid else pushed.get(ev.stream_id)
+                    if r is not None:
+                        seq[0] += 1
+                        r["end_seq"] = seq[0]
+                        r["t_end"] = (time.monotonic() - t0) * 1000
+                        if quit_after_first and ev.stream_id in pushed:
+                            quit_now = True
                 elif isinstance(ev, h2.events.StreamReset):
                     if ev.stream_id in pushed:
                         pushed[ev.stream_id]["reset_by_server"] = True
@@ -135,21 +169,17 @@ def main(argv):
                 elif isinstance(ev, h2.events.ConnectionTerminated):
                     open_streams.clear()
             sock.sendall(conn.data_to_send())
-        sock.settimeout(10)
+            if quit_now:
+                sock.close()
+                out.append(rec)
+                print(json.dumps([digest(r) for r in out]))
+                return
+        sock.settimeout(30)
         out.append(rec)
 
     conn.close_connection()
     sock.sendall(conn.data_to_send())
     sock.close()
-
-    def digest(r):
-        body = r.pop("body")
-        r["len"] = len(body)
-        r["sha256"] = hashlib.sha256(body).hexdigest()
-        r["body_hex"] = body.hex()
-        for p in r.get("pushes", []):
-            digest(p)
-        return r
 
     print(json.dumps([digest(r) for r in out]))
 

@@ -21,14 +21,14 @@ use crate::harness::*;
 const URN: &str = "urn:mpeg:dash:fdh:2016:";
 type Socket = WebSocketStream<TcpStream>;
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
 }
 
-async fn open(gw: SocketAddr, protocol: Option<&str>) -> Result<Socket, String> {
+pub(crate) async fn open(gw: SocketAddr, protocol: Option<&str>) -> Result<Socket, String> {
     let mut req = format!("ws://{gw}/dashpush").into_client_request().unwrap();
     if let Some(p) = protocol {
         req.headers_mut()
@@ -56,11 +56,11 @@ fn id(n: u32) -> StreamId {
     StreamId::new(n).unwrap()
 }
 
-async fn send(ws: &mut Socket, m: Message) {
+pub(crate) async fn send(ws: &mut Socket, m: Message) {
     ws.send(Ws::Binary(m.encode().unwrap())).await.unwrap();
 }
 
-fn mpd_request(n: u32, url: &str, directive: Option<&str>) -> Message {
+pub(crate) fn mpd_request(n: u32, url: &str, directive: Option<&str>) -> Message {
     Message {
         stream_id: id(n),
         end: true,
@@ -71,7 +71,7 @@ fn mpd_request(n: u32, url: &str, directive: Option<&str>) -> Message {
     }
 }
 
-fn segment_request(n: u32, url: &str, directive: Option<&str>) -> Message {
+pub(crate) fn segment_request(n: u32, url: &str, directive: Option<&str>) -> Message {
     Message {
         stream_id: id(n),
         end: true,
@@ -85,15 +85,15 @@ fn segment_request(n: u32, url: &str, directive: Option<&str>) -> Message {
 
 /// Everything received for one request: its resource, its pushes (in arrival order), its end.
 #[derive(Debug, Default)]
-struct Answer {
-    first: Option<Received>,
-    body: Vec<u8>,
-    pushes: Vec<(u32, Received, Vec<u8>, Option<EndReason>)>,
-    end: Option<(EndReason, Option<u16>)>,
+pub(crate) struct Answer {
+    pub(crate) first: Option<Received>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) pushes: Vec<(u32, Received, Vec<u8>, Option<EndReason>)>,
+    pub(crate) end: Option<(EndReason, Option<u16>)>,
 }
 
 /// Reads until the End of stream of request `n` (with a deadline).
-async fn answer(ws: &mut Socket, n: u32) -> Answer {
+pub(crate) async fn answer(ws: &mut Socket, n: u32) -> Answer {
     let mut a = Answer::default();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while a.end.is_none() {
@@ -133,7 +133,7 @@ async fn answer(ws: &mut Socket, n: u32) -> Answer {
     a
 }
 
-fn name(url: &str) -> &str {
+pub(crate) fn name(url: &str) -> &str {
     url.rsplit('/').next().unwrap()
 }
 

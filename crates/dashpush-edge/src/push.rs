@@ -110,6 +110,38 @@ impl H2Conn {
     }
 }
 
+/// The prefetch of one planned push. Dropping it (the push's request ended, or its client went
+/// away) stops the prefetch if it has not reached the origin yet (a fill already started goes
+/// on for everyone else).
+pub(crate) struct Prefetch(JoinHandle<Option<Source>>);
+
+impl Prefetch {
+    pub(crate) fn abort(&self) {
+        self.0.abort();
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::future::Future for Prefetch {
+    type Output = Result<Option<Source>, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
 /// Where a pushed or prefetched body comes from.
 pub(crate) enum Source {
     /// A fresh cache entry.
@@ -221,17 +253,13 @@ impl Gateway {
     /// answers 404 (a late packager), up to the configured number of retries (spec §6.2 live
     /// rule). The handle resolves to the source once the origin answered (not necessarily
     /// with the whole body: a live segment streams to the client as it arrives).
-    pub(crate) fn prefetch_for(
-        self: &Arc<Self>,
-        route: usize,
-        push: &Push,
-    ) -> JoinHandle<Option<Source>> {
+    pub(crate) fn prefetch_for(self: &Arc<Self>, route: usize, push: &Push) -> Prefetch {
         let Some(at) = push.not_before else {
-            return self.prefetch(route, path_of(&push.url));
+            return Prefetch(self.prefetch(route, path_of(&push.url)));
         };
         let gw = Arc::clone(self);
         let path = path_of(&push.url);
-        tokio::spawn(async move {
+        Prefetch(tokio::spawn(async move {
             let settings = gw.push_settings();
             if let Ok(wait) = (at - Utc::now()).to_std() {
                 tokio::time::sleep(wait.min(Duration::from_secs(600)) + settings.live_guard).await;
@@ -255,7 +283,7 @@ impl Gateway {
                 tokio::time::sleep(settings.live_retry_interval).await;
             }
             None
-        })
+        }))
     }
 
     /// After a client pulled a segment without a directive: fetch the next segments of its
@@ -364,7 +392,7 @@ pub(crate) async fn serve_h2(
         }
     }
     // Prefetch every planned URL now, so pushes need not wait for the parent.
-    let jobs: Vec<(Push, JoinHandle<Option<Source>>)> = plan
+    let jobs: Vec<(Push, Prefetch)> = plan
         .pushes
         .into_iter()
         .filter(|p| gw.route_of(p.url.host_str(), p.url.path()) == Some(route))
@@ -488,7 +516,7 @@ async fn send_push(
     push_type: &'static str,
     p: Push,
     mut stream: SendPushedResponse<Bytes>,
-    prefetch: JoinHandle<Option<Source>>,
+    prefetch: Prefetch,
     cancel: &AtomicBool,
 ) {
     let m = &gw.metrics().push;

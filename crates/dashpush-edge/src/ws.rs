@@ -763,7 +763,7 @@ async fn send_push(
     p: dashpush_plan::Push,
     id: StreamId,
     cancel: &AtomicBool,
-    prefetch: tokio::task::JoinHandle<Option<Source>>,
+    prefetch: crate::push::Prefetch,
 ) {
     let gw = &conn.gw;
     let m = &gw.metrics().push;

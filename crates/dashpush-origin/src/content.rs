@@ -23,6 +23,14 @@ pub struct DemoOptions {
     pub live_start: SystemTime,
     /// Live segment duration (the VOD segments are 2 s; a shorter one compresses time for tests).
     pub live_segment: Duration,
+    /// Live segments become available this much after the MPD says (a late packager).
+    pub live_late: Duration,
+    /// The live MPD lists its segments in a SegmentTimeline (`$Time$`), growing as they
+    /// appear, instead of a `$Number$` template.
+    pub live_timeline: bool,
+    /// Low-latency live: each segment is available from its start (availabilityTimeOffset =
+    /// its duration) and is sent with chunked transfer, a quarter at a time as it is produced.
+    pub live_chunked: bool,
 }
 
 impl Default for DemoOptions {
@@ -30,6 +38,9 @@ impl Default for DemoOptions {
         Self {
             live_start: SystemTime::now(),
             live_segment: Duration::from_secs(2),
+            live_late: Duration::ZERO,
+            live_timeline: false,
+            live_chunked: false,
         }
     }
 }
@@ -40,6 +51,8 @@ pub struct Resource {
     pub(crate) body: Bytes,
     pub(crate) content_type: &'static str,
     pub(crate) cache_control: &'static str,
+    /// Low-latency live: the body is being produced; send its quarters at these times.
+    pub(crate) produced: Option<[SystemTime; 4]>,
 }
 
 /// The VOD files, embedded: `(name, bytes)`.
@@ -125,6 +138,7 @@ impl Content {
                     body: Bytes::from(body),
                     content_type: content_type(path),
                     cache_control: "max-age=60",
+                    produced: None,
                 })
             }
             Self::Demo(opts) => demo(opts, path, now),
@@ -139,6 +153,7 @@ fn demo(opts: &DemoOptions, path: &str, now: SystemTime) -> Option<Resource> {
             body: Bytes::from_static(body),
             content_type: content_type(name),
             cache_control: "max-age=3600",
+            produced: None,
         });
     }
     let name = path.strip_prefix("/live/")?;
@@ -147,6 +162,7 @@ fn demo(opts: &DemoOptions, path: &str, now: SystemTime) -> Option<Resource> {
             body: Bytes::from(live_mpd(opts, now)),
             content_type: content_type(name),
             cache_control: "max-age=1",
+            produced: None,
         });
     }
     if name.starts_with("init-stream") {
@@ -155,20 +171,48 @@ fn demo(opts: &DemoOptions, path: &str, now: SystemTime) -> Option<Resource> {
             body: Bytes::from_static(body),
             content_type: content_type(name),
             cache_control: "max-age=3600",
+            produced: None,
         });
     }
-    // chunk-stream<r>-<number>.m4s: available once the segment has ended on the wall clock.
+    // chunk-stream<r>-<number>.m4s (or chunk-stream<r>-t<time>.m4s on a timeline): available
+    // once the segment has ended on the wall clock (plus `live_late`), or from its start when
+    // chunked.
     let rest = name.strip_prefix("chunk-stream")?.strip_suffix(".m4s")?;
     let (rep, number) = rest.split_once('-')?;
-    let number: u64 = number.parse().ok()?;
+    let seg = opts.live_segment.as_millis().max(1);
+    let number: u64 = match number.strip_prefix('t') {
+        // $Time$ in microseconds: the segment starting there.
+        Some(t) => {
+            let t: u128 = t.parse().ok()?;
+            let dur_us = seg * 1000;
+            if t % dur_us != 0 {
+                return None;
+            }
+            u64::try_from(t / dur_us).ok()? + 1
+        }
+        None => number.parse().ok()?,
+    };
     if number == 0 || !matches!(rep, "0" | "1" | "2") {
         return None;
     }
     let elapsed = now.duration_since(opts.live_start).ok()?;
-    let seg = opts.live_segment.as_millis().max(1);
-    if u128::from(number) * seg > elapsed.as_millis() {
+    let late = opts.live_late.as_millis();
+    let available_ms = if opts.live_chunked {
+        u128::from(number - 1) * seg + late
+    } else {
+        u128::from(number) * seg + late
+    };
+    if available_ms > elapsed.as_millis() {
         return None;
     }
+    let produced = if opts.live_chunked && u128::from(number) * seg > elapsed.as_millis() {
+        let start = opts.live_start
+            + Duration::from_millis(u64::try_from(u128::from(number - 1) * seg).ok()?);
+        let q = opts.live_segment / 4;
+        Some([start, start + q, start + q * 2, start + q * 3])
+    } else {
+        None
+    };
     let vod = format!(
         "chunk-stream{rep}-{:05}.m4s",
         (number - 1) % VOD_SEGMENTS + 1
@@ -178,6 +222,7 @@ fn demo(opts: &DemoOptions, path: &str, now: SystemTime) -> Option<Resource> {
         body: Bytes::from_static(body),
         content_type: content_type(name),
         cache_control: "max-age=3600",
+        produced,
     })
 }
 
@@ -189,10 +234,36 @@ fn live_mpd(opts: &DemoOptions, now: SystemTime) -> String {
     let dur_us = seg_ms * 1000;
     let secs = |ms: u128| format!("{}.{:03}", ms / 1000, ms % 1000);
     let (mup, delay, tsbd) = (secs(seg_ms), secs(seg_ms * 2), secs(seg_ms * 15));
+    let ato = if opts.live_chunked {
+        format!(r#" availabilityTimeOffset="{}""#, secs(seg_ms))
+    } else {
+        String::new()
+    };
+    // Timeline: every segment available by now (a live MPD that grows as it is refreshed).
+    let available = now.duration_since(opts.live_start).map_or(0, |e| {
+        e.as_millis().saturating_sub(opts.live_late.as_millis()) / seg_ms
+    });
+    let window = 15u128;
+    let first = available.saturating_sub(window);
     let template = |rep: u32| {
-        format!(
-            r#"<SegmentTemplate timescale="1000000" duration="{dur_us}" initialization="init-stream{rep}.m4s" media="chunk-stream{rep}-$Number%05d$.m4s" startNumber="1"/>"#
-        )
+        if opts.live_timeline {
+            let s = if available > first {
+                format!(
+                    r#"<S t="{}" d="{dur_us}" r="{}"/>"#,
+                    first * dur_us,
+                    available - first - 1
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                r#"<SegmentTemplate timescale="1000000" initialization="init-stream{rep}.m4s" media="chunk-stream{rep}-t$Time$.m4s"{ato}><SegmentTimeline>{s}</SegmentTimeline></SegmentTemplate>"#
+            )
+        } else {
+            format!(
+                r#"<SegmentTemplate timescale="1000000" duration="{dur_us}" initialization="init-stream{rep}.m4s" media="chunk-stream{rep}-$Number%05d$.m4s" startNumber="1"{ato}/>"#
+            )
+        }
     };
     format!(
         r#"<?xml version="1.0" encoding="utf-8"?>
@@ -304,6 +375,7 @@ mod tests {
         let opts = DemoOptions {
             live_start: start,
             live_segment: Duration::from_secs(2),
+            ..Default::default()
         };
         let at = |s| start + Duration::from_millis(s);
         assert!(demo(&opts, "/live/chunk-stream0-00001.m4s", at(1999)).is_none());
