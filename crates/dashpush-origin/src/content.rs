@@ -185,7 +185,7 @@ fn demo(opts: &DemoOptions, path: &str, now: SystemTime) -> Option<Resource> {
         Some(t) => {
             let t: u128 = t.parse().ok()?;
             let dur_us = seg * 1000;
-            if t % dur_us != 0 {
+            if !t.is_multiple_of(dur_us) {
                 return None;
             }
             u64::try_from(t / dur_us).ok()? + 1
