@@ -33,6 +33,8 @@ const stats = {
   firstFrameMs: null,
   playing: false,
   errors: [],
+  /** The last 200 client events: [ms since page start, name, url or stream]. */
+  events: [],
 };
 window.dashpushStats = stats;
 
@@ -47,6 +49,11 @@ if (transport === 'ws') {
     wsUrl,
     directive: params.get('directive') || DEFAULT_MPD_DIRECTIVE,
     segmentDirective: next > 0 ? `urn:mpeg:dash:fdh:2016:push-next;${next}` : null,
+    onEvent: (name, d) => {
+      if (stats.events.length >= 200) stats.events.shift();
+      const what = d?.url ? new URL(d.url, location.href).pathname : (d?.streamId ?? d?.reason ?? '');
+      stats.events.push([Math.round(performance.now()), name, what, d?.pushed ?? d?.status ?? d?.streamId ?? null]);
+    },
   });
   window.dashpushClient = handle;
 }

@@ -197,6 +197,10 @@ export class DashPushClient {
     this.store = new Map();
     this.storeBytes = 0;
     this.listeners = new Map();
+    /** Request streams that carried a directive and have not ended: their pushes may come. */
+    this.cycles = new Set();
+    /** takePushed callers waiting for a push that has not started yet, by absolute URL. */
+    this.expecting = new Map();
     this.stats = { pushed: 0, claimed: 0, cancelled: 0, evicted: 0, pushErrors: 0, requests: 0, pushedBytes: 0 };
     if (opts.onEvent) this.on('*', (name, detail) => opts.onEvent(name, detail));
     this.onMessage = (ev) => this.handleData(ev.data);
@@ -294,6 +298,7 @@ export class DashPushClient {
         bytes: 0,
         settled: false,
         timer: null,
+        cycle: !!fields.pushDirective,
       };
       if (timeoutMs > 0) {
         req.timer = setTimeout(() => {
@@ -301,6 +306,7 @@ export class DashPushClient {
         }, timeoutMs);
       }
       this.requests.set(streamId, req);
+      if (req.cycle) this.cycles.add(streamId);
       this.stats.requests++;
       this.send(frame);
     });
@@ -327,8 +333,14 @@ export class DashPushClient {
    * Takes a pushed resource out of the store. Returns `{status, contentType, body, url, pushed:
    * true}` if it is there, a Promise of it (or of null if the push fails or is cancelled) if its
    * push is being received, and null otherwise. A hit counts as `claimed`.
+   *
+   * With `waitMs` > 0, a URL not pushed yet while a push cycle is still running on this socket
+   * (a request that carried a directive has not had its End of stream) gives a Promise too: it
+   * resolves with the push if one of that URL starts within `waitMs`, else with null as soon as
+   * the cycles are over or the time is up. This keeps a player from requesting what the gateway
+   * is about to push.
    */
-  takePushed(url) {
+  takePushed(url, { waitMs = 0 } = {}) {
     const key = this.resolve(url);
     const entry = this.store.get(key);
     if (entry) {
@@ -342,7 +354,33 @@ export class DashPushClient {
         p.waiters.push((e) => resolve(e ? this.claim(e) : null));
       });
     }
+    if (waitMs > 0 && this.cycles.size > 0 && !this.closed) {
+      return new Promise((resolve) => {
+        const w = { resolve, timer: null };
+        w.timer = setTimeout(() => this.stopExpecting(key, w, null), waitMs);
+        if (!this.expecting.has(key)) this.expecting.set(key, []);
+        this.expecting.get(key).push(w);
+      });
+    }
     return null;
+  }
+
+  stopExpecting(key, w, push) {
+    const list = this.expecting.get(key);
+    const i = list ? list.indexOf(w) : -1;
+    if (i < 0) return;
+    list.splice(i, 1);
+    if (!list.length) this.expecting.delete(key);
+    clearTimeout(w.timer);
+    if (push) push.waiters.push((e) => w.resolve(e ? this.claim(e) : null));
+    else w.resolve(null);
+  }
+
+  // A cycle ended: when none is left, nobody needs to wait for a push any more.
+  endCycle(streamId) {
+    this.cycles.delete(streamId);
+    if (this.cycles.size) return;
+    for (const [key, list] of [...this.expecting]) for (const w of [...list]) this.stopExpecting(key, w, null);
   }
 
   /** Whether a push of the URL is stored or being received. */
@@ -391,6 +429,8 @@ export class DashPushClient {
       req.resolveComplete({ reason: 'closed' });
     }
     this.requests.clear();
+    this.cycles.clear();
+    this.endCycle(0);
     for (const p of this.pushes.values()) this.dropPush(p);
     this.emit('close', { error: err });
   }
@@ -498,6 +538,7 @@ export class DashPushClient {
       const prev = this.pushesByUrl.get(url);
       if (prev) this.dropPush(prev);
       this.pushesByUrl.set(url, p);
+      for (const w of [...(this.expecting.get(url) ?? [])]) this.stopExpecting(url, w, p);
     }
     p.bytes += msg.payload.byteLength;
     this.inflightPushBytes += msg.payload.byteLength;
@@ -594,6 +635,7 @@ export class DashPushClient {
         }
       }
       req.resolveComplete(end);
+      this.endCycle(msg.streamId);
       return;
     }
     const p = this.pushes.get(msg.streamId);

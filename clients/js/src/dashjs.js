@@ -13,7 +13,8 @@
 // Behaviour:
 // - the first MPD load → requestMpd with the fast-start directive; MPD reloads (live) → plain
 //   requestMpd with no directive;
-// - a segment load → takePushed(url) first (a hit counts as claimed), else requestSegment,
+// - a segment load → takePushed(url) first (a hit counts as claimed; while a push cycle is
+//   running it waits up to pushWaitMs for a push of that URL to start), else requestSegment,
 //   optionally with a push-next directive;
 // - no socket (never opened, refused, or closed since) → dash.js's own XHR loader, i.e. plain
 //   HTTP, for that load and every later one.
@@ -36,6 +37,8 @@ const SEGMENT_TYPES = new Set(['InitializationSegment', 'MediaSegment', 'IndexSe
  * @param {Function} [opts.WebSocket] WebSocket constructor (default globalThis.WebSocket)
  * @param {string|null} [opts.directive] directive on the first MPD request (null: none)
  * @param {string|null} [opts.segmentDirective] directive on segment requests (null: none)
+ * @param {number} [opts.pushWaitMs] how long a segment load waits for a push that has not
+ *   started while a push cycle is still running (DashPushClient.takePushed's waitMs)
  * @param {object} [opts.client] DashPushClient options (bounds, timeouts)
  * @param {Function} [opts.onEvent] (name, detail) for client events and `fallback` / `served`
  * @returns {{ready: Promise<DashPushClient|null>, client: DashPushClient|null, counters: Function,
@@ -47,6 +50,7 @@ export function attachDashPush(player, opts = {}) {
     WebSocket,
     directive = DEFAULT_MPD_DIRECTIVE,
     segmentDirective = DEFAULT_SEGMENT_DIRECTIVE,
+    pushWaitMs = 250,
     onEvent = () => {},
   } = opts;
   if (!player || typeof player.extend !== 'function') throw new TypeError('attachDashPush needs a dash.js MediaPlayer');
@@ -113,7 +117,7 @@ export function attachDashPush(player, opts = {}) {
     }
     const range = req.customData?.request?.range || undefined;
     if (!range) {
-      const hit = await client.takePushed(url);
+      const hit = await client.takePushed(url, { waitMs: pushWaitMs });
       if (hit) {
         stats.pushHits++;
         return hit;

@@ -184,3 +184,24 @@ test('socket close rejects pending requests with ClosedError', async () => {
   await assert.rejects(p, (e) => e instanceof ClosedError && e.closeCode === 1006);
   assert.throws(() => c.cancel({ streams: [2] }), ClosedError);
 });
+
+test('takePushed with waitMs: waits for a push still to come while a cycle runs', async () => {
+  const [c, ws] = await connect();
+  const mpd = c.requestMpd('/m.mpd', { directive: 'urn:mpeg:dash:fdh:2016:push-fast-start' });
+  ws.serve({ code: Code.MPD_RECEIVED, streamId: 1, end: true, url: '/m.mpd', status: 200, contentType: 'application/dash+xml', payload: enc('<MPD/>') });
+  await mpd;
+  // Not pushed yet, cycle running: a promise.
+  const later = c.takePushed('/a.m4s', { waitMs: 1000 });
+  const never = c.takePushed('/b.m4s', { waitMs: 1000 });
+  const short = c.takePushed('/c.m4s', { waitMs: 10 });
+  assert.ok(later instanceof Promise && never instanceof Promise);
+  assert.equal(await short, null, 'gives up after waitMs');
+  ws.serve({ ...received(2, '/a.m4s', 'A'), pushed: true, parent: 1 });
+  assert.equal(text((await later).body), 'A');
+  ws.serve(eos(1, 'complete'));
+  assert.equal(await never, null, 'gives up when the cycle is over');
+  // No cycle running: no waiting.
+  assert.equal(c.takePushed('/d.m4s', { waitMs: 1000 }), null);
+  assert.equal(c.counters.claimed, 1);
+  c.close();
+});

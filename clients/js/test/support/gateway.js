@@ -115,7 +115,16 @@ export function parseMetrics(text) {
 
 /** Sum of a metric over the series whose labels include `match`. */
 export async function metricSum(admin, name, match = {}) {
-  const text = await (await fetch(`http://${admin}/metrics`)).text();
+  let text;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      text = await (await fetch(`http://${admin}/metrics`)).text();
+      break;
+    } catch (e) {
+      if (attempt >= 3) throw new Error(`GET http://${admin}/metrics: ${e.message} (${e.cause?.message ?? ''})`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
   return parseMetrics(text)
     .filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v))
     .reduce((a, s) => a + s.value, 0);

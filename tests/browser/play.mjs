@@ -1,0 +1,122 @@
+#!/usr/bin/env node
+// Browser test of the demo player: headless Chromium (playwright-core) plays the demo stream
+// through the gateway and checks that pushes arrived over the WebSocket path and were used.
+//
+//   node tests/browser/play.mjs            # WebSocket path, then the plain-HTTP fallback
+//   node tests/browser/play.mjs ws|http    # one mode only
+//
+// Env: DASHPUSH_BIN (the binary; default target/debug/dashpush), CHROMIUM (default
+// /usr/bin/chromium), MPD (default /vod/manifest.mpd, looped; /live/manifest.mpd works too),
+// PLAY_SECONDS (default 10), TIMEOUT_SECONDS (default 60).
+// Needs: `npm ci` in clients/js (playwright-core, dashjs) and `npm run build:player` there
+// (done here when dist/player is missing), and Debian's chromium.
+import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../..');
+const clientDir = path.join(repo, 'clients/js');
+const staticDir = path.join(clientDir, 'dist/player');
+const require = createRequire(path.join(clientDir, 'package.json'));
+const { chromium } = require('playwright-core');
+const { startGateway, metricSum } = await import(pathToFileURL(path.join(clientDir, 'test/support/gateway.js')).href);
+
+const modes = process.argv[2] ? [process.argv[2]] : ['ws', 'http'];
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const mpd = process.env.MPD || '/vod/manifest.mpd';
+const playSeconds = Number(process.env.PLAY_SECONDS || 10);
+const timeoutMs = Number(process.env.TIMEOUT_SECONDS || 60) * 1000;
+
+if (!process.env.DASHPUSH_BIN) process.env.DASHPUSH_BIN = path.join(repo, 'target/debug/dashpush');
+if (!existsSync(executablePath)) {
+  console.error(`no Chromium at ${executablePath}: apt-get install -y chromium (or set CHROMIUM)`);
+  process.exit(1);
+}
+if (!existsSync(path.join(staticDir, 'index.html'))) {
+  execFileSync(process.execPath, [path.join(clientDir, 'scripts/build-player.mjs')], { stdio: 'inherit', cwd: clientDir });
+}
+
+let passed = 0;
+let failed = 0;
+const results = {};
+
+async function runMode(mode) {
+  const started = Date.now();
+  const gw = await startGateway({ gatewayArgs: ['--static-dir', staticDir] });
+  const browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: ['--autoplay-policy=no-user-gesture-required', '--mute-audio', '--no-sandbox'],
+  });
+  const consoleErrors = [];
+  try {
+    const page = await browser.newPage();
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
+    page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+    const q = new URLSearchParams({ mpd });
+    if (mode === 'http') q.set('transport', 'http');
+    const url = `${gw.httpBase}/player/index.html?${q}`;
+    await page.goto(url);
+    // Played seconds, not position: a looped VOD goes back to 0.
+    try {
+      await page.waitForFunction((s) => window.dashpushStats && window.dashpushStats.played >= s, playSeconds, { timeout: timeoutMs, polling: 250 });
+    } catch (e) {
+      const s = await page.evaluate(() => ({ ...window.dashpushStats, events: undefined })).catch(() => null);
+      if (s) s.errors = [...new Set(s.errors)].slice(0, 5);
+      throw new Error(`did not play ${playSeconds} s in ${timeoutMs / 1000} s: ${JSON.stringify(s)}\nconsole: ${[...new Set(consoleErrors)].slice(0, 5).join('\n')}`);
+    }
+    const s = await page.evaluate(() => ({ ...window.dashpushStats }));
+    const promises = await metricSum(gw.admin, 'dashpush_push_promises_total', { transport: 'ws' });
+    const claimed = await metricSum(gw.admin, 'dashpush_push_claimed_total', { transport: 'ws' });
+    const checks = [];
+    const check = (ok, what) => checks.push([ok, what]);
+    check(s.stalls === 0, `no stall after the first frame (stalls=${s.stalls})`);
+    check(s.firstFrameMs !== null, `first frame at ${s.firstFrameMs} ms`);
+    check(s.errors.length === 0, `no player error (${s.errors.join('; ')})`);
+    if (mode === 'ws') {
+      check(s.transport === 'ws', `stayed on the WebSocket path (${s.transport}${s.fallbackReason ? `: ${s.fallbackReason}` : ''})`);
+      check(s.pushed > 0, `pushes arrived (pushed=${s.pushed})`);
+      check(s.claimed > 0, `pushes were claimed by dash.js (claimed=${s.claimed})`);
+      check(s.wsLoads > 0 && s.httpLoads === 0, `loads over the socket (ws=${s.wsLoads}, http=${s.httpLoads})`);
+      check(promises > 0, `gateway metric push promises{transport="ws"} = ${promises}`);
+      check(claimed > 0, `gateway metric push claimed{transport="ws"} = ${claimed}`);
+    } else {
+      check(promises === 0, `no WebSocket pushes on the plain HTTP path (promises=${promises})`);
+    }
+    const ok = checks.every(([c]) => c);
+    if (process.env.VERBOSE) for (const e of s.events ?? []) console.log(`    ${e.join(' ')}`);
+    for (const [c, what] of checks) console.log(`  ${c ? 'ok  ' : 'FAIL'} ${what}`);
+    results[mode] = { firstFrameMs: s.firstFrameMs, played: Number(s.played.toFixed(1)), stalls: s.stalls, pushed: s.pushed, claimed: s.claimed, loops: s.loops, seconds: (Date.now() - started) / 1000 };
+    console.log(`${ok ? 'ok' : 'not ok'} - ${mode}: first frame ${s.firstFrameMs} ms, played ${s.played.toFixed(1)} s of ${mpd} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    if (ok) passed++;
+    else failed++;
+  } finally {
+    await browser.close();
+    await gw.stop();
+  }
+}
+
+for (const mode of modes) {
+  if (mode !== 'ws' && mode !== 'http') {
+    console.error(`unknown mode ${mode} (ws or http)`);
+    process.exit(2);
+  }
+  try {
+    await runMode(mode);
+  } catch (e) {
+    failed++;
+    console.log(`not ok - ${mode}: ${e.message}`);
+    if (process.env.VERBOSE) console.log(e.stack);
+  }
+}
+if (results.ws && results.http) {
+  console.log(`first frame: ws ${results.ws.firstFrameMs} ms, http ${results.http.firstFrameMs} ms`);
+}
+console.log(`BROWSER_RESULTS ${JSON.stringify(results)}`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
