@@ -2,8 +2,9 @@
 // Browser test of the demo player: headless Chromium (playwright-core) plays the demo stream
 // through the gateway and checks that pushes arrived over the WebSocket path and were used.
 //
-//   node tests/browser/play.mjs            # WebSocket path, then the plain-HTTP fallback
-//   node tests/browser/play.mjs ws|http    # one mode only
+//   node tests/browser/play.mjs            # WebSocket path, plain HTTP (?transport=http), fallback
+//   node tests/browser/play.mjs ws|http|fallback   # one mode only; fallback: the page is given a
+//                                          # WebSocket URL nobody answers and must play over HTTP
 //
 // Env: DASHPUSH_BIN (the binary; default target/debug/dashpush), CHROMIUM (default
 // /usr/bin/chromium), MPD (default /vod/manifest.mpd, looped; /live/manifest.mpd works too),
@@ -24,7 +25,7 @@ const require = createRequire(path.join(clientDir, 'package.json'));
 const { chromium } = require('playwright-core');
 const { startGateway, metricSum } = await import(pathToFileURL(path.join(clientDir, 'test/support/gateway.js')).href);
 
-const modes = process.argv[2] ? [process.argv[2]] : ['ws', 'http'];
+const modes = process.argv[2] ? [process.argv[2]] : ['ws', 'http', 'fallback'];
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const mpd = process.env.MPD || '/vod/manifest.mpd';
 const playSeconds = Number(process.env.PLAY_SECONDS || 10);
@@ -60,6 +61,7 @@ async function runMode(mode) {
     page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
     const q = new URLSearchParams({ mpd });
     if (mode === 'http') q.set('transport', 'http');
+    if (mode === 'fallback') q.set('ws', 'ws://127.0.0.1:9/dashpush'); // discard port: refused
     const url = `${gw.httpBase}/player/index.html?${q}`;
     await page.goto(url);
     // Played seconds, not position: a looped VOD goes back to 0.
@@ -85,6 +87,10 @@ async function runMode(mode) {
       check(s.wsLoads > 0 && s.httpLoads === 0, `loads over the socket (ws=${s.wsLoads}, http=${s.httpLoads})`);
       check(promises > 0, `gateway metric push promises{transport="ws"} = ${promises}`);
       check(claimed > 0, `gateway metric push claimed{transport="ws"} = ${claimed}`);
+    } else if (mode === 'fallback') {
+      check(s.transport === 'http' && !!s.fallbackReason, `fell back to plain HTTP (${s.fallbackReason})`);
+      check(s.httpLoads > 0 && s.wsLoads === 0, `loads over plain HTTP (http=${s.httpLoads}, ws=${s.wsLoads})`);
+      check(promises === 0, `no WebSocket pushes (promises=${promises})`);
     } else {
       check(promises === 0, `no WebSocket pushes on the plain HTTP path (promises=${promises})`);
     }
@@ -102,8 +108,8 @@ async function runMode(mode) {
 }
 
 for (const mode of modes) {
-  if (mode !== 'ws' && mode !== 'http') {
-    console.error(`unknown mode ${mode} (ws or http)`);
+  if (!['ws', 'http', 'fallback'].includes(mode)) {
+    console.error(`unknown mode ${mode} (ws, http or fallback)`);
     process.exit(2);
   }
   try {
