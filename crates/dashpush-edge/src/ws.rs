@@ -434,8 +434,9 @@ fn cancel(conn: &Conn, c: &SegmentCancel) {
         .iter()
         .filter_map(|u| conn.base.join(u).ok())
         .collect();
+    let table = conn.cancels();
     let mut hit = Vec::new();
-    for (id, (url, flag)) in conn.cancels().iter() {
+    for (id, (url, flag)) in table.iter() {
         if c.streams.iter().any(|s| s.get() == *id) || urls.contains(url) {
             flag.store(true, Ordering::Relaxed);
             hit.push(url.clone());
@@ -570,9 +571,14 @@ async fn request(
             conn.plan(|s| s.on_reset(&p.url));
             continue;
         };
-        let flag = Arc::new(AtomicBool::new(conn.cancelled_early(&p.url)));
-        conn.cancels()
-            .insert(push_id.get(), (p.url.clone(), Arc::clone(&flag)));
+        // Registered and checked against early cancels under the cancel table's lock, which
+        // `cancel` also holds while it records an early cancel: no cancel falls in between.
+        let flag = {
+            let mut table = conn.cancels();
+            let flag = Arc::new(AtomicBool::new(conn.cancelled_early(&p.url)));
+            table.insert(push_id.get(), (p.url.clone(), Arc::clone(&flag)));
+            flag
+        };
         m.promises.with_label_values(&[WS, applied]).inc();
         let h = gw.prefetch_for(route, &p);
         jobs.push((p, push_id, flag, h));
