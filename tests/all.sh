@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README's second command:
+#   1. Rust: unit, property and golden tests of every crate, and the end-to-end tests that drive
+#      the real binary with curl, nghttp, h2load, Python's h2, nginx and promtool;
+#   2. the JavaScript client (clients/js): codec and client unit tests, and tests against the
+#      real binary over the WebSocket sub-protocol;
+#   3. the browser test: headless Chromium plays the demo through dash.js over the WebSocket
+#      path (and over plain HTTP, and the fallback), checked from the page and from /metrics;
+#   4. the deployment checks (Dockerfile lint, Kubernetes schemas, Prometheus rules and their
+#      unit tests, the Grafana dashboard against a live scrape).
+# Tools it needs are installed by `.ci/run` (Debian packages, cargo tools); npm and pip
+# dependencies are installed here from their lock files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin"
+
+echo "== Rust"
+cargo test --locked --workspace
+export DASHPUSH_BIN="$PWD/target/debug/dashpush"
+
+echo "== JavaScript client"
+(
+  cd clients/js
+  npm ci --no-audit --no-fund --loglevel=error
+  npm test
+  echo "== browser (headless Chromium + dash.js)"
+  npm run build:player
+  node ../../tests/browser/play.mjs
+)
+
+echo "== deployment checks"
+bash deploy/check.sh
