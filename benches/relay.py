@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 
+sys.dont_write_bytecode = True  # no benches/__pycache__ from importing startup.py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 try:
