@@ -63,9 +63,11 @@ fn seg(rep: u32, n: u64) -> String {
     format!("/live/chunk-stream{rep}-{n:05}.m4s")
 }
 
-/// The live origin loops the 3 VOD segments: live segment n is VOD segment (n-1) % 3 + 1.
-fn live_file(rep: u32, n: u64) -> Vec<u8> {
-    demo_file(&format!("chunk-stream{rep}-{:05}.m4s", (n - 1) % 3 + 1))
+/// Live segment n as the origin serves it (asked directly, after the gateway is done).
+fn live_file(origin: SocketAddr, rep: u32, n: u64) -> Vec<u8> {
+    let (status, body) = get(origin, &seg(rep, n));
+    assert_eq!(status, 200);
+    body
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -91,16 +93,16 @@ fn push_next_5_delivers_the_next_five_live_segments_unasked_in_order_and_once() 
     let mut last_end = 0;
     for (k, p) in (n + 1..).zip(pushes) {
         assert_eq!(p["status"], 200);
+        // Each fetched once from the origin (asked before the test reads it directly).
+        assert_eq!(origin_hits(origin, &seg(0, k)), 1);
         assert!(
-            hex(p["body_hex"].as_str().unwrap()) == live_file(0, k),
+            hex(p["body_hex"].as_str().unwrap()) == live_file(origin, 0, k),
             "segment {k} bytes"
         );
         // Completed in push order.
         let end = p["end_seq"].as_u64().unwrap();
         assert!(end > last_end, "segment {k} ended out of order");
         last_end = end;
-        // Each fetched once from the origin.
-        assert_eq!(origin_hits(origin, &seg(0, k)), 1);
     }
     let live = |o: &str| {
         metric(
@@ -133,6 +135,7 @@ fn fifty_concurrent_live_push_clients_cause_one_origin_fetch_per_segment() {
                 .expect("python3 (installed by .ci/run)")
         })
         .collect();
+    let mut got = Vec::new();
     for c in children {
         let out = c.wait_with_output().unwrap();
         assert!(
@@ -145,11 +148,17 @@ fn fifty_concurrent_live_push_clients_cause_one_origin_fetch_per_segment() {
         assert_eq!(pushes.len(), 2);
         for (k, p) in (n + 1..).zip(pushes) {
             assert_eq!(p["status"], 200);
-            assert!(hex(p["body_hex"].as_str().unwrap()) == live_file(0, k));
+            got.push((k, hex(p["body_hex"].as_str().unwrap())));
         }
     }
+    // One origin request per segment for all fifty (checked before the test asks the origin
+    // itself for the expected bytes).
     assert_eq!(origin_hits(origin, &seg(0, n + 1)), 1);
     assert_eq!(origin_hits(origin, &seg(0, n + 2)), 1);
+    let want = [live_file(origin, 0, n + 1), live_file(origin, 0, n + 2)];
+    for (k, body) in got {
+        assert!(body == want[(k - n - 1) as usize], "segment {k}");
+    }
 }
 
 #[test]
@@ -202,7 +211,7 @@ fn a_late_origin_is_asked_again_until_the_segment_is_there() {
     assert_eq!(pushes.len(), 2);
     for (k, p) in (n + 1..).zip(pushes) {
         assert_eq!(p["status"], 200, "segment {k}");
-        assert!(hex(p["body_hex"].as_str().unwrap()) == live_file(0, k));
+        assert!(hex(p["body_hex"].as_str().unwrap()) == live_file(origin, 0, k));
     }
     assert!(metric(gw.admin, r#"dashpush_live_segments_total{outcome="late"}"#) >= 1.0);
     assert_eq!(
@@ -247,7 +256,7 @@ fn chunked_low_latency_segments_reach_the_client_chunk_by_chunk() {
     assert_eq!(pushes.len(), 2);
     let last = &pushes[1];
     assert_eq!(last["status"], 200);
-    assert!(hex(last["body_hex"].as_str().unwrap()) == live_file(0, n + 2));
+    assert!(hex(last["body_hex"].as_str().unwrap()) == live_file(origin, 0, n + 2));
     assert!(
         last["data_events"].as_u64().unwrap() >= 3,
         "a segment produced in quarters arrives in several reads: {}",
@@ -275,7 +284,7 @@ fn over_websocket_each_new_live_segment_arrives_on_its_own_stream_then_the_cycle
             .collect();
         assert_eq!(got, want);
         for (k, p) in (n + 1..).zip(&a.pushes) {
-            assert!(p.2 == live_file(0, k), "segment {k}");
+            assert!(p.2 == live_file(origin, 0, k), "segment {k}");
         }
     });
     assert!(

@@ -261,11 +261,18 @@ impl Gateway {
         let path = path_of(&push.url);
         Prefetch(tokio::spawn(async move {
             let settings = gw.push_settings();
-            if let Ok(wait) = (at - Utc::now()).to_std() {
-                tokio::time::sleep(wait.min(Duration::from_secs(600)) + settings.live_guard).await;
-            }
+            // Asks happen at fixed instants (availability + guard + k * interval), the same
+            // for every client of the segment, so concurrent cycles coalesce each ask into one
+            // origin request even while the origin still says 404.
+            let ask_at = |k: u32| {
+                let offset = settings.live_guard + settings.live_retry_interval * k;
+                at + chrono::Duration::from_std(offset).unwrap_or_default()
+            };
             let m = &gw.metrics().live;
             for attempt in 0..=settings.live_retries {
+                if let Ok(wait) = (ask_at(attempt) - Utc::now()).to_std() {
+                    tokio::time::sleep(wait.min(Duration::from_secs(600))).await;
+                }
                 let src = gw.source_of(route, &path, User::Prefetch).await?;
                 let status = match &src {
                     Source::Entry(e) => e.response.status,
@@ -280,7 +287,6 @@ impl Gateway {
                     m.segments.with_label_values(&[outcome]).inc();
                     return Some(src);
                 }
-                tokio::time::sleep(settings.live_retry_interval).await;
             }
             None
         }))

@@ -36,7 +36,13 @@ pub struct DemoOptions {
 impl Default for DemoOptions {
     fn default() -> Self {
         Self {
-            live_start: SystemTime::now(),
+            // Whole milliseconds: the MPD's availabilityStartTime has millisecond precision,
+            // and a client computing availability from it must agree with the origin.
+            live_start: {
+                let now = SystemTime::now();
+                let ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+                UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+            },
             live_segment: Duration::from_secs(2),
             live_late: Duration::ZERO,
             live_timeline: false,
@@ -218,12 +224,157 @@ fn demo(opts: &DemoOptions, path: &str, now: SystemTime) -> Option<Resource> {
         (number - 1) % VOD_SEGMENTS + 1
     );
     let (_, body) = VOD.iter().find(|(n, _)| *n == vod)?;
+    // Each pass over the loop moves the media timeline on, so a player sees one continuous
+    // stream (the decode times of the VOD files restart at 0).
+    let pass = (number - 1) / VOD_SEGMENTS;
+    let body = if pass == 0 {
+        Bytes::from_static(body)
+    } else {
+        let rep_files: Vec<&[u8]> = (1..=VOD_SEGMENTS)
+            .filter_map(|k| {
+                let n = format!("chunk-stream{rep}-{k:05}.m4s");
+                VOD.iter().find(|(f, _)| *f == n).map(|(_, b)| *b)
+            })
+            .collect();
+        let loop_len = rep_files
+            .last()
+            .and_then(|last| Some(fmp4::decode_time(last)? + fmp4::duration(last)?))?;
+        Bytes::from(fmp4::retime(body, pass * loop_len))
+    };
     Some(Resource {
-        body: Bytes::from_static(body),
+        body,
         content_type: content_type(name),
         cache_control: "max-age=3600",
         produced,
     })
+}
+
+/// Just enough ISO BMFF to re-time a media segment: `sidx` earliest presentation time and
+/// `tfdt` base media decode time (both in the track's timescale in the demo files), and the
+/// segment's duration from `trun`/`tfhd`.
+mod fmp4 {
+    fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+        Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    }
+
+    fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+        Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    }
+
+    /// `(type, start, end)` of the boxes in `b[from..to]`.
+    fn boxes(b: &[u8], from: usize, to: usize) -> Vec<([u8; 4], usize, usize)> {
+        let mut out = Vec::new();
+        let mut at = from;
+        while at + 8 <= to {
+            let Some(size) = u32_at(b, at).map(|s| s as usize) else {
+                break;
+            };
+            if size < 8 || at + size > to {
+                break;
+            }
+            let mut kind = [0u8; 4];
+            if let Some(k) = b.get(at + 4..at + 8) {
+                kind.copy_from_slice(k);
+            }
+            out.push((kind, at, at + size));
+            at += size;
+        }
+        out
+    }
+
+    fn traf_boxes(b: &[u8]) -> Vec<([u8; 4], usize, usize)> {
+        let mut out = Vec::new();
+        for (k, s, e) in boxes(b, 0, b.len()) {
+            if &k == b"moof" {
+                for (k2, s2, e2) in boxes(b, s + 8, e) {
+                    if &k2 == b"traf" {
+                        out.extend(boxes(b, s2 + 8, e2));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The `tfdt` base media decode time.
+    pub(super) fn decode_time(b: &[u8]) -> Option<u64> {
+        let (_, s, _) = traf_boxes(b).into_iter().find(|(k, ..)| k == b"tfdt")?;
+        match b.get(s + 8)? {
+            1 => u64_at(b, s + 12),
+            _ => u32_at(b, s + 12).map(u64::from),
+        }
+    }
+
+    /// The sum of the sample durations (`trun`, or `tfhd`'s default).
+    pub(super) fn duration(b: &[u8]) -> Option<u64> {
+        let trafs = traf_boxes(b);
+        let (_, hs, _) = trafs.iter().find(|(k, ..)| k == b"tfhd")?;
+        let hflags = u32_at(b, hs + 8)? & 0x00ff_ffff;
+        // tfhd: track_ID, then optional fields in flag order.
+        let mut at = hs + 16;
+        if hflags & 0x01 != 0 {
+            at += 8;
+        }
+        if hflags & 0x02 != 0 {
+            at += 4;
+        }
+        let default = if hflags & 0x08 != 0 {
+            u32_at(b, at).map(u64::from)
+        } else {
+            None
+        };
+        let mut total = 0u64;
+        for (_, ts, _) in trafs.iter().filter(|(k, ..)| k == b"trun") {
+            let flags = u32_at(b, ts + 8)? & 0x00ff_ffff;
+            let count = u64::from(u32_at(b, ts + 12)?);
+            let mut at = ts + 16;
+            if flags & 0x01 != 0 {
+                at += 4;
+            }
+            if flags & 0x04 != 0 {
+                at += 4;
+            }
+            if flags & 0x100 == 0 {
+                total += count * default?;
+                continue;
+            }
+            let per = [0x100u32, 0x200, 0x400, 0x800]
+                .iter()
+                .filter(|f| flags & **f != 0)
+                .count()
+                * 4;
+            for i in 0..count as usize {
+                total += u64::from(u32_at(b, at + i * per)?);
+            }
+        }
+        Some(total)
+    }
+
+    /// A copy of `b` with `add` added to its `sidx` earliest presentation time and its `tfdt`.
+    pub(super) fn retime(b: &[u8], add: u64) -> Vec<u8> {
+        let mut out = b.to_vec();
+        let mut patch = |at: usize, version: u8| {
+            if version == 1 {
+                if let Some(v) = u64_at(&out, at) {
+                    out[at..at + 8].copy_from_slice(&(v + add).to_be_bytes());
+                }
+            } else if let Some(v) = u32_at(&out, at) {
+                let v = u32::try_from(u64::from(v) + add).unwrap_or(u32::MAX);
+                out[at..at + 4].copy_from_slice(&v.to_be_bytes());
+            }
+        };
+        for (k, s, _) in boxes(b, 0, b.len()) {
+            if &k == b"sidx" {
+                patch(s + 20, b.get(s + 8).copied().unwrap_or(0));
+            }
+        }
+        for (k, s, _) in traf_boxes(b) {
+            if &k == b"tfdt" {
+                patch(s + 12, b.get(s + 8).copied().unwrap_or(0));
+            }
+        }
+        out
+    }
 }
 
 /// The live MPD: dynamic, `$Number$` from 1, segments available from the stream start.
@@ -279,6 +430,7 @@ fn live_mpd(opts: &DemoOptions, now: SystemTime) -> String {
       <Representation id="2" codecs="mp4a.40.2" bandwidth="16000" audioSamplingRate="16000">{t2}</Representation>
     </AdaptationSet>
   </Period>
+  <UTCTiming schemeIdUri="urn:mpeg:dash:utc:direct:2014" value="{published}"/>
 </MPD>
 "#,
         t0 = template(0),
@@ -382,7 +534,17 @@ mod tests {
         assert!(demo(&opts, "/live/chunk-stream0-00001.m4s", at(2000)).is_some());
         let four = demo(&opts, "/live/chunk-stream2-00004.m4s", at(8000)).unwrap();
         let one = demo(&opts, "/vod/chunk-stream2-00001.m4s", at(0)).unwrap();
-        assert_eq!(four.body, one.body, "content loops over the VOD segments");
+        // The content loops over the VOD segments, re-timed to continue the timeline.
+        let loop_len = 64512
+            + fmp4::duration(
+                &demo(&opts, "/vod/chunk-stream2-00003.m4s", at(0))
+                    .unwrap()
+                    .body,
+            )
+            .unwrap();
+        assert_eq!(four.body.len(), one.body.len());
+        assert_eq!(four.body.to_vec(), fmp4::retime(&one.body, loop_len));
+        assert_ne!(four.body, one.body);
         assert!(demo(&opts, "/live/chunk-stream3-00001.m4s", at(9000)).is_none());
         let mpd = demo(&opts, "/live/manifest.mpd", at(5000)).unwrap();
         let text = std::str::from_utf8(&mpd.body).unwrap();
@@ -390,5 +552,38 @@ mod tests {
             text.contains(r#"availabilityStartTime="1970-01-01T00:16:40.000Z""#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn looped_live_segments_continue_the_media_timeline() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let opts = DemoOptions {
+            live_start: start,
+            live_segment: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let body = |p: &str| demo(&opts, p, at(60_000)).unwrap().body;
+        let video = |n: u64| fmp4::decode_time(&body(&format!("/live/chunk-stream0-{n:05}.m4s")));
+        // 2 s segments at timescale 10240: segment n starts at (n - 1) * 20480, loops included.
+        for n in 1..=7 {
+            assert_eq!(video(n), Some((n - 1) * 20480), "video segment {n}");
+        }
+        assert_eq!(
+            fmp4::duration(&body("/live/chunk-stream0-00001.m4s")),
+            Some(20480)
+        );
+        // Audio: each segment starts where the previous one ended.
+        for n in 1..=6u64 {
+            let this = body(&format!("/live/chunk-stream2-{n:05}.m4s"));
+            let next = body(&format!("/live/chunk-stream2-{:05}.m4s", n + 1));
+            assert_eq!(
+                fmp4::decode_time(&this)
+                    .zip(fmp4::duration(&this))
+                    .map(|(t, d)| t + d),
+                fmp4::decode_time(&next),
+                "audio segment {n}"
+            );
+        }
     }
 }
