@@ -16,7 +16,7 @@ export PATH="$PATH:/usr/sbin"
 
 echo "== Rust"
 cargo test --locked --workspace
-export DASHPUSH_BIN="$PWD/target/debug/dashpush"
+export DASHPUSH_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/dashpush"
 
 echo "== JavaScript client"
 (

@@ -167,8 +167,18 @@ fn sigterm_finishes_in_flight_requests_then_exits_zero() {
         assert!(start.elapsed() < DEADLINE);
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert_eq!(get(gw.admin, "/ready").0, 200);
     let (code, _, err) = tool("kill", &["-TERM", &gw.proc.pid().to_string()]);
     assert_eq!(code, 0, "{err}");
+    // While it drains, /ready says so (load balancers stop sending new clients).
+    let start = Instant::now();
+    while get(gw.admin, "/ready").0 != 503 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "/ready never reported the drain"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (code, body, err) = inflight.join().unwrap();
     assert_eq!(code, 0, "{err}");
     let (body, status) = body.split_at(body.len() - 4);

@@ -45,8 +45,11 @@ player.updateSettings({
 });
 let handle = null;
 if (transport === 'ws') {
+  const early = window.dashpushConnecting;
   handle = attachDashPush(player, {
     wsUrl,
+    // The socket early.js opened while dash.js was loading, if it is for this URL.
+    connecting: early && early.url === wsUrl ? early.connecting : undefined,
     directive: params.get('directive') || DEFAULT_MPD_DIRECTIVE,
     segmentDirective: next > 0 ? `urn:mpeg:dash:fdh:2016:push-next;${next}` : null,
     onEvent: (name, d) => {

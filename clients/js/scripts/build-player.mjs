@@ -15,7 +15,7 @@ if (!existsSync(dashBuild)) {
 rmSync(out, { recursive: true, force: true });
 mkdirSync(path.join(out, 'lib'), { recursive: true });
 mkdirSync(path.join(out, 'vendor'), { recursive: true });
-for (const f of ['index.html', 'player.js']) cpSync(path.join(root, 'player', f), path.join(out, f));
+for (const f of ['index.html', 'early.js', 'player.js']) cpSync(path.join(root, 'player', f), path.join(out, f));
 for (const f of readdirSync(path.join(root, 'src')).filter((f) => f.endsWith('.js'))) {
   cpSync(path.join(root, 'src', f), path.join(out, 'lib', f));
 }

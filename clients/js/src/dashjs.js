@@ -40,6 +40,8 @@ const SEGMENT_TYPES = new Set(['InitializationSegment', 'MediaSegment', 'IndexSe
  * @param {number} [opts.pushWaitMs] how long a segment load waits for a push that has not
  *   started while a push cycle is still running (DashPushClient.takePushed's waitMs)
  * @param {object} [opts.client] DashPushClient options (bounds, timeouts)
+ * @param {Promise<DashPushClient>} [opts.connecting] a connection already being opened (the demo
+ *   player opens it while dash.js is still loading); used instead of connecting here
  * @param {Function} [opts.onEvent] (name, detail) for client events and `fallback` / `served`
  * @returns {{ready: Promise<DashPushClient|null>, client: DashPushClient|null, counters: Function,
  *   stats: object, detach: Function}}
@@ -86,7 +88,8 @@ export function attachDashPush(player, opts = {}) {
     }
   };
 
-  handle.ready = DashPushClient.connect(wsUrl, { WebSocket, ...(opts.client ?? {}), onEvent })
+  // `opts.connecting`: a connection already being opened (e.g. while dash.js was loading).
+  handle.ready = (opts.connecting ?? DashPushClient.connect(wsUrl, { WebSocket, ...(opts.client ?? {}), onEvent }))
     .then((client) => {
       if (detached) {
         client.close();

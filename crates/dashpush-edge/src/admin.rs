@@ -14,6 +14,8 @@ pub(crate) struct Admin {
     pub(crate) gateway: Arc<Gateway>,
     /// Ready without waiting for the origin (config `ready_without_origin`).
     pub(crate) ready: AtomicBool,
+    /// Draining: `/ready` answers 503 so load balancers stop sending new clients.
+    pub(crate) drain: Arc<crate::drain::Drain>,
 }
 
 #[async_trait::async_trait]
@@ -44,9 +46,15 @@ impl Handler for Admin {
                         self.ready.store(true, Ordering::Relaxed);
                     }
                 }
-                if self.ready.load(Ordering::Relaxed) {
+                let gauge = &self.gateway.metrics().ready;
+                if self.drain.is_draining() {
+                    gauge.set(0);
+                    short(503, "draining\n")
+                } else if self.ready.load(Ordering::Relaxed) {
+                    gauge.set(1);
                     short(200, "ready\n")
                 } else {
+                    gauge.set(0);
                     short(503, "origin has not answered yet\n")
                 }
             }

@@ -47,6 +47,9 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Live push metrics (`dashpush_live_*`).
     pub live: LiveMetrics,
+    /// 1 while `/ready` answers 200, 0 before the origin answered and while draining (as of
+    /// the last probe).
+    pub ready: IntGauge,
 }
 
 /// Live push cycles (spec §6.2 live rule).
@@ -85,6 +88,14 @@ impl LiveMetrics {
             ]),
             &["transport", "edge"],
         )?;
+        for o in ["on_time", "late", "missed"] {
+            segments.with_label_values(&[o]);
+        }
+        for t in ["h2", "ws"] {
+            for e in ["first_byte", "last_byte"] {
+                delay.with_label_values(&[t, e]);
+            }
+        }
         registry.register(Box::new(cycles.clone()))?;
         registry.register(Box::new(segments.clone()))?;
         registry.register(Box::new(delay.clone()))?;
@@ -255,6 +266,39 @@ impl Metrics {
         registry.register(Box::new(origin_seconds.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
         let push = PushMetrics::new(&registry)?;
+        // Series a dashboard plots exist from the start (0), so rates and panels work before
+        // the first event.
+        for t in ["h2", "ws"] {
+            for ty in [
+                "push-next",
+                "push-time",
+                "push-list",
+                "push-template",
+                "push-fast-start",
+            ] {
+                for c in [
+                    &push.promises,
+                    &push.completed,
+                    &push.claimed,
+                    &push.reset,
+                    &push.bytes,
+                    &push.wasted_bytes,
+                    &push.saved_bytes,
+                ] {
+                    c.with_label_values(&[t, ty]);
+                }
+            }
+        }
+        for o in [
+            "started",
+            "used_by_push",
+            "used_by_client",
+            "evicted_unused",
+            "error",
+            "dropped",
+        ] {
+            push.prefetches.with_label_values(&[o]);
+        }
         let ws_upgrades = IntCounterVec::new(
             Opts::new(
                 "dashpush_ws_upgrades_total",
@@ -278,6 +322,11 @@ impl Metrics {
             &["code"],
         )?;
         let live = LiveMetrics::new(&registry)?;
+        let ready = IntGauge::new(
+            "dashpush_ready",
+            "1 while /ready answers 200; 0 before the origin answered and while draining.",
+        )?;
+        registry.register(Box::new(ready.clone()))?;
         let config_reloads = IntCounterVec::new(
             Opts::new(
                 "dashpush_config_reloads_total",
@@ -289,6 +338,24 @@ impl Metrics {
             config_reloads.with_label_values(&[r]);
         }
         registry.register(Box::new(config_reloads.clone()))?;
+        for r in ["ok", "no_subprotocol", "bad_request"] {
+            ws_upgrades.with_label_values(&[r]);
+        }
+        for d in ["in", "out"] {
+            for m in [
+                "mpd_request",
+                "segment_request",
+                "mpd_received",
+                "segment_received",
+                "end_of_stream",
+                "segment_cancel",
+            ] {
+                ws_messages.with_label_values(&[d, m]);
+            }
+        }
+        for c in ["1002", "1003", "1008", "1009"] {
+            ws_closes.with_label_values(&[c]);
+        }
         registry.register(Box::new(ws_upgrades.clone()))?;
         registry.register(Box::new(ws_sessions.clone()))?;
         registry.register(Box::new(ws_messages.clone()))?;
@@ -301,6 +368,7 @@ impl Metrics {
             ws_closes,
             config_reloads,
             live,
+            ready,
             registry,
             requests,
             cache_hits,

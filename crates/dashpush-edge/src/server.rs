@@ -445,6 +445,7 @@ pub fn run_with_reload(
             Arc::new(Admin {
                 gateway,
                 ready: AtomicBool::new(config.ready_without_origin),
+                drain: drain.clone(),
             }),
             drain.clone(),
         ),
