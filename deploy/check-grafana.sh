@@ -8,7 +8,9 @@
 #   - an h2c push reset mid-response by tools/h2_reset_push.py (reset, wasted and saved bytes);
 #   - a push while the origin answers 503 (origin status_error, pushes dropped);
 #   - 30 distinct objects through a 256 KiB cache (evictions);
-# then scrapes /metrics and runs tools/metric_names.py on the scrape.
+# the push, prefetch, WebSocket (dashpush_ws_*), live (dashpush_live_*) and readiness
+# (dashpush_ready) series exist from start with value 0, so the scrape shows their names without
+# WebSocket or live traffic. It then scrapes /metrics and runs tools/metric_names.py on the scrape.
 # Usage: deploy/check-grafana.sh [DASHBOARD_JSON]
 # Installs curl and nghttp (Debian: curl, nghttp2-client) and the Python venv when missing.
 set -euo pipefail
