@@ -496,3 +496,65 @@ fn the_server_pings_and_serves_the_player_directory() {
     });
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_subprotocol_also_runs_over_http2_extended_connect() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/ws_h2.py");
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let target = gw.addr.to_string();
+        let directive = format!(r#"{URN}push-fast-start;{{"segments":2}}"#);
+        let mut args = vec![script, target.as_str(), "/dashpush", directive.as_str()];
+        args.extend_from_slice(extra);
+        let (code, out, err) = tool("/usr/bin/python3", &args);
+        assert_eq!(code, 0, "ws_h2.py: {err}");
+        serde_json::from_slice(&out).unwrap()
+    };
+    // RFC 8441: the server announces SETTINGS_ENABLE_CONNECT_PROTOCOL and accepts the CONNECT.
+    let v = run(&[]);
+    assert_eq!(v["connect_protocol"], true);
+    assert_eq!(v["status"], 200);
+    let streams = v["streams"].as_object().unwrap();
+    assert_eq!(streams["1"]["len"], demo_file("manifest.mpd").len());
+    let last = streams["1"]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["code"], 5);
+    assert_eq!(last["meta"]["reason"], "complete");
+    let mut pushed: Vec<(u64, String, u64)> = streams
+        .iter()
+        .filter(|(k, _)| *k != "1")
+        .map(|(k, s)| {
+            let first = &s["messages"][0]["meta"];
+            assert_eq!(first["pushed"], true);
+            assert_eq!(first["parent"], 1);
+            (
+                k.parse().unwrap(),
+                name(first["url"].as_str().unwrap()).to_owned(),
+                s["len"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    pushed.sort();
+    let names: Vec<&str> = pushed.iter().map(|p| p.1.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "init-stream1.m4s",
+            "chunk-stream1-00001.m4s",
+            "chunk-stream1-00002.m4s",
+            "init-stream2.m4s",
+            "chunk-stream2-00001.m4s",
+            "chunk-stream2-00002.m4s"
+        ]
+    );
+    for (_, n, len) in &pushed {
+        assert_eq!(*len as usize, demo_file(n).len(), "{n}");
+    }
+    // Without the sub-protocol: 400, as over HTTP/1.1.
+    assert_eq!(run(&["--no-subprotocol"])["status"], 400);
+}

@@ -83,7 +83,9 @@ pub(crate) async fn serve(
         .max_concurrent_reset_streams(limits.max_concurrent_reset_streams)
         .max_pending_accept_reset_streams(limits.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
-        .max_send_buffer_size(limits.max_send_buffer_size);
+        .max_send_buffer_size(limits.max_send_buffer_size)
+        // WebSocket over HTTP/2 (RFC 8441 extended CONNECT) for the sub-protocol.
+        .enable_connect_protocol();
     let mut conn = match builder.handshake::<_, Bytes>(stream).await {
         Ok(c) => c,
         Err(e) => {
@@ -105,7 +107,11 @@ pub(crate) async fn serve(
                     let inflight = drain.begin();
                     tasks.spawn(async move {
                         let _inflight = inflight;
-                        let (parts, _body) = request.into_parts();
+                        let (parts, body) = request.into_parts();
+                        if crate::ws::is_extended_connect(&parts) {
+                            crate::ws::h2_connect(&handler, parts, body, respond, push.scheme).await;
+                            return;
+                        }
                         let req = Req {
                             method: parts.method,
                             path: parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),

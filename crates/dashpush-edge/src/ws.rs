@@ -168,6 +168,167 @@ async fn write_short(
     Ok(())
 }
 
+/// True for an RFC 8441 extended CONNECT with `:protocol websocket`.
+pub(crate) fn is_extended_connect(parts: &http::request::Parts) -> bool {
+    parts.method == Method::CONNECT
+        && parts
+            .extensions
+            .get::<h2::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// WebSocket over HTTP/2 (RFC 8441): the same sub-protocol on an extended CONNECT stream of an
+/// HTTP/2 connection. The sub-protocol must be offered as with HTTP/1.1 (400 otherwise); the
+/// stream's DATA frames carry the WebSocket frames.
+pub(crate) async fn h2_connect(
+    gw: &Arc<Gateway>,
+    parts: http::request::Parts,
+    body: h2::RecvStream,
+    mut respond: h2::server::SendResponse<Bytes>,
+    scheme: &'static str,
+) {
+    let offered = parts
+        .headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL);
+    let host = parts.uri.authority().map(|a| a.as_str().to_owned());
+    let base = client_url(scheme, host.as_deref(), "/");
+    let (Some(base), true) = (base, offered) else {
+        gw.metrics()
+            .ws_upgrades
+            .with_label_values(&[if offered {
+                "bad_request"
+            } else {
+                "no_subprotocol"
+            }])
+            .inc();
+        let text = "offer the WebSocket sub-protocol 2016.serverpush.dash.mpeg.org (ISO/IEC 23009-6 §8.5), or use plain HTTP\n";
+        if let Ok(head) = http::Response::builder()
+            .status(400)
+            .header(http::header::CONTENT_TYPE, "text/plain")
+            .body(())
+            && let Ok(mut s) = respond.send_response(head, false)
+        {
+            let _ = s.send_data(Bytes::from_static(text.as_bytes()), true);
+        }
+        return;
+    };
+    let Ok(head) = http::Response::builder()
+        .status(200)
+        .header("sec-websocket-protocol", SUBPROTOCOL)
+        .body(())
+    else {
+        return;
+    };
+    let Ok(send) = respond.send_response(head, false) else {
+        return;
+    };
+    gw.metrics().ws_upgrades.with_label_values(&["ok"]).inc();
+    let io = H2Io {
+        send,
+        recv: body,
+        buf: Bytes::new(),
+    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limits::MAX_WS_MESSAGE))
+        .max_frame_size(Some(limits::MAX_WS_MESSAGE));
+    let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    let user_agent = parts.headers.get(http::header::USER_AGENT).cloned();
+    let gauge = gw.metrics().ws_sessions.clone();
+    gauge.inc();
+    run(gw, socket, base, host, None, user_agent).await;
+    gauge.dec();
+}
+
+/// An HTTP/2 stream as a byte stream: DATA frames in, DATA frames out within the flow-control
+/// window (RFC 8441 §5).
+struct H2Io {
+    send: h2::SendStream<Bytes>,
+    recv: h2::RecvStream,
+    buf: Bytes,
+}
+
+fn h2_io_error(e: h2::Error) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+impl tokio::io::AsyncRead for H2Io {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while self.buf.is_empty() {
+            match self.recv.poll_data(cx) {
+                Poll::Ready(Some(Ok(b))) => {
+                    let _ = self.recv.flow_control().release_capacity(b.len());
+                    self.buf = b;
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(h2_io_error(e))),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = self.buf.len().min(out.remaining());
+        let chunk = self.buf.split_to(n);
+        out.put_slice(&chunk);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for H2Io {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.send.reserve_capacity(data.len());
+        loop {
+            match self.send.poll_capacity(cx) {
+                Poll::Ready(Some(Ok(0))) => continue,
+                Poll::Ready(Some(Ok(n))) => {
+                    let n = n.min(data.len());
+                    let chunk = Bytes::copy_from_slice(data.get(..n).unwrap_or_default());
+                    return Poll::Ready(
+                        self.send
+                            .send_data(chunk, false)
+                            .map(|()| n)
+                            .map_err(h2_io_error),
+                    );
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(h2_io_error(e))),
+                Poll::Ready(None) => {
+                    return Poll::Ready(Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let _ = self.send.send_data(Bytes::new(), true);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 /// What goes to the socket.
 enum Out {
     Msg(Bytes),
@@ -256,14 +417,16 @@ impl Conn {
     }
 }
 
-async fn run(
+async fn run<S>(
     gw: &Arc<Gateway>,
-    socket: WebSocketStream<pingora::protocols::Stream>,
+    socket: WebSocketStream<S>,
     base: Url,
     host: Option<String>,
     client: Option<String>,
     user_agent: Option<HeaderValue>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sink, mut incoming) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Out>(QUEUE);
     let conn = Arc::new(Conn {
