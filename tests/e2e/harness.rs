@@ -222,3 +222,15 @@ pub const DEMO_FILES: &[&str] = &[
     "chunk-stream2-00002.m4s",
     "chunk-stream2-00003.m4s",
 ];
+
+/// Runs the independent HTTP/2 client (`tests/e2e/h2push.py`, python3-h2) against `gw`; one
+/// JSON record per request.
+pub fn h2push(gw: SocketAddr, args: &[&str]) -> Vec<serde_json::Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/h2push.py");
+    let target = gw.to_string();
+    let mut all = vec![script, target.as_str()];
+    all.extend_from_slice(args);
+    let (code, out, err) = tool("/usr/bin/python3", &all);
+    assert_eq!(code, 0, "h2push.py failed: {err}");
+    serde_json::from_slice(&out).unwrap()
+}

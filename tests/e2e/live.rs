@@ -27,16 +27,6 @@ fn live_origin(extra: &[&str]) -> (Proc, SocketAddr) {
     (p, addr)
 }
 
-fn h2push(gw: SocketAddr, args: &[&str]) -> Vec<Value> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/h2push.py");
-    let target = gw.to_string();
-    let mut all = vec![script, target.as_str()];
-    all.extend_from_slice(args);
-    let (code, out, err) = tool("/usr/bin/python3", &all);
-    assert_eq!(code, 0, "h2push.py failed: {err}");
-    serde_json::from_slice(&out).unwrap()
-}
-
 /// The newest segment number available now, from the MPD's availabilityStartTime, once at
 /// least `min` segments exist.
 fn live_edge(gw: SocketAddr, min: u64) -> u64 {

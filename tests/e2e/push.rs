@@ -10,17 +10,6 @@ use crate::harness::*;
 const URN: &str = "urn:mpeg:dash:fdh:2016:";
 const MPD: &str = "/vod/manifest.mpd";
 
-/// Runs the Python h2 client against the gateway; one JSON record per request.
-fn h2push(gw: SocketAddr, args: &[&str]) -> Vec<Value> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/h2push.py");
-    let target = gw.to_string();
-    let mut all = vec![script, target.as_str()];
-    all.extend_from_slice(args);
-    let (code, out, err) = tool("/usr/bin/python3", &all);
-    assert_eq!(code, 0, "h2push.py failed: {err}");
-    serde_json::from_slice::<Vec<Value>>(&out).unwrap()
-}
-
 fn req(path: &str, directive: &str) -> String {
     format!("{path}|{URN}{directive}")
 }

@@ -150,6 +150,39 @@ pub(crate) enum Source {
     Fill(Arc<Fill>),
 }
 
+impl Source {
+    /// The pushed response: status, headers and body (streamed from a fill in progress),
+    /// counting the prefetch as used by a push.
+    pub(crate) async fn response(
+        self,
+        gw: &Gateway,
+    ) -> (u16, Vec<(HeaderName, HeaderValue)>, Body) {
+        match self {
+            Source::Entry(e) => {
+                if e.unused_prefetch_take() {
+                    gw.metrics()
+                        .push
+                        .prefetches
+                        .with_label_values(&["used_by_push"])
+                        .inc();
+                }
+                (
+                    e.response.status,
+                    e.response.headers.clone(),
+                    Body::Full(e.response.body.clone()),
+                )
+            }
+            Source::Fill(f) => {
+                gw.cache().claim(&f, User::Push);
+                match f.head().await {
+                    Ok(h) => (h.status, h.headers, Body::Stream(f.reader())),
+                    Err(e) => (e.status(), Vec::new(), Body::Full(Bytes::new())),
+                }
+            }
+        }
+    }
+}
+
 /// The absolute URL a client used: its scheme, its authority, the request's path and query.
 pub(crate) fn client_url(scheme: &str, host: Option<&str>, path: &str) -> Option<Url> {
     let host = host?;
@@ -566,25 +599,7 @@ async fn send_push(
             return;
         }
     };
-    let (status, headers, body) = match &source {
-        Source::Entry(e) => {
-            if e.unused_prefetch_take() {
-                m.prefetches.with_label_values(&["used_by_push"]).inc();
-            }
-            (
-                e.response.status,
-                e.response.headers.clone(),
-                Body::Full(e.response.body.clone()),
-            )
-        }
-        Source::Fill(f) => {
-            gw.cache().claim(f, User::Push);
-            match f.head().await {
-                Ok(h) => (h.status, h.headers, Body::Stream(f.reader())),
-                Err(_) => (502, Vec::new(), Body::Full(Bytes::new())),
-            }
-        }
-    };
+    let (status, headers, body) = source.response(gw).await;
     let length = headers
         .iter()
         .find(|(n, _)| n == "content-length")

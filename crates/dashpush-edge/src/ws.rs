@@ -44,9 +44,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Message as WsMessage, handshake::derive_accept_key};
 use url::Url;
 
-use crate::cache::User;
 use crate::gateway::{Body, Gateway, Req};
-use crate::push::{Source, client_url, is_mpd_path, path_of};
+use crate::push::{client_url, is_mpd_path, path_of};
 
 /// Largest payload piece per Received message.
 pub const PIECE: usize = 64 * 1024;
@@ -957,25 +956,7 @@ async fn send_push(
         conn.end(id, EndReason::Error, Some(502), None).await;
         return;
     };
-    let (status, headers, body) = match source {
-        Source::Entry(e) => {
-            if e.unused_prefetch_take() {
-                m.prefetches.with_label_values(&["used_by_push"]).inc();
-            }
-            (
-                e.response.status,
-                e.response.headers.clone(),
-                Body::Full(e.response.body.clone()),
-            )
-        }
-        Source::Fill(f) => {
-            gw.cache().claim(&f, User::Push);
-            match f.head().await {
-                Ok(h) => (h.status, h.headers, Body::Stream(f.reader())),
-                Err(e) => (e.status(), Vec::new(), Body::Full(Bytes::new())),
-            }
-        }
-    };
+    let (status, headers, body) = source.response(gw).await;
     let header = |name: &str| {
         headers
             .iter()
