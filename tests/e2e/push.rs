@@ -1,8 +1,6 @@
 //! HTTP/2 server push (issue: push engine), with independent clients: Python's `h2`
 //! (`tests/e2e/h2push.py`, Debian python3-h2) and `nghttp`.
 
-use std::net::SocketAddr;
-
 use serde_json::Value;
 
 use crate::harness::*;
