@@ -471,8 +471,11 @@ fn the_server_pings_and_serves_the_player_directory() {
     let (status, body) = get(gw.addr, "/player/");
     assert_eq!(status, 200);
     assert_eq!(body, b"<!doctype html><title>p</title>");
-    assert_eq!(get(gw.addr, "/player/../secret.txt").0, 404);
-    assert_eq!(get(gw.addr, "/player/%2e%2e/secret.txt").0, 404);
+    // Dot segments, raw or encoded, are refused before any routing (static or origin).
+    assert_eq!(get(gw.addr, "/player/../secret.txt").0, 400);
+    assert_eq!(get(gw.addr, "/player/%2e%2e/secret.txt").0, 400);
+    assert_eq!(get(gw.addr, "/vod/%2E%2E/vod/manifest.mpd").0, 400);
+    assert_eq!(get(gw.addr, "/player/nope.js").0, 404);
     rt().block_on(async {
         let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
         let mut pings = 0;

@@ -230,6 +230,14 @@ impl Cache {
             .remove(key);
     }
 
+    /// Forgets the fill of `key` without storing anything (its task ended abnormally).
+    pub fn forget(&self, key: &str) {
+        self.filling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
     /// The default TTLs.
     pub fn ttls(&self) -> Ttls {
         *self.ttls.read().unwrap_or_else(PoisonError::into_inner)
@@ -267,12 +275,26 @@ pub fn ttl_of(
             .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(name))
             .filter_map(|(_, v)| v.to_str().ok())
     };
+    // A response that sets a cookie is per user; one that varies on anything but the encoding
+    // (which the gateway does not forward, so it always gets the identity) is not keyed here.
+    if header("set-cookie").next().is_some() {
+        return None;
+    }
+    if header("vary")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|v| !v.is_empty() && !v.eq_ignore_ascii_case("accept-encoding"))
+    {
+        return None;
+    }
     let mut max_age = None;
     let mut s_maxage = None;
     for directive in header("cache-control").flat_map(|v| v.split(',')) {
         let d = directive.trim().to_ascii_lowercase();
         match d.split_once('=') {
             None if matches!(d.as_str(), "no-store" | "no-cache" | "private") => return None,
+            // `no-cache="Set-Cookie"`, `private="..."`: parts of it are per user; not shared.
+            Some(("no-cache" | "private", _)) => return None,
             Some(("max-age", v)) => max_age = v.trim_matches('"').parse::<u64>().ok(),
             Some(("s-maxage", v)) => s_maxage = v.trim_matches('"').parse::<u64>().ok(),
             _ => {}
@@ -349,6 +371,23 @@ mod tests {
         assert_eq!(ttl_of(&cc("no-store"), "/a", TTLS), None);
         assert_eq!(ttl_of(&cc("private, max-age=10"), "/a", TTLS), None);
         assert_eq!(ttl_of(&cc("max-age=0"), "/a", TTLS), None);
+        assert_eq!(
+            ttl_of(&cc(r#"no-cache="Set-Cookie", max-age=60"#), "/a", TTLS),
+            None
+        );
+        assert_eq!(ttl_of(&cc(r#"private="x", max-age=60"#), "/a", TTLS), None);
+        let with = |n, v| {
+            fetched(
+                200,
+                vec![header("cache-control", "max-age=60"), header(n, v)],
+            )
+        };
+        assert_eq!(ttl_of(&with("set-cookie", "a=b"), "/a", TTLS), None);
+        assert_eq!(ttl_of(&with("vary", "User-Agent"), "/a", TTLS), None);
+        assert_eq!(
+            ttl_of(&with("vary", "Accept-Encoding"), "/a", TTLS),
+            Some(Duration::from_secs(60))
+        );
         let past = fetched(
             200,
             vec![header("expires", "Thu, 01 Jan 1970 00:00:00 GMT")],

@@ -100,7 +100,7 @@ impl Gateway {
         if req.method != Method::GET && req.method != Method::HEAD {
             return short(405, "GET and HEAD only\n");
         }
-        if !req.path.starts_with('/') {
+        if !req.path.starts_with('/') || !clean_path(&req.path) {
             return short(400, "bad request target\n");
         }
         let head = req.method == Method::HEAD;
@@ -125,7 +125,7 @@ impl Gateway {
                 Err(e) => upstream_error(&e),
             };
         }
-        let key = cache_key(route, &req.path);
+        let key = cache_key(&origins.origin_key(route).unwrap_or_default(), &req.path);
         let (fill, lookup) = match self.lookup(upstream, &key, req).await {
             Ok(entry) => {
                 let status = "dashpush; hit";
@@ -227,12 +227,17 @@ impl Gateway {
                 let client = client.clone();
                 tokio::spawn(async move {
                     // Whatever happens to this task, readers are told the fill ended.
-                    let guard = FinishOnDrop(&fill);
+                    let mut guard = FinishOnDrop {
+                        fill: &fill,
+                        cache: &cache,
+                        key: &key,
+                        done: false,
+                    };
                     upstream
                         .fetch_into("GET", &path, &fill_headers, client.as_deref(), &fill)
                         .await;
-                    drop(guard);
                     cache.finish(&key, &fill).await;
+                    guard.done = true;
                 });
             });
             if let Some((fill, lookup)) = started {
@@ -315,19 +320,40 @@ async fn static_file(dir: &std::path::Path, path: &str, head: bool) -> Resp {
     }
 }
 
-/// The cache key: the route index, then path and query (which starts with `/`, so keys of
-/// two routes never collide).
-pub(crate) fn cache_key(route: usize, path: &str) -> String {
-    format!("{route}{path}")
+/// False for a path with dot segments (raw or percent-encoded) or backslashes: an origin that
+/// normalises them would serve a resource outside the route the raw prefix matched.
+fn clean_path(path_and_query: &str) -> bool {
+    let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+    !path.contains('\\')
+        && path.split('/').all(|seg| {
+            let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+            seg != "." && seg != ".."
+        })
 }
 
-/// Ends a fill with an error if its task stops before finishing it.
-struct FinishOnDrop<'a>(&'a Fill);
+/// The cache key: the origin (`http://host:port`), then path and query. Two routes to one
+/// origin share entries; a reload that changes routes never serves one origin's bytes for
+/// another's.
+pub(crate) fn cache_key(origin: &str, path: &str) -> String {
+    format!("{origin}{path}")
+}
+
+/// Ends a fill with an error if its task stops before finishing it (a panic, or the runtime
+/// shutting down), and then forgets it, so later requests fetch again instead of joining it.
+struct FinishOnDrop<'a> {
+    fill: &'a Fill,
+    cache: &'a Cache,
+    key: &'a str,
+    done: bool,
+}
 
 impl Drop for FinishOnDrop<'_> {
     fn drop(&mut self) {
-        self.0
+        self.fill
             .finish(Err(UpstreamError::Unreachable("fetch task ended".into())));
+        if !self.done {
+            self.cache.forget(self.key);
+        }
     }
 }
 

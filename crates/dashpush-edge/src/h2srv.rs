@@ -112,6 +112,9 @@ pub(crate) async fn serve(
                             crate::ws::h2_connect(&handler, parts, body, respond, push.scheme).await;
                             return;
                         }
+                        // GET/HEAD bodies are not read: dropping the stream's receive side
+                        // returns its window to the connection at once.
+                        drop(body);
                         let req = Req {
                             method: parts.method,
                             path: parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),

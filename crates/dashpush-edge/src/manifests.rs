@@ -16,7 +16,7 @@ use url::Url;
 pub const MAX_MANIFESTS: usize = 64;
 
 struct Known {
-    route: usize,
+    origin: String,
     url: Url,
     body: Bytes,
     manifest: Arc<Manifest>,
@@ -31,12 +31,12 @@ pub struct Registry {
 impl Registry {
     /// The model of `body` served for `url` on `route`, parsing it unless this exact body is
     /// already known. `None` if it does not parse (logged; the stream is served all the same).
-    pub fn remember(&self, route: usize, url: &Url, body: &Bytes) -> Option<Arc<Manifest>> {
+    pub fn remember(&self, origin: &str, url: &Url, body: &Bytes) -> Option<Arc<Manifest>> {
         {
             let entries = self.lock();
             if let Some(k) = entries
                 .iter()
-                .find(|k| k.route == route && k.url == *url && same_bytes(&k.body, body))
+                .find(|k| k.origin == origin && k.url == *url && same_bytes(&k.body, body))
             {
                 return Some(Arc::clone(&k.manifest));
             }
@@ -50,12 +50,12 @@ impl Registry {
             }
         };
         let mut entries = self.lock();
-        entries.retain(|k| !(k.route == route && k.url == *url));
+        entries.retain(|k| !(k.origin == origin && k.url == *url));
         if entries.len() >= MAX_MANIFESTS {
             entries.pop_front();
         }
         entries.push_back(Known {
-            route,
+            origin: origin.to_owned(),
             url: url.clone(),
             body: body.clone(),
             manifest: Arc::clone(&manifest),
@@ -63,11 +63,11 @@ impl Registry {
         Some(manifest)
     }
 
-    /// A view of one route for the planner.
-    pub fn route(&self, route: usize) -> RouteManifests<'_> {
+    /// A view of one origin's MPDs for the planner.
+    pub fn route<'a>(&'a self, origin: &'a str) -> RouteManifests<'a> {
         RouteManifests {
             registry: self,
-            route,
+            origin,
         }
     }
 
@@ -83,7 +83,7 @@ fn same_bytes(a: &Bytes, b: &Bytes) -> bool {
 /// The MPDs of one route ([`dashpush_plan::Manifests`]).
 pub struct RouteManifests<'a> {
     registry: &'a Registry,
-    route: usize,
+    origin: &'a str,
 }
 
 impl dashpush_plan::Manifests for RouteManifests<'_> {
@@ -93,7 +93,7 @@ impl dashpush_plan::Manifests for RouteManifests<'_> {
         entries
             .iter()
             .rev()
-            .filter(|k| k.route == self.route && k.url.origin() == url.origin())
+            .filter(|k| k.origin == self.origin && k.url.origin() == url.origin())
             .find(|k| k.manifest.locate(url).is_some())
             .map(|k| Arc::clone(&k.manifest))
     }
@@ -103,7 +103,7 @@ impl dashpush_plan::Manifests for RouteManifests<'_> {
         entries
             .iter()
             .rev()
-            .find(|k| k.route == self.route && k.url == *mpd_url)
+            .find(|k| k.origin == self.origin && k.url == *mpd_url)
             .map(|k| Arc::clone(&k.manifest))
     }
 }

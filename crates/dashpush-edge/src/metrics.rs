@@ -52,6 +52,22 @@ pub struct Metrics {
     pub ready: IntGauge,
 }
 
+/// Holds a gauge up while alive (abort-safe `inc`/`dec`).
+pub(crate) struct Held(IntGauge);
+
+impl Held {
+    pub(crate) fn new(g: &IntGauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Live push cycles (spec §6.2 live rule).
 #[derive(Clone, Debug)]
 pub struct LiveMetrics {

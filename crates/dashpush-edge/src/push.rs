@@ -189,7 +189,10 @@ pub(crate) fn client_url(scheme: &str, host: Option<&str>, path: &str) -> Option
     if host.is_empty() || host.contains(['/', '?', '#', '@']) {
         return None;
     }
-    Url::parse(&format!("{scheme}://{host}{path}")).ok()
+    let url = Url::parse(&format!("{scheme}://{host}{path}")).ok()?;
+    // The URL must say exactly what was asked: a host or path the parser rewrites (dot
+    // segments, backslashes) would plan pushes for another resource than the one routed.
+    (path_of(&url) == path).then_some(url)
 }
 
 /// Path and query of a URL, as forwarded to the origin.
@@ -212,8 +215,9 @@ impl Gateway {
 
     /// The cached body or the fill of `path` on `route`, starting an origin fetch if needed.
     pub(crate) async fn source_of(&self, route: usize, path: &str, by: User) -> Option<Source> {
-        let upstream = Arc::clone(self.origins().get(route)?);
-        let key = cache_key(route, path);
+        let origins = self.origins();
+        let upstream = Arc::clone(origins.get(route)?);
+        let key = cache_key(&origins.origin_key(route)?, path);
         Some(
             match self
                 .source(&upstream, &key, path, Vec::new(), None, by)
@@ -240,7 +244,8 @@ impl Gateway {
             },
             Source::Entry(_) => return None,
         };
-        self.manifests().remember(route, url, &body)
+        self.manifests()
+            .remember(&self.origins().origin_key(route)?, url, &body)
     }
 
     /// Starts fetching `path` into the cache, within the gateway-wide prefetch cap. The handle
@@ -251,14 +256,29 @@ impl Gateway {
         route: usize,
         path: String,
     ) -> JoinHandle<Option<Source>> {
+        self.prefetch_with(route, path, None)
+    }
+
+    /// [`Gateway::prefetch`] with a slot already held (or `None`: wait for one).
+    fn prefetch_with(
+        self: &Arc<Self>,
+        route: usize,
+        path: String,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> JoinHandle<Option<Source>> {
         let gw = Arc::clone(self);
         tokio::spawn(async move {
-            let key = cache_key(route, &path);
+            let key = cache_key(&gw.origins().origin_key(route)?, &path);
             if let Some(e) = gw.cache().get(&key, User::Prefetch).await {
                 return Some(Source::Entry(e));
             }
-            let slots: Arc<Semaphore> = Arc::clone(gw.prefetch_slots());
-            let _permit = slots.acquire_owned().await.ok()?;
+            let _permit = match permit {
+                Some(p) => p,
+                None => {
+                    let slots: Arc<Semaphore> = Arc::clone(gw.prefetch_slots());
+                    slots.acquire_owned().await.ok()?
+                }
+            };
             let src = gw.source_of(route, &path, User::Prefetch).await?;
             if let Source::Fill(f) = &src {
                 if f.prefetched.load(Ordering::Relaxed) {
@@ -303,7 +323,11 @@ impl Gateway {
             };
             let m = &gw.metrics().live;
             for attempt in 0..=settings.live_retries {
-                if let Ok(wait) = (ask_at(attempt) - Utc::now()).to_std() {
+                // Never early, however far ahead the horizon lets a segment be promised.
+                while let Ok(wait) = (ask_at(attempt) - Utc::now()).to_std() {
+                    if wait.is_zero() {
+                        break;
+                    }
                     tokio::time::sleep(wait.min(Duration::from_secs(600))).await;
                 }
                 let src = gw.source_of(route, &path, User::Prefetch).await?;
@@ -334,16 +358,27 @@ impl Gateway {
         }
         let next = {
             use dashpush_plan::Manifests;
-            let view = self.manifests().route(route);
+            let okey = self.origins().origin_key(route).unwrap_or_default();
+            let view = self.manifests().route(&okey);
             match view.for_segment(url) {
                 Some(m) => dashpush_plan::prefetch_after(&m, url, k),
                 None => return,
             }
         };
         for u in next {
-            // Same origin route only (spec §6.2 safety rule 2).
-            if self.route_of(u.host_str(), u.path()) == Some(route) {
-                drop(self.prefetch(route, path_of(&u)));
+            // Same origin route only (spec §6.2 safety rule 2). Best effort: when every
+            // prefetch slot is busy it is skipped, never queued.
+            if self.route_of(u.host_str(), u.path()) != Some(route) {
+                continue;
+            }
+            match Arc::clone(self.prefetch_slots()).try_acquire_owned() {
+                Ok(permit) => drop(self.prefetch_with(route, path_of(&u), Some(permit))),
+                Err(_) => self
+                    .metrics()
+                    .push
+                    .prefetches
+                    .with_label_values(&["dropped"])
+                    .inc(),
             }
         }
     }
@@ -380,7 +415,8 @@ pub(crate) async fn serve_h2(
                         directive: DirectiveInput::Absent,
                         push_allowed: conn.push_enabled.get(),
                     },
-                    &gw.manifests().route(route),
+                    &gw.manifests()
+                        .route(&gw.origins().origin_key(route).unwrap_or_default()),
                     Some(Utc::now()),
                 )
             });
@@ -410,7 +446,8 @@ pub(crate) async fn serve_h2(
                 directive: input,
                 push_allowed: conn.push_enabled.get(),
             },
-            &gw.manifests().route(route),
+            &gw.manifests()
+                .route(&gw.origins().origin_key(route).unwrap_or_default()),
             Some(Utc::now()),
         )
     });
@@ -431,10 +468,20 @@ pub(crate) async fn serve_h2(
         }
     }
     // Prefetch every planned URL now, so pushes need not wait for the parent.
-    let jobs: Vec<(Push, Prefetch)> = plan
+    // Pushes outside the request's origin route are not made; the planner is told, so its
+    // in-flight count and diary stay true.
+    let release = |pushes: &[Push]| {
+        for p in pushes {
+            conn.with_session(&settings.plan, |s| s.on_reset(&p.url));
+        }
+    };
+    let (kept, foreign): (Vec<Push>, Vec<Push>) = plan
         .pushes
         .into_iter()
-        .filter(|p| gw.route_of(p.url.host_str(), p.url.path()) == Some(route))
+        .partition(|p| gw.route_of(p.url.host_str(), p.url.path()) == Some(route));
+    release(&foreign);
+    let mut jobs: Vec<(Push, Prefetch)> = kept
+        .into_iter()
         .map(|p| {
             let h = gw.prefetch_for(route, &p);
             (p, h)
@@ -442,6 +489,11 @@ pub(crate) async fn serve_h2(
         .collect();
     let _cycle = LiveCycle::new(gw, &jobs.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
     let mut resp = gw.handle(&req).await;
+    if resp.status >= 400 {
+        // Nothing is pushed on an error answer.
+        let dropped: Vec<Push> = jobs.drain(..).map(|(p, _)| p).collect();
+        release(&dropped);
+    }
     if let (Some(ack), Ok(name)) = (&plan.ack, HeaderName::from_bytes(ack_name.as_bytes()))
         && let Ok(value) = HeaderValue::from_str(&ack.to_string())
     {
@@ -449,10 +501,20 @@ pub(crate) async fn serve_h2(
     }
     let status = resp.status;
     let Some((head, body)) = crate::h2srv::response_head(&mut respond, resp) else {
+        release(&jobs.into_iter().map(|(p, _)| p).collect::<Vec<_>>());
         return Ok(status);
     };
-    let end = matches!(&body, Body::Full(b) if b.is_empty());
-    let mut parent = respond.send_response(head, end)?;
+    // The parent stays open until its promises are sent (a PUSH_PROMISE on a closed stream is
+    // a connection error, RFC 9113 §6.6), even when its own body is empty (a 304, say).
+    let empty = matches!(&body, Body::Full(b) if b.is_empty());
+    let end = empty && jobs.is_empty();
+    let mut parent = match respond.send_response(head, end) {
+        Ok(p) => p,
+        Err(e) => {
+            release(&jobs.into_iter().map(|(p, _)| p).collect::<Vec<_>>());
+            return Err(e);
+        }
+    };
     // Promises right after the head, before the parent's DATA (spec §7).
     let mut promised = Vec::with_capacity(jobs.len());
     for (p, h) in jobs {
@@ -483,8 +545,12 @@ pub(crate) async fn serve_h2(
             }
         }
     }
-    if !end {
-        crate::h2srv::send_body(&mut parent, body).await?;
+    // A parent the client reset does not cancel promises already made (spec §7.3): the
+    // pushes go on whatever happens to it.
+    if empty && !end {
+        let _ = parent.send_data(Bytes::new(), true);
+    } else if !end {
+        let _ = crate::h2srv::send_body(&mut parent, body).await;
     }
     for (p, stream, h, cancel) in promised {
         let url = p.url.clone();

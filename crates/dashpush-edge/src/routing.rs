@@ -43,6 +43,14 @@ impl Origins {
         self.routes.get(i).map(|(_, u)| u)
     }
 
+    /// The origin of route `i` as `http://host:port`: the identity cache entries and parsed
+    /// MPDs are keyed by, so they stay right when a reload reorders or changes routes.
+    pub fn origin_key(&self, i: usize) -> Option<String> {
+        self.routes
+            .get(i)
+            .map(|(r, _)| r.origin.origin().ascii_serialization())
+    }
+
     /// Every origin client, default first.
     pub fn all(&self) -> impl Iterator<Item = &Arc<Upstream>> {
         self.routes.iter().map(|(_, u)| u)

@@ -170,7 +170,8 @@ impl ServerApp for EdgeApp {
         _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         // Under TLS, ALPN decides; in cleartext, the first bytes do (h2c prior knowledge).
-        let tls = stream.selected_alpn_proto().is_some();
+        // TLS whether or not the client used ALPN (the scheme of its URLs depends on it).
+        let tls = stream.get_ssl_digest().is_some() || stream.selected_alpn_proto().is_some();
         let is_h2 = match stream.selected_alpn_proto() {
             Some(alpn) => matches!(alpn, ALPN::H2),
             None => {

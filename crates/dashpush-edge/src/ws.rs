@@ -145,10 +145,8 @@ pub(crate) async fn upgrade(
         .max_message_size(Some(limits::MAX_WS_MESSAGE))
         .max_frame_size(Some(limits::MAX_WS_MESSAGE));
     let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
-    let gauge = gw.metrics().ws_sessions.clone();
-    gauge.inc();
+    let _session = crate::metrics::Held::new(&gw.metrics().ws_sessions);
     run(gw, socket, base, host, client, user_agent).await;
-    gauge.dec();
 }
 
 async fn write_short(
@@ -236,10 +234,8 @@ pub(crate) async fn h2_connect(
         .max_frame_size(Some(limits::MAX_WS_MESSAGE));
     let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let user_agent = parts.headers.get(http::header::USER_AGENT).cloned();
-    let gauge = gw.metrics().ws_sessions.clone();
-    gauge.inc();
+    let _session = crate::metrics::Held::new(&gw.metrics().ws_sessions);
     run(gw, socket, base, host, None, user_agent).await;
-    gauge.dec();
 }
 
 /// An HTTP/2 stream as a byte stream: DATA frames in, DATA frames out within the flow-control
@@ -383,7 +379,21 @@ impl Conn {
         }
     }
 
+    /// End of stream on a stream this request owns (it is closed in the stream table).
     async fn end(
+        &self,
+        id: StreamId,
+        reason: EndReason,
+        status: Option<u16>,
+        detail: Option<String>,
+    ) {
+        self.end_message(id, reason, status, detail).await;
+        self.streams().close(id);
+    }
+
+    /// End of stream answering a message that does not own `id` (a reused or bad id): the
+    /// stream table is left alone, so a running request keeps its slot.
+    async fn end_message(
         &self,
         id: StreamId,
         reason: EndReason,
@@ -400,7 +410,6 @@ impl Conn {
             }),
         };
         self.send(&m).await;
-        self.streams().close(id);
     }
 
     fn streams(&self) -> std::sync::MutexGuard<'_, Streams> {
@@ -578,7 +587,7 @@ async fn on_binary(
     };
     let opened = conn.streams().open_client(id);
     if let Err(e) = opened {
-        conn.end(id, EndReason::Error, Some(e.status()), Some(e.to_string()))
+        conn.end_message(id, EndReason::Error, Some(e.status()), Some(e.to_string()))
             .await;
         return None;
     }
@@ -696,7 +705,8 @@ async fn request(
                 directive: input,
                 push_allowed: true,
             },
-            &gw.manifests().route(route),
+            &gw.manifests()
+                .route(&gw.origins().origin_key(route).unwrap_or_default()),
             Some(Utc::now()),
         )
     });
@@ -725,6 +735,8 @@ async fn request(
     let mut jobs = Vec::new();
     for p in plan.pushes {
         if gw.route_of(p.url.host_str(), p.url.path()) != Some(route) {
+            // Not on this request's origin route: not pushed, and the planner is told.
+            conn.plan(|s| s.on_reset(&p.url));
             continue;
         }
         let opened = conn.streams().open_server();
@@ -770,12 +782,7 @@ async fn request(
     if status >= 400 {
         // An error answer is End of stream `error` with the status (spec §8.4); the pushes
         // planned on it are dropped.
-        for (p, push_id, _, h) in jobs {
-            h.abort();
-            conn.plan(|s| s.on_reset(&p.url));
-            conn.cancels().remove(&push_id.get());
-            conn.streams().close(push_id);
-        }
+        drop_jobs(conn, jobs);
         let detail = match &resp.body {
             Body::Full(b) => String::from_utf8_lossy(b).trim().to_owned(),
             Body::Stream(_) => String::new(),
@@ -811,7 +818,17 @@ async fn request(
         .await
         .is_err()
     {
-        return;
+        // The origin broke off (or the socket went away): the planned pushes are dropped
+        // and the request ends with an error, so no stream id or planner slot is left behind.
+        drop_jobs(conn, jobs);
+        return conn
+            .end(
+                id,
+                EndReason::Error,
+                Some(502),
+                Some("origin broke off".into()),
+            )
+            .await;
     }
     if status == 200 && !mpd {
         gw.prefetch_following(route, &url);
@@ -821,6 +838,25 @@ async fn request(
         conn.cancels().remove(&push_id.get());
     }
     conn.end(id, EndReason::Complete, None, None).await;
+}
+
+/// Drops planned pushes that will not be sent: their prefetches, planner slots, cancel flags
+/// and stream ids.
+fn drop_jobs(
+    conn: &Conn,
+    jobs: Vec<(
+        dashpush_plan::Push,
+        StreamId,
+        Arc<AtomicBool>,
+        crate::push::Prefetch,
+    )>,
+) {
+    for (p, push_id, _, h) in jobs {
+        h.abort();
+        conn.plan(|s| s.on_reset(&p.url));
+        conn.cancels().remove(&push_id.get());
+        conn.streams().close(push_id);
+    }
 }
 
 /// A body cut into pieces of at most [`PIECE`] bytes.
@@ -969,7 +1005,10 @@ async fn send_push(
             Body::Full(b) => Some(b.len() as u64),
             Body::Stream(_) => None,
         });
-    if status != 200 {
+    // Only cacheable 200 responses are pushed (spec §6.2 safety rule 5).
+    if status != 200
+        || crate::cache::ttl_of(status, &headers, p.url.path(), gw.cache().ttls()).is_none()
+    {
         m.dropped.with_label_values(&[WS, "origin_status"]).inc();
         conn.plan(|s| s.on_reset(&p.url));
         conn.end(id, EndReason::Error, Some(status), None).await;

@@ -194,7 +194,7 @@ fn demo(opts: &DemoOptions, path: &str, now: SystemTime) -> Option<Resource> {
             if !t.is_multiple_of(dur_us) {
                 return None;
             }
-            u64::try_from(t / dur_us).ok()? + 1
+            u64::try_from(t / dur_us).ok()?.checked_add(1)?
         }
         None => number.parse().ok()?,
     };

@@ -37,6 +37,9 @@ pub struct Faults {
     pub reset_rate: f64,
 }
 
+/// Distinct paths the hit counters track.
+const MAX_HIT_PATHS: usize = 10_000;
+
 /// What one request gets.
 enum Outcome {
     Respond(Response<Full<Bytes>>),
@@ -64,6 +67,19 @@ impl Origin {
             .unwrap_or(0)
     }
 
+    /// Counts a hit; at most [`MAX_HIT_PATHS`] distinct paths are tracked (new ones beyond
+    /// that are counted under `"(other)"`), so random paths cannot grow the map without bound.
+    fn count_hit(&self, path: &str) {
+        if let Ok(mut h) = self.hits.lock() {
+            let key = if h.contains_key(path) || h.len() < MAX_HIT_PATHS {
+                path.to_owned()
+            } else {
+                "(other)".to_owned()
+            };
+            *h.entry(key).or_default() += 1;
+        }
+    }
+
     fn faults(&self) -> Faults {
         self.faults.lock().map(|f| *f).unwrap_or_default()
     }
@@ -71,18 +87,14 @@ impl Origin {
     async fn handle(&self, req: Request<Incoming>) -> Outcome {
         let path = req.uri().path().to_owned();
         if let Some(n) = path.strip_prefix("/_origin/gated/") {
-            if let Ok(mut h) = self.hits.lock() {
-                *h.entry(path.clone()).or_default() += 1;
-            }
+            self.count_hit(&path);
             return self.gated(n);
         }
         if let Some(admin) = path.strip_prefix("/_origin/") {
             return Outcome::Respond(self.admin(admin, req.uri().query().unwrap_or("")));
         }
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut h) = self.hits.lock() {
-            *h.entry(path.clone()).or_default() += 1;
-        }
+        self.count_hit(&path);
         let f = self.faults();
         if !f.latency.is_zero() {
             tokio::time::sleep(f.latency).await;
@@ -138,7 +150,10 @@ impl Origin {
             if !first.is_empty() && tx.send_data(first).await.is_err() {
                 return;
             }
-            if gate.changed().await.is_ok() && !rest.is_empty() {
+            // Held for the next /_origin/open, but not forever: a client that left must not
+            // pin the body.
+            let opened = tokio::time::timeout(Duration::from_secs(60), gate.changed()).await;
+            if matches!(opened, Ok(Ok(()))) && !rest.is_empty() {
                 let _ = tx.send_data(rest).await;
             }
         });
@@ -173,7 +188,8 @@ impl Origin {
                 };
                 for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
                     match (k, v.parse::<f64>()) {
-                        ("latency_ms", Ok(ms)) if ms >= 0.0 => {
+                        // Finite and at most an hour: anything else would panic or stall forever.
+                        ("latency_ms", Ok(ms)) if (0.0..=3_600_000.0).contains(&ms) => {
                             f.latency = Duration::from_secs_f64(ms / 1000.0)
                         }
                         ("error_rate", Ok(r)) if (0.0..=1.0).contains(&r) => f.error_rate = r,
