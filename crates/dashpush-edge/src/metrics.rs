@@ -145,7 +145,7 @@ pub struct PushMetrics {
     /// Bytes not sent because the client reset the push first.
     pub saved_bytes: IntCounterVec,
     /// Promises the gateway withdrew itself, by reason (`origin_status`, `origin_error`,
-    /// `byte_cap`, `replaced`, `promise_refused`).
+    /// `byte_cap`, `replaced`, `promise_refused`, `parent_error`).
     pub dropped: IntCounterVec,
     /// Segments fetched ahead of need, by outcome (`started`, `used_by_push`,
     /// `used_by_client`, `error`, `dropped`).

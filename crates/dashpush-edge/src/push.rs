@@ -492,6 +492,9 @@ pub(crate) async fn serve_h2(
     if resp.status >= 400 {
         // Nothing is pushed on an error answer.
         let dropped: Vec<Push> = jobs.drain(..).map(|(p, _)| p).collect();
+        m.dropped
+            .with_label_values(&[H2, "parent_error"])
+            .inc_by(dropped.len() as u64);
         release(&dropped);
     }
     if let (Some(ack), Ok(name)) = (&plan.ack, HeaderName::from_bytes(ack_name.as_bytes()))

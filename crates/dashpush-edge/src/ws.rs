@@ -782,6 +782,9 @@ async fn request(
     if status >= 400 {
         // An error answer is End of stream `error` with the status (spec §8.4); the pushes
         // planned on it are dropped.
+        m.dropped
+            .with_label_values(&[WS, "parent_error"])
+            .inc_by(jobs.len() as u64);
         drop_jobs(conn, jobs);
         let detail = match &resp.body {
             Body::Full(b) => String::from_utf8_lossy(b).trim().to_owned(),
