@@ -182,6 +182,11 @@ impl std::fmt::Debug for FillReader {
 }
 
 impl FillReader {
+    /// The fill it follows.
+    pub(crate) fn fill(&self) -> &Arc<Fill> {
+        &self.fill
+    }
+
     /// The next chunk; `None` at a clean end, an error if the origin broke off.
     pub async fn chunk(&mut self) -> Option<Result<Bytes, UpstreamError>> {
         loop {

@@ -27,6 +27,15 @@ pub(crate) trait Handler: Send + Sync + 'static {
         let mut resp = resp;
         let _ = write(&mut session, &mut resp).await;
     }
+    /// Runs before a response is written (the gateway remembers an MPD it carries).
+    fn before_write(
+        self: &Arc<Self>,
+        _scheme: &'static str,
+        _host: Option<&str>,
+        _path: &str,
+        _resp: &Resp,
+    ) {
+    }
     /// Runs after a response was sent (the gateway prefetches what follows a segment).
     fn after_response(
         self: &Arc<Self>,
@@ -92,6 +101,7 @@ pub(crate) async fn serve<H: Handler>(
         };
         let (host, path) = (req.host.clone(), req.path.clone());
         let mut resp = handler.handle(req).await;
+        handler.before_write(scheme, host.as_deref(), &path, &resp);
         if drain.is_draining() {
             session.set_server_keepalive(None);
         }

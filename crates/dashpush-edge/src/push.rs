@@ -229,23 +229,41 @@ impl Gateway {
         )
     }
 
-    /// Parses and remembers the MPD at `url` (route `route`) from the cache, fetching it if
-    /// needed; `None` if it is not a usable MPD.
-    pub(crate) async fn note_mpd(
-        &self,
+    /// Remembers (parses) the MPD a response for `url` carries, from the very bytes served:
+    /// no extra origin fetch, even for an MPD that may not be cached. A streamed body is
+    /// parsed once the fill completes, in a task whose handle is returned (await it to plan
+    /// from this MPD); `None` if there is nothing to remember.
+    pub(crate) fn note_served(
+        self: &Arc<Self>,
         route: usize,
         url: &Url,
-    ) -> Option<Arc<dashpush_mpd::Manifest>> {
-        let body = match self.source_of(route, &path_of(url), User::Prefetch).await? {
-            Source::Entry(e) if e.response.status == 200 => e.response.body.clone(),
-            Source::Fill(f) => match f.complete().await {
-                Ok(r) if r.status == 200 => r.body,
-                _ => return None,
-            },
-            Source::Entry(_) => return None,
-        };
-        self.manifests()
-            .remember(&self.origins().origin_key(route)?, url, &body)
+        resp: &crate::gateway::Resp,
+    ) -> Option<JoinHandle<()>> {
+        if resp.status != 200 || !is_mpd_path(url.path()) {
+            return None;
+        }
+        let origin = self.origins().origin_key(route)?;
+        let gw = Arc::clone(self);
+        let url = url.clone();
+        match &resp.body {
+            Body::Full(b) if !b.is_empty() => {
+                let body = b.clone();
+                Some(tokio::spawn(async move {
+                    gw.manifests().remember(&origin, &url, &body);
+                }))
+            }
+            Body::Stream(r) => {
+                let fill = Arc::clone(r.fill());
+                Some(tokio::spawn(async move {
+                    if let Ok(f) = fill.complete().await
+                        && f.status == 200
+                    {
+                        gw.manifests().remember(&origin, &url, &f.body);
+                    }
+                }))
+            }
+            Body::Full(_) => None,
+        }
     }
 
     /// Starts fetching `path` into the cache, within the gateway-wide prefetch cap. The handle
@@ -426,7 +444,11 @@ pub(crate) async fn serve_h2(
         if status == 200
             && let (Some(route), Some(url)) = (route, url)
         {
-            after_pull(gw, route, url);
+            if is_mpd_path(url.path()) {
+                drop(gw.note_served(route, &url, &resp));
+            } else {
+                gw.prefetch_following(route, &url);
+            }
         }
         crate::h2srv::send(respond, resp).await?;
         return Ok(status);
@@ -435,8 +457,16 @@ pub(crate) async fn serve_h2(
         DirectiveInput::Parsed(d) => d.push_type().label(),
         _ => "malformed",
     };
+    // On an MPD request the plan needs that MPD: answer first and parse what is served (one
+    // origin fetch, whatever its caching); other requests plan first so that the pushes'
+    // prefetches overlap the parent's own fetch.
+    let mut answered = None;
     if is_mpd_path(&req.path) {
-        gw.note_mpd(route, &url).await;
+        let resp = gw.handle(&req).await;
+        if let Some(parsing) = gw.note_served(route, &url, &resp) {
+            let _ = parsing.await;
+        }
+        answered = Some(resp);
     }
     let settings = gw.push_settings();
     let plan = conn.with_session(&settings.plan, |s| {
@@ -488,7 +518,10 @@ pub(crate) async fn serve_h2(
         })
         .collect();
     let _cycle = LiveCycle::new(gw, &jobs.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
-    let mut resp = gw.handle(&req).await;
+    let mut resp = match answered {
+        Some(r) => r,
+        None => gw.handle(&req).await,
+    };
     if resp.status >= 400 {
         // Nothing is pushed on an error answer.
         let dropped: Vec<Push> = jobs.drain(..).map(|(p, _)| p).collect();
@@ -598,21 +631,24 @@ pub(crate) fn observe_live(gw: &Gateway, p: &Push, transport: &str, edge: &str) 
     }
 }
 
-/// After an HTTP/1.1 response 200: remember an MPD, or prefetch what follows a segment.
-pub(crate) fn after_pull_h1(gw: &Arc<Gateway>, scheme: &str, host: Option<&str>, path: &str) {
+/// Before an HTTP/1.1 response is written: remember the MPD it carries.
+pub(crate) fn served_h1(
+    gw: &Arc<Gateway>,
+    scheme: &str,
+    host: Option<&str>,
+    path: &str,
+    resp: &crate::gateway::Resp,
+) {
     if let (Some(route), Some(url)) = (gw.route_of(host, path), client_url(scheme, host, path)) {
-        after_pull(gw, route, url);
+        drop(gw.note_served(route, &url, resp));
     }
 }
 
-/// After a pull: remember an MPD, or prefetch what follows a segment.
-fn after_pull(gw: &Arc<Gateway>, route: usize, url: Url) {
-    let gw = Arc::clone(gw);
-    if is_mpd_path(url.path()) {
-        tokio::spawn(async move {
-            gw.note_mpd(route, &url).await;
-        });
-    } else {
+/// After an HTTP/1.1 response 200 for a segment: prefetch what follows it.
+pub(crate) fn after_pull_h1(gw: &Arc<Gateway>, scheme: &str, host: Option<&str>, path: &str) {
+    if let (Some(route), Some(url)) = (gw.route_of(host, path), client_url(scheme, host, path))
+        && !is_mpd_path(url.path())
+    {
         gw.prefetch_following(route, &url);
     }
 }

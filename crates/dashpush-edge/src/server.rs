@@ -124,6 +124,16 @@ impl Handler for Gateway {
         crate::ws::upgrade(self, session, scheme, client).await;
     }
 
+    fn before_write(
+        self: &Arc<Self>,
+        scheme: &'static str,
+        host: Option<&str>,
+        path: &str,
+        resp: &Resp,
+    ) {
+        crate::push::served_h1(self, scheme, host, path, resp);
+    }
+
     fn after_response(
         self: &Arc<Self>,
         scheme: &'static str,

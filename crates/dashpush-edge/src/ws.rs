@@ -695,8 +695,21 @@ async fn request(
         DirectiveInput::Malformed(_) => Some("malformed"),
         DirectiveInput::Absent => None,
     };
+    let req = Req {
+        method: Method::GET,
+        path: path.clone(),
+        headers: request_headers(conn, range),
+        client: conn.client.clone(),
+        host: conn.host.clone(),
+    };
+    // On an MPD request the plan needs that MPD: answer first and parse what is served.
+    let mut answered = None;
     if is_mpd_path(&path) {
-        gw.note_mpd(route, &url).await;
+        let resp = gw.handle(&req).await;
+        if let Some(parsing) = gw.note_served(route, &url, &resp) {
+            let _ = parsing.await;
+        }
+        answered = Some(resp);
     }
     let plan = conn.plan(|s| {
         s.on_request(
@@ -761,23 +774,10 @@ async fn request(
         gw,
         &jobs.iter().map(|(p, ..)| p.clone()).collect::<Vec<_>>(),
     );
-    let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
-    if let Some(ua) = &conn.user_agent {
-        headers.push((http::header::USER_AGENT, ua.clone()));
-    }
-    if let Some(r) = range
-        && let Ok(v) = HeaderValue::from_str(&format!("bytes={r}"))
-    {
-        headers.push((http::header::RANGE, v));
-    }
-    let req = Req {
-        method: Method::GET,
-        path: path.clone(),
-        headers,
-        client: conn.client.clone(),
-        host: conn.host.clone(),
+    let resp = match answered {
+        Some(r) => r,
+        None => gw.handle(&req).await,
     };
-    let resp = gw.handle(&req).await;
     let status = resp.status;
     if status >= 400 {
         // An error answer is End of stream `error` with the status (spec §8.4); the pushes
@@ -841,6 +841,21 @@ async fn request(
         conn.cancels().remove(&push_id.get());
     }
     conn.end(id, EndReason::Complete, None, None).await;
+}
+
+/// The request headers a socket request is forwarded with: the upgrade's user agent, and the
+/// message's byte range.
+fn request_headers(conn: &Conn, range: Option<ByteRange>) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    if let Some(ua) = &conn.user_agent {
+        headers.push((http::header::USER_AGENT, ua.clone()));
+    }
+    if let Some(r) = range
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes={r}"))
+    {
+        headers.push((http::header::RANGE, v));
+    }
+    headers
 }
 
 /// Drops planned pushes that will not be sent: their prefetches, planner slots, cancel flags
