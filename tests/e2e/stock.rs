@@ -447,3 +447,60 @@ fn sighup_and_a_changed_file_reload_the_origins_and_a_bad_config_is_refused() {
     assert_eq!(get(gw.addr, seg1).0, 200);
     assert_eq!((origin_hits(a, seg1), origin_hits(b, seg1)), (1, 0));
 }
+
+#[test]
+fn a_304_answer_keeps_its_stream_open_until_its_pushes_are_promised() {
+    // nginx sends validators, so a conditional segment request is answered 304 from the cache;
+    // its push-next pushes must still arrive, on a connection that stays usable.
+    let n = nginx();
+    let gw = gateway(&format!("http://{}", n.addr), &[]);
+    let seg = "/vod/chunk-stream0-00001.m4s";
+    let (code, head, _) = tool(
+        "curl",
+        &[
+            "-sS",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            &format!("http://{}{seg}", gw.addr),
+        ],
+    );
+    assert_eq!(code, 0);
+    let head = String::from_utf8_lossy(&head).to_string();
+    let etag = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("etag"))
+        })
+        .map(|(_, v)| v.trim().to_owned())
+        .expect("etag from nginx");
+    let out = h2push(
+        gw.addr,
+        &[
+            "--header",
+            &format!("if-none-match:{etag}"),
+            "/vod/manifest.mpd",
+            &format!("{seg}|urn:mpeg:dash:fdh:2016:push-next;2"),
+            "/vod/chunk-stream0-00003.m4s",
+        ],
+    );
+    assert_eq!(out[1]["status"], 304);
+    let pushes: Vec<(&str, &serde_json::Value)> = out[1]["pushes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["path"].as_str().unwrap(), &p["status"]))
+        .collect();
+    assert_eq!(
+        pushes,
+        [
+            ("/vod/chunk-stream0-00002.m4s", &serde_json::json!(200)),
+            ("/vod/chunk-stream0-00003.m4s", &serde_json::json!(200))
+        ]
+    );
+    // The connection survived: a request after it is answered (its segment was pushed, so it
+    // is a cache hit; the If-None-Match of the other segment does not match it).
+    assert_eq!(out[2]["status"], 200);
+}
