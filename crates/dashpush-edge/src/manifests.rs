@@ -3,7 +3,7 @@
 //! An MPD is parsed against the URL the *client* used (its scheme and authority), so every
 //! segment URL the model yields is a URL on the gateway, on the same origin route. Entries are
 //! keyed by route and client URL, re-parsed only when the cached body changes (a live MPD), and
-//! bounded: the least recently stored entry goes first.
+//! bounded: the least recently used entry (stored or looked up for a segment) goes first.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -88,14 +88,18 @@ pub struct RouteManifests<'a> {
 
 impl dashpush_plan::Manifests for RouteManifests<'_> {
     fn for_segment(&self, url: &Url) -> Option<Arc<Manifest>> {
-        let entries = self.registry.lock();
+        let mut entries = self.registry.lock();
         // Newest first: a live MPD's latest version, or the stream the client opened last.
-        entries
-            .iter()
-            .rev()
-            .filter(|k| k.origin == self.origin && k.url.origin() == url.origin())
-            .find(|k| k.manifest.locate(url).is_some())
-            .map(|k| Arc::clone(&k.manifest))
+        let at = entries.iter().rposition(|k| {
+            k.origin == self.origin
+                && k.url.origin() == url.origin()
+                && k.manifest.locate(url).is_some()
+        })?;
+        // Used: it moves to the back, so eviction takes the least recently used.
+        let hit = entries.remove(at)?;
+        let manifest = Arc::clone(&hit.manifest);
+        entries.push_back(hit);
+        Some(manifest)
     }
 
     fn manifest(&self, mpd_url: &Url) -> Option<Arc<Manifest>> {
