@@ -588,12 +588,49 @@ pub(crate) async fn serve_h2(
     } else if !end {
         let _ = crate::h2srv::send_body(&mut parent, body).await;
     }
+    let mut outstanding = Outstanding::new(&m.reset, H2, applied, promised.len());
     for (p, stream, h, cancel) in promised {
         let url = p.url.clone();
         send_push(gw, conn, applied, p, stream, h, &cancel).await;
         conn.active().remove(&url);
+        outstanding.done();
     }
     Ok(status)
+}
+
+/// Promised pushes not yet finished when their request task ends early (the client closed
+/// the connection, which aborts it) are counted as reset, so promised = completed + reset +
+/// dropped holds however a connection ends.
+pub(crate) struct Outstanding {
+    counter: prometheus::IntCounter,
+    left: u64,
+}
+
+impl Outstanding {
+    pub(crate) fn new(
+        reset: &prometheus::IntCounterVec,
+        transport: &str,
+        push_type: &str,
+        n: usize,
+    ) -> Self {
+        Self {
+            counter: reset.with_label_values(&[transport, push_type]),
+            left: n as u64,
+        }
+    }
+
+    /// One more push finished (counted by whoever finished it).
+    pub(crate) fn done(&mut self) {
+        self.left = self.left.saturating_sub(1);
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        if self.left > 0 {
+            self.counter.inc_by(self.left);
+        }
+    }
 }
 
 /// Counts a live cycle (pushes waiting for segments) while it lives, abort included.

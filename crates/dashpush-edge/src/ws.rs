@@ -836,9 +836,11 @@ async fn request(
     if status == 200 && !mpd {
         gw.prefetch_following(route, &url);
     }
+    let mut outstanding = crate::push::Outstanding::new(&m.reset, WS, applied, jobs.len());
     for (p, push_id, flag, h) in jobs {
         send_push(conn, id, applied, p, push_id, &flag, h).await;
         conn.cancels().remove(&push_id.get());
+        outstanding.done();
     }
     conn.end(id, EndReason::Complete, None, None).await;
 }
