@@ -63,6 +63,11 @@ impl Registry {
         Some(manifest)
     }
 
+    /// True when no MPD is known (nothing to prefetch from).
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// A view of one origin's MPDs for the planner.
     pub fn route<'a>(&'a self, origin: &'a str) -> RouteManifests<'a> {
         RouteManifests {

@@ -676,6 +676,9 @@ pub(crate) fn served_h1(
     path: &str,
     resp: &crate::gateway::Resp,
 ) {
+    if resp.status != 200 || !is_mpd_path(path) {
+        return;
+    }
     if let (Some(route), Some(url)) = (gw.route_of(host, path), client_url(scheme, host, path)) {
         drop(gw.note_served(route, &url, resp));
     }
@@ -683,6 +686,10 @@ pub(crate) fn served_h1(
 
 /// After an HTTP/1.1 response 200 for a segment: prefetch what follows it.
 pub(crate) fn after_pull_h1(gw: &Arc<Gateway>, scheme: &str, host: Option<&str>, path: &str) {
+    // Cheap checks first: this runs after every HTTP/1.1 response.
+    if is_mpd_path(path) || gw.push_settings().prefetch_next == 0 || gw.manifests().is_empty() {
+        return;
+    }
     if let (Some(route), Some(url)) = (gw.route_of(host, path), client_url(scheme, host, path))
         && !is_mpd_path(url.path())
     {
