@@ -371,17 +371,9 @@ fn upstream_error(e: &UpstreamError) -> Resp {
 /// A response streamed from a fill: the origin's headers, its `content-length` as the length.
 fn streamed(h: Head, reader: FillReader, cache_status: &'static str) -> Resp {
     let content_length = header(&h.headers, "content-length").and_then(|v| v.parse().ok());
-    let mut headers = h.headers;
-    headers.retain(|(n, _)| n != "content-length" && n != "cache-status");
-    headers.push((
-        HeaderName::from_static("cache-status"),
-        HeaderValue::from_static(cache_status),
-    ));
-    if h.status == 200 && !headers.iter().any(|(n, _)| n == "accept-ranges") {
-        headers.push((
-            HeaderName::from_static("accept-ranges"),
-            HeaderValue::from_static("bytes"),
-        ));
+    let mut headers = with_cache_status(h.headers, cache_status);
+    if h.status == 200 {
+        accept_ranges(&mut headers);
     }
     Resp {
         status: h.status,
@@ -458,12 +450,7 @@ impl Resp {
 /// Builds the downstream response, applying a single Range to a 200 and dropping the body for
 /// HEAD.
 fn from_fetched(f: Fetched, range: Option<&str>, head: bool, cache_status: &'static str) -> Resp {
-    let mut headers = f.headers;
-    headers.retain(|(n, _)| n != "content-length" && n != "cache-status");
-    headers.push((
-        HeaderName::from_static("cache-status"),
-        HeaderValue::from_static(cache_status),
-    ));
+    let mut headers = with_cache_status(f.headers, cache_status);
     let total = f.body.len() as u64;
     let (status, body) = match range.filter(|_| f.status == 200) {
         None => (f.status, f.body),
@@ -482,18 +469,37 @@ fn from_fetched(f: Fetched, range: Option<&str>, head: bool, cache_status: &'sta
             }
         },
     };
-    if !headers.iter().any(|(n, _)| n == "accept-ranges") {
-        headers.push((
-            HeaderName::from_static("accept-ranges"),
-            HeaderValue::from_static("bytes"),
-        ));
-    }
+    accept_ranges(&mut headers);
     let content_length = Some(body.len());
     Resp {
         status,
         headers,
         body: Body::Full(if head { Bytes::new() } else { body }),
         content_length,
+    }
+}
+
+/// The origin's headers for a downstream answer: its length (set by the protocol layer) and
+/// any cache status dropped, ours added (RFC 9211).
+fn with_cache_status(
+    mut headers: Vec<(HeaderName, HeaderValue)>,
+    cache_status: &'static str,
+) -> Vec<(HeaderName, HeaderValue)> {
+    headers.retain(|(n, _)| n != "content-length" && n != "cache-status");
+    headers.push((
+        HeaderName::from_static("cache-status"),
+        HeaderValue::from_static(cache_status),
+    ));
+    headers
+}
+
+/// Says Range requests are served (from the cache), unless the origin already said so.
+fn accept_ranges(headers: &mut Vec<(HeaderName, HeaderValue)>) {
+    if !headers.iter().any(|(n, _)| n == "accept-ranges") {
+        headers.push((
+            HeaderName::from_static("accept-ranges"),
+            HeaderValue::from_static("bytes"),
+        ));
     }
 }
 

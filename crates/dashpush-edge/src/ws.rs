@@ -58,6 +58,19 @@ pub const PING_EVERY: Duration = Duration::from_secs(20);
 
 const WS: &str = "ws";
 
+/// True if the client offers the sub-protocol of spec §8.5 in `Sec-WebSocket-Protocol`.
+fn offers_subprotocol(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL)
+}
+
+/// The refusal a client that does not offer the sub-protocol gets (HTTP/1.1 and HTTP/2).
+const NOT_OFFERED: &str = "offer the WebSocket sub-protocol 2016.serverpush.dash.mpeg.org (ISO/IEC 23009-6 §8.5), or use plain HTTP\n";
+
 /// True if the request asks for a WebSocket upgrade (RFC 6455 §4.2.1).
 pub(crate) fn is_upgrade(session: &HttpSession) -> bool {
     let h = session.req_header();
@@ -78,13 +91,7 @@ pub(crate) async fn upgrade(
     client: Option<String>,
 ) {
     let h = session.req_header();
-    let offered = h
-        .headers
-        .get_all("sec-websocket-protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == SUBPROTOCOL);
+    let offered = offers_subprotocol(&h.headers);
     let key = h
         .headers
         .get("sec-websocket-key")
@@ -103,10 +110,7 @@ pub(crate) async fn upgrade(
     let checked: Result<(String, Url), (u16, &'static str)> = if !method_ok || !version_ok {
         Err((426, "WebSocket version 13 over GET only\n"))
     } else if !offered {
-        Err((
-            400,
-            "offer the WebSocket sub-protocol 2016.serverpush.dash.mpeg.org (ISO/IEC 23009-6 §8.5), or use plain HTTP\n",
-        ))
+        Err((400, NOT_OFFERED))
     } else {
         match (key, client_url(scheme, host.as_deref(), "/")) {
             (None, _) => Err((400, "missing Sec-WebSocket-Key\n")),
@@ -184,13 +188,7 @@ pub(crate) async fn h2_connect(
     mut respond: h2::server::SendResponse<Bytes>,
     scheme: &'static str,
 ) {
-    let offered = parts
-        .headers
-        .get_all("sec-websocket-protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == SUBPROTOCOL);
+    let offered = offers_subprotocol(&parts.headers);
     let host = parts.uri.authority().map(|a| a.as_str().to_owned());
     let base = client_url(scheme, host.as_deref(), "/");
     let (Some(base), true) = (base, offered) else {
@@ -202,7 +200,7 @@ pub(crate) async fn h2_connect(
                 "no_subprotocol"
             }])
             .inc();
-        let text = "offer the WebSocket sub-protocol 2016.serverpush.dash.mpeg.org (ISO/IEC 23009-6 §8.5), or use plain HTTP\n";
+        let text = NOT_OFFERED;
         if let Ok(head) = http::Response::builder()
             .status(400)
             .header(http::header::CONTENT_TYPE, "text/plain")
@@ -938,42 +936,35 @@ async fn send_resource(
         if cancel.load(Ordering::Relaxed) {
             return Err(sent);
         }
-        match piece {
+        let piece = match piece {
             Some(p) if !filled => {
                 pending.payload = p;
                 filled = true;
+                continue;
             }
-            Some(p) => {
-                let next = Received {
-                    url: pending.url.clone(),
-                    status: pending.status,
-                    content_type: pending.content_type.clone(),
-                    payload: p,
-                    ..Received::default()
-                };
-                let n = pending.payload.len() as u64;
-                let msg = DashMessage {
-                    stream_id: id,
-                    end: false,
-                    body: wrap(std::mem::replace(&mut pending, next)),
-                };
-                if !conn.send(&msg).await {
-                    return Err(sent);
-                }
-                sent += n;
-            }
-            None => {
-                let n = pending.payload.len() as u64;
-                let msg = DashMessage {
-                    stream_id: id,
-                    end: true,
-                    body: wrap(pending),
-                };
-                if !conn.send(&msg).await {
-                    return Err(sent);
-                }
-                return Ok(sent + n);
-            }
+            other => other,
+        };
+        // Send the pending message; END when there is no next piece.
+        let end = piece.is_none();
+        let next = piece.map(|p| Received {
+            url: pending.url.clone(),
+            status: pending.status,
+            content_type: pending.content_type.clone(),
+            payload: p,
+            ..Received::default()
+        });
+        let n = pending.payload.len() as u64;
+        let msg = DashMessage {
+            stream_id: id,
+            end,
+            body: wrap(std::mem::replace(&mut pending, next.unwrap_or_default())),
+        };
+        if !conn.send(&msg).await {
+            return Err(sent);
+        }
+        sent += n;
+        if end {
+            return Ok(sent);
         }
     }
 }
