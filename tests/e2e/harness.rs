@@ -20,7 +20,10 @@ impl Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dashpush"))
             .args(args)
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("DASHPUSH_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -86,6 +89,14 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what the process logged (the last lines).
+        if std::thread::panicking()
+            && let Ok(lines) = self.lines.lock()
+        {
+            for l in lines.iter().rev().take(40).rev() {
+                eprintln!("  [dashpush] {l}");
+            }
+        }
     }
 }
 
