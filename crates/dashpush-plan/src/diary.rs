@@ -41,6 +41,13 @@ impl Diary {
         self.members.insert(url.clone());
     }
 
+    /// Forgets `url` (a push that was not delivered may be pushed again).
+    pub(crate) fn remove(&mut self, url: &Url) {
+        if self.members.remove(url) {
+            self.order.retain(|u| u != url);
+        }
+    }
+
     /// True if `url` is remembered.
     pub(crate) fn contains(&self, url: &Url) -> bool {
         self.members.contains(url)

@@ -1,9 +1,11 @@
 //! The per-connection push planner of dashpush (spec §4–5, §6.2, §7.3, Annex G, Annex H).
 //!
 //! One [`Session`] lives as long as one downstream connection. The edge feeds it events — a
-//! request with its push directive ([`Session::on_request`]), a promise the client reset
-//! ([`Session::on_reset`]), a push fully sent ([`Session::on_complete`]), a push body about to
-//! be sent ([`Session::admit_bytes`]) — and gets decisions back: the push acknowledgement, the
+//! request with its push directive ([`Session::on_request`]), promises the edge takes back
+//! before the ack is written ([`Session::withhold`]), a promise the client refused
+//! ([`Session::on_refused`]), a push the edge could not deliver this time
+//! ([`Session::on_undelivered`]), a push fully sent ([`Session::on_complete`]), a push body
+//! about to be sent ([`Session::admit_bytes`]) — and gets decisions back: the push acknowledgement, the
 //! ordered list of URLs to promise, and the unsent pushes of a replaced cycle to cancel
 //! ([`Plan`]).
 //!
@@ -32,6 +34,7 @@
     )
 )]
 
+mod ack;
 mod config;
 mod diary;
 mod manifests;

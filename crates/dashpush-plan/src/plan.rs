@@ -7,6 +7,8 @@ use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 use url::Url;
 
+use crate::ack::AckBasis;
+
 /// The push directive of one request, as the edge read it (spec §6.1.3, §7.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DirectiveInput {
@@ -170,6 +172,10 @@ pub struct Plan {
     pub outcome: Outcome,
     /// URLs the directive asked for (or implied) that the safety rules or caps left out.
     pub dropped: usize,
+    /// What the ack was computed from, so that promises taken back before the ack is written
+    /// give a truthful ack ([`crate::Session::withhold`]).
+    #[serde(skip)]
+    pub(crate) basis: AckBasis,
 }
 
 impl Plan {
@@ -181,6 +187,7 @@ impl Plan {
             cancel: Vec::new(),
             outcome: Outcome::NoDirective,
             dropped: 0,
+            basis: AckBasis::default(),
         }
     }
 

@@ -2,16 +2,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use dashpush_mpd::{Manifest, RepRef, Resource, SegmentRef};
 use dashpush_proto::{
-    DirectiveError, FastStartParams, PushAck, PushDirective, PushDuration, UrlList, UrlListError,
-    limits,
+    DirectiveError, FastStartParams, PushAck, PushDirective, PushDuration, UrlListError, limits,
 };
 use url::Url;
 
+use crate::ack::{AckBasis, AckItem, AckRule, reach_ms};
 use crate::config::PlanConfig;
 use crate::diary::Diary;
 use crate::manifests::{Manifests, same_resource};
@@ -25,7 +24,7 @@ const MAX_CYCLES: usize = 1024;
 ///
 /// Feed it every request of the connection ([`Session::on_request`], with or without a
 /// directive: requests also tell it what the client already has) and every end of a push
-/// ([`Session::on_complete`], [`Session::on_reset`]). It never reads a clock and never fails:
+/// ([`Session::on_complete`], [`Session::on_refused`], [`Session::on_undelivered`]). It never reads a clock and never fails:
 /// whatever it cannot honour it acks as less (spec §4–5 (ours): "the server may always push
 /// less than asked").
 #[derive(Debug)]
@@ -33,7 +32,7 @@ pub struct Session {
     cfg: PlanConfig,
     /// Every URL promised on this connection (spec §6.2 safety rule 3).
     pushed: Diary,
-    /// Promised URLs the client reset or a new cycle cancelled: not delivered.
+    /// Promised URLs the client refused (spec §7.3): never pushed again on this connection.
     refused: Diary,
     /// Every URL the client requested on this connection.
     requested: Diary,
@@ -250,14 +249,68 @@ impl Session {
         }
     }
 
-    /// The client reset a promised stream (spec §7.3, HTTP/2 `RST_STREAM`; WebSocket Segment
-    /// cancel): its slot and bytes are freed and it is never pushed again on this connection.
-    /// Unknown or finished URLs are ignored.
-    pub fn on_reset(&mut self, url: &Url) {
+    /// The client refused a promised push (spec §7.3: HTTP/2 `RST_STREAM` `CANCEL` or
+    /// `REFUSED_STREAM`; WebSocket Segment cancel): its slot and bytes are freed and it is never
+    /// pushed again on this connection. Unknown or finished URLs are ignored.
+    pub fn on_refused(&mut self, url: &Url) {
         let url = without_fragment(url);
         if let Some(f) = self.in_flight.remove(&url) {
             self.bytes_in_flight = self.bytes_in_flight.saturating_sub(f.bytes);
             self.refused.insert(&url);
+        }
+    }
+
+    /// The edge could not deliver a promised push this time (origin error or status, byte cap,
+    /// failed parent, lost transport): its slot and bytes are freed and it is forgotten by the
+    /// push diary, so a later directive may push it again (spec §7.3 (ours)). Unknown or
+    /// finished URLs are ignored.
+    pub fn on_undelivered(&mut self, url: &Url) {
+        let url = without_fragment(url);
+        if let Some(f) = self.in_flight.remove(&url) {
+            self.bytes_in_flight = self.bytes_in_flight.saturating_sub(f.bytes);
+            self.pushed.remove(&url);
+        }
+    }
+
+    /// Takes back, before the ack is written, the promises of `plan` for `urls` (the edge
+    /// cannot make them: a route check, a transport that cannot carry them, a body known to be
+    /// over the byte cap). They count as undelivered ([`Session::on_undelivered`]); under
+    /// push-next / push-time a segment taken back ends the run, so the pushes after it are
+    /// taken back too. `plan.pushes` keeps the rest in order, and `plan.ack` becomes the ack of
+    /// what is left (spec §6.1.4: the ack says what was really promised).
+    pub fn withhold(&mut self, plan: &mut Plan, urls: &[Url]) {
+        let urls: Vec<Url> = urls.iter().map(without_fragment).collect();
+        let gone = plan.basis.take_back(&urls);
+        self.drop_pushes(plan, |u| gone.contains(u) || urls.contains(u));
+        if plan.basis.rule != AckRule::Fixed
+            && let Some(fixed) = &plan.ack
+        {
+            let ack = plan.basis.ack(fixed);
+            plan.outcome = Outcome::Accepted(ack.directive().push_type());
+            plan.ack = Some(ack);
+        }
+    }
+
+    /// Takes back every promise of `plan` before the ack is written and acks push-none: the
+    /// parent request failed (spec §7.2 (ours): nothing is pushed from an error answer).
+    pub fn withhold_all(&mut self, plan: &mut Plan) {
+        self.drop_pushes(plan, |_| true);
+        for item in &mut plan.basis.items {
+            item.granted = false;
+        }
+        if plan.ack.is_some() {
+            plan.ack = Some(PushAck::none());
+        }
+    }
+
+    /// Removes the pushes of `plan` matching `pred`, as undelivered.
+    fn drop_pushes(&mut self, plan: &mut Plan, pred: impl Fn(&Url) -> bool) {
+        let (gone, kept): (Vec<Push>, Vec<Push>) = std::mem::take(&mut plan.pushes)
+            .into_iter()
+            .partition(|p| pred(&p.url));
+        plan.pushes = kept;
+        for p in gone {
+            self.on_undelivered(&p.url);
         }
     }
 
@@ -280,7 +333,7 @@ impl Session {
     /// Asks to send `len` more body bytes of the push of `url` (spec §6.2 safety rule 4). True
     /// if they fit under `max_bytes_in_flight`; they are then counted until the push completes
     /// or is reset. False for a URL not in flight or bytes that do not fit: the edge then resets
-    /// that promise and reports it with [`Session::on_reset`].
+    /// that promise and reports it with [`Session::on_undelivered`].
     pub fn admit_bytes(&mut self, url: &Url, len: u64) -> bool {
         let url = without_fragment(url);
         let Some(f) = self.in_flight.get_mut(&url) else {
@@ -422,19 +475,16 @@ impl Session {
         };
         let adm = self.admit(url, &cands, rules, std::slice::from_ref(&key));
         self.cycle_mut(&key).rep = Some(rep.representation);
-        let granted: Vec<&Candidate> = granted_media(&cands, &adm.granted).collect();
-        let ack = match (d, granted.last()) {
-            (_, None) => PushAck::none(),
-            (Ask::Next(_), Some(_)) => PushAck(PushDirective::Next(
-                u32::try_from(granted.len()).unwrap_or(u32::MAX),
-            )),
-            (Ask::Time(t), Some(last)) => {
-                let reached = last.segment.map_or(0.0, |s| s.start + s.duration_secs) - base;
-                PushAck(PushDirective::Time(effective_time(*t, reached)))
-            }
-            (_, Some(_)) => PushAck::none(),
+        let rule = match d {
+            Ask::Time(t) => AckRule::Time(*t),
+            _ => AckRule::Next,
         };
-        finish(ack, adm)
+        let items = cands
+            .iter()
+            .zip(&adm.granted)
+            .map(|(c, g)| ack_item(c, *g, base))
+            .collect();
+        finish(AckBasis { rule, items }, adm)
     }
 
     /// Where push-next / push-time on an init request start: after the client's position in
@@ -537,64 +587,32 @@ impl Session {
         for item in &fs.items {
             self.cycle_mut(&set_key(m, item.rep)).rep = Some(item.rep.representation);
         }
-        // Per item: anything granted, media granted, and the time they reach.
-        let mut any = vec![false; fs.items.len()];
-        let mut media = vec![0usize; fs.items.len()];
-        let mut reach = vec![0.0f64; fs.items.len()];
-        for (c, g) in cands.iter().zip(&adm.granted) {
-            if !*g {
-                continue;
-            }
-            if let Some(a) = any.get_mut(c.group) {
-                *a = true;
-            }
-            if let (true, Some(s)) = (c.counts, c.segment) {
+        let rule = match start {
+            Start::Params(_) => AckRule::FastStart {
+                params: fs.params.clone(),
+                reps: fs
+                    .items
+                    .iter()
+                    .map(|i| m.representation(i.rep).map(|r| r.id.clone()))
+                    .collect(),
+            },
+            Start::Next(_) => AckRule::StartNext,
+            Start::Time(t) => AckRule::StartTime(t),
+        };
+        // Reach is measured per item, from its first segment.
+        let items = cands
+            .iter()
+            .zip(&adm.granted)
+            .map(|(c, g)| {
                 let first = fs
                     .items
                     .get(c.group)
                     .and_then(|i| i.segments.first())
-                    .map_or(s.start, |f| f.start);
-                if let Some(n) = media.get_mut(c.group) {
-                    *n += 1;
-                }
-                if let Some(r) = reach.get_mut(c.group) {
-                    *r = r.max(s.start + s.duration_secs - first);
-                }
-            }
-        }
-        let most = media.iter().copied().max().unwrap_or(0);
-        let ack = if !any.contains(&true) {
-            PushAck::none()
-        } else {
-            match start {
-                Start::Params(_) => {
-                    let mut p = fs.params.clone();
-                    p.representations = Some(
-                        fs.items
-                            .iter()
-                            .zip(&any)
-                            .filter(|(_, a)| **a)
-                            .filter_map(|(i, _)| m.representation(i.rep))
-                            .map(|r| r.id.clone())
-                            .collect(),
-                    );
-                    if most > 0 {
-                        p.segments = Some(u32::try_from(most).unwrap_or(u32::MAX));
-                    }
-                    PushAck(PushDirective::FastStart(p))
-                }
-                Start::Next(_) if most == 0 => PushAck::none(),
-                Start::Next(_) => {
-                    PushAck(PushDirective::Next(u32::try_from(most).unwrap_or(u32::MAX)))
-                }
-                Start::Time(_) if most == 0 => PushAck::none(),
-                Start::Time(t) => {
-                    let reached = reach.iter().copied().fold(0.0, f64::max);
-                    PushAck(PushDirective::Time(effective_time(t, reached)))
-                }
-            }
-        };
-        finish(ack, adm)
+                    .map_or(0.0, |f| f.start);
+                ack_item(c, *g, first)
+            })
+            .collect();
+        finish(AckBasis { rule, items }, adm)
     }
 
     /// push-list / push-template (spec §6.1.5, §6.1.6, §6.2): entries resolved against the
@@ -651,21 +669,16 @@ impl Session {
         if let Target::Segment(SegmentRef { rep, .. }) | Target::Init(rep) = target {
             self.cycle_mut(&key).rep = Some(rep.representation);
         }
-        let granted: Vec<&str> = entries
+        let rule = AckRule::List {
+            directive: d,
+            texts: entries.into_iter().map(|(text, _)| text).collect(),
+        };
+        let items = cands
             .iter()
             .zip(&adm.granted)
-            .filter(|(_, g)| **g)
-            .map(|((text, _), _)| text.as_str())
+            .map(|(c, g)| ack_item(c, *g, 0.0))
             .collect();
-        let ack = if granted.is_empty() {
-            PushAck::none()
-        } else if granted.len() == entries.len() {
-            PushAck(d)
-        } else {
-            // The URLs actually pushed, as a list (spec §6.1.4: the effective parameter).
-            UrlList::new(&granted).map_or(PushAck(d), |l| PushAck(PushDirective::List(l)))
-        };
-        finish(ack, adm)
+        finish(AckBasis { rule, items }, adm)
     }
 
     /// A list or template entry: what it is in the MPD and whether it may be pushed at all
@@ -846,7 +859,8 @@ impl Session {
         out.into_iter().map(|(_, u)| u).collect()
     }
 
-    /// Removes the in-flight pushes matching `pred`; they count as refused.
+    /// Removes the in-flight pushes matching `pred` (a replaced or ended cycle); they count as
+    /// undelivered, not refused: a later directive may push them again (spec §7.3 (ours)).
     fn cancel_where_seq(&mut self, pred: impl Fn(&Url, &Flight) -> bool) -> Vec<(u64, Url)> {
         let gone: Vec<Url> = self
             .in_flight
@@ -858,7 +872,7 @@ impl Session {
         for u in gone {
             if let Some(f) = self.in_flight.remove(&u) {
                 self.bytes_in_flight = self.bytes_in_flight.saturating_sub(f.bytes);
-                self.refused.insert(&u);
+                self.pushed.remove(&u);
                 out.push((f.seq, u));
             }
         }
@@ -979,37 +993,31 @@ fn resolve(url: &Url, manifests: &dyn Manifests) -> Option<(Arc<Manifest>, Targe
     Some((m, target))
 }
 
-/// The granted candidates that count toward K or T, in order.
-fn granted_media<'a>(
-    cands: &'a [Candidate],
-    granted: &'a [bool],
-) -> impl Iterator<Item = &'a Candidate> {
-    cands
-        .iter()
-        .zip(granted)
-        .filter(|(c, g)| c.counts && **g)
-        .map(|(c, _)| c)
-}
-
-/// The ack's T (spec §6.1.4): the asked (clamped) T, or less when the granted segments reach
-/// less far (end of Period, live horizon, caps), to the millisecond.
-fn effective_time(asked: PushDuration, reached_secs: f64) -> PushDuration {
-    if !(reached_secs.is_finite() && reached_secs > 0.0) {
-        return asked;
+/// A judged candidate as the ack sees it; `start` is where its reach is measured from.
+fn ack_item(c: &Candidate, granted: bool, start: f64) -> AckItem {
+    let reach = match (c.counts, c.segment) {
+        (true, Some(s)) => reach_ms(s.start + s.duration_secs - start),
+        _ => 0,
+    };
+    AckItem {
+        url: c.url.clone(),
+        counts: c.counts,
+        group: c.group,
+        reach_ms: reach,
+        granted,
     }
-    let millis = (reached_secs * 1000.0).round();
-    let reached = Duration::from_millis(millis.min(u64::MAX as f64) as u64);
-    PushDuration::new(reached.min(asked.duration())).unwrap_or(asked)
 }
 
-/// The plan for an accepted directive.
-fn finish(ack: PushAck, adm: Admitted) -> Plan {
+/// The plan for an accepted directive: the ack computed from what was granted.
+fn finish(basis: AckBasis, adm: Admitted) -> Plan {
+    let ack = basis.ack(&PushAck::none());
     Plan {
         outcome: Outcome::Accepted(ack.directive().push_type()),
         ack: Some(ack),
         pushes: adm.pushes,
         cancel: adm.cancel,
         dropped: adm.dropped,
+        basis,
     }
 }
 

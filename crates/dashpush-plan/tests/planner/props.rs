@@ -52,7 +52,14 @@ enum Event {
         allowed: bool,
         fragment: bool,
     },
-    Reset(usize),
+    /// The client refused the push of this name (RST_STREAM, Segment cancel).
+    Refused(usize),
+    /// The edge could not deliver the push of this name (origin error, byte cap, ...).
+    Undelivered(usize),
+    /// Before the ack of the last plan is written, the edge takes back the push of this name.
+    Withhold(usize),
+    /// Before the ack of the last plan is written, the parent fails: everything is taken back.
+    ParentFailed,
     Complete(usize),
     Admit(usize, u64),
     /// Live only: time passes.
@@ -87,7 +94,10 @@ fn event() -> impl Strategy<Value = Event> {
         6 => (0usize..52, directive_gen(), prop::bool::weighted(0.9), any::<bool>()).prop_map(
             |(url, directive, allowed, fragment)| Event::Request { url, directive, allowed, fragment }
         ),
-        2 => (0usize..50).prop_map(Event::Reset),
+        2 => (0usize..50).prop_map(Event::Refused),
+        1 => (0usize..50).prop_map(Event::Undelivered),
+        2 => (0usize..50).prop_map(Event::Withhold),
+        1 => Just(Event::ParentFailed),
         2 => (0usize..50).prop_map(Event::Complete),
         1 => (0usize..50, 0u64..400).prop_map(|(i, n)| Event::Admit(i, n)),
         1 => any::<u8>().prop_map(Event::Tick),
@@ -119,7 +129,10 @@ fn config() -> impl Strategy<Value = PlanConfig> {
 
 /// What the test knows independently of the session.
 struct Model {
+    /// Promised and not taken back: delivered, in flight or refused.
     pushed: HashSet<Url>,
+    /// Refused by the client: never pushed again.
+    refused: HashSet<Url>,
     requested: HashSet<Url>,
     in_flight: HashSet<Url>,
 }
@@ -168,8 +181,10 @@ fn check_plan(
     // Rule 4: per-request cap.
     prop_assert!(plan.pushes.len() <= cfg.max_promises_per_request);
     // Cancels name only pushes in flight.
+    // A cancel (a replaced cycle) is not a refusal: the URL may be pushed again.
     for c in &plan.cancel {
         prop_assert!(model.in_flight.remove(c), "cancelled {} not in flight", c);
+        model.pushed.remove(c);
     }
     for p in &plan.pushes {
         let url = &p.url;
@@ -179,6 +194,7 @@ fn check_plan(
         prop_assert_eq!(url.port_or_known_default(), req_url.port_or_known_default());
         // Rule 3: once per connection, never what the client asked for.
         prop_assert!(model.pushed.insert(url.clone()), "{} pushed twice", url);
+        prop_assert!(!model.refused.contains(url), "{} pushed after a refusal", url);
         prop_assert!(!model.requested.contains(url), "{} was requested", url);
         prop_assert!(url.fragment().is_none());
         // Live: promised only within the horizon, and only for the future.
@@ -187,6 +203,46 @@ fn check_plan(
             prop_assert!(nb - now <= chrono::TimeDelta::from_std(cfg.live_horizon).unwrap());
         }
         model.in_flight.insert(url.clone());
+    }
+    Ok(())
+}
+
+/// After the edge took `url` back from `before`: what is left is a subsequence of what was
+/// promised, without `url`; the ack never claims more than before; what was taken back may be
+/// pushed again later (the model forgets it).
+fn check_withheld(
+    model: &mut Model,
+    before: &Plan,
+    after: &Plan,
+    url: &Url,
+) -> Result<(), TestCaseError> {
+    prop_assert!(after.pushes.iter().all(|p| &p.url != url));
+    let mut rest = before.pushes.iter();
+    for p in &after.pushes {
+        prop_assert!(rest.any(|b| b == p), "{} not kept in order", p.url);
+    }
+    for p in &before.pushes {
+        if !after.pushes.contains(p) && model.in_flight.remove(&p.url) {
+            model.pushed.remove(&p.url);
+        }
+    }
+    match (
+        before.ack.as_ref().map(|a| a.directive()),
+        after.ack.as_ref().map(|a| a.directive()),
+    ) {
+        (None, a) => prop_assert!(a.is_none()),
+        (Some(PushDirective::Next(k0)), Some(PushDirective::Next(k1))) => {
+            prop_assert!(k1 <= k0);
+        }
+        (Some(PushDirective::Time(t0)), Some(PushDirective::Time(t1))) => {
+            prop_assert!(t1 <= t0);
+        }
+        (Some(_), Some(a)) => {
+            if !after.pushes.is_empty() {
+                prop_assert_ne!(a.push_type(), PushType::None);
+            }
+        }
+        (Some(_), None) => prop_assert!(false, "the ack disappeared"),
     }
     Ok(())
 }
@@ -217,7 +273,9 @@ fn run(is_live: bool, cfg: PlanConfig, events: Vec<Event>) -> Result<(), TestCas
     } else {
         None
     };
+    let mut last: Option<(Url, Plan)> = None;
     let mut model = Model {
+        refused: HashSet::new(),
         pushed: HashSet::new(),
         requested: HashSet::new(),
         in_flight: HashSet::new(),
@@ -264,11 +322,47 @@ fn run(is_live: bool, cfg: PlanConfig, events: Vec<Event>) -> Result<(), TestCas
                 };
                 let plan = session.on_request(&req, &manifests, now);
                 check_plan(&cfg, &mut model, &plain, &dgen, allowed, &plan, now)?;
+                last = Some((plain, plan));
             }
-            Event::Reset(i) => {
+            Event::Refused(i) => {
                 let url = resolve(i);
-                session.on_reset(&url);
-                model.in_flight.remove(&url);
+                session.on_refused(&url);
+                if model.in_flight.remove(&url) {
+                    model.refused.insert(url);
+                }
+            }
+            Event::Undelivered(i) => {
+                let url = resolve(i);
+                session.on_undelivered(&url);
+                if model.in_flight.remove(&url) {
+                    model.pushed.remove(&url);
+                }
+            }
+            Event::Withhold(i) => {
+                if let Some((_, plan)) = last.as_mut() {
+                    let url = resolve(i);
+                    let before = plan.clone();
+                    session.withhold(plan, std::slice::from_ref(&url));
+                    check_withheld(&mut model, &before, plan, &url)?;
+                }
+            }
+            Event::ParentFailed => {
+                if let Some((_, plan)) = last.as_mut() {
+                    let before = plan.clone();
+                    session.withhold_all(plan);
+                    prop_assert!(plan.pushes.is_empty());
+                    if before.ack.is_some() {
+                        prop_assert_eq!(
+                            plan.ack.as_ref().map(|a| a.directive().push_type()),
+                            Some(PushType::None)
+                        );
+                    }
+                    for p in &before.pushes {
+                        if model.in_flight.remove(&p.url) {
+                            model.pushed.remove(&p.url);
+                        }
+                    }
+                }
             }
             Event::Complete(i) => {
                 let url = resolve(i);

@@ -378,7 +378,7 @@ fn a_reset_push_is_never_pushed_again() {
     let p = c.get(&l("v0-1.m4s"), Some(&urn("push-next;3")));
     assert_eq!(p.pushes.len(), 3);
     c.session.on_complete(&u(&l("v0-2.m4s")));
-    c.session.on_reset(&u(&l("v0-3.m4s")));
+    c.session.on_refused(&u(&l("v0-3.m4s")));
     assert_eq!(c.session.in_flight(), 1);
     let p = c.get(&l("v0-1.m4s"), Some(&urn("push-next;3")));
     // 2 was delivered, 3 was refused: the run stops there; 4 (in flight) is cancelled.
@@ -402,10 +402,12 @@ fn a_new_directive_on_the_same_representation_replaces_the_cycle() {
     assert_eq!(cancelled(&p), [l("v0-2.m4s"), l("v0-5.m4s")]);
     assert_eq!(ack(&p).unwrap(), urn("push-next;2"));
     assert_eq!(c.session.in_flight(), 2);
-    // A cancelled push is not pushed again either.
+    // A push cancelled by the server (a replaced cycle) was not delivered, and the client did
+    // not refuse it: a later directive may push it again (spec §7.3 (ours)). 4 is still in
+    // flight (granted, not promised twice); 5 and 6 are promised.
     let p = c.get(&l("v0-3.m4s"), Some(&urn("push-next;3")));
-    assert!(p.pushes.is_empty());
-    assert_eq!(ack(&p).unwrap(), urn("push-next;1"));
+    assert_eq!(pushed(&p), [l("v0-5.m4s"), l("v0-6.m4s")]);
+    assert_eq!(ack(&p).unwrap(), urn("push-next;3"));
 }
 
 #[test]
@@ -521,7 +523,7 @@ fn bytes_in_flight_are_admitted_up_to_the_cap_and_freed() {
     assert_eq!(c.session.bytes_in_flight(), 40);
     assert!(c.session.admit_bytes(&b, 60));
     assert!(!c.session.admit_bytes(&a, 1), "not in flight any more");
-    c.session.on_reset(&b);
+    c.session.on_refused(&b);
     assert_eq!(c.session.bytes_in_flight(), 0);
     assert!(
         !c.session.admit_bytes(&u(&chunk(1, 1)), 1),
@@ -651,4 +653,62 @@ fn config_never_raises_hard_limits() {
         ..PlanConfig::default()
     });
     assert_eq!(s.config().max_time, Duration::from_secs(600));
+}
+
+#[test]
+fn a_refused_push_is_never_pushed_again_but_an_undelivered_one_may_be() {
+    let mut c = Conn::new(long_vod(60));
+    let p = c.get(&l("v0-1.m4s"), Some(&urn("push-next;2")));
+    assert_eq!(pushed(&p), [l("v0-2.m4s"), l("v0-3.m4s")]);
+    // 2: the client refused it (RST_STREAM / Segment cancel). 3: the origin failed it.
+    c.session.on_refused(&u(&l("v0-2.m4s")));
+    c.session.on_undelivered(&u(&l("v0-3.m4s")));
+    assert_eq!(c.session.in_flight(), 0);
+    let p = c.get(
+        &l("v0-1.m4s"),
+        Some(&urn("push-list;v0-2.m4s, v0-3.m4s")),
+    );
+    assert_eq!(pushed(&p), [l("v0-3.m4s")]);
+    assert_eq!(ack(&p).unwrap(), urn("push-list;v0-3.m4s"));
+}
+
+#[test]
+fn promises_taken_back_before_the_ack_make_the_ack_say_less() {
+    let mut c = Conn::new(long_vod(60));
+    let mut p = c.get(&l("v0-1.m4s"), Some(&urn("push-next;3")));
+    assert_eq!(p.pushes.len(), 3);
+    // The second segment cannot be promised: the run ends before it.
+    c.session.withhold(&mut p, &[u(&l("v0-3.m4s"))]);
+    assert_eq!(pushed(&p), [l("v0-2.m4s")]);
+    assert_eq!(ack(&p).unwrap(), urn("push-next;1"));
+    assert_eq!(c.session.in_flight(), 1);
+    // Taken back means not delivered: a later directive may push them.
+    let p = c.get(&l("v0-2.m4s"), Some(&urn("push-next;2")));
+    assert_eq!(pushed(&p), [l("v0-3.m4s"), l("v0-4.m4s")]);
+
+    let mut p = c.get(
+        &l("v0-2.m4s"),
+        Some(&urn("push-list;v0-7.m4s, v0-8.m4s, v0-9.m4s")),
+    );
+    c.session.withhold(&mut p, &[u(&l("v0-8.m4s"))]);
+    assert_eq!(pushed(&p), [l("v0-7.m4s"), l("v0-9.m4s")]);
+    assert_eq!(ack(&p).unwrap(), urn("push-list;v0-7.m4s, v0-9.m4s"));
+
+    let mut p = c.get(&l("v0-9.m4s"), Some(&urn("push-time;4")));
+    assert_eq!(ack(&p).unwrap(), urn("push-time;4"));
+    c.session.withhold(&mut p, &[u(&l("v0-11.m4s"))]);
+    assert_eq!(pushed(&p), [l("v0-10.m4s")]);
+    assert_eq!(ack(&p).unwrap(), urn("push-time;2"));
+}
+
+#[test]
+fn a_failed_parent_takes_every_promise_back_and_acks_push_none() {
+    let mut c = Conn::new(long_vod(60));
+    let mut p = c.get(&l("v0-1.m4s"), Some(&urn("push-next;2")));
+    c.session.withhold_all(&mut p);
+    assert!(p.pushes.is_empty());
+    assert_eq!(ack(&p).unwrap(), urn("push-none"));
+    assert_eq!(c.session.in_flight(), 0);
+    let p = c.get(&l("v0-1.m4s"), Some(&urn("push-next;2")));
+    assert_eq!(pushed(&p), [l("v0-2.m4s"), l("v0-3.m4s")]);
 }
