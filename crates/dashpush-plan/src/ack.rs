@@ -69,6 +69,15 @@ impl AckRule {
     pub(crate) fn is_window(&self) -> bool {
         matches!(self, Self::Next | Self::Time(_))
     }
+
+    /// True for the rules whose ack counts segments: an init is granted only with a media
+    /// segment of its group.
+    pub(crate) fn init_needs_media(&self) -> bool {
+        matches!(
+            self,
+            Self::Next | Self::Time(_) | Self::StartNext | Self::StartTime(_)
+        )
+    }
 }
 
 impl AckBasis {
@@ -162,6 +171,22 @@ impl AckBasis {
             }
             if named && item.counts && window {
                 cut = true;
+            }
+        }
+        // An init goes only with a media segment of its group when the ack counts segments
+        // (the ack could not name it otherwise), as when the plan was made.
+        if self.rule.init_needs_media() {
+            let with_media: Vec<usize> = self
+                .items
+                .iter()
+                .filter(|i| i.granted && i.counts)
+                .map(|i| i.group)
+                .collect();
+            for item in &mut self.items {
+                if item.granted && !item.counts && !with_media.contains(&item.group) {
+                    item.granted = false;
+                    out.push(item.url.clone());
+                }
             }
         }
         out

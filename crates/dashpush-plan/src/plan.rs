@@ -76,6 +76,11 @@ pub struct Push {
     /// Live: the segment's availability start when that is still in the future at planning
     /// time; the edge sends it then (spec §6.2). `None`: send now.
     pub not_before: Option<DateTime<Utc>>,
+    /// Live: the end of the segment's availability slot (its availability start plus its
+    /// duration). The edge retries a transient origin failure until then (spec §7.3 (ours));
+    /// `None` for a static MPD.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_until: Option<DateTime<Utc>>,
 }
 
 /// Why a directive was not honoured. Every rejection is acked `push-none` and the request is

@@ -3,6 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use dashpush_mpd::{Manifest, RepRef, Resource, SegmentRef};
 use dashpush_proto::{
@@ -103,6 +105,8 @@ struct Candidate {
     url: Url,
     kind: PushKind,
     not_before: Option<DateTime<Utc>>,
+    /// Live: the end of the segment's availability slot (start + duration).
+    live_until: Option<DateTime<Utc>>,
     segment: Option<SegmentRef>,
     cycle: CycleKey,
     /// A media segment that counts toward K or T (not an init pushed ahead of a switch).
@@ -440,6 +444,7 @@ impl Session {
                 url: without_fragment(&init),
                 kind: PushKind::Init,
                 not_before: None,
+                live_until: None,
                 segment: None,
                 cycle: key.clone(),
                 counts: false,
@@ -461,6 +466,7 @@ impl Session {
                 url: without_fragment(&seg_url),
                 kind: PushKind::Media,
                 not_before,
+                live_until: live_until(m, &s),
                 segment: Some(s),
                 cycle: key.clone(),
                 counts: true,
@@ -544,6 +550,7 @@ impl Session {
                     url: without_fragment(init),
                     kind: PushKind::Init,
                     not_before: None,
+                    live_until: None,
                     segment: None,
                     cycle: key.clone(),
                     counts: false,
@@ -570,6 +577,7 @@ impl Session {
                     url: without_fragment(&seg_url),
                     kind: PushKind::Media,
                     not_before,
+                    live_until: live_until(m, s),
                     segment: Some(*s),
                     cycle: key.clone(),
                     counts: true,
@@ -695,6 +703,7 @@ impl Session {
             url: u.clone(),
             kind: PushKind::Other,
             not_before: None,
+            live_until: None,
             segment: None,
             cycle: key.clone(),
             counts: false,
@@ -710,6 +719,7 @@ impl Session {
             Some(Resource::Segment(s)) => {
                 c.kind = PushKind::Media;
                 c.segment = Some(s);
+                c.live_until = live_until(m, &s);
                 match self.gate(m, &s, now) {
                     Gate::Now => {}
                     Gate::Later(at) => c.not_before = Some(at),
@@ -849,6 +859,7 @@ impl Session {
             url: c.url.clone(),
             kind: c.kind,
             not_before: c.not_before,
+            live_until: c.live_until,
         }
     }
 
@@ -991,6 +1002,14 @@ fn resolve(url: &Url, manifests: &dyn Manifests) -> Option<(Arc<Manifest>, Targe
         None => Target::Other,
     };
     Some((m, target))
+}
+
+/// Live: when the availability slot of `s` ends (its availability start plus its duration);
+/// `None` for a static MPD.
+fn live_until(m: &Manifest, s: &SegmentRef) -> Option<DateTime<Utc>> {
+    let start = m.availability_start(s)?;
+    let slot = TimeDelta::from_std(Duration::from_secs_f64(s.duration_secs.max(0.0))).ok()?;
+    start.checked_add_signed(slot)
 }
 
 /// A judged candidate as the ack sees it; `start` is where its reach is measured from.

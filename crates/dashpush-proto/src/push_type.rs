@@ -54,6 +54,25 @@ pub enum PushTypeError {
 }
 
 impl PushType {
+    /// Every push type this implementation knows, for pre-registering metric series.
+    pub const ALL: [PushType; 6] = [
+        Self::None,
+        Self::Next,
+        Self::Time,
+        Self::List,
+        Self::Template,
+        Self::FastStart,
+    ];
+
+    /// The push types that push something (all of [`PushType::ALL`] but push-none).
+    pub const PUSHING: [PushType; 5] = [
+        Self::Next,
+        Self::Time,
+        Self::List,
+        Self::Template,
+        Self::FastStart,
+    ];
+
     /// The token after the year, e.g. `push-next`.
     pub fn token(&self) -> &str {
         match self {
@@ -106,7 +125,8 @@ impl PushType {
             "push-time" => Self::Time,
             "push-list" => Self::List,
             "push-template" => Self::Template,
-            "push-fast-start" => Self::FastStart,
+            // `fast-start` is an alias some clients send (spec §6.1.2 (ours)).
+            "push-fast-start" | "fast-start" => Self::FastStart,
             other => Self::Unknown(other.to_owned()),
         })
     }
@@ -125,16 +145,21 @@ mod tests {
 
     #[test]
     fn known_tokens_round_trip() {
-        for t in [
-            PushType::None,
-            PushType::Next,
-            PushType::Time,
-            PushType::List,
-            PushType::Template,
-            PushType::FastStart,
-        ] {
+        for t in PushType::ALL {
             assert_eq!(PushType::parse_urn(&t.to_string()), Ok(t));
         }
+    }
+
+    #[test]
+    fn fast_start_is_an_alias_of_push_fast_start() {
+        assert_eq!(
+            PushType::parse_urn("urn:mpeg:dash:fdh:2016:fast-start"),
+            Ok(PushType::FastStart)
+        );
+        assert_eq!(
+            PushType::FastStart.to_string(),
+            "urn:mpeg:dash:fdh:2016:push-fast-start"
+        );
     }
 
     #[test]

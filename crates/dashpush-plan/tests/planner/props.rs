@@ -194,7 +194,11 @@ fn check_plan(
         prop_assert_eq!(url.port_or_known_default(), req_url.port_or_known_default());
         // Rule 3: once per connection, never what the client asked for.
         prop_assert!(model.pushed.insert(url.clone()), "{} pushed twice", url);
-        prop_assert!(!model.refused.contains(url), "{} pushed after a refusal", url);
+        prop_assert!(
+            !model.refused.contains(url),
+            "{} pushed after a refusal",
+            url
+        );
         prop_assert!(!model.requested.contains(url), "{} was requested", url);
         prop_assert!(url.fragment().is_none());
         // Live: promised only within the horizon, and only for the future.

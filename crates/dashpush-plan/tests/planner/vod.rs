@@ -664,10 +664,7 @@ fn a_refused_push_is_never_pushed_again_but_an_undelivered_one_may_be() {
     c.session.on_refused(&u(&l("v0-2.m4s")));
     c.session.on_undelivered(&u(&l("v0-3.m4s")));
     assert_eq!(c.session.in_flight(), 0);
-    let p = c.get(
-        &l("v0-1.m4s"),
-        Some(&urn("push-list;v0-2.m4s, v0-3.m4s")),
-    );
+    let p = c.get(&l("v0-1.m4s"), Some(&urn("push-list;v0-2.m4s, v0-3.m4s")));
     assert_eq!(pushed(&p), [l("v0-3.m4s")]);
     assert_eq!(ack(&p).unwrap(), urn("push-list;v0-3.m4s"));
 }
