@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
+use crate::downstream::h1::Handler;
 use crate::gateway::{Body, Gateway, Req, Resp, short};
-use crate::h1::Handler;
 
 /// Admin routes over the gateway's metrics and origin.
 pub(crate) struct Admin {

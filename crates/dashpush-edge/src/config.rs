@@ -10,8 +10,7 @@ use thiserror::Error;
 use url::Url;
 
 use crate::cache::Ttls;
-use crate::h2srv::H2Limits;
-use crate::server::{EdgeConfig, TlsListener};
+use crate::settings::{EdgeConfig, H2Limits, TlsListener};
 use dashpush_plan::PlanConfig;
 
 /// A configuration problem, naming the key.
@@ -451,7 +450,7 @@ impl TryFrom<RawConfig> for EdgeConfig {
                     ),
                 ));
             }
-            c.routes.push(crate::routing::Route {
+            c.routes.push(crate::origin::routing::Route {
                 path_prefix,
                 hosts: r.hosts,
                 origin,

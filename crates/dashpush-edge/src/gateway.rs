@@ -5,13 +5,13 @@ use std::sync::{Arc, PoisonError, RwLock};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 
+use crate::cache::fill::{Fill, FillReader, Head};
 use crate::cache::{Cache, Lookup, User, ttl_of};
-use crate::fill::{Fill, FillReader, Head};
 use crate::manifests::Registry;
 use crate::metrics::Metrics;
-use crate::push::PushSettings;
-use crate::routing::Origins;
-use crate::upstream::{Fetched, Upstream, UpstreamError};
+use crate::origin::routing::Origins;
+use crate::origin::upstream::{Fetched, Upstream, UpstreamError};
+use crate::settings::PushSettings;
 use tokio::sync::Semaphore;
 
 /// A downstream request, protocol-independent.
@@ -247,6 +247,29 @@ impl Gateway {
                 return Err((fill, lookup));
             }
         }
+    }
+
+    /// Counts a finished downstream request.
+    pub(crate) fn record(&self, protocol: &'static str, status: u16) {
+        // Common statuses without an allocation per request.
+        let code = match status {
+            200 => "200",
+            206 => "206",
+            304 => "304",
+            404 => "404",
+            _ => "",
+        };
+        let owned;
+        let code = if code.is_empty() {
+            owned = status.to_string();
+            owned.as_str()
+        } else {
+            code
+        };
+        self.metrics()
+            .requests
+            .with_label_values(&[protocol, code])
+            .inc();
     }
 
     /// The metrics.

@@ -7,26 +7,26 @@
 //! gateway is for). The protocol logic lives in the no-I/O crates; this crate only moves bytes.
 
 mod admin;
-pub mod cache;
+mod cache;
 pub mod config;
+mod delivery;
+mod downstream;
 mod drain;
-pub mod fill;
 mod gateway;
-mod h1;
-pub mod h2settings;
-pub mod h2srv;
-pub mod manifests;
+mod manifests;
 pub mod metrics;
-pub mod push;
-pub mod routing;
+mod origin;
+mod prefetch;
+mod served;
 mod server;
-pub mod upstream;
-mod ws;
+pub mod settings;
+mod target;
 
 pub use config::{ConfigError, RawConfig};
 pub use gateway::{Body, Gateway, Req, Resp};
 pub use metrics::Metrics;
-pub use server::{EdgeConfig, Reload, TlsListener, run, run_with_reload};
+pub use server::{Reload, run, run_with_reload};
+pub use settings::{EdgeConfig, TlsListener};
 
 use thiserror::Error;
 

@@ -74,7 +74,8 @@ pub struct LiveMetrics {
     /// Request cycles with pushes waiting for segments to become available.
     pub cycles: IntGauge,
     /// Live segments fetched for a push, by outcome (`on_time`: the origin had it at its
-    /// availability; `late`: it answered 404 first; `missed`: still 404 after the retries).
+    /// availability; `late`: it answered 404, 5xx or not at all first; `missed`: no ask
+    /// succeeded before the end of the segment's availability slot).
     pub segments: IntCounterVec,
     /// From a segment's availability start to the first byte (`edge="first_byte"`, the pushed
     /// response's head) and to the last byte (`edge="last_byte"`) sent by the gateway.
@@ -104,14 +105,6 @@ impl LiveMetrics {
             ]),
             &["transport", "edge"],
         )?;
-        for o in ["on_time", "late", "missed"] {
-            segments.with_label_values(&[o]);
-        }
-        for t in ["h2", "ws"] {
-            for e in ["first_byte", "last_byte"] {
-                delay.with_label_values(&[t, e]);
-            }
-        }
         registry.register(Box::new(cycles.clone()))?;
         registry.register(Box::new(segments.clone()))?;
         registry.register(Box::new(delay.clone()))?;
@@ -144,9 +137,10 @@ pub struct PushMetrics {
     pub wasted_bytes: IntCounterVec,
     /// Bytes not sent because the client reset the push first.
     pub saved_bytes: IntCounterVec,
-    /// Promises the gateway withdrew itself, by reason (`origin_status`, `origin_error`,
-    /// `byte_cap`, `replaced`, `promise_refused`, `parent_error`).
+    /// Promises the gateway withdrew itself, by reason (`delivery::DropReason`).
     pub dropped: IntCounterVec,
+    /// Planned pushes the gateway took back before the ack, never promised, by reason.
+    pub withheld: IntCounterVec,
     /// Segments fetched ahead of need, by outcome (`started`, `used_by_push`,
     /// `used_by_client`, `error`, `dropped`).
     pub prefetches: IntCounterVec,
@@ -200,6 +194,11 @@ impl PushMetrics {
             dropped: vec(
                 "dashpush_push_dropped_total",
                 "Promises withdrawn by the gateway, by reason.",
+                &["transport", "reason"],
+            )?,
+            withheld: vec(
+                "dashpush_push_withheld_total",
+                "Planned pushes taken back before the ack (never promised), by reason.",
                 &["transport", "reason"],
             )?,
             prefetches: vec(
@@ -282,29 +281,8 @@ impl Metrics {
         registry.register(Box::new(origin_seconds.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
         let push = PushMetrics::new(&registry)?;
-        // Series a dashboard plots exist from the start (0), so rates and panels work before
-        // the first event.
-        for t in ["h2", "ws"] {
-            for ty in [
-                "push-next",
-                "push-time",
-                "push-list",
-                "push-template",
-                "push-fast-start",
-            ] {
-                for c in [
-                    &push.promises,
-                    &push.completed,
-                    &push.claimed,
-                    &push.reset,
-                    &push.bytes,
-                    &push.wasted_bytes,
-                    &push.saved_bytes,
-                ] {
-                    c.with_label_values(&[t, ty]);
-                }
-            }
-        }
+        // The push and live series a dashboard plots are created from the start (0) by the
+        // delivery layer, from its label enums (`delivery::account::register_series`).
         for o in [
             "started",
             "used_by_push",

@@ -19,84 +19,19 @@ use url::Url;
 
 use crate::EdgeError;
 use crate::admin::Admin;
-use crate::cache::{Cache, Ttls};
+use crate::cache::Cache;
+use crate::downstream::h1::{self, Handler};
+use crate::downstream::h2 as h2srv;
 use crate::drain::{Drain, DrainingSignal};
 use crate::gateway::{Gateway, Req, Resp};
-use crate::h1::{self, Handler};
-use crate::h2srv::{self, H2Limits};
 use crate::metrics::Metrics;
-use crate::push::PushSettings;
-use crate::routing::{Origins, Route};
-use crate::upstream::{Upstream, UpstreamConfig};
-
-/// Everything the edge needs to run.
-#[derive(Debug, Clone)]
-pub struct EdgeConfig {
-    /// Plain listener (HTTP/1.1 and h2c).
-    pub listen: String,
-    /// Admin listener.
-    pub admin: String,
-    /// The default origin (`http://host:port`).
-    pub origin: Url,
-    /// Further origins by host and path prefix ([`crate::routing`]).
-    pub routes: Vec<Route>,
-    /// Cache budget in bytes.
-    pub cache_bytes: u64,
-    /// Default TTLs.
-    pub ttls: Ttls,
-    /// Origin connect timeout.
-    pub connect_timeout: Duration,
-    /// Origin read timeout (an origin that stalls longer gets a 504).
-    pub read_timeout: Duration,
-    /// Largest origin body accepted.
-    pub max_body: usize,
-    /// Grace period for in-flight requests on shutdown.
-    pub grace: Duration,
-    /// Report ready without waiting for the origin to answer.
-    pub ready_without_origin: bool,
-    /// HTTP/2 limits.
-    pub h2: H2Limits,
-    /// The TLS listener, if any.
-    pub tls: Option<TlsListener>,
-    /// Push and prefetch settings.
-    pub push: PushSettings,
-}
-
-/// A TLS listener: ALPN offers `h2` then `http/1.1` (spec Annex E).
-#[derive(Debug, Clone)]
-pub struct TlsListener {
-    /// Address.
-    pub listen: String,
-    /// PEM certificate chain.
-    pub cert: std::path::PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: std::path::PathBuf,
-}
-
-impl EdgeConfig {
-    /// Defaults for everything but the addresses.
-    pub fn new(listen: String, admin: String, origin: Url) -> Self {
-        Self {
-            listen,
-            admin,
-            origin,
-            routes: Vec::new(),
-            cache_bytes: 256 * 1024 * 1024,
-            ttls: Ttls {
-                mpd: Duration::from_secs(2),
-                segment: Duration::from_secs(3600),
-            },
-            connect_timeout: Duration::from_secs(2),
-            read_timeout: Duration::from_secs(10),
-            max_body: 64 * 1024 * 1024,
-            grace: Duration::from_secs(10),
-            ready_without_origin: false,
-            h2: H2Limits::default(),
-            tls: None,
-            push: PushSettings::default(),
-        }
-    }
-}
+use crate::origin::routing::{Origins, Route};
+use crate::origin::upstream::{Upstream, UpstreamConfig};
+use crate::served;
+use crate::settings::EdgeConfig;
+use crate::settings::H2Limits;
+use crate::target::Target;
+use dashpush_proto::http2::request_policy;
 
 /// Write buffer of each plain-listener connection: a response head plus a body up to about
 /// this size leave in one write.
@@ -111,8 +46,15 @@ struct EdgeApp {
 
 #[async_trait::async_trait]
 impl Handler for Gateway {
+    /// HTTP/1.1 cannot push: a request with a directive is answered as usual, with a push-none
+    /// ack (spec §6.1.4, Annex E).
     async fn handle(&self, req: Req) -> Resp {
-        Gateway::handle(self, &req).await
+        let mut resp = Gateway::handle(self, &req).await;
+        let policy = request_policy(req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+        if let Some(ack) = crate::delivery::none_ack(&policy) {
+            resp.headers.push(ack);
+        }
+        resp
     }
 
     async fn websocket(
@@ -121,17 +63,21 @@ impl Handler for Gateway {
         scheme: &'static str,
         client: Option<String>,
     ) {
-        crate::ws::upgrade(self, session, scheme, client).await;
+        crate::downstream::ws::upgrade(self, session, scheme, client).await;
     }
 
-    fn before_write(
+    async fn before_write(
         self: &Arc<Self>,
         scheme: &'static str,
         host: Option<&str>,
         path: &str,
         resp: &Resp,
     ) {
-        crate::push::served_h1(self, scheme, host, path, resp);
+        if served::may_carry_mpd(resp.status, path)
+            && let Some(t) = Target::resolve(&self.origins(), scheme, host, path)
+        {
+            served::remember_mpd(self, &t, resp).await;
+        }
     }
 
     fn after_response(
@@ -141,31 +87,13 @@ impl Handler for Gateway {
         path: &str,
         status: u16,
     ) {
-        if status == 200 {
-            crate::push::after_pull_h1(self, scheme, host, path);
-        }
+        served::after_pull(self, status, path, || {
+            Target::resolve(&self.origins(), scheme, host, path)
+        });
     }
 
     fn record(&self, protocol: &'static str, status: u16) {
-        // Common statuses without an allocation per request.
-        let code = match status {
-            200 => "200",
-            206 => "206",
-            304 => "304",
-            404 => "404",
-            _ => "",
-        };
-        let owned;
-        let code = if code.is_empty() {
-            owned = status.to_string();
-            owned.as_str()
-        } else {
-            code
-        };
-        self.metrics()
-            .requests
-            .with_label_values(&[protocol, code])
-            .inc();
+        Gateway::record(self, protocol, status);
     }
 }
 
@@ -398,6 +326,7 @@ pub fn run_with_reload(
     reload: Option<Reload>,
 ) -> Result<(), EdgeError> {
     let metrics = Metrics::new(registry)?;
+    crate::delivery::account::register_series(&metrics);
     let origins = origins_of(&config, &metrics)?;
     let cache = Cache::new(config.cache_bytes, config.ttls, metrics.clone());
     let gateway = Gateway::new(origins, cache, metrics.clone(), config.push.clone());

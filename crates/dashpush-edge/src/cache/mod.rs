@@ -1,7 +1,7 @@
 //! The response cache: moka, bounded in bytes, per-entry TTL, one origin fetch per key at a time.
 //!
 //! A miss joins the [`Fill`] already running for its key or starts one; every request on that
-//! key then reads the same fill as its bytes arrive (see [`crate::fill`]). When the fill ends,
+//! key then reads the same fill as its bytes arrive (see [`fill`]). When the fill ends,
 //! a cacheable response is stored in moka *before* the fill is forgotten, so no request falls
 //! in a gap between the two and starts a second origin fetch.
 
@@ -15,9 +15,11 @@ use moka::Expiry;
 use moka::future::Cache as Moka;
 use moka::notification::RemovalCause;
 
-use crate::fill::Fill;
+pub mod fill;
+
 use crate::metrics::Metrics;
-use crate::upstream::Fetched;
+use crate::origin::response::Fetched;
+use fill::Fill;
 
 /// A cached (or shared) response.
 #[derive(Debug)]

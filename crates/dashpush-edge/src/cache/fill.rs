@@ -10,19 +10,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue};
 use tokio::sync::watch;
 
-use crate::upstream::{Fetched, UpstreamError};
-
-/// The status line and headers of a response.
-#[derive(Debug, Clone)]
-pub struct Head {
-    /// Status code.
-    pub status: u16,
-    /// End-to-end headers.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-}
+pub use crate::origin::response::Head;
+use crate::origin::response::{Fetched, UpstreamError};
 
 #[derive(Debug, Default)]
 struct State {
@@ -94,6 +85,11 @@ impl Fill {
             }
         });
         self.wake();
+    }
+
+    /// The head, if the origin has answered.
+    pub fn head_now(&self) -> Option<Head> {
+        self.with(|s| s.head.clone())
     }
 
     /// Waits for the head; an error if the fetch failed before it.

@@ -3,58 +3,16 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorType, protocols::http::client::HttpSession};
 
-use crate::fill::{Fill, Head};
+use crate::cache::fill::Fill;
 use crate::metrics::Metrics;
-
-/// A response from the origin, body complete.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    /// Status code.
-    pub status: u16,
-    /// End-to-end response headers (hop-by-hop ones removed).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// The body.
-    pub body: Bytes,
-}
-
-/// Why an origin fetch failed; decides 502 or 504.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum UpstreamError {
-    /// Could not connect, or the connection broke.
-    #[error("origin unreachable: {0}")]
-    Unreachable(String),
-    /// The origin did not answer in time.
-    #[error("origin timed out: {0}")]
-    Timeout(String),
-    /// The response was over the size cap.
-    #[error("origin response over {0} bytes")]
-    TooLarge(usize),
-}
-
-impl UpstreamError {
-    /// The status the client gets.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::Timeout(_) => 504,
-            _ => 502,
-        }
-    }
-
-    fn outcome(&self) -> &'static str {
-        match self {
-            Self::Timeout(_) => "timeout",
-            Self::Unreachable(_) => "connect_error",
-            Self::TooLarge(_) => "error",
-        }
-    }
-}
+use crate::origin::response::Head;
+pub use crate::origin::response::{Fetched, UpstreamError};
 
 /// Origin client settings.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use url::Url;
 
-use crate::upstream::Upstream;
+use crate::origin::upstream::Upstream;
 
 /// One configured route.
 #[derive(Debug, Clone, PartialEq, Eq)]

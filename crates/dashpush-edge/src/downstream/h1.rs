@@ -28,7 +28,7 @@ pub(crate) trait Handler: Send + Sync + 'static {
         let _ = write(&mut session, &mut resp).await;
     }
     /// Runs before a response is written (the gateway remembers an MPD it carries).
-    fn before_write(
+    async fn before_write(
         self: &Arc<Self>,
         _scheme: &'static str,
         _host: Option<&str>,
@@ -75,7 +75,7 @@ pub(crate) async fn serve<H: Handler>(
             }
         }
         let _inflight = drain.begin();
-        if crate::ws::is_upgrade(&session) {
+        if crate::downstream::ws::is_upgrade(&session) {
             handler.websocket(session, scheme, client.clone()).await;
             return;
         }
@@ -101,7 +101,9 @@ pub(crate) async fn serve<H: Handler>(
         };
         let (host, path) = (req.host.clone(), req.path.clone());
         let mut resp = handler.handle(req).await;
-        handler.before_write(scheme, host.as_deref(), &path, &resp);
+        handler
+            .before_write(scheme, host.as_deref(), &path, &resp)
+            .await;
         if drain.is_draining() {
             session.set_server_keepalive(None);
         }

@@ -1,0 +1,198 @@
+//! Counting pushes: every promised push ends exactly once as completed, reset (the client
+//! refused it, or left before its end) or dropped (we withdrew it, with a reason), so
+//! `promised = completed + reset + dropped` holds on every transport (docs/metrics.md). Pushes
+//! withheld before the ack were never promised and are counted apart.
+
+use chrono::Utc;
+use dashpush_plan::Push;
+use prometheus::IntCounter;
+
+use dashpush_proto::PushType;
+
+use super::{DropReason, Transport};
+use crate::metrics::{LiveMetrics, Metrics, PushMetrics};
+use crate::prefetch::LiveOutcome;
+
+/// Creates every push and live series a dashboard plots (at 0), from the label enums, so rates
+/// and panels work before the first event.
+pub(crate) fn register_series(m: &Metrics) {
+    let p = &m.push;
+    for t in Transport::ALL {
+        for ty in PushType::PUSHING {
+            for c in [
+                &p.promises,
+                &p.completed,
+                &p.claimed,
+                &p.reset,
+                &p.bytes,
+                &p.wasted_bytes,
+                &p.saved_bytes,
+            ] {
+                c.with_label_values(&[t.label(), ty.label()]);
+            }
+        }
+        for r in DropReason::ALL {
+            p.dropped.with_label_values(&[t.label(), r.label()]);
+            p.withheld.with_label_values(&[t.label(), r.label()]);
+        }
+        for e in LiveEdge::ALL {
+            m.live.delay.with_label_values(&[t.label(), e.label()]);
+        }
+    }
+    for o in LiveOutcome::ALL {
+        m.live.segments.with_label_values(&[o.label()]);
+    }
+}
+
+/// The counters of one cycle: its transport and applied push type.
+pub(crate) struct Account<'a> {
+    m: &'a PushMetrics,
+    live: &'a LiveMetrics,
+    transport: &'static str,
+    push_type: &'static str,
+}
+
+impl<'a> Account<'a> {
+    pub(crate) fn new(
+        m: &'a PushMetrics,
+        live: &'a LiveMetrics,
+        transport: Transport,
+        push_type: &'static str,
+    ) -> Self {
+        Self {
+            m,
+            live,
+            transport: transport.label(),
+            push_type,
+        }
+    }
+
+    fn tp(&self) -> [&'static str; 2] {
+        [self.transport, self.push_type]
+    }
+
+    /// `n` pushes planned but never promised.
+    pub(crate) fn withheld(&self, reason: DropReason, n: usize) {
+        self.m
+            .withheld
+            .with_label_values(&[self.transport, reason.label()])
+            .inc_by(n as u64);
+    }
+
+    /// A promise made; the returned guard counts it as reset if nothing else ends it.
+    pub(crate) fn promised(&self) -> Outstanding {
+        self.m.promises.with_label_values(&self.tp()).inc();
+        Outstanding(Some(self.m.reset.with_label_values(&self.tp())))
+    }
+
+    /// Sent to the end.
+    pub(crate) fn completed(&self, mut o: Outstanding, bytes: u64) {
+        o.settle();
+        self.m.completed.with_label_values(&self.tp()).inc();
+        self.m.claimed.with_label_values(&self.tp()).inc();
+        self.m.bytes.with_label_values(&self.tp()).inc_by(bytes);
+    }
+
+    /// Refused by the client (or its connection ended) after `sent` of `total` body bytes.
+    pub(crate) fn reset(&self, mut o: Outstanding, sent: u64, total: Option<u64>) {
+        o.settle();
+        self.m.reset.with_label_values(&self.tp()).inc();
+        self.m.bytes.with_label_values(&self.tp()).inc_by(sent);
+        self.m
+            .wasted_bytes
+            .with_label_values(&self.tp())
+            .inc_by(sent);
+        if let Some(total) = total {
+            self.m
+                .saved_bytes
+                .with_label_values(&self.tp())
+                .inc_by(total.saturating_sub(sent));
+        }
+    }
+
+    /// Withdrawn by us after `sent` body bytes.
+    pub(crate) fn dropped(&self, mut o: Outstanding, reason: DropReason, sent: u64) {
+        o.settle();
+        self.m
+            .dropped
+            .with_label_values(&[self.transport, reason.label()])
+            .inc();
+        self.m.bytes.with_label_values(&self.tp()).inc_by(sent);
+    }
+
+    /// A prefetch given up before it was used.
+    pub(crate) fn prefetch_dropped(&self) {
+        self.m.prefetches.with_label_values(&["dropped"]).inc();
+    }
+
+    /// A live push's delay from its segment's availability start, at its first or last byte.
+    pub(crate) fn observe_live(&self, p: &Push, edge: LiveEdge) {
+        if let Some(at) = p.not_before {
+            let secs = (Utc::now() - at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+            self.live
+                .delay
+                .with_label_values(&[self.transport, edge.label()])
+                .observe(secs);
+        }
+    }
+}
+
+/// Which byte of a live push is timed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum LiveEdge {
+    FirstByte,
+    LastByte,
+}
+
+impl LiveEdge {
+    /// Every edge, for pre-registering series.
+    pub(crate) const ALL: [Self; 2] = [Self::FirstByte, Self::LastByte];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::FirstByte => "first_byte",
+            Self::LastByte => "last_byte",
+        }
+    }
+}
+
+/// A promise not yet counted as ended. Dropped unsettled (the request task was aborted: the
+/// client closed the connection), it counts as reset.
+#[must_use]
+pub(crate) struct Outstanding(Option<IntCounter>);
+
+impl Outstanding {
+    fn settle(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.inc();
+        }
+    }
+}
+
+/// Counts a live cycle (pushes waiting for segments) while it lives, abort included.
+pub(crate) struct LiveCycle(Option<prometheus::IntGauge>);
+
+impl LiveCycle {
+    pub(crate) fn new(live: &LiveMetrics, pushes: &[Push]) -> Self {
+        if pushes.iter().any(|p| p.not_before.is_some()) {
+            live.cycles.inc();
+            Self(Some(live.cycles.clone()))
+        } else {
+            Self(None)
+        }
+    }
+}
+
+impl Drop for LiveCycle {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.dec();
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! One push cycle: a request with a directive, its plan, and every push it starts, on any
+//! [`PushTransport`].
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use dashpush_plan::{DirectiveInput, Outcome, Plan, Push, Request};
+use url::Url;
+
+use super::account::Outstanding;
+use super::account::{Account, LiveCycle, LiveEdge};
+use super::conn::{CancelFlag, PushConn};
+use super::{AnswerHead, DropReason, PushTransport, Stop, Withdrawal};
+use crate::cache::ttl_of;
+use crate::gateway::{Body, Gateway, Req, Resp};
+use crate::prefetch::{Prefetch, Source};
+use crate::served::remember_mpd;
+use crate::target::Target;
+
+/// A planned push on its way: its prefetch, and what is already known of it.
+struct Job {
+    push: Push,
+    fetch: Fetch,
+    /// Body bytes already admitted under the byte cap (before the ack).
+    admitted: bool,
+}
+
+/// A push's prefetch: running, or done with its source (or nothing: the origin failed).
+enum Fetch {
+    Running(Prefetch),
+    Done(Option<Source>),
+}
+
+impl Fetch {
+    /// The source, if the prefetch has finished, without waiting for it.
+    async fn ready(&mut self) -> Option<&Option<Source>> {
+        if let Self::Running(p) = self {
+            if !p.is_finished() {
+                return None;
+            }
+            let src = p.await;
+            *self = Self::Done(src);
+        }
+        match self {
+            Self::Done(s) => Some(s),
+            Self::Running(_) => None,
+        }
+    }
+
+    async fn source(self) -> Option<Source> {
+        match self {
+            Self::Running(p) => p.await,
+            Self::Done(s) => s,
+        }
+    }
+
+    /// Drops a prefetch no push will use; true if it had not finished.
+    fn abandon(self) -> bool {
+        match self {
+            Self::Running(p) => {
+                let unfinished = !p.is_finished();
+                p.abort();
+                unfinished
+            }
+            Self::Done(_) => false,
+        }
+    }
+}
+
+/// A promised push: its job, its transport handle and its cancel flag.
+struct Promised<P> {
+    job: Job,
+    handle: P,
+    flag: Arc<CancelFlag>,
+    outstanding: Outstanding,
+}
+
+/// Runs the push cycle of one request with a directive on `transport`; returns the status the
+/// client was answered.
+pub(crate) async fn run<T: PushTransport>(
+    gw: &Arc<Gateway>,
+    conn: &PushConn,
+    transport: &mut T,
+    req: &Req,
+    target: &Target,
+    directive: DirectiveInput,
+) -> u16 {
+    let requested = match &directive {
+        DirectiveInput::Parsed(d) => d.push_type().label(),
+        _ => "malformed",
+    };
+    // On an MPD request the plan needs that MPD: answer first and register what is served
+    // (one origin fetch, whatever its caching); other requests plan first, so that the pushes'
+    // prefetches overlap the parent's own fetch.
+    let mut answered = None;
+    if target.is_mpd() {
+        let resp = gw.handle(req).await;
+        remember_mpd(gw, target, &resp).await;
+        answered = Some(resp);
+    }
+    let mut plan = plan(gw, conn, transport, target, directive, requested);
+    let (jobs, withheld) = start(gw, target, &plan);
+    let _live = LiveCycle::new(&gw.metrics().live, &plan.pushes);
+    let resp = match answered {
+        Some(r) => r,
+        None => gw.handle(req).await,
+    };
+    let status = resp.status;
+    let (jobs, held) = settle(gw, conn, transport, &mut plan, jobs, withheld, status).await;
+    let acct = Account::new(
+        &gw.metrics().push,
+        &gw.metrics().live,
+        transport.transport(),
+        applied(&plan),
+    );
+    for (reason, n) in held {
+        acct.withheld(reason, n);
+    }
+    let promised = announce(gw, conn, transport, &acct, plan, jobs, resp).await;
+    for p in promised {
+        deliver(gw, conn, transport, &acct, p).await;
+    }
+    transport.finish().await;
+    status
+}
+
+/// The applied push type's label (after any promise was taken back).
+fn applied(plan: &Plan) -> &'static str {
+    plan.ack
+        .as_ref()
+        .map_or("push-none", |a| a.directive().push_type().label())
+}
+
+/// Plans the request, counts its directive and stops the pushes of a replaced cycle.
+fn plan<T: PushTransport>(
+    gw: &Gateway,
+    conn: &PushConn,
+    transport: &T,
+    target: &Target,
+    directive: DirectiveInput,
+    requested: &'static str,
+) -> Plan {
+    let settings = gw.push_settings();
+    let plan = conn.plan(&settings.plan, |s| {
+        s.on_request(
+            &Request {
+                url: &target.url,
+                directive,
+                push_allowed: transport.push_allowed(),
+            },
+            &gw.manifests().route(&target.origin),
+            Some(Utc::now()),
+        )
+    });
+    let result = match &plan.outcome {
+        Outcome::Rejected(r) => r.label(),
+        _ => "accepted",
+    };
+    gw.metrics()
+        .push
+        .directives
+        .with_label_values(&[transport.transport().label(), requested, result])
+        .inc();
+    // A replaced cycle: its unfinished pushes stop (spec §4–5); each is counted where it ends.
+    for u in &plan.cancel {
+        conn.replace(u);
+    }
+    plan
+}
+
+/// Starts the prefetch of every planned push on the request's route; the others are withheld
+/// (spec §6.2 rule 2: never another origin).
+fn start(gw: &Arc<Gateway>, target: &Target, plan: &Plan) -> (Vec<Job>, Vec<(Url, DropReason)>) {
+    let origins = gw.origins();
+    let mut jobs = Vec::with_capacity(plan.pushes.len());
+    let mut withheld = Vec::new();
+    for p in &plan.pushes {
+        if !target.same_route(&origins, &p.url) {
+            withheld.push((p.url.clone(), DropReason::Route));
+            continue;
+        }
+        jobs.push(Job {
+            fetch: Fetch::Running(gw.prefetch_for(target.route, p)),
+            push: p.clone(),
+            admitted: false,
+        });
+    }
+    (jobs, withheld)
+}
+
+/// Before the ack: takes back what cannot be promised (an error parent: everything; a push
+/// whose body is at hand and not pushable; one the transport has no room for) and makes the
+/// ack say what is left (the planner may take back more: the rest of a push-next run). Returns
+/// the jobs left, each with its reservation, and the withheld counts by reason.
+async fn settle<T: PushTransport>(
+    gw: &Gateway,
+    conn: &PushConn,
+    transport: &mut T,
+    plan: &mut Plan,
+    jobs: Vec<Job>,
+    mut withheld: Vec<(Url, DropReason)>,
+    status: u16,
+) -> (Vec<(Job, T::Reserved)>, Vec<(DropReason, usize)>) {
+    let cfg = gw.push_settings().plan.clone();
+    if status >= 400 {
+        for j in jobs {
+            j.fetch.abandon();
+            withheld.push((j.push.url, DropReason::ParentError));
+        }
+        conn.plan(&cfg, |s| s.withhold_all(plan));
+        return (Vec::new(), tally(&withheld));
+    }
+    let mut kept = Vec::with_capacity(jobs.len());
+    for mut j in jobs {
+        let reason = match known_unpushable(gw, conn, &cfg, &mut j).await {
+            Some(r) => Err(r),
+            None => transport.reserve(&j.push),
+        };
+        match reason {
+            Ok(r) => kept.push((j, r)),
+            Err(reason) => {
+                j.fetch.abandon();
+                withheld.push((j.push.url, reason));
+            }
+        }
+    }
+    let urls: Vec<Url> = withheld.iter().map(|(u, _)| u.clone()).collect();
+    conn.plan(&cfg, |s| s.withhold(plan, &urls));
+    // What the planner took back after a withheld segment counts under that segment's reason.
+    let cut = withheld.first().map_or(DropReason::Route, |(_, r)| *r);
+    let mut left = Vec::with_capacity(kept.len());
+    for (j, r) in kept {
+        if plan.pushes.iter().any(|p| p.url == j.push.url) {
+            left.push((j, r));
+        } else {
+            transport.release(r);
+            j.fetch.abandon();
+            withheld.push((j.push.url, cut));
+        }
+    }
+    (left, tally(&withheld))
+}
+
+/// Withheld counts by reason.
+fn tally(withheld: &[(Url, DropReason)]) -> Vec<(DropReason, usize)> {
+    let mut out: Vec<(DropReason, usize)> = Vec::new();
+    for (_, r) in withheld {
+        match out.iter_mut().find(|(x, _)| x == r) {
+            Some((_, n)) => *n += 1,
+            None => out.push((*r, 1)),
+        }
+    }
+    out
+}
+
+/// Why a push whose prefetch already finished cannot be pushed, if it cannot (spec §6.2
+/// rules 4 and 5); admits its bytes under the cap if it can.
+async fn known_unpushable(
+    gw: &Gateway,
+    conn: &PushConn,
+    cfg: &dashpush_plan::PlanConfig,
+    job: &mut Job,
+) -> Option<DropReason> {
+    let src = match job.fetch.ready().await? {
+        None => return Some(DropReason::OriginError),
+        Some(src) => src,
+    };
+    if src.status_now()? != 200 {
+        return Some(DropReason::OriginStatus);
+    }
+    if let Source::Entry(e) = src
+        && ttl_of(
+            200,
+            &e.response.headers,
+            job.push.url.path(),
+            gw.cache().ttls(),
+        )
+        .is_none()
+    {
+        return Some(DropReason::Uncacheable);
+    }
+    let len = src.length_now()?;
+    if !conn.plan(cfg, |s| s.admit_bytes(&job.push.url, len)) {
+        return Some(DropReason::ByteCap);
+    }
+    job.admitted = true;
+    None
+}
+
+/// Writes the answer head with the ack, promises every push left, then sends the parent body.
+/// Returns the pushes promised, in push order.
+async fn announce<T: PushTransport>(
+    gw: &Gateway,
+    conn: &PushConn,
+    transport: &mut T,
+    acct: &Account<'_>,
+    plan: Plan,
+    jobs: Vec<(Job, T::Reserved)>,
+    resp: Resp,
+) -> Vec<Promised<T::Promised>> {
+    let Resp {
+        status,
+        headers,
+        body,
+        content_length,
+    } = resp;
+    let head = AnswerHead {
+        status,
+        headers,
+        content_length,
+        body_empty: matches!(&body, Body::Full(b) if b.is_empty()),
+        ack: plan.ack,
+        promises_follow: !jobs.is_empty(),
+    };
+    let cfg = gw.push_settings().plan.clone();
+    if transport.answer_head(head).await.is_err() {
+        // The client is gone before anything was promised.
+        for (j, r) in jobs {
+            transport.release(r);
+            j.fetch.abandon();
+            conn.plan(&cfg, |s| s.on_undelivered(&j.push.url));
+            acct.withheld(DropReason::ParentError, 1);
+        }
+        return Vec::new();
+    }
+    let mut promised = Vec::with_capacity(jobs.len());
+    for (job, r) in jobs {
+        match transport.promise(r) {
+            Ok(handle) => promised.push(Promised {
+                flag: conn.track(&job.push.url),
+                outstanding: acct.promised(),
+                job,
+                handle,
+            }),
+            Err(reason) => {
+                // The client disabled push meanwhile: a rare race the ack could not know.
+                job.fetch.abandon();
+                conn.plan(&cfg, |s| s.on_undelivered(&job.push.url));
+                acct.withheld(reason, 1);
+            }
+        }
+    }
+    if transport.answer_body(body).await.is_err() {
+        // The parent broke off, or its transport cannot go on: its promises are withdrawn.
+        for p in promised.drain(..) {
+            let ending = Ending::Drop(DropReason::ParentError, 0);
+            end(gw, conn, transport, acct, p, ending).await;
+        }
+    }
+    promised
+}
+
+/// How a promised push ends.
+enum Ending {
+    Complete(u64),
+    /// Refused by the client (or its connection left) after `sent` of `total` bytes.
+    Reset {
+        sent: u64,
+        total: Option<u64>,
+    },
+    /// Dropped by us after `sent` bytes.
+    Drop(DropReason, u64),
+}
+
+/// Sends one promised push, or withdraws it with the reason it cannot be sent.
+async fn deliver<T: PushTransport>(
+    gw: &Gateway,
+    conn: &PushConn,
+    transport: &mut T,
+    acct: &Account<'_>,
+    mut p: Promised<T::Promised>,
+) {
+    let stop = p
+        .flag
+        .get()
+        .or_else(|| transport.refused(&mut p.handle).then_some(Stop::Refused));
+    if let Some(stop) = stop {
+        // Stopped before anything was sent: count what was saved if the body is at hand.
+        let total = match p.job.fetch.ready().await {
+            Some(Some(src)) => src.length_now(),
+            _ => None,
+        };
+        let fetch = std::mem::replace(&mut p.job.fetch, Fetch::Done(None));
+        if fetch.abandon() {
+            acct.prefetch_dropped();
+        }
+        let ending = ending_of(stop, 0, total);
+        return end(gw, conn, transport, acct, p, ending).await;
+    }
+    let fetch = std::mem::replace(&mut p.job.fetch, Fetch::Done(None));
+    let Some(src) = fetch.source().await else {
+        acct.prefetch_dropped();
+        return end(
+            gw,
+            conn,
+            transport,
+            acct,
+            p,
+            Ending::Drop(DropReason::OriginError, 0),
+        )
+        .await;
+    };
+    let resp = src.pushable(gw).await;
+    if let Some(reason) = unpushable(gw, conn, &p.job, &resp) {
+        return end(gw, conn, transport, acct, p, Ending::Drop(reason, 0)).await;
+    }
+    let total = resp.length;
+    acct.observe_live(&p.job.push, LiveEdge::FirstByte);
+    let flag = Arc::clone(&p.flag);
+    let cancelled = move || flag.get();
+    let Promised {
+        job,
+        handle,
+        flag,
+        outstanding,
+    } = p;
+    let sent = transport.send(handle, &job.push, resp, &cancelled).await;
+    let ending = match sent {
+        Ok(n) => {
+            acct.observe_live(&job.push, LiveEdge::LastByte);
+            Ending::Complete(n)
+        }
+        Err((stop, n)) => ending_of(stop, n, total),
+    };
+    drop(flag);
+    account(gw, conn, acct, &job.push, outstanding, ending);
+}
+
+/// What a stop means for the counters.
+fn ending_of(stop: Stop, sent: u64, total: Option<u64>) -> Ending {
+    match stop {
+        Stop::Refused | Stop::Gone => Ending::Reset { sent, total },
+        Stop::Replaced => Ending::Drop(DropReason::Replaced, sent),
+        Stop::OriginBroke => Ending::Drop(DropReason::OriginError, sent),
+    }
+}
+
+/// Why a response about to be pushed may not be (spec §6.2 rules 4 and 5).
+fn unpushable(
+    gw: &Gateway,
+    conn: &PushConn,
+    job: &Job,
+    resp: &crate::prefetch::Pushable,
+) -> Option<DropReason> {
+    if resp.status != 200 {
+        return Some(DropReason::OriginStatus);
+    }
+    if ttl_of(200, &resp.headers, job.push.url.path(), gw.cache().ttls()).is_none() {
+        return Some(DropReason::Uncacheable);
+    }
+    let cfg = &gw.push_settings().plan;
+    let fits = job.admitted
+        || conn.plan(cfg, |s| {
+            s.admit_bytes(&job.push.url, resp.length.unwrap_or(0))
+        });
+    (!fits).then_some(DropReason::ByteCap)
+}
+
+/// Ends a promised push that was not sent: tells the transport, then counts it.
+async fn end<T: PushTransport>(
+    gw: &Gateway,
+    conn: &PushConn,
+    transport: &mut T,
+    acct: &Account<'_>,
+    p: Promised<T::Promised>,
+    ending: Ending,
+) {
+    let why = match ending {
+        Ending::Drop(reason, _) => Withdrawal::Dropped(reason),
+        _ => Withdrawal::Refused,
+    };
+    transport.withdraw(p.handle, &p.job.push, why).await;
+    account(gw, conn, acct, &p.job.push, p.outstanding, ending);
+}
+
+/// Counts how a promised push ended and tells the planner (spec §7.3 (ours): only the
+/// client's refusal is a refusal).
+fn account(
+    gw: &Gateway,
+    conn: &PushConn,
+    acct: &Account<'_>,
+    push: &Push,
+    outstanding: Outstanding,
+    ending: Ending,
+) {
+    let cfg = &gw.push_settings().plan;
+    conn.untrack(&push.url);
+    match ending {
+        Ending::Complete(n) => {
+            conn.plan(cfg, |s| s.on_complete(&push.url));
+            acct.completed(outstanding, n);
+        }
+        Ending::Reset { sent, total } => {
+            conn.plan(cfg, |s| s.on_refused(&push.url));
+            acct.reset(outstanding, sent, total);
+        }
+        Ending::Drop(reason, sent) => {
+            conn.plan(cfg, |s| s.on_undelivered(&push.url));
+            acct.dropped(outstanding, reason, sent);
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! HTTP/2 downstream (h2c prior knowledge, or `h2` by ALPN) with the `h2` crate on the raw
+//! stream, every server limit set explicitly, bodies sent within the flow-control windows.
+//!
+//! A request with a push directive runs the push cycle (`delivery`) with [`H2Push`], the
+//! HTTP/2 server push transport (spec §7): the ack in the response head, a PUSH_PROMISE per
+//! push right after it and before the parent's DATA, then each pushed response in push order,
+//! each within its stream's flow-control window.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::Bytes;
+use dashpush_plan::{DirectiveInput, Push, Request};
+use dashpush_proto::http2::{RequestPolicy, request_policy};
+use h2::server::{SendPushedResponse, SendResponse};
+use http::{HeaderName, HeaderValue, Method};
+use pingora::protocols::Stream;
+
+use crate::delivery::conn::PushConn;
+use crate::delivery::cycle;
+use crate::delivery::{AnswerHead, DropReason, PushTransport, Stop, Transport, Withdrawal};
+use crate::downstream::h2settings::{PushEnabled, PushSetting};
+use crate::drain::Drain;
+use crate::gateway::{Body, Gateway, Req, Resp};
+use crate::prefetch::Pushable;
+use crate::served::{after_pull, remember_mpd};
+use crate::settings::H2Limits;
+use crate::target::Target;
+
+/// Largest DATA chunk handed to h2 at once.
+const CHUNK: usize = 64 * 1024;
+
+/// Request headers a promised request copies from its parent (spec §7: never credentials).
+const PROMISE_HEADERS: &[&str] = &["accept", "accept-encoding", "user-agent"];
+
+/// One HTTP/2 connection's state.
+pub(crate) struct H2Conn {
+    /// The client's SETTINGS_ENABLE_PUSH, read off the wire.
+    push_enabled: PushEnabled,
+    /// `http` (h2c) or `https` (TLS).
+    scheme: &'static str,
+    /// Its push state.
+    push: PushConn,
+}
+
+/// Serves one HTTP/2 connection (`tls`: whether it arrived on the TLS listener, for the
+/// `https` scheme of pushed URLs).
+pub(crate) async fn serve(
+    handler: &Arc<Gateway>,
+    stream: Stream,
+    limits: H2Limits,
+    drain: &Arc<Drain>,
+    tls: bool,
+) {
+    let (stream, push_enabled) = PushSetting::new(stream);
+    let push = Arc::new(H2Conn {
+        push_enabled,
+        scheme: if tls { "https" } else { "http" },
+        push: PushConn::default(),
+    });
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(limits.max_header_list_size)
+        .max_frame_size(limits.max_frame_size)
+        .initial_window_size(limits.initial_window_size)
+        .initial_connection_window_size(limits.connection_window_size)
+        .max_concurrent_reset_streams(limits.max_concurrent_reset_streams)
+        .max_pending_accept_reset_streams(limits.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
+        .max_send_buffer_size(limits.max_send_buffer_size)
+        // WebSocket over HTTP/2 (RFC 8441 extended CONNECT) for the sub-protocol.
+        .enable_connect_protocol();
+    let mut conn = match builder.handshake::<_, Bytes>(stream).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("h2 handshake: {e}");
+            return;
+        }
+    };
+    let mut draining = drain.watch();
+    // Request tasks (and the pushes they send, live ones included) end with the connection:
+    // the set aborts whatever is left when it is dropped.
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            next = conn.accept() => match next {
+                Some(Ok((request, respond))) => {
+                    let handler = handler.clone();
+                    let push = Arc::clone(&push);
+                    let inflight = drain.begin();
+                    tasks.spawn(async move {
+                        let _inflight = inflight;
+                        let (parts, body) = request.into_parts();
+                        if crate::downstream::ws::is_extended_connect(&parts) {
+                            crate::downstream::ws::h2_connect(&handler, parts, body, respond, push.scheme).await;
+                            return;
+                        }
+                        // GET/HEAD bodies are not read: dropping the stream's receive side
+                        // returns its window to the connection at once.
+                        drop(body);
+                        let req = Req {
+                            method: parts.method,
+                            path: parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+                            headers: parts.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect(),
+                            client: None,
+                            host: parts.uri.authority().map(|a| a.as_str().to_owned()),
+                        };
+                        match serve_request(&handler, &push, req, respond).await {
+                            Ok(status) => handler.record("h2", status),
+                            Err(e) => tracing::debug!("h2 send: {e}"),
+                        }
+                    });
+                }
+                Some(Err(e)) => {
+                    tracing::debug!("h2 connection: {e}");
+                    return;
+                }
+                None => return,
+            },
+            _ = until_draining(&mut draining) => {
+                // GOAWAY, then drive the connection until in-flight streams are sent.
+                conn.graceful_shutdown();
+                while let Some(Ok((_, mut respond))) = conn.accept().await {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Serves one HTTP/2 request: plain, or with the push cycle its directive asks for.
+async fn serve_request(
+    gw: &Arc<Gateway>,
+    conn: &Arc<H2Conn>,
+    req: Req,
+    mut respond: SendResponse<Bytes>,
+) -> Result<u16, h2::Error> {
+    let policy = request_policy(req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+    let target = Target::resolve(&gw.origins(), conn.scheme, req.host.as_deref(), &req.path);
+    if let (RequestPolicy::Directive { header, .. }, Some(target), true) =
+        (&policy, &target, req.method == Method::GET)
+    {
+        let mut t = H2Push::new(respond, conn.push_enabled.get(), header.ack_name(), &req);
+        let input = DirectiveInput::from(&policy);
+        return Ok(cycle::run(gw, &conn.push, &mut t, &req, target, input).await);
+    }
+    // Plain pull. The planner follows what the client fetches (what not to push later).
+    if let Some(target) = &target {
+        let settings = gw.push_settings();
+        conn.push.plan(&settings.plan, |s| {
+            s.on_request(
+                &Request {
+                    url: &target.url,
+                    directive: DirectiveInput::Absent,
+                    push_allowed: conn.push_enabled.get(),
+                },
+                &gw.manifests().route(&target.origin),
+                Some(chrono::Utc::now()),
+            )
+        });
+    }
+    let mut resp = gw.handle(&req).await;
+    if let Some(t) = &target {
+        remember_mpd(gw, t, &resp).await;
+    }
+    // A directive that could not run (not a GET, no route): push-none (spec §6.1.4).
+    if let Some(ack) = crate::delivery::none_ack(&policy) {
+        resp.headers.push(ack);
+    }
+    let status = resp.status;
+    let Some((head, body)) = response_head(&mut respond, resp) else {
+        return Ok(status);
+    };
+    let end = matches!(&body, Body::Full(b) if b.is_empty());
+    let mut stream = respond.send_response(head, end)?;
+    if !end {
+        let _ = send_body(&mut stream, body, &|| None).await;
+    }
+    after_pull(gw, status, &req.path, || target);
+    Ok(status)
+}
+
+/// HTTP/2 server push for one request (spec §7): a [`PushTransport`].
+pub(crate) struct H2Push {
+    respond: SendResponse<Bytes>,
+    parent: Option<h2::SendStream<Bytes>>,
+    enabled: bool,
+    ack_name: &'static str,
+    /// The parent's headers a promised request copies.
+    copied: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl H2Push {
+    fn new(respond: SendResponse<Bytes>, enabled: bool, ack_name: &'static str, req: &Req) -> Self {
+        Self {
+            respond,
+            parent: None,
+            enabled,
+            ack_name,
+            copied: req
+                .headers
+                .iter()
+                .filter(|(n, _)| PROMISE_HEADERS.contains(&n.as_str()))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PushTransport for H2Push {
+    type Reserved = http::Request<()>;
+    type Promised = SendPushedResponse<Bytes>;
+
+    fn transport(&self) -> Transport {
+        Transport::H2
+    }
+
+    fn push_allowed(&self) -> bool {
+        self.enabled
+    }
+
+    /// The PUSH_PROMISE's request: GET of the pushed URL with the parent's `accept`,
+    /// `accept-encoding` and `user-agent` (spec §7).
+    fn reserve(&mut self, push: &Push) -> Result<Self::Reserved, DropReason> {
+        if !self.enabled {
+            return Err(DropReason::PromiseRefused);
+        }
+        let mut builder = http::Request::builder()
+            .method(Method::GET)
+            .uri(push.url.as_str());
+        for (n, v) in &self.copied {
+            builder = builder.header(n, v);
+        }
+        builder.body(()).map_err(|_| DropReason::PromiseRefused)
+    }
+
+    fn release(&mut self, _reserved: Self::Reserved) {}
+
+    async fn answer_head(&mut self, head: AnswerHead) -> Result<(), Stop> {
+        let mut builder = http::Response::builder().status(head.status);
+        for (n, v) in &head.headers {
+            builder = builder.header(n, v);
+        }
+        if let Some(ack) = &head.ack
+            && let Ok(v) = HeaderValue::from_str(&ack.to_string())
+        {
+            builder = builder.header(self.ack_name, v);
+        }
+        if head.status != 304
+            && let Some(len) = head.content_length
+        {
+            builder = builder.header(http::header::CONTENT_LENGTH, len);
+        }
+        let Ok(h) = builder.body(()) else {
+            self.respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            return Err(Stop::Gone);
+        };
+        // The parent stays open until its promises are sent (a PUSH_PROMISE on a closed stream
+        // is a connection error, RFC 9113 §6.6), even when its own body is empty (a 304).
+        let end = head.body_empty && !head.promises_follow;
+        let stream = self.respond.send_response(h, end).map_err(|_| Stop::Gone)?;
+        self.parent = (!end).then_some(stream);
+        Ok(())
+    }
+
+    fn promise(&mut self, request: Self::Reserved) -> Result<Self::Promised, DropReason> {
+        self.respond
+            .push_request(request)
+            .map_err(|_| DropReason::PromiseRefused)
+    }
+
+    /// A parent the client reset does not cancel promises already made (spec §7.3): the
+    /// pushes go on whatever happens to it.
+    async fn answer_body(&mut self, body: Body) -> Result<(), Stop> {
+        if let Some(mut parent) = self.parent.take() {
+            if matches!(&body, Body::Full(b) if b.is_empty()) {
+                let _ = parent.send_data(Bytes::new(), true);
+            } else {
+                let _ = send_body(&mut parent, body, &|| None).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn refused(&mut self, promised: &mut Self::Promised) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        promised.poll_reset(&mut cx).is_ready()
+    }
+
+    async fn send(
+        &mut self,
+        mut promised: Self::Promised,
+        _push: &Push,
+        resp: Pushable,
+        cancelled: &(dyn Fn() -> Option<Stop> + Send + Sync),
+    ) -> Result<u64, (Stop, u64)> {
+        let mut builder = http::Response::builder().status(200);
+        for (n, v) in &resp.headers {
+            if n != "content-length" && n != "cache-status" {
+                builder = builder.header(n, v);
+            }
+        }
+        if let Some(len) = resp.length {
+            builder = builder.header(http::header::CONTENT_LENGTH, len);
+        }
+        let Ok(head) = builder.body(()) else {
+            promised.send_reset(h2::Reason::INTERNAL_ERROR);
+            return Err((Stop::OriginBroke, 0));
+        };
+        let empty = matches!(&resp.body, Body::Full(b) if b.is_empty());
+        let mut out = promised
+            .send_response(head, empty)
+            .map_err(|_| (Stop::Gone, 0))?;
+        if empty {
+            return Ok(0);
+        }
+        let sent = send_body(&mut out, resp.body, cancelled).await;
+        if let Err((Stop::Replaced, _)) = sent {
+            out.send_reset(h2::Reason::CANCEL);
+        }
+        sent
+    }
+
+    async fn withdraw(&mut self, mut promised: Self::Promised, _push: &Push, why: Withdrawal) {
+        if let Withdrawal::Dropped(_) = why {
+            promised.send_reset(h2::Reason::CANCEL);
+        }
+    }
+
+    async fn finish(&mut self) {}
+}
+
+/// The response head for `resp` (its `content-length` set when known), or `None` after
+/// resetting the stream if the head cannot be built.
+pub(crate) fn response_head(
+    respond: &mut SendResponse<Bytes>,
+    resp: Resp,
+) -> Option<(http::Response<()>, Body)> {
+    let mut builder = http::Response::builder().status(resp.status);
+    for (n, v) in &resp.headers {
+        builder = builder.header(n, v);
+    }
+    if resp.status != 304
+        && let Some(len) = resp.content_length
+    {
+        builder = builder.header(http::header::CONTENT_LENGTH, len);
+    }
+    match builder.body(()) {
+        Ok(h) => Some((h, resp.body)),
+        Err(_) => {
+            respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            None
+        }
+    }
+}
+
+/// Sends a body within the flow-control windows and ends the stream. `Ok(bytes)` when all
+/// was sent; else why it stopped and the bytes sent: the client reset the stream
+/// ([`Stop::Refused`]), `cancelled` said so, the connection failed ([`Stop::Gone`]), or the
+/// origin broke off ([`Stop::OriginBroke`]: the stream is then reset, so the client never
+/// takes it as complete).
+pub(crate) async fn send_body(
+    stream: &mut h2::SendStream<Bytes>,
+    body: Body,
+    cancelled: &(dyn Fn() -> Option<Stop> + Send + Sync),
+) -> Result<u64, (Stop, u64)> {
+    let mut sent = 0u64;
+    match body {
+        Body::Full(b) => {
+            send_within_window(stream, b, true, cancelled, &mut sent).await?;
+        }
+        Body::Stream(mut reader) => loop {
+            match reader.chunk().await {
+                Some(Ok(chunk)) => {
+                    send_within_window(stream, chunk, false, cancelled, &mut sent).await?;
+                }
+                Some(Err(_)) => {
+                    stream.send_reset(h2::Reason::INTERNAL_ERROR);
+                    return Err((Stop::OriginBroke, sent));
+                }
+                None => {
+                    if stream.send_data(Bytes::new(), true).is_err() {
+                        return Err((Stop::Gone, sent));
+                    }
+                    break;
+                }
+            }
+        },
+    }
+    Ok(sent)
+}
+
+/// Sends `body` within the stream's flow-control window, one granted chunk at a time (never
+/// buffering more than the window allows); ends the stream after it if `end`. Stops at once
+/// when the client resets the stream or `cancelled` says so.
+async fn send_within_window(
+    stream: &mut h2::SendStream<Bytes>,
+    mut body: Bytes,
+    end: bool,
+    cancelled: &(dyn Fn() -> Option<Stop> + Send + Sync),
+    sent: &mut u64,
+) -> Result<(), (Stop, u64)> {
+    if body.is_empty() && end {
+        return stream
+            .send_data(body, true)
+            .map_err(|_| (Stop::Gone, *sent));
+    }
+    while !body.is_empty() {
+        if let Some(stop) = cancelled() {
+            return Err((stop, *sent));
+        }
+        stream.reserve_capacity(body.len().min(CHUNK));
+        let granted = poll_fn(|cx| {
+            if stream.poll_reset(cx).is_ready() {
+                return Poll::Ready(Err(Stop::Refused));
+            }
+            stream.poll_capacity(cx).map(|c| match c {
+                Some(Ok(n)) => Ok(n),
+                Some(Err(_)) | None => Err(Stop::Gone),
+            })
+        })
+        .await
+        .map_err(|stop| (stop, *sent))?;
+        if granted == 0 {
+            continue;
+        }
+        let chunk = body.split_to(granted.min(body.len()));
+        let n = chunk.len() as u64;
+        stream
+            .send_data(chunk, end && body.is_empty())
+            .map_err(|_| (Stop::Gone, *sent))?;
+        *sent += n;
+    }
+    Ok(())
+}
+
+/// Resolves once draining has started (the watch's guard is dropped before returning, so the
+/// future stays `Send`).
+async fn until_draining(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let started = rx.wait_for(|d| *d).await.is_ok();
+    if !started {
+        // The sender is gone: nothing will ever drain this connection.
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,158 @@
+//! One socket's state, shared by its request tasks: the bounded send queue, the stream table,
+//! the push state and the push stream ids.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use dashpush_proto::limits;
+use dashpush_proto::ws::{EndOfStream, EndReason, Message as DashMessage, StreamId, Streams};
+use http::HeaderValue;
+use tokio::sync::{Notify, mpsc};
+use url::Url;
+
+use crate::delivery::conn::PushConn;
+use crate::gateway::Gateway;
+
+/// Largest payload piece per Received message.
+pub const PIECE: usize = 64 * 1024;
+/// Messages queued for one socket before senders wait.
+pub const QUEUE: usize = 32;
+
+/// What goes to the socket.
+pub(crate) enum Out {
+    Msg(Bytes),
+    Ping,
+    Close(u16, &'static str),
+}
+
+/// One socket's state.
+pub(crate) struct Conn {
+    pub(crate) gw: Arc<Gateway>,
+    pub(crate) out: mpsc::Sender<Out>,
+    /// Set when the queue stayed full past the stall time: the socket is closed (1008).
+    pub(crate) stalled: Notify,
+    streams: Mutex<Streams>,
+    /// The push state (planner, pushes in flight).
+    pub(crate) push: PushConn,
+    /// The URL of each push stream id in flight, for a Segment cancel by id.
+    push_ids: Mutex<HashMap<u32, Url>>,
+    /// The URL the upgrade was made on: requests are resolved against it.
+    pub(crate) base: Url,
+    pub(crate) host: Option<String>,
+    pub(crate) client: Option<String>,
+    pub(crate) user_agent: Option<HeaderValue>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Conn {
+    pub(crate) fn new(
+        gw: &Arc<Gateway>,
+        out: mpsc::Sender<Out>,
+        base: Url,
+        host: Option<String>,
+        client: Option<String>,
+        user_agent: Option<HeaderValue>,
+    ) -> Self {
+        Self {
+            gw: Arc::clone(gw),
+            out,
+            stalled: Notify::new(),
+            streams: Mutex::new(Streams::default()),
+            push: PushConn::default(),
+            push_ids: Mutex::new(HashMap::new()),
+            base,
+            host,
+            client,
+            user_agent,
+        }
+    }
+
+    /// Queues a message; false if the socket is gone or stalled.
+    pub(crate) async fn send(&self, m: &DashMessage) -> bool {
+        let bytes = match m.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("ws encode: {e}");
+                return false;
+            }
+        };
+        self.gw
+            .metrics()
+            .ws_messages
+            .with_label_values(&["out", m.body.code().label()])
+            .inc();
+        match self
+            .out
+            .send_timeout(Out::Msg(bytes), self.gw.push_settings().ws_stall)
+            .await
+        {
+            Ok(()) => true,
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                self.stalled.notify_one();
+                false
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
+        }
+    }
+
+    /// End of stream on a stream this request owns (it is closed in the stream table).
+    pub(crate) async fn end(
+        &self,
+        id: StreamId,
+        reason: EndReason,
+        status: Option<u16>,
+        detail: Option<String>,
+    ) {
+        self.end_message(id, reason, status, detail).await;
+        self.close(id);
+    }
+
+    /// End of stream answering a message that does not own `id` (a reused or bad id, or a
+    /// malformed message on a running request's id): the stream table is left alone, so a
+    /// running request keeps its slot.
+    pub(crate) async fn end_message(
+        &self,
+        id: StreamId,
+        reason: EndReason,
+        status: Option<u16>,
+        detail: Option<String>,
+    ) {
+        let m = DashMessage {
+            stream_id: id,
+            end: true,
+            body: dashpush_proto::ws::message::Body::EndOfStream(EndOfStream {
+                reason,
+                status,
+                detail: detail.map(|d| d.chars().take(limits::MAX_WS_DETAIL_LEN).collect()),
+            }),
+        };
+        self.send(&m).await;
+    }
+
+    /// The stream table.
+    pub(crate) fn streams(&self) -> MutexGuard<'_, Streams> {
+        lock(&self.streams)
+    }
+
+    /// Opens a push stream for `url` (spec §8.2.2: even ids, increasing).
+    pub(crate) fn open_push(&self, url: &Url) -> Option<StreamId> {
+        let id = self.streams().open_server().ok()?;
+        lock(&self.push_ids).insert(id.get(), url.clone());
+        Some(id)
+    }
+
+    /// Closes a stream (a request's or a push's).
+    pub(crate) fn close(&self, id: StreamId) {
+        lock(&self.push_ids).remove(&id.get());
+        self.streams().close(id);
+    }
+
+    /// The URL of a push stream in flight.
+    pub(crate) fn push_url(&self, id: u32) -> Option<Url> {
+        lock(&self.push_ids).get(&id).cloned()
+    }
+}

@@ -1,0 +1,57 @@
+//! What the origin answers: a response head, a whole response, and why a fetch failed. Plain
+//! types shared by the upstream client, the fills that carry its answers and the cache.
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+
+/// The status line and headers of a response.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// Status code.
+    pub status: u16,
+    /// End-to-end headers.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A response from the origin, body complete.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Status code.
+    pub status: u16,
+    /// End-to-end response headers (hop-by-hop ones removed).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// Why an origin fetch failed; decides 502 or 504.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// Could not connect, or the connection broke.
+    #[error("origin unreachable: {0}")]
+    Unreachable(String),
+    /// The origin did not answer in time.
+    #[error("origin timed out: {0}")]
+    Timeout(String),
+    /// The response was over the size cap.
+    #[error("origin response over {0} bytes")]
+    TooLarge(usize),
+}
+
+impl UpstreamError {
+    /// The status the client gets.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Timeout(_) => 504,
+            _ => 502,
+        }
+    }
+
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            Self::Unreachable(_) => "connect_error",
+            Self::TooLarge(_) => "error",
+        }
+    }
+}

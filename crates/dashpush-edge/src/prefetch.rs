@@ -1,0 +1,364 @@
+//! Prefetching: fetching into the cache what a client will ask for next, through the same
+//! coalescing fills as client requests, within a gateway-wide cap.
+//!
+//! Two users: the push cycle prefetches every URL it plans as soon as the plan is made (so the
+//! origin fetches overlap the parent's), and the pull rule prefetches the segments after one a
+//! client pulled without a directive ([`Gateway::prefetch_following`]). Live pushes are
+//! prefetched at their segment's availability and retried on a grid shared by every client
+//! until the end of the segment's availability slot ([`Gateway::prefetch_for`]).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dashpush_plan::Push;
+use http::{HeaderName, HeaderValue};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::cache::fill::Fill;
+use crate::cache::{Entry, User};
+use crate::gateway::{Body, Gateway, cache_key};
+use crate::target::{Target, path_of};
+
+/// The prefetch of one planned push. Dropping it (the push's request ended, or its client went
+/// away) stops the prefetch if it has not reached the origin yet (a fill already started goes
+/// on for everyone else).
+pub(crate) struct Prefetch(JoinHandle<Option<Source>>);
+
+impl Prefetch {
+    /// Stops the prefetch if it has not reached the origin yet.
+    pub(crate) fn abort(&self) {
+        self.0.abort();
+    }
+
+    /// True once the source is known (or the prefetch gave up).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::future::Future for Prefetch {
+    type Output = Option<Source>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.ok().flatten())
+    }
+}
+
+/// Where a pushed or prefetched body comes from.
+pub(crate) enum Source {
+    /// A fresh cache entry.
+    Entry(Arc<Entry>),
+    /// A fill in progress (or just finished).
+    Fill(Arc<Fill>),
+}
+
+/// A response about to be pushed: the origin's answer as the cache or a fill has it.
+pub(crate) struct Pushable {
+    /// Status.
+    pub(crate) status: u16,
+    /// The origin's headers.
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body, whole or streaming from the fill.
+    pub(crate) body: Body,
+    /// Its length when known (a cached body, or the origin's `content-length`).
+    pub(crate) length: Option<u64>,
+}
+
+impl Pushable {
+    /// A header's value.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.to_str().ok())
+    }
+}
+
+impl Source {
+    /// The status the origin answered, or the status an origin failure maps to (502, 504).
+    pub(crate) async fn status(&self) -> u16 {
+        match self {
+            Self::Entry(e) => e.response.status,
+            Self::Fill(f) => match f.head().await {
+                Ok(h) => h.status,
+                Err(e) => e.status(),
+            },
+        }
+    }
+
+    /// The status, if known without waiting.
+    pub(crate) fn status_now(&self) -> Option<u16> {
+        match self {
+            Self::Entry(e) => Some(e.response.status),
+            Self::Fill(f) => f.head_now().map(|h| h.status),
+        }
+    }
+
+    /// The length, if known without waiting.
+    pub(crate) fn length_now(&self) -> Option<u64> {
+        match self {
+            Self::Entry(e) => Some(e.response.body.len() as u64),
+            Self::Fill(f) => f.head_now().and_then(|h| content_length(&h.headers)),
+        }
+    }
+
+    /// The response to push (streamed from a fill in progress), counting the prefetch as used
+    /// by a push.
+    pub(crate) async fn pushable(self, gw: &Gateway) -> Pushable {
+        match self {
+            Source::Entry(e) => {
+                if e.unused_prefetch_take() {
+                    gw.metrics()
+                        .push
+                        .prefetches
+                        .with_label_values(&["used_by_push"])
+                        .inc();
+                }
+                Pushable {
+                    status: e.response.status,
+                    headers: e.response.headers.clone(),
+                    length: Some(e.response.body.len() as u64),
+                    body: Body::Full(e.response.body.clone()),
+                }
+            }
+            Source::Fill(f) => {
+                gw.cache().claim(&f, User::Push);
+                match f.head().await {
+                    Ok(h) => Pushable {
+                        status: h.status,
+                        length: content_length(&h.headers),
+                        headers: h.headers,
+                        body: Body::Stream(f.reader()),
+                    },
+                    Err(e) => Pushable {
+                        status: e.status(),
+                        headers: Vec::new(),
+                        body: Body::Full(bytes::Bytes::new()),
+                        length: Some(0),
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn content_length(headers: &[(HeaderName, HeaderValue)]) -> Option<u64> {
+    headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.to_str().ok()?.parse().ok())
+}
+
+/// The outcome of a live push's origin asks (`dashpush_live_segments_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LiveOutcome {
+    /// The first ask succeeded.
+    OnTime,
+    /// A later ask succeeded (the origin was late or failed transiently).
+    Late,
+    /// No ask succeeded before the deadline.
+    Missed,
+}
+
+impl LiveOutcome {
+    /// Every outcome, for pre-registering series.
+    pub(crate) const ALL: [Self; 3] = [Self::OnTime, Self::Late, Self::Missed];
+
+    /// The metric label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::OnTime => "on_time",
+            Self::Late => "late",
+            Self::Missed => "missed",
+        }
+    }
+}
+
+/// The instants a live segment is asked for: the first at its availability start plus the
+/// guard (or at once when it is already available), then on a grid of fixed instants shared by
+/// every client of the segment, so concurrent cycles coalesce each ask into one origin request;
+/// never after the end of the segment's availability slot.
+struct LiveAsks {
+    anchor: DateTime<Utc>,
+    step: chrono::Duration,
+    until: DateTime<Utc>,
+}
+
+impl LiveAsks {
+    /// The first grid instant strictly after `now` (or `anchor` itself while it is ahead).
+    fn next_after(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        if now < self.anchor || self.step <= chrono::Duration::zero() {
+            return self.anchor.max(now);
+        }
+        let step = self.step.num_microseconds().unwrap_or(1).max(1);
+        let since = (now - self.anchor).num_microseconds().unwrap_or(i64::MAX);
+        let k = since / step + 1;
+        self.anchor + chrono::Duration::microseconds(k.saturating_mul(step))
+    }
+}
+
+/// Sleeps until `at` (wall clock), in steps of at most ten minutes.
+async fn sleep_until(at: DateTime<Utc>) {
+    while let Ok(wait) = (at - Utc::now()).to_std() {
+        if wait.is_zero() {
+            break;
+        }
+        tokio::time::sleep(wait.min(Duration::from_secs(600))).await;
+    }
+}
+
+impl Gateway {
+    /// The cached body or the fill of `path` on `route`, starting an origin fetch if needed.
+    pub(crate) async fn source_of(&self, route: usize, path: &str, by: User) -> Option<Source> {
+        let origins = self.origins();
+        let upstream = Arc::clone(origins.get(route)?);
+        let key = cache_key(&origins.origin_key(route)?, path);
+        Some(
+            match self
+                .source(&upstream, &key, path, Vec::new(), None, by)
+                .await
+            {
+                Ok(e) => Source::Entry(e),
+                Err((fill, _)) => Source::Fill(fill),
+            },
+        )
+    }
+
+    /// Starts fetching `path` into the cache, within the gateway-wide prefetch cap (`permit`:
+    /// a slot already held, or `None` to wait for one). The handle resolves to the source once
+    /// the body is in (or the entry was already cached); aborting it before the fetch started
+    /// drops the prefetch.
+    fn prefetch(
+        self: &Arc<Self>,
+        route: usize,
+        path: String,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> JoinHandle<Option<Source>> {
+        let gw = Arc::clone(self);
+        tokio::spawn(async move {
+            let key = cache_key(&gw.origins().origin_key(route)?, &path);
+            if let Some(e) = gw.cache().get(&key, User::Prefetch).await {
+                return Some(Source::Entry(e));
+            }
+            let _permit = match permit {
+                Some(p) => p,
+                None => {
+                    let slots: Arc<Semaphore> = Arc::clone(gw.prefetch_slots());
+                    slots.acquire_owned().await.ok()?
+                }
+            };
+            let src = gw.source_of(route, &path, User::Prefetch).await?;
+            if let Source::Fill(f) = &src {
+                let m = &gw.metrics().push.prefetches;
+                if f.prefetched.load(Ordering::Relaxed) {
+                    m.with_label_values(&["started"]).inc();
+                }
+                // Hold the slot until the body is in, so the cap bounds origin fetches.
+                if f.complete().await.is_err() {
+                    m.with_label_values(&["error"]).inc();
+                }
+            }
+            Some(src)
+        })
+    }
+
+    /// The prefetch for a planned push. A static one starts at once. A live one (spec §6.2,
+    /// §7.3 (ours)) is asked for at its availability start plus the guard, and asked again on
+    /// the shared grid while the origin answers 404 (a late packager), 5xx or not at all (a
+    /// transient failure), until the end of the segment's availability slot or the configured
+    /// number of asks; the handle then resolves to the last answer (not necessarily the whole
+    /// body: a live segment streams to the client as it arrives).
+    pub(crate) fn prefetch_for(self: &Arc<Self>, route: usize, push: &Push) -> Prefetch {
+        let Some(until) = push.live_until else {
+            return Prefetch(self.prefetch(route, path_of(&push.url), None));
+        };
+        let gw = Arc::clone(self);
+        let path = path_of(&push.url);
+        let not_before = push.not_before;
+        Prefetch(tokio::spawn(async move {
+            let settings = gw.push_settings();
+            let guard = chrono::Duration::from_std(settings.live_guard).unwrap_or_default();
+            let asks = LiveAsks {
+                anchor: not_before.map_or(until, |at| at + guard),
+                step: chrono::Duration::from_std(settings.live_retry_interval).unwrap_or_default(),
+                until,
+            };
+            // Never early, however far ahead the horizon lets a segment be promised.
+            if let Some(at) = not_before {
+                sleep_until(at + guard).await;
+            }
+            let mut attempt = 0u32;
+            loop {
+                let src = gw.source_of(route, &path, User::Prefetch).await?;
+                let status = src.status().await;
+                let transient = status == 404 || status >= 500;
+                let next = asks.next_after(Utc::now());
+                let outcome = match (transient, attempt) {
+                    (false, 0) => Some(LiveOutcome::OnTime),
+                    (false, _) => Some(LiveOutcome::Late),
+                    (true, _) if next > asks.until || attempt >= settings.live_retries => {
+                        Some(LiveOutcome::Missed)
+                    }
+                    (true, _) => None,
+                };
+                if let Some(o) = outcome {
+                    gw.metrics()
+                        .live
+                        .segments
+                        .with_label_values(&[o.label()])
+                        .inc();
+                    return Some(src);
+                }
+                drop(src);
+                attempt += 1;
+                sleep_until(next).await;
+            }
+        }))
+    }
+
+    /// After a client pulled a segment without a directive: fetch the next segments of its
+    /// Representation into the cache, if its MPD is known. Best effort: when every prefetch
+    /// slot is busy a prefetch is skipped (counted `dropped`), never queued.
+    pub(crate) fn prefetch_following(self: &Arc<Self>, target: &Target) {
+        let k = self.push_settings().prefetch_next;
+        let next = {
+            use dashpush_plan::Manifests;
+            let view = self.manifests().route(&target.origin);
+            match view.for_segment(&target.url) {
+                Some(m) => dashpush_plan::prefetch_after(&m, &target.url, k),
+                None => return,
+            }
+        };
+        let origins = self.origins();
+        for u in next {
+            // Same origin route only (spec §6.2 safety rule 2).
+            if !target.same_route(&origins, &u) {
+                continue;
+            }
+            match Arc::clone(self.prefetch_slots()).try_acquire_owned() {
+                Ok(permit) => drop(self.prefetch(target.route, path_of(&u), Some(permit))),
+                Err(_) => self
+                    .metrics()
+                    .push
+                    .prefetches
+                    .with_label_values(&["dropped"])
+                    .inc(),
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! What the edge runs with: listeners, origins, cache, HTTP/2 limits, push and prefetch
+//! settings. Plain data, filled from the command line or the configuration file
+//! ([`crate::config`]) and read by every other module.
+
+use std::time::Duration;
+
+use dashpush_plan::PlanConfig;
+use url::Url;
+
+use crate::cache::Ttls;
+
+use crate::origin::routing::Route;
+
+/// Everything the edge needs to run.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Plain listener (HTTP/1.1 and h2c).
+    pub listen: String,
+    /// Admin listener.
+    pub admin: String,
+    /// The default origin (`http://host:port`).
+    pub origin: Url,
+    /// Further origins by host and path prefix ([`crate::origin::routing`]).
+    pub routes: Vec<Route>,
+    /// Cache budget in bytes.
+    pub cache_bytes: u64,
+    /// Default TTLs.
+    pub ttls: Ttls,
+    /// Origin connect timeout.
+    pub connect_timeout: Duration,
+    /// Origin read timeout (an origin that stalls longer gets a 504).
+    pub read_timeout: Duration,
+    /// Largest origin body accepted.
+    pub max_body: usize,
+    /// Grace period for in-flight requests on shutdown.
+    pub grace: Duration,
+    /// Report ready without waiting for the origin to answer.
+    pub ready_without_origin: bool,
+    /// HTTP/2 limits.
+    pub h2: H2Limits,
+    /// The TLS listener, if any.
+    pub tls: Option<TlsListener>,
+    /// Push and prefetch settings.
+    pub push: PushSettings,
+}
+
+/// A TLS listener: ALPN offers `h2` then `http/1.1` (spec Annex E).
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    /// Address.
+    pub listen: String,
+    /// PEM certificate chain.
+    pub cert: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+}
+
+impl EdgeConfig {
+    /// Defaults for everything but the addresses.
+    pub fn new(listen: String, admin: String, origin: Url) -> Self {
+        Self {
+            listen,
+            admin,
+            origin,
+            routes: Vec::new(),
+            cache_bytes: 256 * 1024 * 1024,
+            ttls: Ttls {
+                mpd: Duration::from_secs(2),
+                segment: Duration::from_secs(3600),
+            },
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(10),
+            max_body: 64 * 1024 * 1024,
+            grace: Duration::from_secs(10),
+            ready_without_origin: false,
+            h2: H2Limits::default(),
+            tls: None,
+            push: PushSettings::default(),
+        }
+    }
+}
+
+/// Limits of the HTTP/2 server, per connection.
+#[derive(Debug, Clone, Copy)]
+pub struct H2Limits {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub max_concurrent_streams: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE.
+    pub max_header_list_size: u32,
+    /// SETTINGS_MAX_FRAME_SIZE.
+    pub max_frame_size: u32,
+    /// SETTINGS_INITIAL_WINDOW_SIZE for streams the client opens.
+    pub initial_window_size: u32,
+    /// Connection-level receive window.
+    pub connection_window_size: u32,
+    /// Reset streams remembered (RFC 9113 rapid-reset defence).
+    pub max_concurrent_reset_streams: usize,
+    /// Streams reset by the client before being accepted.
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams we may reset for the client's protocol errors before GOAWAY.
+    pub max_local_error_reset_streams: usize,
+    /// Bytes buffered per stream for sending.
+    pub max_send_buffer_size: usize,
+}
+
+impl Default for H2Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 128,
+            max_header_list_size: 16 * 1024,
+            max_frame_size: 16 * 1024,
+            initial_window_size: 1024 * 1024,
+            connection_window_size: 4 * 1024 * 1024,
+            max_concurrent_reset_streams: 64,
+            max_pending_accept_reset_streams: 32,
+            max_local_error_reset_streams: 256,
+            max_send_buffer_size: 256 * 1024,
+        }
+    }
+}
+
+/// Push and prefetch settings.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// Planner caps (config may lower the hard limits, never raise them).
+    pub plan: PlanConfig,
+    /// Segments prefetched after each segment a client pulls without a directive; 0 = off.
+    pub prefetch_next: usize,
+    /// Prefetches running at once, gateway-wide; further ones queue (and are dropped if nobody
+    /// needs them any more before they start).
+    pub prefetch_concurrency: usize,
+    /// WebSocket: how long senders wait on a full queue before the socket is closed (1008).
+    pub ws_stall: Duration,
+    /// WebSocket: keep-alive ping interval (a socket that answers none of two pings is closed).
+    pub ws_ping: Duration,
+    /// Static files served under `/player/` (the demo player), if any.
+    pub static_dir: Option<std::path::PathBuf>,
+    /// Live: how long after a segment's availability start the gateway asks the origin.
+    pub live_guard: Duration,
+    /// Live: the wait between asks while the origin answers 404 for a segment that is late.
+    pub live_retry_interval: Duration,
+    /// Live: asks after the first before the segment counts as missed.
+    pub live_retries: u32,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        Self {
+            ws_stall: WS_STALL,
+            ws_ping: WS_PING_EVERY,
+            static_dir: None,
+            live_guard: Duration::ZERO,
+            live_retry_interval: Duration::from_millis(25),
+            live_retries: 80,
+            plan: PlanConfig::default(),
+            prefetch_next: 2,
+            prefetch_concurrency: 16,
+        }
+    }
+}
+
+/// Default: how long WebSocket senders wait on a full queue before the socket is closed (1008).
+pub const WS_STALL: Duration = Duration::from_secs(20);
+/// Default WebSocket keep-alive ping interval.
+pub const WS_PING_EVERY: Duration = Duration::from_secs(20);
