@@ -18,7 +18,7 @@ use http::{HeaderName, HeaderValue};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::cache::fill::Fill;
+use crate::cache::fill::{Fill, Head};
 use crate::cache::{Entry, User};
 use crate::gateway::{Body, Gateway, cache_key};
 use crate::target::{Target, path_of};
@@ -101,11 +101,14 @@ impl Source {
         }
     }
 
-    /// The status, if known without waiting.
-    pub(crate) fn status_now(&self) -> Option<u16> {
+    /// The status and headers, if known without waiting.
+    pub(crate) fn head_now(&self) -> Option<Head> {
         match self {
-            Self::Entry(e) => Some(e.response.status),
-            Self::Fill(f) => f.head_now().map(|h| h.status),
+            Self::Entry(e) => Some(Head {
+                status: e.response.status,
+                headers: e.response.headers.clone(),
+            }),
+            Self::Fill(f) => f.head_now(),
         }
     }
 
@@ -200,14 +203,11 @@ struct LiveAsks {
 }
 
 impl LiveAsks {
-    /// The first grid instant strictly after `now` (or `anchor` itself while it is ahead).
+    /// The first grid instant (`anchor` + k × `step`, k any integer) strictly after `now`.
     fn next_after(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        if now < self.anchor || self.step <= chrono::Duration::zero() {
-            return self.anchor.max(now);
-        }
         let step = self.step.num_microseconds().unwrap_or(1).max(1);
         let since = (now - self.anchor).num_microseconds().unwrap_or(i64::MAX);
-        let k = since / step + 1;
+        let k = since.div_euclid(step).saturating_add(1);
         self.anchor + chrono::Duration::microseconds(k.saturating_mul(step))
     }
 }
@@ -360,5 +360,30 @@ impl Gateway {
                     .inc(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_asks_fall_on_one_grid_whoever_asks() {
+        let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:10Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let ms = chrono::Duration::milliseconds;
+        let asks = LiveAsks {
+            anchor: t0,
+            step: ms(25),
+            until: t0 + ms(2000),
+        };
+        // Before, on and after the anchor: the next instant of the same grid, strictly later.
+        assert_eq!(asks.next_after(t0 - ms(30)), t0 - ms(25));
+        assert_eq!(asks.next_after(t0 - ms(1)), t0);
+        assert_eq!(asks.next_after(t0), t0 + ms(25));
+        assert_eq!(asks.next_after(t0 + ms(26)), t0 + ms(50));
+        assert_eq!(asks.next_after(t0 + ms(1990)), asks.until);
+        assert!(asks.next_after(asks.until) > asks.until);
     }
 }

@@ -265,18 +265,11 @@ async fn known_unpushable(
         None => return Some(DropReason::OriginError),
         Some(src) => src,
     };
-    if src.status_now()? != 200 {
+    let head = src.head_now()?;
+    if head.status != 200 {
         return Some(DropReason::OriginStatus);
     }
-    if let Source::Entry(e) = src
-        && ttl_of(
-            200,
-            &e.response.headers,
-            job.push.url.path(),
-            gw.cache().ttls(),
-        )
-        .is_none()
-    {
+    if ttl_of(200, &head.headers, job.push.url.path(), gw.cache().ttls()).is_none() {
         return Some(DropReason::Uncacheable);
     }
     let len = src.length_now()?;

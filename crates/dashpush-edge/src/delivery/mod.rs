@@ -15,6 +15,8 @@
 pub(crate) mod account;
 pub(crate) mod conn;
 pub(crate) mod cycle;
+#[cfg(test)]
+mod tests;
 
 use dashpush_plan::Push;
 use dashpush_proto::PushAck;
