@@ -13,6 +13,8 @@ push promised on it with the pushed response. Bodies are given in hex, with leng
                 window is 0 so the server cannot have sent push DATA before the reset arrives
                 (the parent stream's window is opened explicitly)
 --quit-after-first-push  close the connection as soon as the first pushed stream ended
+--no-linger     send the next request the moment the previous one and its pushes ended
+--directive-header NAME  send directives in header NAME (default accept-push-policy)
 
 Per response it also records the order in which streams ended (`end_seq`), how many socket
 reads delivered DATA for it (`data_events`), and ms from the request to its first DATA and to
@@ -46,6 +48,8 @@ def main(argv):
     no_push = "--no-push" in argv
     reset_pushes = "--reset-pushes" in argv
     quit_after_first = "--quit-after-first-push" in argv
+    linger = 0.0 if "--no-linger" in argv else 0.3
+    directive_header = "accept-push-policy"
     seq = [0]
     extra = []
     requests = []
@@ -55,6 +59,10 @@ def main(argv):
         if a == "--header":
             name, value = argv[i + 1].split(":", 1)
             extra.append((name.strip().lower(), value.strip()))
+            i += 2
+            continue
+        if a == "--directive-header":
+            directive_header = argv[i + 1].strip().lower()
             i += 2
             continue
         if not a.startswith("--"):
@@ -87,7 +95,7 @@ def main(argv):
             ("user-agent", "h2push-test"),
         ] + extra
         if directive is not None:
-            headers.append(("accept-push-policy", directive))
+            headers.append((directive_header, directive))
         conn.send_headers(sid, headers, end_stream=True)
         if reset_pushes:
             conn.increment_flow_control_window(1 << 24, stream_id=sid)
@@ -102,9 +110,9 @@ def main(argv):
                 # Parent and every push ended; linger briefly for stray frames on reset pushes.
                 if done_at is None:
                     done_at = time.monotonic()
-                if time.monotonic() - done_at > 0.3:
+                if time.monotonic() - done_at >= linger:
                     break
-                sock.settimeout(0.3)
+                sock.settimeout(max(linger, 0.001))
             try:
                 data = sock.recv(65536)
             except socket.timeout:

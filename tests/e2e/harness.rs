@@ -245,3 +245,37 @@ pub fn h2push(gw: SocketAddr, args: &[&str]) -> Vec<serde_json::Value> {
     assert_eq!(code, 0, "h2push.py failed: {err}");
     serde_json::from_slice(&out).unwrap()
 }
+
+/// The sum of a push counter over one transport's series.
+fn push_sum(admin: SocketAddr, name: &str, transport: &str) -> f64 {
+    let (_, body) = get(admin, "/metrics");
+    let text = String::from_utf8(body).unwrap();
+    let label = format!("transport=\"{transport}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `promised = completed + reset + dropped` on `transport` (docs/metrics.md), waited for a
+/// moment (the last pushes may still be ending); at least one push was promised.
+pub fn assert_counter_rule(admin: SocketAddr, transport: &str) {
+    let sums = || {
+        let p = push_sum(admin, "dashpush_push_promises_total", transport);
+        let ended = push_sum(admin, "dashpush_push_completed_total", transport)
+            + push_sum(admin, "dashpush_push_reset_total", transport)
+            + push_sum(admin, "dashpush_push_dropped_total", transport);
+        (p, ended)
+    };
+    let start = Instant::now();
+    let mut last = sums();
+    while last.0 != last.1 && start.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(20));
+        last = sums();
+    }
+    assert!(last.0 > 0.0, "nothing was promised on {transport}");
+    assert_eq!(
+        last.0, last.1,
+        "promised = completed + reset + dropped on {transport}"
+    );
+}

@@ -351,3 +351,91 @@ fn pull_clients_get_the_next_segments_prefetched_into_the_cache() {
         1.0
     );
 }
+
+/// Issue "one push engine", item 5: a client that asks for a segment with push-next the moment
+/// the MPD's last byte arrived, on the same connection of a freshly started gateway, always
+/// finds the MPD (never `no_manifest`).
+#[test]
+fn the_first_directive_after_the_mpd_finds_it_on_fresh_gateways() {
+    let (_o, origin) = origin(&[]);
+    let s1 = seg(0, 1);
+    let directive = req(&s1, "push-next;2");
+    for round in 0..50 {
+        let gw = gateway(&format!("http://{origin}"), &["--prefetch-next", "0"]);
+        let out = h2push(gw.addr, &["--no-linger", MPD, &directive]);
+        assert_eq!(
+            ack(&out[1]),
+            Some("urn:mpeg:dash:fdh:2016:push-next;2"),
+            "round {round}: {:?}",
+            out[1]["headers"]
+        );
+        assert_eq!(paths(&out[1]), [seg(0, 2), seg(0, 3)], "round {round}");
+        assert_eq!(
+            metric(
+                gw.admin,
+                r#"dashpush_push_directives_total{push_type="push-next",result="no_manifest",transport="h2"}"#
+            ),
+            0.0
+        );
+    }
+}
+
+/// `PushDirective` is answered in `PushAck` (spec §7.1–7.2), `fast-start` is an alias of
+/// `push-fast-start`, and a directive that cannot be pushed on (HTTP/1.1, HEAD) is acked
+/// push-none.
+#[test]
+fn push_directive_and_push_ack_are_first_class() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &["--prefetch-next", "0"]);
+    let out = h2push(
+        gw.addr,
+        &[
+            "--directive-header",
+            "PushDirective",
+            &req(MPD, "fast-start;{\"segments\":1}"),
+            &req(&seg(0, 1), "push-next;2"),
+        ],
+    );
+    let fast = out[0]["headers"]["pushack"].as_str().unwrap();
+    assert!(
+        fast.starts_with("urn:mpeg:dash:fdh:2016:push-fast-start;"),
+        "{fast}"
+    );
+    assert!(out[0]["headers"].get("push-policy").is_none());
+    assert!(!paths(&out[0]).is_empty());
+    assert_bodies(&out[0]);
+    assert_eq!(
+        out[1]["headers"]["pushack"],
+        "urn:mpeg:dash:fdh:2016:push-next;2"
+    );
+    // The segments after 1, none pushed twice on the connection.
+    assert!(paths(&out[1]).contains(&seg(0, 3)));
+    assert_bodies(&out[1]);
+
+    // HTTP/1.1 cannot push: the directive is acked push-none, under the header it asks for.
+    for (name, ack_name) in [
+        ("PushDirective", "pushack"),
+        ("Accept-Push-Policy", "push-policy"),
+    ] {
+        let (code, head, _) = tool(
+            "curl",
+            &[
+                "-sS",
+                "--http1.1",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "-H",
+                &format!("{name}: {URN}push-next;2"),
+                &format!("http://{}{}", gw.addr, seg(0, 4)),
+            ],
+        );
+        assert_eq!(code, 0);
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        assert!(
+            head.contains(&format!("{ack_name}: urn:mpeg:dash:fdh:2016:push-none")),
+            "{head}"
+        );
+    }
+}

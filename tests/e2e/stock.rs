@@ -159,6 +159,11 @@ impl Drop for Nginx {
 }
 
 fn nginx() -> Nginx {
+    nginx_with("")
+}
+
+/// nginx with extra `location` blocks in its server.
+fn nginx_with(locations: &str) -> Nginx {
     let dir = Scratch::new("nginx");
     let addr = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -182,6 +187,7 @@ http {{
     server {{
         listen {addr};
         root {root};
+        {locations}
         location / {{ add_header Cache-Control "max-age=60"; }}
     }}
 }}
@@ -503,4 +509,49 @@ fn a_304_answer_keeps_its_stream_open_until_its_pushes_are_promised() {
     // The connection survived: a request after it is answered (its segment was pushed, so it
     // is a cache hit; the If-None-Match of the other segment does not match it).
     assert_eq!(out[2]["status"], 200);
+}
+
+/// Spec §6.2 rule 5: a segment the origin marks `no-store` is never pushed over HTTP/2 (the
+/// push is withheld before the ack or withdrawn after it), and every promise is accounted.
+#[test]
+fn a_no_store_segment_is_never_pushed_over_http2() {
+    let n = nginx_with(
+        r#"location = /vod/chunk-stream0-00003.m4s { add_header Cache-Control "private, no-store"; }"#,
+    );
+    let gw = gateway(&format!("http://{}", n.addr), &["--prefetch-next", "0"]);
+    let urn = "urn:mpeg:dash:fdh:2016:";
+    let out = h2push(
+        gw.addr,
+        &[
+            "/vod/manifest.mpd",
+            &format!(
+                "/vod/chunk-stream0-00001.m4s|{urn}push-list;chunk-stream0-00002.m4s,chunk-stream0-00003.m4s"
+            ),
+        ],
+    );
+    let pushes = out[1]["pushes"].as_array().unwrap();
+    let delivered: Vec<&str> = pushes
+        .iter()
+        .filter(|p| p["status"] == 200 && !p["reset_by_server"].as_bool().unwrap())
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(delivered, ["/vod/chunk-stream0-00002.m4s"], "{pushes:?}");
+    let uncacheable = metric(
+        gw.admin,
+        r#"dashpush_push_dropped_total{reason="uncacheable",transport="h2"}"#,
+    ) + metric(
+        gw.admin,
+        r#"dashpush_push_withheld_total{reason="uncacheable",transport="h2"}"#,
+    );
+    assert_eq!(uncacheable, 1.0);
+    // A push withheld before the ack is not in it.
+    let ack = out[1]["headers"]["push-policy"].as_str().unwrap();
+    if metric(
+        gw.admin,
+        r#"dashpush_push_withheld_total{reason="uncacheable",transport="h2"}"#,
+    ) == 1.0
+    {
+        assert_eq!(ack, format!("{urn}push-list;chunk-stream0-00002.m4s"));
+    }
+    assert_counter_rule(gw.admin, "h2");
 }

@@ -561,3 +561,246 @@ fn the_subprotocol_also_runs_over_http2_extended_connect() {
     // Without the sub-protocol: 400, as over HTTP/1.1.
     assert_eq!(run(&["--no-subprotocol"])["status"], 400);
 }
+
+/// A malformed message on the id of a running request is answered for that message only: the
+/// request keeps its stream slot and still completes, and the stream cap still holds.
+#[test]
+fn a_malformed_message_on_a_running_request_keeps_its_slot_and_the_cap_holds() {
+    // The origin holds every answer back, so the requests are all running at once.
+    let (_o, origin) = origin(&["--latency-ms", "1500"]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    let cap = dashpush_proto::limits::MAX_WS_STREAMS as u32;
+    rt().block_on(async {
+        let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+        for i in 0..cap {
+            send(&mut ws, mpd_request(2 * i + 1, "/vod/manifest.mpd", None)).await;
+        }
+        // On every running id: a Segment request without its url (malformed metadata).
+        for i in 0..cap {
+            let mut raw = vec![0x02, 0x01];
+            raw.extend_from_slice(&(2 * i + 1).to_be_bytes());
+            raw.extend_from_slice(&2u32.to_be_bytes());
+            raw.extend_from_slice(b"{}");
+            ws.send(Ws::Binary(Bytes::from(raw))).await.unwrap();
+        }
+        // One request more than the cap: refused.
+        let over = 2 * cap + 1;
+        send(&mut ws, mpd_request(over, "/vod/manifest.mpd", None)).await;
+        let mut complete = std::collections::BTreeSet::new();
+        let mut errors = 0;
+        let mut over_status = None;
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while complete.len() < cap as usize || over_status.is_none() {
+            let msg = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .expect("every answer before the deadline")
+                .expect("socket open")
+                .unwrap();
+            let Ws::Binary(b) = msg else { continue };
+            let m = Message::from_frame(Frame::decode(b, usize::MAX).unwrap()).unwrap();
+            if let Body::EndOfStream(e) = m.body {
+                match (m.stream_id.get(), e.reason) {
+                    (id, _) if id == over => over_status = e.status,
+                    (id, EndReason::Complete) => assert!(complete.insert(id)),
+                    (_, EndReason::Error) => errors += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert_eq!(over_status, Some(429), "the cap held");
+        assert_eq!(errors, cap, "one error per malformed message");
+        assert_eq!(
+            complete.len(),
+            cap as usize,
+            "every running request completed"
+        );
+    });
+}
+
+/// `promised = completed + reset + dropped` holds over the socket: pushes sent to the end, one
+/// cancelled by the client, and pushes cut short by a socket the client dropped.
+#[test]
+fn the_counter_rule_holds_over_the_socket() {
+    let (_o, origin) = origin(&["--latency-ms", "200"]);
+    let gw = gateway(&format!("http://{origin}"), &["--prefetch-next", "0"]);
+    rt().block_on(async {
+        let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+        send(&mut ws, mpd_request(1, "/vod/manifest.mpd", None)).await;
+        answer(&mut ws, 1).await;
+        send(
+            &mut ws,
+            segment_request(3, "/vod/chunk-stream0-00001.m4s", Some("push-next;2")),
+        )
+        .await;
+        send(
+            &mut ws,
+            Message {
+                stream_id: id(5),
+                end: true,
+                body: Body::SegmentCancel(SegmentCancel {
+                    streams: vec![],
+                    urls: vec!["/vod/chunk-stream0-00003.m4s".into()],
+                }),
+            },
+        )
+        .await;
+        let a = answer(&mut ws, 3).await;
+        assert_eq!(a.end, Some((EndReason::Complete, None)));
+        let cancelled = a
+            .pushes
+            .iter()
+            .filter(|p| p.3 == Some(EndReason::Cancelled));
+        assert_eq!(cancelled.count(), 1, "{:?}", a.pushes);
+        // Pushes in flight on a socket the client drops after the first pushed message.
+        send(
+            &mut ws,
+            segment_request(7, "/vod/chunk-stream1-00001.m4s", Some("push-next;2")),
+        )
+        .await;
+        loop {
+            let Some(Ok(Ws::Binary(b))) = ws.next().await else {
+                continue;
+            };
+            if Frame::decode(b, usize::MAX)
+                .unwrap()
+                .stream_id
+                .get()
+                .is_multiple_of(2)
+            {
+                break;
+            }
+        }
+        drop(ws);
+    });
+    assert_counter_rule(gw.admin, "ws");
+    let series = |name: &str| {
+        metric(
+            gw.admin,
+            &format!(r#"dashpush_push_{name}_total{{push_type="push-next",transport="ws"}}"#),
+        )
+    };
+    assert!(series("promises") >= 4.0);
+    assert!(series("completed") >= 2.0);
+    assert!(series("reset") >= 1.0);
+}
+
+/// The MPD, then at once a segment with push-next on the same socket, on fresh gateways: the
+/// MPD is always known to the planner.
+#[test]
+fn the_first_directive_after_the_mpd_finds_it_over_the_socket_on_fresh_gateways() {
+    let (_o, origin) = origin(&[]);
+    for round in 0..25 {
+        let gw = gateway(&format!("http://{origin}"), &["--prefetch-next", "0"]);
+        rt().block_on(async {
+            let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+            send(&mut ws, mpd_request(1, "/vod/manifest.mpd", None)).await;
+            let mut got = 0;
+            // At once after the MPD's last byte (its END flag), before its End of stream.
+            while got == 0 {
+                let Some(Ok(Ws::Binary(b))) = ws.next().await else {
+                    continue;
+                };
+                let m = Message::from_frame(Frame::decode(b, usize::MAX).unwrap()).unwrap();
+                if m.end {
+                    got += 1;
+                }
+            }
+            send(
+                &mut ws,
+                segment_request(3, "/vod/chunk-stream0-00001.m4s", Some("push-next;2")),
+            )
+            .await;
+            let a = answer(&mut ws, 3).await;
+            let ack = a.first.as_ref().and_then(|r| r.push_ack.clone());
+            assert_eq!(
+                ack.as_deref(),
+                Some("urn:mpeg:dash:fdh:2016:push-next;2"),
+                "round {round}"
+            );
+            let pushes = a.pushes.iter().filter(|p| p.0.is_multiple_of(2));
+            assert_eq!(pushes.count(), 2, "round {round}: {:?}", a.pushes);
+        });
+    }
+}
+
+/// A pushed MPD goes out as MPD received (0x03), a pushed segment as Segment received (0x04).
+#[test]
+fn a_pushed_mpd_is_mpd_received() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &["--prefetch-next", "0"]);
+    rt().block_on(async {
+        // Another socket makes the MPD known.
+        let mut a = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+        send(&mut a, mpd_request(1, "/vod/manifest.mpd", None)).await;
+        answer(&mut a, 1).await;
+        let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+        send(
+            &mut ws,
+            segment_request(
+                1,
+                "/vod/chunk-stream0-00001.m4s",
+                Some("push-list;manifest.mpd,chunk-stream0-00002.m4s"),
+            ),
+        )
+        .await;
+        let mut codes = Vec::new();
+        loop {
+            let Some(Ok(Ws::Binary(b))) = ws.next().await else {
+                continue;
+            };
+            let f = Frame::decode(b, usize::MAX).unwrap();
+            let (code, sid) = (f.code, f.stream_id.get());
+            let m = Message::from_frame(f).unwrap();
+            if sid.is_multiple_of(2) && m.end && !matches!(m.body, Body::EndOfStream(_)) {
+                let url = match &m.body {
+                    Body::MpdReceived(r) | Body::SegmentReceived(r) => r.url.clone(),
+                    _ => String::new(),
+                };
+                codes.push((code, url));
+            }
+            if sid == 1 && matches!(m.body, Body::EndOfStream(_)) {
+                break;
+            }
+        }
+        assert!(
+            codes.contains(&(0x03, "/vod/manifest.mpd".into())),
+            "{codes:?}"
+        );
+        assert!(
+            codes.contains(&(0x04, "/vod/chunk-stream0-00002.m4s".into())),
+            "{codes:?}"
+        );
+    });
+}
+
+/// RFC 6455 §4.4: a 426 for another version names the version the server speaks.
+#[test]
+fn a_wrong_websocket_version_gets_426_naming_13() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    let (code, head, _) = tool(
+        "curl",
+        &[
+            "-sS",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: websocket",
+            "-H",
+            "Sec-WebSocket-Version: 8",
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "-H",
+            &format!("Sec-WebSocket-Protocol: {SUBPROTOCOL}"),
+            &format!("http://{}/dashpush", gw.addr),
+        ],
+    );
+    assert_eq!(code, 0);
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 426"), "{head}");
+    assert!(head.contains("sec-websocket-version: 13"), "{head}");
+}

@@ -86,8 +86,9 @@ pub(crate) async fn run<T: PushTransport>(
     directive: DirectiveInput,
 ) -> u16 {
     let requested = match &directive {
-        DirectiveInput::Parsed(d) => d.push_type().label(),
-        _ => "malformed",
+        DirectiveInput::Absent => None,
+        DirectiveInput::Parsed(d) => Some(d.push_type().label()),
+        DirectiveInput::Malformed(_) => Some("malformed"),
     };
     // On an MPD request the plan needs that MPD: answer first and register what is served
     // (one origin fetch, whatever its caching); other requests plan first, so that the pushes'
@@ -138,7 +139,7 @@ fn plan<T: PushTransport>(
     transport: &T,
     target: &Target,
     directive: DirectiveInput,
-    requested: &'static str,
+    requested: Option<&'static str>,
 ) -> Plan {
     let settings = gw.push_settings();
     let plan = conn.plan(&settings.plan, |s| {
@@ -156,11 +157,13 @@ fn plan<T: PushTransport>(
         Outcome::Rejected(r) => r.label(),
         _ => "accepted",
     };
-    gw.metrics()
-        .push
-        .directives
-        .with_label_values(&[transport.transport().label(), requested, result])
-        .inc();
+    if let Some(requested) = requested {
+        gw.metrics()
+            .push
+            .directives
+            .with_label_values(&[transport.transport().label(), requested, result])
+            .inc();
+    }
     // A replaced cycle: its unfinished pushes stop (spec §4–5); each is counted where it ends.
     for u in &plan.cancel {
         conn.replace(u);
