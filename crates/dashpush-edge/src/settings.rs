@@ -20,7 +20,7 @@ pub struct EdgeConfig {
     pub admin: String,
     /// The default origin (`http://host:port`).
     pub origin: Url,
-    /// Further origins by host and path prefix ([`crate::origin::routing`]).
+    /// Further origins by host and path prefix (see `docs/config.md`, `routes`).
     pub routes: Vec<Route>,
     /// Cache budget in bytes.
     pub cache_bytes: u64,

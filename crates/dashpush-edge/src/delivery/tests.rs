@@ -342,31 +342,27 @@ impl Bench {
         assert_eq!(self.request(&mut t, "/s/manifest.mpd", None).await, 200);
     }
 
-    fn counter(&self, name: &str, labels: &[&str]) -> u64 {
+    fn vec(&self, name: &str) -> &prometheus::IntCounterVec {
         let m = &self.gw.metrics().push;
-        let v = match name {
+        match name {
             "promises" => &m.promises,
             "completed" => &m.completed,
             "reset" => &m.reset,
             "dropped" => &m.dropped,
             "withheld" => &m.withheld,
             _ => unreachable!(),
-        };
-        v.with_label_values(labels).get()
+        }
     }
 
+    fn counter(&self, name: &str, labels: &[&str]) -> u64 {
+        self.vec(name).with_label_values(labels).get()
+    }
+
+    /// A counter summed over all its series.
     fn sum(&self, name: &str) -> u64 {
-        let m = &self.gw.metrics().push;
-        let v = match name {
-            "promises" => &m.promises,
-            "completed" => &m.completed,
-            "reset" => &m.reset,
-            "dropped" => &m.dropped,
-            "withheld" => &m.withheld,
-            _ => unreachable!(),
-        };
         use prometheus::core::Collector;
-        v.collect()
+        self.vec(name)
+            .collect()
             .iter()
             .flat_map(|f| f.get_metric())
             .map(|m| m.get_counter().get_value() as u64)
