@@ -489,6 +489,7 @@ fn plan(
             url: request,
             directive: PushDirective::parse(directive).into(),
             push_allowed,
+            byte_budget: None,
         },
         &manifests,
         Some(at.unwrap_or_else(Utc::now)),

@@ -2,9 +2,15 @@
 // Browser test of the demo player: headless Chromium (playwright-core) plays the demo stream
 // through the gateway and checks that pushes arrived over the WebSocket path and were used.
 //
-//   node tests/browser/play.mjs            # WebSocket path, plain HTTP (?transport=http), fallback
-//   node tests/browser/play.mjs ws|http|fallback   # one mode only; fallback: the page is given a
-//                                          # WebSocket URL nobody answers and must play over HTTP
+//   node tests/browser/play.mjs            # every mode below
+//   node tests/browser/play.mjs MODE       # one mode only:
+//     ws, http      the demo over the WebSocket path / plain HTTP (?transport=http)
+//     fallback      the page is given a WebSocket URL nobody answers and must play over HTTP
+//     abr-ws, abr-http   through a userspace link too slow for the top video Representation
+//                   (ABR_KBIT, default 64 kbit/s, 40 ms RTT): dash.js must switch down over the
+//                   socket as it does over HTTP (its throughput samples see the link)
+//     live-ws       the live demo over the socket: dash.js is told to play one segment plus a
+//                   margin behind the live edge, and does
 //
 // Env: DASHPUSH_BIN (the binary; default target/debug/dashpush), CHROMIUM (default
 // /usr/bin/chromium), MPD (default /vod/manifest.mpd, looped; /live/manifest.mpd works too),
@@ -25,7 +31,10 @@ const require = createRequire(path.join(clientDir, 'package.json'));
 const { chromium } = require('playwright-core');
 const { startGateway, metricSum } = await import(pathToFileURL(path.join(clientDir, 'test/support/gateway.js')).href);
 
-const modes = process.argv[2] ? [process.argv[2]] : ['ws', 'http', 'fallback'];
+const ALL_MODES = ['ws', 'http', 'fallback', 'abr-ws', 'abr-http', 'live-ws'];
+const modes = process.argv[2] ? [process.argv[2]] : ALL_MODES;
+const { startRelay } = await import(pathToFileURL(path.join(clientDir, 'test/support/relay.js')).href);
+const abrKbit = Number(process.env.ABR_KBIT || 64);
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const mpd = process.env.MPD || '/vod/manifest.mpd';
 const playSeconds = Number(process.env.PLAY_SECONDS || 10);
@@ -47,6 +56,11 @@ const results = {};
 async function runMode(mode) {
   const started = Date.now();
   const gw = await startGateway({ gatewayArgs: ['--static-dir', staticDir] });
+  const abr = mode.startsWith('abr-');
+  const live = mode.startsWith('live-');
+  const base = mode.replace(/^(abr|live)-/, '');
+  // ABR modes: everything the page loads goes through a slow link (its scripts before it applies).
+  const relay = abr ? await startRelay({ upstreamPort: Number(gw.gateway.split(':').pop()), rateKbit: abrKbit, rttMs: 40, windowBytes: 16 * 1024 }) : null;
   const browser = await chromium.launch({
     executablePath,
     headless: true,
@@ -59,14 +73,19 @@ async function runMode(mode) {
       if (m.type() === 'error') consoleErrors.push(m.text());
     });
     page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
-    const q = new URLSearchParams({ mpd });
-    if (mode === 'http') q.set('transport', 'http');
+    const q = new URLSearchParams({ mpd: live ? '/live/manifest.mpd' : mpd });
+    if (base === 'http') q.set('transport', 'http');
     if (mode === 'fallback') q.set('ws', 'ws://127.0.0.1:9/dashpush'); // discard port: refused
-    const url = `${gw.httpBase}/player/index.html?${q}`;
+    const host = relay ? `http://127.0.0.1:${relay.port}` : gw.httpBase;
+    const url = `${host}/player/index.html?${q}`;
+    relay?.throttle(false);
     await page.goto(url);
+    relay?.throttle(true);
     // Played seconds, not position: a looped VOD goes back to 0.
+    // ABR: play until dash.js has switched the video down (or the time is up).
+    const until = abr ? (s) => window.dashpushStats && window.dashpushStats.played >= s && window.dashpushStats.videoSwitches.some(([, k]) => k !== null && k < window.dashpushStats.videoSwitches[0][1]) : (s) => window.dashpushStats && window.dashpushStats.played >= s;
     try {
-      await page.waitForFunction((s) => window.dashpushStats && window.dashpushStats.played >= s, playSeconds, { timeout: timeoutMs, polling: 250 });
+      await page.waitForFunction(until, playSeconds, { timeout: timeoutMs, polling: 250 });
     } catch (e) {
       const s = await page.evaluate(() => ({ ...window.dashpushStats, events: undefined })).catch(() => null);
       if (s) s.errors = [...new Set(s.errors)].slice(0, 5);
@@ -77,10 +96,18 @@ async function runMode(mode) {
     const claimed = await metricSum(gw.admin, 'dashpush_push_claimed_total', { transport: 'ws' });
     const checks = [];
     const check = (ok, what) => checks.push([ok, what]);
-    check(s.stalls === 0, `no stall after the first frame (stalls=${s.stalls})`);
+    if (!abr) check(s.stalls === 0, `no stall after the first frame (stalls=${s.stalls})`);
+    if (abr) {
+      const kbits = s.videoSwitches.map(([, k]) => k);
+      check(kbits.length > 1 && Math.min(...kbits) < kbits[0], `dash.js switched the video down on a ${abrKbit} kbit/s link (${kbits.join(' -> ')} kbit/s)`);
+    }
+    if (live) {
+      check(s.liveDelayMode === 'push', `told to play near the live edge over the socket (${s.liveDelayMode}, ${s.liveDelaySeconds} s)`);
+      check(s.liveLatency !== null && s.liveLatency <= s.liveDelaySeconds + 1.5, `plays near the live edge (latency ${s.liveLatency?.toFixed?.(2)} s, target ${s.liveDelaySeconds} s)`);
+    }
     check(s.firstFrameMs !== null, `first frame at ${s.firstFrameMs} ms`);
     check(s.errors.length === 0, `no player error (${s.errors.join('; ')})`);
-    if (mode === 'ws') {
+    if (base === 'ws') {
       check(s.transport === 'ws', `stayed on the WebSocket path (${s.transport}${s.fallbackReason ? `: ${s.fallbackReason}` : ''})`);
       check(s.pushed > 0, `pushes arrived (pushed=${s.pushed})`);
       check(s.claimed > 0, `pushes were claimed by dash.js (claimed=${s.claimed})`);
@@ -97,19 +124,20 @@ async function runMode(mode) {
     const ok = checks.every(([c]) => c);
     if (process.env.VERBOSE) for (const e of s.events ?? []) console.log(`    ${e.join(' ')}`);
     for (const [c, what] of checks) console.log(`  ${c ? 'ok  ' : 'FAIL'} ${what}`);
-    results[mode] = { firstFrameMs: s.firstFrameMs, played: Number(s.played.toFixed(1)), stalls: s.stalls, pushed: s.pushed, claimed: s.claimed, loops: s.loops, seconds: (Date.now() - started) / 1000 };
+    results[mode] = { firstFrameMs: s.firstFrameMs, played: Number(s.played.toFixed(1)), stalls: s.stalls, pushed: s.pushed, claimed: s.claimed, discarded: s.discarded, loops: s.loops, videoKbit: s.videoKbit, liveLatency: s.liveLatency, seconds: (Date.now() - started) / 1000 };
     console.log(`${ok ? 'ok' : 'not ok'} - ${mode}: first frame ${s.firstFrameMs} ms, played ${s.played.toFixed(1)} s of ${mpd} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     if (ok) passed++;
     else failed++;
   } finally {
     await browser.close();
+    await relay?.close();
     await gw.stop();
   }
 }
 
 for (const mode of modes) {
-  if (!['ws', 'http', 'fallback'].includes(mode)) {
-    console.error(`unknown mode ${mode} (ws, http or fallback)`);
+  if (!ALL_MODES.includes(mode)) {
+    console.error(`unknown mode ${mode} (${ALL_MODES.join(', ')})`);
     process.exit(2);
   }
   try {

@@ -29,10 +29,19 @@ const stats = {
   currentTime: 0,
   played: 0,
   stalls: 0,
+  /** Milliseconds spent stalled after the first frame. */
+  stallMs: 0,
+  /** Video kbit/s × seconds played, for the average bitrate played. */
+  kbitSeconds: 0,
   loops: 0,
   firstFrameMs: null,
   playing: false,
   errors: [],
+  /** Video bitrate being played (kbit/s), and every switch: [ms since page start, kbit/s]. */
+  videoKbit: null,
+  videoSwitches: [],
+  /** Live: seconds behind the live edge (dash.js's estimate), sampled every 250 ms. */
+  liveLatency: null,
   /** The last 200 client events: [ms since page start, name, url or stream]. */
   events: [],
 };
@@ -69,8 +78,13 @@ let seeking = false;
 const markFirstFrame = () => {
   if (stats.firstFrameMs === null) stats.firstFrameMs = Math.round(performance.now());
 };
+let stalledAt = null;
 video.addEventListener('playing', () => {
   stats.playing = true;
+  if (stalledAt !== null) {
+    stats.stallMs += performance.now() - stalledAt;
+    stalledAt = null;
+  }
   if (video.currentTime > 0 || stats.firstFrameMs === null) markFirstFrame();
 });
 video.addEventListener('timeupdate', () => {
@@ -78,7 +92,10 @@ video.addEventListener('timeupdate', () => {
   if (t > 0) markFirstFrame();
   if (last !== null && !seeking) {
     const d = t - last;
-    if (d > 0 && d < 1.5) stats.played += d;
+    if (d > 0 && d < 1.5) {
+      stats.played += d;
+      if (stats.videoKbit !== null) stats.kbitSeconds += stats.videoKbit * d;
+    }
   }
   last = t;
   stats.currentTime = t;
@@ -92,13 +109,22 @@ video.addEventListener('seeked', () => {
 });
 video.addEventListener('waiting', () => {
   stats.playing = false;
-  if (stats.firstFrameMs !== null && !seeking && !video.ended) stats.stalls++;
+  if (stats.firstFrameMs !== null && !seeking && !video.ended) {
+    stats.stalls++;
+    stalledAt = performance.now();
+  }
 });
 player.on(MediaPlayer.events.PLAYBACK_ENDED, () => {
   if (!loop || player.isDynamic()) return;
   stats.loops++;
   player.seek(0);
   video.play().catch((e) => stats.errors.push(`play: ${e.message}`));
+});
+player.on(MediaPlayer.events.QUALITY_CHANGE_RENDERED, (e) => {
+  if (e.mediaType !== 'video') return;
+  const kbit = e.newRepresentation?.bitrateInKbit ?? null;
+  stats.videoKbit = kbit;
+  if (stats.videoSwitches.length < 500) stats.videoSwitches.push([Math.round(performance.now()), kbit]);
 });
 player.on(MediaPlayer.events.ERROR, (e) => {
   stats.errors.push(JSON.stringify(e.error ?? e).slice(0, 300));
@@ -112,6 +138,10 @@ setInterval(() => {
   else stats.httpLoads = performance.getEntriesByType('resource').filter((r) => r.initiatorType === 'xmlhttprequest').length;
   for (const k of ['pushed', 'claimed', 'cancelled', 'wsLoads', 'httpLoads', 'stalls', 'firstFrameMs']) {
     $(k).textContent = stats[k] ?? '–';
+  }
+  if (player.isReady?.() && player.isDynamic()) {
+    const l = player.getCurrentLiveLatency?.();
+    if (Number.isFinite(l)) stats.liveLatency = l;
   }
   $('played').textContent = stats.played.toFixed(1);
   $('currentTime').textContent = stats.currentTime.toFixed(1);

@@ -7,6 +7,14 @@
 // - End of stream (0x05) closes a stream: `complete` after a request and all its pushes,
 //   `cancelled` after a Segment cancel (0x06), `error` with a status instead of an answer.
 // Everything is bounded: open requests, pushes being assembled, bytes per resource, the store.
+//
+// Timing: every resource (a request's answer or a push) carries `timing`, what the socket saw of
+// its transfer: when it started (the request was sent; for a push, when its first message began
+// to arrive), when its first and last messages arrived, and how long the socket was busy carrying
+// its messages. A WebSocket delivers whole messages, so a message's transfer is taken to start
+// when the socket finished the message before it (or when the last request went out, if that is
+// later: the socket was idle in between). A player's throughput estimate should use these times,
+// not the moment it took a pushed resource out of the store.
 
 import { Code, EndReason, FrameError, MessageError, SUBPROTOCOL, decodeMessage, encodeMessage, limits } from './codec.js';
 
@@ -94,7 +102,32 @@ export const DEFAULTS = Object.freeze({
   connectTimeoutMs: 10_000,
   /** Time for a request's resource to arrive (0 = none). */
   requestTimeoutMs: 30_000,
+  /** Message arrival times kept per resource (for progress reporting). */
+  maxArrivals: 256,
 });
+
+/** A monotonic clock in milliseconds (performance.now where there is one). */
+function defaultNow() {
+  return globalThis.performance?.now ? globalThis.performance.now() : Date.now();
+}
+
+/**
+ * What the socket saw of one resource's transfer: `startedAt` (request sent, or the start of the
+ * push's first message), `firstByteAt` / `lastByteAt` (arrival of its first / last message),
+ * `busyMs` (time the socket spent carrying its messages), `transferSize` (message bytes on the
+ * wire), `arrivals` ([at, busyMs, payloadBytes] per message, the first `maxArrivals`).
+ */
+function newTiming(startedAt) {
+  return { startedAt, firstByteAt: null, lastByteAt: null, busyMs: 0, transferSize: 0, arrivals: [] };
+}
+
+function addArrival(timing, { at, busy, wire }, payload, max) {
+  if (timing.firstByteAt === null) timing.firstByteAt = at;
+  timing.lastByteAt = at;
+  timing.busyMs += busy;
+  timing.transferSize += wire;
+  if (timing.arrivals.length < max) timing.arrivals.push([at, busy, payload]);
+}
 
 const OPEN = 1;
 
@@ -183,6 +216,10 @@ export class DashPushClient {
     this.url = url;
     this.base = opts.base ?? httpBaseOf(url);
     this.opts = { ...DEFAULTS, ...opts };
+    this.now = opts.now ?? defaultNow;
+    /** When the last message arrived, and when the last request went out. */
+    this.lastArrival = -Infinity;
+    this.lastRequestSent = -Infinity;
     this.nextStreamId = 1;
     this.closed = false;
     this.closeInfo = null;
@@ -201,7 +238,7 @@ export class DashPushClient {
     this.cycles = new Set();
     /** takePushed callers waiting for a push that has not started yet, by absolute URL. */
     this.expecting = new Map();
-    this.stats = { pushed: 0, claimed: 0, cancelled: 0, evicted: 0, pushErrors: 0, requests: 0, pushedBytes: 0 };
+    this.stats = { pushed: 0, claimed: 0, cancelled: 0, evicted: 0, discarded: 0, pushErrors: 0, requests: 0, pushedBytes: 0, claimedBytes: 0 };
     if (opts.onEvent) this.on('*', (name, detail) => opts.onEvent(name, detail));
     this.onMessage = (ev) => this.handleData(ev.data);
     this.onClose = (ev) => this.shutdown(new ClosedError(`socket closed (${ev.code}${ev.reason ? ` ${ev.reason}` : ''})`, { closeCode: ev.code, closeReason: ev.reason }));
@@ -211,7 +248,8 @@ export class DashPushClient {
     ws.addEventListener('error', this.onError);
   }
 
-  /** `{pushed, claimed, cancelled, evicted, pushErrors, requests, pushedBytes}`, a copy. */
+  /** `{pushed, claimed, cancelled, evicted, discarded, pushErrors, requests, pushedBytes,
+   * claimedBytes}`, a copy. */
   get counters() {
     return { ...this.stats };
   }
@@ -255,9 +293,13 @@ export class DashPushClient {
     return this.request(Code.MPD_REQUEST, url, { pushDirective: directive }, timeoutMs);
   }
 
-  /** Segment request (§8.4.2); `range` is `"first-last"` or `"first-"`. Resolves as requestMpd. */
-  requestSegment(url, { directive, range, timeoutMs } = {}) {
-    return this.request(Code.SEGMENT_REQUEST, url, { pushDirective: directive, range }, timeoutMs);
+  /**
+   * Segment request (§8.4.2); `range` is `"first-last"` or `"first-"`. Resolves as requestMpd.
+   * `tag` (any value) is handed to the pushes this request starts (`tag` of the pushed entries
+   * and of `discardPushes`'s argument), e.g. the Representation the player asked from.
+   */
+  requestSegment(url, { directive, range, timeoutMs, tag } = {}) {
+    return this.request(Code.SEGMENT_REQUEST, url, { pushDirective: directive, range }, timeoutMs, tag);
   }
 
   allocStreamId() {
@@ -267,7 +309,7 @@ export class DashPushClient {
     return id;
   }
 
-  request(code, url, fields, timeoutMs = this.opts.requestTimeoutMs) {
+  request(code, url, fields, timeoutMs = this.opts.requestTimeoutMs, tag = undefined) {
     if (this.closed) return Promise.reject(this.closeInfo ?? new ClosedError('client is closed'));
     if (this.requests.size >= this.opts.maxOpenRequests) {
       return Promise.reject(new LimitError(`more than ${this.opts.maxOpenRequests} open requests`));
@@ -299,6 +341,8 @@ export class DashPushClient {
         settled: false,
         timer: null,
         cycle: !!fields.pushDirective,
+        timing: null,
+        tag,
       };
       if (timeoutMs > 0) {
         req.timer = setTimeout(() => {
@@ -309,6 +353,8 @@ export class DashPushClient {
       if (req.cycle) this.cycles.add(streamId);
       this.stats.requests++;
       this.send(frame);
+      this.lastRequestSent = this.now();
+      req.timing = newTiming(this.lastRequestSent);
     });
   }
 
@@ -391,6 +437,7 @@ export class DashPushClient {
 
   claim(entry) {
     this.stats.claimed++;
+    this.stats.claimedBytes += entry.body?.byteLength ?? 0;
     this.emit('claimed', { url: entry.url });
     return entry;
   }
@@ -405,6 +452,33 @@ export class DashPushClient {
     const wire = urls.map((u) => this.wireUrl(u));
     this.send(encodeMessage({ code: Code.SEGMENT_CANCEL, streamId, end: true, streams, urls: wire }));
     return streamId;
+  }
+
+  /**
+   * Gives up the pushes a player will not use (after a seek, a Representation switch or an
+   * abandoned load): those being received that `which({url, parent, tag, streamId})` selects are
+   * cancelled on the wire (Segment cancel, §8.4.6: the gateway stops them and counts the bytes
+   * it did not send as saved), and the stored ones it selects are dropped (`discarded`). Returns
+   * how many of each.
+   */
+  discardPushes(which) {
+    const streams = [];
+    for (const p of [...this.pushes.values()]) {
+      if (!which({ url: p.url, parent: p.parent, tag: p.tag, streamId: p.streamId })) continue;
+      streams.push(p.streamId);
+      this.dropPush(p);
+    }
+    if (streams.length && !this.closed) this.cancelQuietly(streams);
+    let dropped = 0;
+    for (const [url, e] of [...this.store]) {
+      if (!which({ url, parent: e.parent, tag: e.tag, streamId: e.streamId })) continue;
+      this.store.delete(url);
+      this.storeBytes -= e.body.byteLength;
+      dropped++;
+    }
+    this.stats.discarded += dropped;
+    if (streams.length || dropped) this.emit('discarded', { cancelled: streams.length, dropped });
+    return { cancelled: streams.length, dropped };
   }
 
   /** Closes the socket; pending requests reject with ClosedError. */
@@ -447,6 +521,11 @@ export class DashPushClient {
 
   handleData(data) {
     if (this.closed) return;
+    // The message's transfer began when the socket was done with the previous one, or when the
+    // last request went out if that is later (the socket was idle in between).
+    const at = this.now();
+    const arrival = { at, busy: Math.max(0, at - Math.max(this.lastArrival, this.lastRequestSent)), wire: data?.byteLength ?? 0 };
+    this.lastArrival = at;
     if (typeof data === 'string') {
       this.fail(new ProtocolError('text message from the server', { closeCode: 1003 }));
       return;
@@ -467,8 +546,8 @@ export class DashPushClient {
     switch (msg.code) {
       case Code.MPD_RECEIVED:
       case Code.SEGMENT_RECEIVED:
-        if (msg.streamId % 2 === 1) this.onAnswer(msg);
-        else this.onPush(msg);
+        if (msg.streamId % 2 === 1) this.onAnswer(msg, arrival);
+        else this.onPush(msg, arrival);
         break;
       case Code.END_OF_STREAM:
         this.onEnd(msg);
@@ -489,9 +568,10 @@ export class DashPushClient {
     if (p) this.dropPush(p);
   }
 
-  onAnswer(msg) {
+  onAnswer(msg, arrival) {
     const req = this.requests.get(msg.streamId);
     if (!req || req.settled) return; // unknown, timed out or failed: drop the rest
+    if (req.timing && arrival) addArrival(req.timing, arrival, msg.payload.byteLength, this.opts.maxArrivals);
     if (!req.meta) {
       req.meta = msg;
       this.emit('answer', { streamId: req.streamId, url: req.url, status: msg.status, pushAck: msg.pushAck });
@@ -521,15 +601,18 @@ export class DashPushClient {
       streamId: req.streamId,
       body,
       complete: req.complete,
+      timing: req.timing,
     });
   }
 
-  onPush(msg) {
+  onPush(msg, arrival) {
     let p = this.pushes.get(msg.streamId);
     if (!p) {
       if (!msg.pushed) return; // continuation of a push we dropped or never saw
       const url = this.resolve(msg.url);
-      p = { streamId: msg.streamId, parent: msg.parent, url, meta: msg, chunks: [], bytes: 0, waiters: [] };
+      const startedAt = arrival ? arrival.at - arrival.busy : this.now();
+      const tag = this.requests.get(msg.parent)?.tag;
+      p = { streamId: msg.streamId, parent: msg.parent, tag, url, meta: msg, chunks: [], bytes: 0, waiters: [], timing: newTiming(startedAt) };
       if (this.pushes.size >= this.opts.maxInflightPushes || this.inflightPushBytes >= this.opts.maxInflightPushBytes) {
         this.cancelQuietly([msg.streamId]);
         return;
@@ -540,6 +623,7 @@ export class DashPushClient {
       this.pushesByUrl.set(url, p);
       for (const w of [...(this.expecting.get(url) ?? [])]) this.stopExpecting(url, w, p);
     }
+    if (arrival) addArrival(p.timing, arrival, msg.payload.byteLength, this.opts.maxArrivals);
     p.bytes += msg.payload.byteLength;
     this.inflightPushBytes += msg.payload.byteLength;
     if (p.bytes > this.opts.maxResourceBytes) {
@@ -560,7 +644,7 @@ export class DashPushClient {
       for (const w of p.waiters) w(null);
       return;
     }
-    const entry = { status: m.status, contentType: m.contentType, body: concat(p.chunks, p.bytes), url: p.url, pushed: true, streamId: p.streamId, parent: p.parent };
+    const entry = { status: m.status, contentType: m.contentType, body: concat(p.chunks, p.bytes), url: p.url, pushed: true, streamId: p.streamId, parent: p.parent, tag: p.tag, timing: p.timing };
     p.chunks = [];
     this.stats.pushed++;
     this.stats.pushedBytes += p.bytes;

@@ -18,6 +18,22 @@
 //   optionally with a push-next directive;
 // - no socket (never opened, refused, or closed since) → dash.js's own XHR loader, i.e. plain
 //   HTTP, for that load and every later one.
+//
+// Honest throughput samples: dash.js estimates throughput from a load's resource timing (first to
+// last byte, bytes on the wire) or, without it, from its progress events. A pushed segment is in
+// memory before dash.js asks for it, so delivering it as one event at once would read as an
+// infinitely fast (or cached, and ignored) transfer and ABR would never switch down. Each load is
+// therefore reported with the times the socket carried it (`timing` of the client: when its
+// messages arrived and how long the socket was busy with them): resource timing values from
+// first to last byte, and one progress event per message carrying the socket time it took.
+//
+// Cancel what will not be used (spec §8.4.6): on a seek every push is given up; on a
+// Representation switch the pushes started from the old Representation's requests; on an
+// abandoned load the push it was waiting for. Pushes being received are cancelled on the wire.
+//
+// Live: while the socket is up and live segments arrive pushed at their availability, dash.js is
+// told to play closer to the live edge (one segment duration plus a margin, with catch-up on);
+// when pushes stop arriving in time, or the socket is given up, its own defaults come back.
 
 import { DashPushClient, ClosedError, ConnectError, DashPushError, RequestError } from './client.js';
 
@@ -53,6 +69,8 @@ export function attachDashPush(player, opts = {}) {
     directive = DEFAULT_MPD_DIRECTIVE,
     segmentDirective = DEFAULT_SEGMENT_DIRECTIVE,
     pushWaitMs = 250,
+    liveEdge = true,
+    liveMarginSeconds = 0.5,
     onEvent = () => {},
   } = opts;
   if (!player || typeof player.extend !== 'function') throw new TypeError('attachDashPush needs a dash.js MediaPlayer');
@@ -66,6 +84,12 @@ export function attachDashPush(player, opts = {}) {
     pushHits: 0,
     mpdLoads: 0,
     fallbackReason: null,
+    /** Pushes given up (cancelled or dropped) after a seek, a switch or an abandoned load. */
+    discarded: 0,
+    /** `push` while dash.js is told to play near the live edge, `default` otherwise. */
+    liveDelayMode: 'default',
+    liveDelaySeconds: null,
+    liveDelayGivenUp: false,
   };
   const handle = {
     client: null,
@@ -80,13 +104,37 @@ export function attachDashPush(player, opts = {}) {
   let detached = false;
   let mpdDirectiveSent = false;
 
+  const live = liveController(player, stats, { enabled: liveEdge, marginSeconds: liveMarginSeconds, onEvent });
+
   const fallback = (reason) => {
     if (stats.transport !== 'http') {
       stats.transport = 'http';
       stats.fallbackReason = reason;
       onEvent('fallback', { reason });
+      live.useDefaults('socket given up');
     }
   };
+
+  // Gives up pushes the player will not use; `which` sees {url, tag, parent, streamId}.
+  const discard = (which, why) => {
+    const c = usable();
+    if (!c) return;
+    const { cancelled, dropped } = c.discardPushes(which);
+    if (cancelled || dropped) {
+      stats.discarded += cancelled + dropped;
+      onEvent('discarded', { why, cancelled, dropped });
+    }
+  };
+  const events = player.constructor?.events ?? globalThis.dashjs?.MediaPlayer?.events ?? {};
+  if (typeof player.on === 'function') {
+    player.on(events.PLAYBACK_SEEKING ?? 'playbackSeeking', () => discard(() => true, 'seek'));
+    player.on(events.QUALITY_CHANGE_REQUESTED ?? 'qualityChangeRequested', (e) => {
+      const old = e?.oldRepresentation?.id;
+      const type = e?.mediaType;
+      if (old === undefined || !type || e?.newRepresentation?.id === old) return;
+      discard(({ tag }) => tag?.mediaType === type && tag?.representation === old, 'switch');
+    });
+  }
 
   // `opts.connecting`: a connection already being opened (e.g. while dash.js was loading).
   handle.ready = (opts.connecting ?? DashPushClient.connect(wsUrl, { WebSocket, ...(opts.client ?? {}), onEvent }))
@@ -110,23 +158,33 @@ export function attachDashPush(player, opts = {}) {
     return c && !c.closed && !detached ? c : null;
   };
 
-  async function serve(client, type, req) {
+  async function serve(client, type, req, load) {
     const url = req.url;
     if (type === MPD) {
       stats.mpdLoads++;
       const d = !mpdDirectiveSent && directive ? directive : undefined;
       mpdDirectiveSent = true;
-      return client.requestMpd(url, { directive: d });
+      const r = await client.requestMpd(url, { directive: d });
+      // Before dash.js reads the MPD: where a live stream should start depends on it.
+      live.onMpd(r, stats.transport === 'ws');
+      return r;
     }
-    const range = req.customData?.request?.range || undefined;
+    const fragment = req.customData?.request;
+    const range = fragment?.range || undefined;
+    const media = fragment?.type === 'MediaSegment';
     if (!range) {
+      load.waitingForPush = true;
       const hit = await client.takePushed(url, { waitMs: pushWaitMs });
+      load.waitingForPush = false;
       if (hit) {
         stats.pushHits++;
+        if (media) live.onSegment(true, fragment?.mediaType);
         return hit;
       }
     }
-    return client.requestSegment(url, { directive: segmentDirective || undefined, range });
+    if (media) live.onSegment(false, fragment?.mediaType);
+    const tag = { mediaType: fragment?.mediaType, representation: fragment?.representation?.id };
+    return client.requestSegment(url, { directive: segmentDirective || undefined, range, tag });
   }
 
   player.extend(
@@ -144,9 +202,16 @@ export function attachDashPush(player, opts = {}) {
           return stockLoad(req, resp);
         }
         let aborted = false;
+        const current = { waitingForPush: false };
         req.customData.abort = () => {
           if (aborted) return;
           aborted = true;
+          // An abandoned load: the push it waits for (or is receiving) will not be used.
+          const c = usable();
+          if (c) {
+            const abs = c.resolve(req.url);
+            discard(({ url }) => url === abs, 'abort');
+          }
           const onabort = req.customData.onabort;
           if (onabort) onabort();
         };
@@ -160,7 +225,7 @@ export function attachDashPush(player, opts = {}) {
           }
           let result;
           try {
-            result = await serve(client, type, req);
+            result = await serve(client, type, req, current);
           } catch (e) {
             if (aborted) return;
             if (e instanceof RequestError && e.status) {
@@ -199,9 +264,11 @@ export function attachDashPush(player, opts = {}) {
   return handle;
 }
 
-// Hands a result to dash.js the way its XHR path does: fill the CommonMediaResponse, one progress
-// event with the whole length, then loadend.
-function deliver(req, resp, { status, statusText, contentType, body }) {
+// Hands a result to dash.js the way its XHR path does, with the times the socket carried it:
+// resource timing values (dash.js's preferred throughput input) from the first to the last byte,
+// and one progress event per message that carries the socket time it took (`time`, which dash.js
+// records as the trace's duration) before loadend.
+function deliver(req, resp, { status, statusText, contentType, body, timing }) {
   const n = body ? body.byteLength : 0;
   resp.url = req.url;
   resp.status = status;
@@ -219,6 +286,114 @@ function deliver(req, resp, { status, statusText, contentType, body }) {
     resp.data = null;
   }
   const cd = req.customData ?? {};
-  if (cd.onprogress) cd.onprogress({ loaded: n, total: n, lengthComputable: true });
+  const rt = resourceTiming(timing, n);
+  if (rt && cd.request) cd.request.resourceTimingValues = rt;
+  if (cd.onprogress) {
+    for (const ev of progressEvents(timing, n)) cd.onprogress(ev);
+  }
   if (cd.onloadend) cd.onloadend();
+}
+
+/**
+ * Resource timing values for a load the socket carried (the fields dash.js reads from a
+ * PerformanceResourceTiming entry): `responseStart` is where the socket began carrying it,
+ * `responseEnd` when its last message arrived, `transferSize` its bytes on the wire. `null`
+ * without timing or bytes.
+ */
+export function resourceTiming(timing, bodyBytes) {
+  if (!timing || timing.lastByteAt === null || !bodyBytes) return null;
+  const responseEnd = timing.lastByteAt;
+  const busy = Math.max(1, timing.busyMs);
+  const responseStart = Math.max(timing.startedAt, responseEnd - busy);
+  return {
+    startTime: timing.startedAt,
+    responseStart: Math.min(responseStart, responseEnd - 1),
+    responseEnd,
+    duration: responseEnd - timing.startedAt,
+    transferSize: Math.max(timing.transferSize, bodyBytes),
+    encodedBodySize: bodyBytes,
+    decodedBodySize: bodyBytes,
+  };
+}
+
+/**
+ * The progress events of a load: one at its start (0 bytes) and one per message as it arrived,
+ * `time` the socket milliseconds that message took (at least 1), `loaded` the bytes so far. A
+ * load without timing gets a single event with everything.
+ */
+export function progressEvents(timing, total) {
+  const arrivals = timing?.arrivals ?? [];
+  if (!arrivals.length) return [{ loaded: total, total, lengthComputable: true }];
+  const out = [{ loaded: 0, total, lengthComputable: true, time: 1 }];
+  let loaded = 0;
+  arrivals.forEach(([, busy, bytes], i) => {
+    loaded = i === arrivals.length - 1 ? total : Math.min(total, loaded + bytes);
+    out.push({ loaded, total, lengthComputable: true, time: Math.max(1, Math.round(busy)) });
+  });
+  return out;
+}
+
+/** The duration of one segment from an MPD's text: `maxSegmentDuration`, else the first
+ * SegmentTemplate's `duration`/`timescale`; `null` if neither is there. */
+export function segmentSeconds(mpdText) {
+  const iso = /maxSegmentDuration="PT([0-9.]+)S"/.exec(mpdText);
+  if (iso) return Number(iso[1]);
+  const tpl = /<SegmentTemplate\b[^>]*>/.exec(mpdText)?.[0];
+  if (!tpl) return null;
+  const d = /\bduration="([0-9]+)"/.exec(tpl);
+  const ts = /\btimescale="([0-9]+)"/.exec(tpl);
+  if (!d) return null;
+  return Number(d[1]) / (ts ? Number(ts[1]) : 1);
+}
+
+/**
+ * Where dash.js plays a live stream from. While the socket is up and live segments are taken
+ * from pushes that arrived by the time dash.js asked for them, the target delay is one segment
+ * duration plus `marginSeconds`, with catch-up on; two live segment loads in a row that were not
+ * served by a push (late pushes, a slow link) or a given-up socket bring dash.js's defaults back.
+ */
+function liveController(player, stats, { enabled, marginSeconds, onEvent }) {
+  let dynamic = false;
+  let segment = null;
+  // Live segment loads in a row not served by a push, per media type.
+  const misses = new Map();
+  const apply = (settings) => {
+    if (typeof player.updateSettings === 'function') player.updateSettings(settings);
+  };
+  const useDefaults = (why) => {
+    if (stats.liveDelayMode !== 'push') return;
+    stats.liveDelayMode = 'default';
+    stats.liveDelaySeconds = null;
+    apply({ streaming: { delay: { liveDelay: NaN }, liveCatchup: { enabled: null } } });
+    onEvent('live-delay', { mode: 'default', why });
+  };
+  return {
+    useDefaults,
+    onMpd(result, overSocket) {
+      const text = result?.body ? new TextDecoder().decode(result.body) : '';
+      dynamic = /type="dynamic"/.test(text);
+      segment = segmentSeconds(text);
+      if (!enabled || !dynamic || !overSocket || !segment || stats.liveDelayMode === 'push' || stats.liveDelayGivenUp) return;
+      const delay = Number((segment + marginSeconds).toFixed(3));
+      stats.liveDelayMode = 'push';
+      stats.liveDelaySeconds = delay;
+      apply({
+        streaming: {
+          delay: { liveDelay: delay },
+          liveCatchup: { enabled: true, maxDrift: segment * 2, playbackRate: { min: -0.2, max: 0.2 } },
+        },
+      });
+      onEvent('live-delay', { mode: 'push', seconds: delay });
+    },
+    onSegment(pushed, mediaType) {
+      if (!dynamic) return;
+      const n = pushed ? 0 : (misses.get(mediaType) ?? 0) + 1;
+      misses.set(mediaType, n);
+      // With push-next;K one load in K+1 is a request by design; two in a row are not.
+      if (n >= 2) {
+        stats.liveDelayGivenUp = true;
+        useDefaults('live segments not arriving pushed');
+      }
+    },
+  };
 }

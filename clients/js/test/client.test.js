@@ -205,3 +205,72 @@ test('takePushed with waitMs: waits for a push still to come while a cycle runs'
   assert.equal(c.counters.claimed, 1);
   c.close();
 });
+
+// A clock the test moves by hand.
+function clock(start = 1000) {
+  const c = { t: start, now: () => c.t, at: (t) => (c.t = t) };
+  return c;
+}
+
+test('timing: a request answer is timed from the request, each message from the one before', async () => {
+  const k = clock();
+  const [c, ws] = await connect({ now: k.now });
+  k.at(1000);
+  const seg = c.requestSegment('/vod/s1.m4s');
+  // 40 ms of round trip, then three messages, the socket busy 100 ms with each.
+  k.at(1040 + 100);
+  ws.serve({ ...received(1, '/vod/s1.m4s', 'aaaa'), end: false });
+  k.at(1240);
+  ws.serve({ ...received(1, '/vod/s1.m4s', 'bbbb'), end: false });
+  k.at(1340);
+  ws.serve(received(1, '/vod/s1.m4s', 'cc'));
+  const r = await seg;
+  assert.equal(r.timing.startedAt, 1000);
+  assert.equal(r.timing.firstByteAt, 1140);
+  assert.equal(r.timing.lastByteAt, 1340);
+  // The first message counts from the request (the socket was idle): 140 + 100 + 100.
+  assert.equal(r.timing.busyMs, 340);
+  assert.deepEqual(r.timing.arrivals.map(([at, busy, n]) => [at, busy, n]), [[1140, 140, 4], [1240, 100, 4], [1340, 100, 2]]);
+  assert.ok(r.timing.transferSize > 10, 'message bytes on the wire, headers included');
+});
+
+test('timing: a push that arrived long before it was taken keeps the times of its transfer', async () => {
+  const k = clock();
+  const [c, ws] = await connect({ now: k.now });
+  k.at(1000);
+  const seg = c.requestSegment('/vod/s1.m4s', { directive: 'urn:mpeg:dash:fdh:2016:push-next;1' });
+  k.at(1050);
+  ws.serve(received(1, '/vod/s1.m4s', 'parent'));
+  await seg;
+  // The push follows on a saturated socket: each message took 200 ms.
+  k.at(1250);
+  ws.serve({ ...received(2, '/vod/s2.m4s', 'xxxx'), end: false, pushed: true, parent: 1 });
+  k.at(1450);
+  ws.serve({ ...received(2, '/vod/s2.m4s', 'yyyy'), pushed: false });
+  // Taken by the player 5 s later: the timing still says 400 ms for 8 bytes.
+  k.at(6450);
+  const hit = c.takePushed('/vod/s2.m4s');
+  assert.equal(text(hit.body), 'xxxxyyyy');
+  assert.equal(hit.timing.startedAt, 1050);
+  assert.equal(hit.timing.firstByteAt, 1250);
+  assert.equal(hit.timing.lastByteAt, 1450);
+  assert.equal(hit.timing.busyMs, 400);
+});
+
+test('discardPushes cancels the pushes being received and drops the stored ones it selects', async () => {
+  const [c, ws] = await connect();
+  const seg = c.requestSegment('/vod/v0-1.m4s', { directive: 'urn:mpeg:dash:fdh:2016:push-next;3' });
+  ws.serve(received(1, '/vod/v0-1.m4s', 'p'));
+  await seg;
+  ws.serve({ ...received(2, '/vod/v0-2.m4s', 'done'), pushed: true, parent: 1 });
+  ws.serve({ ...received(4, '/vod/v0-3.m4s', 'half'), end: false, pushed: true, parent: 1 });
+  ws.serve({ ...received(6, '/vod/a-2.m4s', 'audio'), pushed: true, parent: 99 });
+  const sent = ws.sent.length;
+  const r = c.discardPushes(({ parent }) => parent === 1);
+  assert.deepEqual(r, { cancelled: 1, dropped: 1 });
+  assert.deepEqual(ws.sent.slice(sent).map((m) => [m.code, m.streams]), [[Code.SEGMENT_CANCEL, [4]]]);
+  assert.equal(c.takePushed('/vod/v0-2.m4s'), null);
+  assert.equal(c.takePushed('/vod/v0-3.m4s'), null);
+  assert.ok(c.takePushed('/vod/a-2.m4s'), 'other pushes stay');
+  assert.equal(c.counters.discarded, 1);
+});

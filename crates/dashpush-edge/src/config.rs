@@ -121,6 +121,11 @@ pub struct RawPush {
     pub allow_outside_mpd: Option<bool>,
     /// Live: promise a segment not yet available only if it is within this horizon, ms.
     pub live_horizon_ms: Option<u64>,
+    /// push-next / push-time run at most this far beyond the requested segment, ms of media.
+    pub max_ahead_ms: Option<u64>,
+    /// Pushes in flight amount to at most what the connection drained lately in this long, ms
+    /// (0 = no bound).
+    pub drain_buffer_ms: Option<u64>,
 }
 
 /// `prefetch:`.
@@ -370,7 +375,21 @@ impl TryFrom<RawConfig> for EdgeConfig {
                 0,
                 600_000,
             )?),
+            max_ahead: Duration::from_millis(in_range(
+                "push.max_ahead_ms",
+                p.max_ahead_ms,
+                d.max_ahead.as_millis() as u64,
+                1,
+                dashpush_proto::limits::MAX_PUSH_TIME_SECS * 1000,
+            )?),
         };
+        c.push.drain_buffer = Duration::from_millis(in_range(
+            "push.drain_buffer_ms",
+            p.drain_buffer_ms,
+            c.push.drain_buffer.as_millis() as u64,
+            0,
+            600_000,
+        )?);
         c.push.prefetch_next = in_range(
             "prefetch.next",
             raw.prefetch.next,

@@ -141,6 +141,9 @@ pub struct PushSettings {
     pub live_retry_interval: Duration,
     /// Live: asks after the first before the segment counts as missed.
     pub live_retries: u32,
+    /// Pushes in flight on a connection amount to at most what it drained, at its recent rate,
+    /// in this long (`push.drain_buffer_ms`); zero turns the bound off.
+    pub drain_buffer: Duration,
 }
 
 impl Default for PushSettings {
@@ -152,6 +155,7 @@ impl Default for PushSettings {
             live_guard: Duration::ZERO,
             live_retry_interval: Duration::from_millis(25),
             live_retries: 80,
+            drain_buffer: Duration::from_secs(4),
             plan: PlanConfig::default(),
             prefetch_next: 2,
             prefetch_concurrency: 16,

@@ -27,6 +27,10 @@ pub struct PlanConfig {
     /// Live: a segment that is not available yet is promised only if it becomes available
     /// within this long (spec §6.2).
     pub live_horizon: Duration,
+    /// push-next / push-time: the run stops at the first segment starting this far or more
+    /// beyond the end of the requested segment (the player's buffer is not pushed further
+    /// ahead than this, whatever K or T asks).
+    pub max_ahead: Duration,
 }
 
 impl Default for PlanConfig {
@@ -40,6 +44,7 @@ impl Default for PlanConfig {
             diary_capacity: 4096,
             allow_outside_mpd: false,
             live_horizon: Duration::from_secs(10),
+            max_ahead: Duration::from_secs(30),
         }
     }
 }

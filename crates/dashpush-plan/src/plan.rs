@@ -49,6 +49,11 @@ pub struct Request<'a> {
     /// True when this connection can push: HTTP/2 with the client's `SETTINGS_ENABLE_PUSH` not
     /// 0, or the WebSocket sub-protocol (spec §7, §8). False answers any directive push-none.
     pub push_allowed: bool,
+    /// The bytes the connection can take within its push buffer at the rate it has recently
+    /// drained (measured by the edge); `None` when not known yet. Pushes in flight, estimated
+    /// from each Representation's `@bandwidth` and segment duration, stay within it, except a
+    /// first push when nothing is in flight.
+    pub byte_budget: Option<u64>,
 }
 
 /// What a pushed resource is in the MPD.

@@ -41,6 +41,10 @@ pub struct Session {
     /// Promised, not yet completed or reset.
     in_flight: HashMap<Url, Flight>,
     bytes_in_flight: u64,
+    /// Estimated body bytes of the pushes in flight (Representation bandwidth × duration).
+    estimated_in_flight: u64,
+    /// The budget of the request being planned ([`Request::byte_budget`]).
+    budget: Option<u64>,
     next_seq: u64,
     /// Running push cycles (spec §4–5, Annex H).
     cycles: HashMap<CycleKey, Cycle>,
@@ -56,6 +60,8 @@ struct Flight {
     cycle: CycleKey,
     /// Body bytes admitted so far.
     bytes: u64,
+    /// Estimated body bytes.
+    estimated: u64,
     /// For a media segment: the AdaptationSet's cycle and the segment, to track the client's
     /// position once it is delivered.
     segment: Option<(CycleKey, SegmentRef)>,
@@ -115,6 +121,8 @@ struct Candidate {
     blocked: bool,
     /// Which fast-start item or list entry it came from.
     group: usize,
+    /// Estimated body bytes (`@bandwidth` × duration for a media segment, else 0).
+    estimated: u64,
 }
 
 /// How [`Session::admit`] treats a URL that cannot be granted.
@@ -176,6 +184,8 @@ impl Session {
             cfg,
             in_flight: HashMap::new(),
             bytes_in_flight: 0,
+            estimated_in_flight: 0,
+            budget: None,
             next_seq: 0,
             cycles: HashMap::new(),
             tick: 0,
@@ -207,6 +217,7 @@ impl Session {
     ) -> Plan {
         let url = without_fragment(req.url);
         self.requested.insert(&url);
+        self.budget = req.byte_budget;
         let target = resolve(&url, manifests);
         if let Some((m, Target::Segment(s))) = &target {
             let key = set_key(m, s.rep);
@@ -259,7 +270,7 @@ impl Session {
     pub fn on_refused(&mut self, url: &Url) {
         let url = without_fragment(url);
         if let Some(f) = self.in_flight.remove(&url) {
-            self.bytes_in_flight = self.bytes_in_flight.saturating_sub(f.bytes);
+            self.forget_flight(&f);
             self.refused.insert(&url);
         }
     }
@@ -271,7 +282,7 @@ impl Session {
     pub fn on_undelivered(&mut self, url: &Url) {
         let url = without_fragment(url);
         if let Some(f) = self.in_flight.remove(&url) {
-            self.bytes_in_flight = self.bytes_in_flight.saturating_sub(f.bytes);
+            self.forget_flight(&f);
             self.pushed.remove(&url);
         }
     }
@@ -325,7 +336,7 @@ impl Session {
         let Some(f) = self.in_flight.remove(&url) else {
             return;
         };
-        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(f.bytes);
+        self.forget_flight(&f);
         if let Some((key, seg)) = f.segment
             && let Some(c) = self.cycles.get_mut(&key)
             && c.position.is_none_or(|p| p.start < seg.start)
@@ -351,6 +362,17 @@ impl Session {
             }
             _ => false,
         }
+    }
+
+    /// A flight that ended: its bytes no longer count.
+    fn forget_flight(&mut self, f: &Flight) {
+        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(f.bytes);
+        self.estimated_in_flight = self.estimated_in_flight.saturating_sub(f.estimated);
+    }
+
+    /// Estimated body bytes of the pushes in flight (see [`Request::byte_budget`]).
+    pub fn estimated_in_flight(&self) -> u64 {
+        self.estimated_in_flight
     }
 
     /// Promises made and not yet completed, reset or cancelled.
@@ -450,9 +472,15 @@ impl Session {
                 counts: false,
                 blocked: false,
                 group: 0,
+                estimated: 0,
             });
         }
+        let ahead = self.cfg.max_ahead.as_secs_f64();
         for s in segments {
+            // Never further ahead of the player's request than `max_ahead`.
+            if s.start - base >= ahead - 1e-9 {
+                break;
+            }
             let not_before = match self.gate(m, &s, now) {
                 Gate::Now => None,
                 Gate::Later(at) => Some(at),
@@ -472,6 +500,7 @@ impl Session {
                 counts: true,
                 blocked: false,
                 group: 0,
+                estimated: estimate(m, &s),
             });
         }
         let rules = Rules {
@@ -556,6 +585,7 @@ impl Session {
                     counts: false,
                     blocked: false,
                     group,
+                    estimated: 0,
                 });
             }
             let first = item.segments.first().map_or(0.0, |s| s.start);
@@ -583,6 +613,7 @@ impl Session {
                     counts: true,
                     blocked,
                     group,
+                    estimated: estimate(m, s),
                 });
             }
         }
@@ -709,6 +740,7 @@ impl Session {
             counts: false,
             blocked: false,
             group,
+            estimated: 0,
         };
         if same_resource(u, &m.url) {
             c.kind = PushKind::Mpd;
@@ -720,6 +752,7 @@ impl Session {
                 c.kind = PushKind::Media;
                 c.segment = Some(s);
                 c.live_until = live_until(m, &s);
+                c.estimated = estimate(m, &s);
                 match self.gate(m, &s, now) {
                     Gate::Now => {}
                     Gate::Later(at) => c.not_before = Some(at),
@@ -748,16 +781,17 @@ impl Session {
         // Decide first, commit after: a decision may still be taken back.
         let mut decisions = Vec::with_capacity(cands.len());
         let mut stopped = false;
-        let (mut granted, mut new) = (0usize, 0usize);
+        let (mut granted, mut new, mut new_estimated) = (0usize, 0usize, 0u64);
         for c in cands {
             let d = if stopped || granted >= rules.max_granted {
                 Decision::Drop
             } else {
-                self.decide(url, c, new)
+                self.decide(url, c, new, new_estimated)
             };
             match d {
                 Decision::Push => {
                     new += 1;
+                    new_estimated = new_estimated.saturating_add(c.estimated);
                     granted += 1;
                 }
                 Decision::Have => granted += 1,
@@ -810,8 +844,9 @@ impl Session {
         adm
     }
 
-    /// The safety rules for one candidate, `new` promises into this request.
-    fn decide(&self, url: &Url, c: &Candidate, new: usize) -> Decision {
+    /// The safety rules for one candidate, `new` promises (of `new_estimated` bytes) into this
+    /// request.
+    fn decide(&self, url: &Url, c: &Candidate, new: usize, new_estimated: u64) -> Decision {
         // Rule 2: same scheme, host and port as the request; inside the MPD unless allowed.
         if c.blocked || !same_origin(&c.url, url) {
             return Decision::Drop;
@@ -834,6 +869,15 @@ impl Session {
         {
             return Decision::Drop;
         }
+        // No faster than the connection drains (spec §6.2 rule 4 (ours)): the estimated bytes
+        // in flight stay within the budget, but a first push always goes.
+        if let Some(budget) = self.budget {
+            let ahead = self.estimated_in_flight.saturating_add(new_estimated);
+            let first = self.in_flight.is_empty() && new == 0;
+            if !first && ahead.saturating_add(c.estimated) > budget {
+                return Decision::Drop;
+            }
+        }
         Decision::Push
     }
 
@@ -851,9 +895,11 @@ impl Session {
                 seq,
                 cycle: c.cycle.clone(),
                 bytes: 0,
+                estimated: c.estimated,
                 segment,
             },
         );
+        self.estimated_in_flight = self.estimated_in_flight.saturating_add(c.estimated);
         self.pushed.insert(&c.url);
         Push {
             url: c.url.clone(),
@@ -882,7 +928,7 @@ impl Session {
         let mut out = Vec::with_capacity(gone.len());
         for u in gone {
             if let Some(f) = self.in_flight.remove(&u) {
-                self.bytes_in_flight = self.bytes_in_flight.saturating_sub(f.bytes);
+                self.forget_flight(&f);
                 self.pushed.remove(&u);
                 out.push((f.seq, u));
             }
@@ -1010,6 +1056,18 @@ fn live_until(m: &Manifest, s: &SegmentRef) -> Option<DateTime<Utc>> {
     let start = m.availability_start(s)?;
     let slot = TimeDelta::from_std(Duration::from_secs_f64(s.duration_secs.max(0.0))).ok()?;
     start.checked_add_signed(slot)
+}
+
+/// The estimated body size of a media segment: its Representation's `@bandwidth` over its
+/// duration.
+fn estimate(m: &Manifest, s: &SegmentRef) -> u64 {
+    let bps = m.representation(s.rep).map_or(0, |r| r.bandwidth);
+    let bytes = bps as f64 * s.duration_secs.max(0.0) / 8.0;
+    if bytes.is_finite() {
+        bytes.min(u64::MAX as f64) as u64
+    } else {
+        0
+    }
 }
 
 /// A judged candidate as the ack sees it; `start` is where its reach is measured from.

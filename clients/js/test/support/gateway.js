@@ -51,11 +51,13 @@ function start(args, wanted, { timeoutMs = 20_000, env = {} } = {}) {
 }
 
 /**
- * Demo origin + gateway. Returns `{origin, gateway, admin, httpBase, wsUrl, stop()}` where
- * `origin`, `gateway`, `admin` are host:port. `gatewayArgs` are added to `dashpush run`.
+ * Demo origin (or, with `dir`, the origin serving that directory) + gateway. Returns `{origin,
+ * gateway, admin, httpBase, wsUrl, stop()}` where `origin`, `gateway`, `admin` are host:port.
+ * `gatewayArgs` are added to `dashpush run`.
  */
-export async function startGateway({ gatewayArgs = [], originArgs = [] } = {}) {
-  const origin = await start(['origin', '--listen', '127.0.0.1:0', '--demo', 'vod', ...originArgs], ['origin']);
+export async function startGateway({ gatewayArgs = [], originArgs = [], dir = null } = {}) {
+  const content = dir ? ['--dir', dir] : ['--demo', 'vod'];
+  const origin = await start(['origin', '--listen', '127.0.0.1:0', ...content, ...originArgs], ['origin']);
   let gw;
   try {
     gw = await start(

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use dashpush_plan::{PlanConfig, Session};
 use dashpush_proto::limits;
@@ -46,6 +47,58 @@ pub(crate) struct PushConn {
     /// URLs the client refused before any push of them was promised (a cancel can overtake
     /// the request task that plans them); bounded, oldest first out.
     refused_early: Mutex<VecDeque<Url>>,
+    /// What the connection has drained lately.
+    drained: Mutex<DrainMeter>,
+}
+
+/// Body bytes a connection took (sent within its flow-control window, or accepted by a socket
+/// whose send queue is bounded) over the last [`DrainMeter::WINDOW`], in slots of
+/// [`DrainMeter::SLOT`].
+#[derive(Debug, Default)]
+pub(crate) struct DrainMeter {
+    /// (slot start, bytes), oldest first.
+    slots: VecDeque<(Instant, u64)>,
+    /// When the first bytes were counted.
+    since: Option<Instant>,
+}
+
+impl DrainMeter {
+    /// How far back the rate looks.
+    pub(crate) const WINDOW: Duration = Duration::from_secs(4);
+    /// The resolution of the window.
+    pub(crate) const SLOT: Duration = Duration::from_millis(250);
+
+    /// Counts `bytes` taken at `now`.
+    pub(crate) fn record(&mut self, bytes: u64, now: Instant) {
+        self.since.get_or_insert(now);
+        match self.slots.back_mut() {
+            Some((start, n)) if now.saturating_duration_since(*start) < Self::SLOT => *n += bytes,
+            _ => self.slots.push_back((now, bytes)),
+        }
+        self.expire(now);
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while self
+            .slots
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > Self::WINDOW)
+        {
+            self.slots.pop_front();
+        }
+    }
+
+    /// Bytes per second over the window; `None` before a second of history or with none.
+    pub(crate) fn rate(&mut self, now: Instant) -> Option<f64> {
+        self.expire(now);
+        let since = self.since?;
+        let span = now.saturating_duration_since(since).min(Self::WINDOW);
+        if span < Duration::from_secs(1) {
+            return None;
+        }
+        let bytes: u64 = self.slots.iter().map(|(_, n)| n).sum();
+        Some(bytes as f64 / span.as_secs_f64())
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -58,6 +111,23 @@ impl PushConn {
         let mut guard = lock(&self.session);
         let session = guard.get_or_insert_with(|| Session::new(cfg.clone()));
         f(session)
+    }
+
+    /// Counts body bytes the connection took.
+    pub(crate) fn drained(&self, bytes: u64) {
+        if bytes > 0 {
+            lock(&self.drained).record(bytes, Instant::now());
+        }
+    }
+
+    /// The bytes the connection takes in `buffer` at the rate it drained lately (the planner's
+    /// byte budget); `None` while that rate is not known, or with the bound off.
+    pub(crate) fn byte_budget(&self, buffer: Duration) -> Option<u64> {
+        if buffer.is_zero() {
+            return None;
+        }
+        let rate = lock(&self.drained).rate(Instant::now())?;
+        Some((rate * buffer.as_secs_f64()).min(u64::MAX as f64) as u64)
     }
 
     /// Registers a promised push and returns its cancel flag, already set if the client
@@ -122,6 +192,24 @@ mod tests {
         c.refuse(&u("a"));
         assert_eq!(c.track(&u("a")).get(), Some(Stop::Refused));
         assert_eq!(c.track(&u("a")).get(), None, "used once");
+    }
+
+    #[test]
+    fn the_drain_rate_looks_back_over_the_window_only() {
+        let mut m = DrainMeter::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(m.rate(t0), None);
+        m.record(100_000, t0);
+        assert_eq!(m.rate(at(500)), None, "under a second of history");
+        for s in 1..=4 {
+            m.record(100_000, at(s * 1000));
+        }
+        // 500,000 bytes over the 4 s window.
+        let r = m.rate(at(4000)).unwrap();
+        assert!((r - 125_000.0).abs() < 1.0, "{r}");
+        // Ten seconds later nothing is left in the window: nothing drains.
+        assert_eq!(m.rate(at(14_000)), Some(0.0));
     }
 
     #[test]

@@ -148,6 +148,7 @@ fn plan<T: PushTransport>(
                 url: &target.url,
                 directive,
                 push_allowed: transport.push_allowed(),
+                byte_budget: conn.byte_budget(settings.drain_buffer),
             },
             &gw.manifests().route(&target.origin),
             Some(Utc::now()),
@@ -336,11 +337,14 @@ async fn announce<T: PushTransport>(
             }
         }
     }
-    if transport.answer_body(body).await.is_err() {
-        // The parent broke off, or its transport cannot go on: its promises are withdrawn.
-        for p in promised.drain(..) {
-            let ending = Ending::Drop(DropReason::ParentError, 0);
-            end(gw, conn, transport, acct, p, ending).await;
+    match transport.answer_body(body).await {
+        Ok(n) => conn.drained(n),
+        Err(_) => {
+            // The parent broke off, or its transport cannot go on: its promises are withdrawn.
+            for p in promised.drain(..) {
+                let ending = Ending::Drop(DropReason::ParentError, 0);
+                end(gw, conn, transport, acct, p, ending).await;
+            }
         }
     }
     promised
@@ -411,6 +415,9 @@ async fn deliver<T: PushTransport>(
         outstanding,
     } = p;
     let sent = transport.send(handle, &job.push, resp, &cancelled).await;
+    conn.drained(match &sent {
+        Ok(n) | Err((_, n)) => *n,
+    });
     let ending = match sent {
         Ok(n) => {
             acct.observe_live(&job.push, LiveEdge::LastByte);

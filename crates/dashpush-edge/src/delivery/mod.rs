@@ -180,9 +180,10 @@ pub(crate) trait PushTransport: Send {
     /// Announces a reserved push to the client.
     fn promise(&mut self, reserved: Self::Reserved) -> Result<Self::Promised, DropReason>;
 
-    /// Sends the parent's body. `Err` when it could not be sent to the end (the promises made
-    /// are then dropped if the transport cannot carry them without their parent).
-    async fn answer_body(&mut self, body: Body) -> Result<(), Stop>;
+    /// Sends the parent's body; `Ok(bytes)` sent. `Err` when it could not be sent to the end
+    /// (the promises made are then dropped if the transport cannot carry them without their
+    /// parent).
+    async fn answer_body(&mut self, body: Body) -> Result<u64, Stop>;
 
     /// True when the client already refused this promise.
     fn refused(&mut self, promised: &mut Self::Promised) -> bool;

@@ -195,14 +195,18 @@ impl PushTransport for Recorder {
         Ok(r)
     }
 
-    async fn answer_body(&mut self, body: Body) -> Result<(), Stop> {
-        if let Body::Stream(mut r) = body {
-            while let Some(c) = r.chunk().await {
-                c.map_err(|_| Stop::OriginBroke)?;
+    async fn answer_body(&mut self, body: Body) -> Result<u64, Stop> {
+        let mut n = 0;
+        match body {
+            Body::Full(b) => n = b.len() as u64,
+            Body::Stream(mut r) => {
+                while let Some(c) = r.chunk().await {
+                    n += c.map_err(|_| Stop::OriginBroke)?.len() as u64;
+                }
             }
         }
         self.events.push(Ev::Body);
-        Ok(())
+        Ok(n)
     }
 
     fn refused(&mut self, p: &mut String) -> bool {

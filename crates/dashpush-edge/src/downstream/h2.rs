@@ -157,6 +157,7 @@ async fn serve_request(
                     url: &target.url,
                     directive: DirectiveInput::Absent,
                     push_allowed: conn.push_enabled.get(),
+                    byte_budget: None,
                 },
                 &gw.manifests().route(&target.origin),
                 Some(chrono::Utc::now()),
@@ -276,15 +277,17 @@ impl PushTransport for H2Push {
 
     /// A parent the client reset does not cancel promises already made (spec §7.3): the
     /// pushes go on whatever happens to it.
-    async fn answer_body(&mut self, body: Body) -> Result<(), Stop> {
-        if let Some(mut parent) = self.parent.take() {
-            if matches!(&body, Body::Full(b) if b.is_empty()) {
-                let _ = parent.send_data(Bytes::new(), true);
-            } else {
-                let _ = send_body(&mut parent, body, &|| None).await;
-            }
+    async fn answer_body(&mut self, body: Body) -> Result<u64, Stop> {
+        let Some(mut parent) = self.parent.take() else {
+            return Ok(0);
+        };
+        if matches!(&body, Body::Full(b) if b.is_empty()) {
+            let _ = parent.send_data(Bytes::new(), true);
+            return Ok(0);
         }
-        Ok(())
+        Ok(match send_body(&mut parent, body, &|| None).await {
+            Ok(n) | Err((_, n)) => n,
+        })
     }
 
     fn refused(&mut self, promised: &mut Self::Promised) -> bool {

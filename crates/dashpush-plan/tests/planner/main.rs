@@ -65,6 +65,8 @@ pub(crate) struct Conn<M: Manifests = SingleManifest> {
     pub(crate) session: Session,
     pub(crate) manifests: M,
     pub(crate) now: Option<DateTime<Utc>>,
+    /// The edge's byte budget for the next requests.
+    pub(crate) budget: Option<u64>,
 }
 
 impl<M: Manifests> Conn<M> {
@@ -77,6 +79,7 @@ impl<M: Manifests> Conn<M> {
             session: Session::new(cfg),
             manifests,
             now: None,
+            budget: None,
         }
     }
 
@@ -91,6 +94,7 @@ impl<M: Manifests> Conn<M> {
             url: &url,
             directive: directive(d),
             push_allowed,
+            byte_budget: self.budget,
         };
         self.session.on_request(&req, &self.manifests, self.now)
     }

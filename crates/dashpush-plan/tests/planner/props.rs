@@ -51,6 +51,8 @@ enum Event {
         directive: Gen,
         allowed: bool,
         fragment: bool,
+        /// The edge's byte budget (bytes the connection drains within its push buffer).
+        budget: Option<u64>,
     },
     /// The client refused the push of this name (RST_STREAM, Segment cancel).
     Refused(usize),
@@ -91,8 +93,8 @@ fn directive_gen() -> impl Strategy<Value = Gen> {
 
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
-        6 => (0usize..52, directive_gen(), prop::bool::weighted(0.9), any::<bool>()).prop_map(
-            |(url, directive, allowed, fragment)| Event::Request { url, directive, allowed, fragment }
+        6 => (0usize..52, directive_gen(), prop::bool::weighted(0.9), any::<bool>(), prop::option::of(0u64..3_000_000)).prop_map(
+            |(url, directive, allowed, fragment, budget)| Event::Request { url, directive, allowed, fragment, budget }
         ),
         2 => (0usize..50).prop_map(Event::Refused),
         1 => (0usize..50).prop_map(Event::Undelivered),
@@ -112,9 +114,10 @@ fn config() -> impl Strategy<Value = PlanConfig> {
         0u64..1000,
         any::<bool>(),
         0u64..20,
+        1u64..40,
     )
         .prop_map(
-            |(max_next, per_request, in_flight, bytes, outside, horizon)| PlanConfig {
+            |(max_next, per_request, in_flight, bytes, outside, horizon, ahead)| PlanConfig {
                 max_next,
                 max_time: Duration::from_secs(30),
                 max_promises_per_request: per_request,
@@ -123,6 +126,7 @@ fn config() -> impl Strategy<Value = PlanConfig> {
                 diary_capacity: 4096,
                 allow_outside_mpd: outside,
                 live_horizon: Duration::from_secs(horizon),
+                max_ahead: Duration::from_secs(ahead),
             },
         )
 }
@@ -291,6 +295,7 @@ fn run(is_live: bool, cfg: PlanConfig, events: Vec<Event>) -> Result<(), TestCas
                 directive: dgen,
                 allowed,
                 fragment,
+                budget,
             } => {
                 let mut req_url = resolve(url);
                 let dgen = match dgen {
@@ -323,8 +328,21 @@ fn run(is_live: bool, cfg: PlanConfig, events: Vec<Event>) -> Result<(), TestCas
                     url: &req_url,
                     directive: d,
                     push_allowed: allowed,
+                    byte_budget: budget,
                 };
+                let before = session.estimated_in_flight();
+                let was_idle = session.in_flight() == 0;
                 let plan = session.on_request(&req, &manifests, now);
+                // No faster than the connection drains: the estimated bytes in flight stay within
+                // the budget, unless a single push went out on an idle connection.
+                if let Some(b) = budget {
+                    let after = session.estimated_in_flight();
+                    let single_first = was_idle && plan.pushes.len() == 1;
+                    prop_assert!(
+                        after <= b.max(before) || single_first,
+                        "estimated in flight {} over the budget {} (was {})", after, b, before
+                    );
+                }
                 check_plan(&cfg, &mut model, &plain, &dgen, allowed, &plan, now)?;
                 last = Some((plain, plan));
             }

@@ -709,3 +709,39 @@ fn a_failed_parent_takes_every_promise_back_and_acks_push_none() {
     let p = c.get(&l("v0-1.m4s"), Some(&urn("push-next;2")));
     assert_eq!(pushed(&p), [l("v0-2.m4s"), l("v0-3.m4s")]);
 }
+
+#[test]
+fn a_run_never_goes_further_ahead_than_max_ahead() {
+    let cfg = PlanConfig {
+        max_ahead: std::time::Duration::from_secs(5),
+        ..PlanConfig::default()
+    };
+    let mut c = Conn::with(long_vod(60), cfg);
+    // After segment 1 (ends at 2 s): 2, 3 and 4 start within 5 s of it; 5 (at 8 s) does not.
+    let p = c.get(&l("v0-1.m4s"), Some(&urn("push-next;10")));
+    assert_eq!(pushed(&p), [l("v0-2.m4s"), l("v0-3.m4s"), l("v0-4.m4s")]);
+    assert_eq!(ack(&p).unwrap(), urn("push-next;3"));
+}
+
+#[test]
+fn pushes_in_flight_stay_within_what_the_connection_drains() {
+    // v0 is 3 Mbit/s: 750,000 bytes per 2 s segment.
+    let mut c = Conn::new(long_vod(60));
+    c.budget = Some(1_600_000);
+    let p = c.get(&l("v0-1.m4s"), Some(&urn("push-next;4")));
+    assert_eq!(pushed(&p), [l("v0-2.m4s"), l("v0-3.m4s")]);
+    assert_eq!(ack(&p).unwrap(), urn("push-next;2"));
+    assert_eq!(c.session.estimated_in_flight(), 1_500_000);
+    // Nothing more while those are in flight; one completes, room for one more.
+    let p = c.get(&l("a-1.m4s"), Some(&urn("push-list;v1-9.m4s")));
+    assert!(p.pushes.is_empty(), "200,000 more bytes do not fit");
+    c.session.on_complete(&u(&l("v0-2.m4s")));
+    let p = c.get(&l("v0-2.m4s"), Some(&urn("push-next;3")));
+    assert_eq!(pushed(&p), [l("v0-4.m4s")]);
+    // A connection too slow for one segment still gets one push when nothing is in flight.
+    let mut slow = Conn::new(long_vod(60));
+    slow.budget = Some(100);
+    let p = slow.get(&l("v0-1.m4s"), Some(&urn("push-next;2")));
+    assert_eq!(pushed(&p), [l("v0-2.m4s")]);
+    assert_eq!(ack(&p).unwrap(), urn("push-next;1"));
+}

@@ -100,7 +100,7 @@ impl PushTransport for WsPush {
     /// An error answer is End of stream `error` with the status (spec §8.4); otherwise the
     /// body goes out as Received messages. The socket carries pushes only after their parent:
     /// a parent that broke off ends the request with an error.
-    async fn answer_body(&mut self, body: Body) -> Result<(), Stop> {
+    async fn answer_body(&mut self, body: Body) -> Result<u64, Stop> {
         if let Some(status) = self.error_status() {
             let detail = match &body {
                 Body::Full(b) => String::from_utf8_lossy(b).trim().to_owned(),
@@ -111,13 +111,13 @@ impl PushTransport for WsPush {
             self.conn
                 .end(self.id, EndReason::Error, Some(status), detail)
                 .await;
-            return Ok(());
+            return Ok(0);
         }
         let Some(head) = self.head.take() else {
             return Err(Stop::Gone);
         };
         match send_resource(&self.conn, self.id, head, body, self.mpd, &|| None).await {
-            Ok(_) => Ok(()),
+            Ok(n) => Ok(n),
             Err((stop, _)) => {
                 self.ended = true;
                 let detail = Some("origin broke off".to_owned());

@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+// Push against pull for a real player on constrained links (on demand; not part of the suite).
+//
+// The demo player (dash.js through clients/js) in headless Chromium plays a 60 s VOD with 2 s
+// segments (video 600 and 200 kbit/s, audio 96 kbit/s, made with ffmpeg) through a userspace
+// access link (clients/js/test/support/relay.js: one shared link of the given rate, 40 ms RTT),
+// over the WebSocket sub-protocol with push (`next=2`) and over plain HTTP, in the same run, and
+// reports per cell: stalls and stall time, first frame, average video bitrate played, pushed
+// bytes and the pushed bytes the player used. Live mode plays the built-in live stream and
+// reports how far behind the live edge the player sits.
+//
+//   node benches/abr.mjs                    # VOD: 650k, 1.5M, 5M and a 5M -> 650k step; 3 runs
+//   RUNS=1 PLAY_SECONDS=30 node benches/abr.mjs
+//   node benches/abr.mjs live               # live latency, open and constrained links
+//
+// Needs: a built binary (DASHPUSH_BIN, default target/release/dashpush, else target/debug),
+// `npm ci && npm run build:player` in clients/js, Debian's chromium and ffmpeg.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..');
+const clientDir = path.join(repo, 'clients/js');
+const staticDir = path.join(clientDir, 'dist/player');
+const require = createRequire(path.join(clientDir, 'package.json'));
+const { chromium } = require('playwright-core');
+const { startGateway } = await import(pathToFileURL(path.join(clientDir, 'test/support/gateway.js')).href);
+const { startRelay } = await import(pathToFileURL(path.join(clientDir, 'test/support/relay.js')).href);
+
+if (!process.env.DASHPUSH_BIN) {
+  const rel = path.join(repo, 'target/release/dashpush');
+  process.env.DASHPUSH_BIN = existsSync(rel) ? rel : path.join(repo, 'target/debug/dashpush');
+}
+const runs = Number(process.env.RUNS || 3);
+const playSeconds = Number(process.env.PLAY_SECONDS || 60);
+const liveMode = process.argv[2] === 'live';
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+
+/** The 60 s test stream, made once under target/bench-content/abr. */
+function content() {
+  const dir = path.join(repo, 'target/bench-content/abr');
+  if (existsSync(path.join(dir, 'manifest.mpd'))) return dir;
+  mkdirSync(dir, { recursive: true });
+  // Two video Representations of a moving test pattern and one audio tone, 2 s segments,
+  // constant bitrate so the link caps mean what they say.
+  execFileSync('ffmpeg', [
+    '-hide_banner', '-loglevel', 'error', '-y',
+    '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25:duration=60',
+    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=60',
+    '-map', '0:v', '-map', '0:v', '-map', '1:a',
+    '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'main', '-g', '50', '-keyint_min', '50', '-sc_threshold', '0',
+    '-b:v:0', '600k', '-maxrate:v:0', '600k', '-bufsize:v:0', '300k',
+    '-b:v:1', '200k', '-maxrate:v:1', '200k', '-bufsize:v:1', '100k', '-s:v:1', '320x180',
+    '-c:a', 'aac', '-b:a', '96k',
+    '-f', 'dash', '-seg_duration', '2', '-use_template', '1', '-use_timeline', '0',
+    '-init_seg_name', 'init-$RepresentationID$.m4s', '-media_seg_name', 'chunk-$RepresentationID$-$Number%05d$.m4s',
+    '-adaptation_sets', 'id=0,streams=v id=1,streams=a',
+    path.join(dir, 'manifest.mpd'),
+  ], { stdio: 'inherit' });
+  return dir;
+}
+
+const MBIT = 1000;
+const cells = liveMode
+  ? [
+      { name: 'open (5 Mbit/s)', rate: 5 * MBIT },
+      { name: '1.5 Mbit/s', rate: 1.5 * MBIT },
+    ]
+  : [
+      { name: '650 kbit/s', rate: 650 },
+      { name: '1.5 Mbit/s', rate: 1.5 * MBIT },
+      { name: '5 Mbit/s', rate: 5 * MBIT },
+      { name: '5 Mbit/s -> 650 kbit/s at 30 s', rate: (s) => (s < playSeconds / 2 ? 5 * MBIT : 650) },
+    ];
+
+async function one(cell, transport) {
+  const gw = await startGateway({ gatewayArgs: ['--static-dir', staticDir], dir: liveMode ? null : content() });
+  const relay = await startRelay({ upstreamPort: Number(gw.gateway.split(':').pop()), rateKbit: 1000, rttMs: 40 });
+  const browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: ['--autoplay-policy=no-user-gesture-required', '--mute-audio', '--no-sandbox', '--disable-background-networking'],
+  });
+  try {
+    const page = await browser.newPage();
+    const q = new URLSearchParams({ mpd: liveMode ? '/live/manifest.mpd' : '/manifest.mpd', loop: '0' });
+    if (transport === 'http') q.set('transport', 'http');
+    relay.throttle(false);
+    await page.goto(`http://127.0.0.1:${relay.port}/player/index.html?${q}`);
+    relay.setRate(cell.rate);
+    relay.throttle(true);
+    const t0 = Date.now();
+    const deadline = t0 + (playSeconds + 60) * 1000;
+    let s;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 500));
+      s = await page.evaluate(() => ({ ...window.dashpushStats, events: undefined }));
+      const ended = await page.evaluate(() => document.getElementById('video').ended);
+      if (ended || s.played >= playSeconds - 0.5 || Date.now() > deadline) break;
+    }
+    const latencies = [];
+    if (liveMode) {
+      for (let i = 0; i < 20; i++) {
+        const l = await page.evaluate(() => window.dashpushStats.liveLatency);
+        if (Number.isFinite(l)) latencies.push(l);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    return {
+      stalls: s.stalls,
+      stallMs: Math.round(s.stallMs),
+      firstFrameMs: s.firstFrameMs,
+      avgKbit: s.played > 0 ? Math.round(s.kbitSeconds / s.played) : null,
+      played: Number(s.played.toFixed(1)),
+      pushedBytes: s.pushedBytes ?? 0,
+      usedBytes: s.claimedBytes ?? 0,
+      discarded: s.discarded ?? 0,
+      liveLatency: latencies.length ? Number((latencies.reduce((a, b) => a + b, 0) / latencies.length).toFixed(2)) : null,
+      liveDelayMode: s.liveDelayMode,
+      wallSeconds: Math.round((Date.now() - t0) / 1000),
+    };
+  } finally {
+    await browser.close();
+    await relay.close();
+    await gw.stop();
+  }
+}
+
+const results = [];
+for (const cell of cells) {
+  for (let r = 0; r < runs; r++) {
+    for (const transport of ['ws', 'http']) {
+      const out = await one(cell, transport);
+      results.push({ cell: cell.name, transport, run: r + 1, ...out });
+      console.log(JSON.stringify(results.at(-1)));
+    }
+  }
+}
+const outFile = path.join(repo, `target/bench-${liveMode ? 'live' : 'abr'}.json`);
+writeFileSync(outFile, JSON.stringify(results, null, 1));
+console.log(`results in ${outFile}`);

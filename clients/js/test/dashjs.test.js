@@ -1,0 +1,69 @@
+// The dash.js integration's pure parts: the timing it reports for a load, and the MPD reading
+// the live policy uses. (The integration as a whole runs in the browser test.)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { progressEvents, resourceTiming, segmentSeconds } from '../src/dashjs.js';
+
+// A pushed segment of 300 bytes carried in three messages of 100 bytes, 200 ms each on the socket,
+// taken by the player long after it arrived.
+const timing = {
+  startedAt: 1000,
+  firstByteAt: 1200,
+  lastByteAt: 1600,
+  busyMs: 600,
+  transferSize: 330,
+  arrivals: [
+    [1200, 200, 100],
+    [1400, 200, 100],
+    [1600, 200, 100],
+  ],
+};
+
+test('resource timing spans the socket time of the transfer, not the moment of delivery', () => {
+  const rt = resourceTiming(timing, 300);
+  assert.equal(rt.responseStart, 1000);
+  assert.equal(rt.responseEnd, 1600);
+  assert.equal(rt.transferSize, 330);
+  // dash.js: throughput = transferSize * 8 / (responseEnd - responseStart) bits per ms.
+  const kbits = (rt.transferSize * 8) / (rt.responseEnd - rt.responseStart);
+  assert.equal(kbits, 4.4);
+  assert.ok(rt.transferSize > 0, 'never taken for a cached response');
+  assert.equal(resourceTiming(null, 300), null);
+  assert.equal(resourceTiming(timing, 0), null);
+});
+
+test('a one-message transfer still spans at least a millisecond and its socket time', () => {
+  const one = { startedAt: 5000, firstByteAt: 5300, lastByteAt: 5300, busyMs: 300, transferSize: 50, arrivals: [[5300, 300, 40]] };
+  const rt = resourceTiming(one, 40);
+  assert.equal(rt.responseEnd - rt.responseStart, 300);
+  const zero = { ...one, busyMs: 0 };
+  const rt0 = resourceTiming(zero, 40);
+  assert.ok(rt0.responseEnd - rt0.responseStart >= 1);
+});
+
+test('progress events carry the bytes and socket time of each message, so traces show the link', () => {
+  const evs = progressEvents(timing, 300);
+  assert.deepEqual(
+    evs.map((e) => [e.loaded, e.time]),
+    [
+      [0, 1],
+      [100, 200],
+      [200, 200],
+      [300, 200],
+    ],
+  );
+  // dash.js's XHR estimate drops the first trace: (300 bytes) / (600 ms) from the rest.
+  const rest = evs.slice(1);
+  const bytes = rest.reduce((a, e, i) => a + e.loaded - (i ? rest[i - 1].loaded : 0), 0);
+  const ms = rest.reduce((a, e) => a + e.time, 0);
+  assert.equal((bytes * 8) / ms, 4);
+  assert.deepEqual(progressEvents(null, 42), [{ loaded: 42, total: 42, lengthComputable: true }]);
+});
+
+test('segment duration from the MPD', () => {
+  assert.equal(segmentSeconds('<MPD maxSegmentDuration="PT2S" type="dynamic">'), 2);
+  assert.equal(segmentSeconds('<MPD><SegmentTemplate timescale="1000000" duration="2000000" media="x"/>'), 2);
+  assert.equal(segmentSeconds('<MPD><SegmentTemplate duration="4" media="x"/>'), 4);
+  assert.equal(segmentSeconds('<MPD/>'), null);
+});
