@@ -44,7 +44,7 @@ impl Default for PlanConfig {
             diary_capacity: 4096,
             allow_outside_mpd: false,
             live_horizon: Duration::from_secs(10),
-            max_ahead: Duration::from_secs(30),
+            max_ahead: Duration::from_secs(60),
         }
     }
 }

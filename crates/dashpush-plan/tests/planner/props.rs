@@ -215,6 +215,12 @@ fn check_plan(
     Ok(())
 }
 
+/// The segment number of a test URL `REP-N.m4s`.
+fn segment_number(u: &Url) -> Option<u64> {
+    let name = u.path().rsplit('/').next()?;
+    name.strip_suffix(".m4s")?.rsplit('-').next()?.parse().ok()
+}
+
 /// After the edge took `url` back from `before`: what is left is a subsequence of what was
 /// promised, without `url`; the ack never claims more than before; what was taken back may be
 /// pushed again later (the model forgets it).
@@ -331,16 +337,37 @@ fn run(is_live: bool, cfg: PlanConfig, events: Vec<Event>) -> Result<(), TestCas
                     byte_budget: budget,
                 };
                 let before = session.estimated_in_flight();
-                let was_idle = session.in_flight() == 0;
                 let plan = session.on_request(&req, &manifests, now);
                 // No faster than the connection drains: the estimated bytes in flight stay within
-                // the budget, unless a single push went out on an idle connection.
+                // the budget, unless a single push went out on a connection with nothing else in
+                // flight (after the cycle it replaced was cancelled).
+                // push-next / push-time never run further than max_ahead beyond the requested
+                // segment (2 s segments: N covers [2N-2, 2N)).
+                if let (Some(n), Gen::Text(t)) = (segment_number(&plain), &dgen)
+                    && (t.contains("push-next") || t.contains("push-time"))
+                {
+                    for p in &plan.pushes {
+                        if let Some(m) = segment_number(&p.url) {
+                            let ahead = (2 * m) as f64 - 2.0 - (2 * n) as f64;
+                            prop_assert!(
+                                ahead < cfg.max_ahead.as_secs_f64(),
+                                "{} is {} s ahead of {}",
+                                p.url,
+                                ahead,
+                                plain
+                            );
+                        }
+                    }
+                }
                 if let Some(b) = budget {
                     let after = session.estimated_in_flight();
-                    let single_first = was_idle && plan.pushes.len() == 1;
+                    let single_first = plan.pushes.len() == 1 && session.in_flight() == 1;
                     prop_assert!(
                         after <= b.max(before) || single_first,
-                        "estimated in flight {} over the budget {} (was {})", after, b, before
+                        "estimated in flight {} over the budget {} (was {})",
+                        after,
+                        b,
+                        before
                     );
                 }
                 check_plan(&cfg, &mut model, &plain, &dgen, allowed, &plan, now)?;

@@ -91,6 +91,7 @@ fn push_next_is_clamped_by_config_and_by_the_hard_limit() {
         max_next: 1000,
         max_promises_per_request: 1000,
         max_in_flight: 1000,
+        max_ahead: Duration::from_secs(600),
         ..PlanConfig::default()
     };
     let mut c = Conn::with(long_vod(600), cfg);
