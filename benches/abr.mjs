@@ -15,8 +15,7 @@
 //
 // Needs: a built binary (DASHPUSH_BIN, default target/release/dashpush, else target/debug),
 // `npm ci && npm run build:player` in clients/js, Debian's chromium and ffmpeg.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRequire } from 'node:module';
@@ -29,6 +28,7 @@ const require = createRequire(path.join(clientDir, 'package.json'));
 const { chromium } = require('playwright-core');
 const { startGateway } = await import(pathToFileURL(path.join(clientDir, 'test/support/gateway.js')).href);
 const { startRelay } = await import(pathToFileURL(path.join(clientDir, 'test/support/relay.js')).href);
+const { abrContent: content } = await import(pathToFileURL(path.join(clientDir, 'test/support/content.js')).href);
 
 if (!process.env.DASHPUSH_BIN) {
   const rel = path.join(repo, 'target/release/dashpush');
@@ -38,30 +38,6 @@ const runs = Number(process.env.RUNS || 3);
 const playSeconds = Number(process.env.PLAY_SECONDS || 60);
 const liveMode = process.argv[2] === 'live';
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-
-/** The 60 s test stream, made once under target/bench-content/abr. */
-function content() {
-  const dir = path.join(repo, 'target/bench-content/abr');
-  if (existsSync(path.join(dir, 'manifest.mpd'))) return dir;
-  mkdirSync(dir, { recursive: true });
-  // Two video Representations of a moving test pattern and one audio tone, 2 s segments,
-  // constant bitrate so the link caps mean what they say.
-  execFileSync('ffmpeg', [
-    '-hide_banner', '-loglevel', 'error', '-y',
-    '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25:duration=60',
-    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=60',
-    '-map', '0:v', '-map', '0:v', '-map', '1:a',
-    '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'main', '-g', '50', '-keyint_min', '50', '-sc_threshold', '0',
-    '-b:v:0', '600k', '-maxrate:v:0', '600k', '-bufsize:v:0', '300k',
-    '-b:v:1', '200k', '-maxrate:v:1', '200k', '-bufsize:v:1', '100k', '-s:v:1', '320x180',
-    '-c:a', 'aac', '-b:a', '96k',
-    '-f', 'dash', '-seg_duration', '2', '-use_template', '1', '-use_timeline', '0',
-    '-init_seg_name', 'init-$RepresentationID$.m4s', '-media_seg_name', 'chunk-$RepresentationID$-$Number%05d$.m4s',
-    '-adaptation_sets', 'id=0,streams=v id=1,streams=a',
-    path.join(dir, 'manifest.mpd'),
-  ], { stdio: 'inherit' });
-  return dir;
-}
 
 const MBIT = 1000;
 const cells = liveMode

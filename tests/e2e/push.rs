@@ -83,10 +83,10 @@ fn each_push_type_promises_exactly_the_planned_resources_with_the_origin_bytes()
             req(MPD, r#"push-fast-start;{"segments":2}"#),
             vec![
                 "/vod/init-stream1.m4s".into(),
-                seg(1, 1),
-                seg(1, 2),
                 "/vod/init-stream2.m4s".into(),
+                seg(1, 1),
                 seg(2, 1),
+                seg(1, 2),
                 seg(2, 2),
             ],
             "push-fast-start;",
@@ -287,8 +287,8 @@ fn nghttp_sees_fast_start_promises_on_the_mpd_request() {
         promised,
         [
             "/vod/init-stream1.m4s",
-            "/vod/chunk-stream1-00001.m4s",
             "/vod/init-stream2.m4s",
+            "/vod/chunk-stream1-00001.m4s",
             "/vod/chunk-stream2-00001.m4s"
         ],
         "{out}"

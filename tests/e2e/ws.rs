@@ -192,10 +192,10 @@ fn fast_start_over_the_socket_sends_the_mpd_then_each_push_on_its_own_stream() {
             names,
             [
                 "init-stream1.m4s",
-                "chunk-stream1-00001.m4s",
-                "chunk-stream1-00002.m4s",
                 "init-stream2.m4s",
+                "chunk-stream1-00001.m4s",
                 "chunk-stream2-00001.m4s",
+                "chunk-stream1-00002.m4s",
                 "chunk-stream2-00002.m4s"
             ]
         );
@@ -548,10 +548,10 @@ fn the_subprotocol_also_runs_over_http2_extended_connect() {
         names,
         [
             "init-stream1.m4s",
-            "chunk-stream1-00001.m4s",
-            "chunk-stream1-00002.m4s",
             "init-stream2.m4s",
+            "chunk-stream1-00001.m4s",
             "chunk-stream2-00001.m4s",
+            "chunk-stream1-00002.m4s",
             "chunk-stream2-00002.m4s"
         ]
     );

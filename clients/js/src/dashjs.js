@@ -174,7 +174,10 @@ export function attachDashPush(player, opts = {}) {
     const media = fragment?.type === 'MediaSegment';
     if (!range) {
       load.waitingForPush = true;
-      const hit = await client.takePushed(url, { waitMs: pushWaitMs });
+      // Live pushes start at their segment's availability, which dash.js may compute a little
+      // ahead of the gateway: while a cycle runs, wait for them up to a segment duration.
+      const waitMs = media ? Math.max(pushWaitMs, live.waitMs()) : pushWaitMs;
+      const hit = await client.takePushed(url, { waitMs });
       load.waitingForPush = false;
       if (hit) {
         stats.pushHits++;
@@ -349,7 +352,7 @@ export function segmentSeconds(mpdText) {
 /**
  * Where dash.js plays a live stream from. While the socket is up and live segments are taken
  * from pushes that arrived by the time dash.js asked for them, the target delay is one segment
- * duration plus `marginSeconds`, with catch-up on; two live segment loads in a row that were not
+ * duration plus `marginSeconds`, with catch-up on; three live segment loads in a row that were not
  * served by a push (late pushes, a slow link) or a given-up socket bring dash.js's defaults back.
  */
 function liveController(player, stats, { enabled, marginSeconds, onEvent }) {
@@ -385,12 +388,16 @@ function liveController(player, stats, { enabled, marginSeconds, onEvent }) {
       });
       onEvent('live-delay', { mode: 'push', seconds: delay });
     },
+    /** How long a live segment load waits for its push to start (0 when not live). */
+    waitMs() {
+      return dynamic && stats.liveDelayMode === 'push' && segment ? segment * 1000 : 0;
+    },
     onSegment(pushed, mediaType) {
       if (!dynamic) return;
       const n = pushed ? 0 : (misses.get(mediaType) ?? 0) + 1;
       misses.set(mediaType, n);
-      // With push-next;K one load in K+1 is a request by design; two in a row are not.
-      if (n >= 2) {
+      // With push-next;K one load in K+1 is a request by design; three in a row are not.
+      if (n >= 3) {
         stats.liveDelayGivenUp = true;
         useDefaults('live segments not arriving pushed');
       }

@@ -617,6 +617,17 @@ impl Session {
                 });
             }
         }
+        // First needed first (spec §7 "Order", Annex G (ours)): every init, then the first
+        // segment of each selected Representation, then the second of each, and so on, so a
+        // player can start as soon as one segment of each media type is in, however slow the
+        // link; the caps cut the far end of every Representation rather than a whole one.
+        cands.sort_by_key(|c| {
+            let rank = match c.segment {
+                Some(s) if c.counts => 1 + s.index,
+                _ => 0,
+            };
+            (rank, c.group)
+        });
         let rules = Rules {
             mode: Mode::Each,
             max_granted: usize::MAX,

@@ -129,10 +129,10 @@ fn live_fast_start_and_init_requests_start_at_the_live_edge() {
         pushed(&p),
         [
             s("lo-init.mp4"),
-            s("lo-8.m4s"),
-            s("lo-9.m4s"),
             s("aud-init.mp4"),
+            s("lo-8.m4s"),
             s("aud-8.m4s"),
+            s("lo-9.m4s"),
             s("aud-9.m4s")
         ]
     );

@@ -222,15 +222,16 @@ fn push_template_expands_and_acks_what_was_pushed() {
 fn fast_start_on_the_mpd_pushes_init_and_first_segments_of_the_selection() {
     let mut c = Conn::new(demo());
     let p = c.get(DEMO_URL, Some(&urn(r#"push-fast-start;{"segments":2}"#)));
-    // No budget: the lowest video (id 1, 30 kb/s) and the audio.
+    // No budget: the lowest video (id 1, 30 kb/s) and the audio; first needed first: the inits,
+    // then the first segment of each, then the second of each.
     assert_eq!(
         pushed(&p),
         [
             v("init-stream1.m4s"),
-            chunk(1, 1),
-            chunk(1, 2),
             v("init-stream2.m4s"),
+            chunk(1, 1),
             chunk(2, 1),
+            chunk(1, 2),
             chunk(2, 2)
         ]
     );
@@ -262,10 +263,10 @@ fn push_next_and_push_time_on_the_mpd_are_fast_starts() {
         pushed(&p),
         [
             v("init-stream1.m4s"),
-            chunk(1, 1),
-            chunk(1, 2),
             v("init-stream2.m4s"),
+            chunk(1, 1),
             chunk(2, 1),
+            chunk(1, 2),
             chunk(2, 2)
         ]
     );
@@ -279,7 +280,7 @@ fn push_next_and_push_time_on_the_mpd_are_fast_starts() {
     let mut c = Conn::new(demo());
     let p = c.get(DEMO_URL, Some(&urn("push-time;3")));
     assert_eq!(p.pushes.len(), 6);
-    assert_eq!(pushed(&p)[2], chunk(1, 2));
+    assert_eq!(pushed(&p)[4], chunk(1, 2));
     assert_eq!(ack(&p).unwrap(), urn("push-time;3"));
 }
 
@@ -584,8 +585,8 @@ fn ffmpeg_mpds_push_next_and_fast_start() {
             "time" => vec![format!("{base}init-1.m4s"), format!("{base}seg-1-0.m4s")],
             _ => vec![
                 format!("{base}init-stream1.m4s"),
-                format!("{base}chunk-stream1-00001.m4s"),
                 format!("{base}init-stream2.m4s"),
+                format!("{base}chunk-stream1-00001.m4s"),
                 format!("{base}chunk-stream2-00001.m4s"),
             ],
         };
