@@ -10,7 +10,7 @@
 // reports how far behind the live edge the player sits.
 //
 //   node benches/abr.mjs                    # VOD: 650k, 1.5M, 5M and a 5M -> 650k step; 3 runs
-//   RUNS=1 PLAY_SECONDS=30 node benches/abr.mjs
+//   RUNS=1 PLAY_SECONDS=30 CELLS=0 node benches/abr.mjs   # fewer runs, shorter, one cell
 //   node benches/abr.mjs live               # live latency, open and constrained links
 //
 // Needs: a built binary (DASHPUSH_BIN, default target/release/dashpush, else target/debug),
@@ -54,29 +54,33 @@ const cells = liveMode
 
 async function one(cell, transport) {
   const gw = await startGateway({ gatewayArgs: ['--static-dir', staticDir], dir: liveMode ? null : content() });
-  const relay = await startRelay({ upstreamPort: Number(gw.gateway.split(':').pop()), rateKbit: 1000, rttMs: 40 });
+  const relay = await startRelay({ upstreamPort: Number(gw.gateway.split(':').pop()), rateKbit: cell.rate, rttMs: 40 });
   const browser = await chromium.launch({
     executablePath,
     headless: true,
-    args: ['--autoplay-policy=no-user-gesture-required', '--mute-audio', '--no-sandbox', '--disable-background-networking'],
+    args: ['--autoplay-policy=no-user-gesture-required', '--mute-audio', '--no-sandbox', '--disable-background-networking', '--disable-web-security'],
   });
   try {
     const page = await browser.newPage();
-    const q = new URLSearchParams({ mpd: liveMode ? '/live/manifest.mpd' : '/manifest.mpd', loop: '0' });
+    // The page comes straight from the gateway; what the player loads (MPD, segments, the
+    // socket) goes through the link on the relay's port (web security is off for this
+    // cross-origin page).
+    const media = `127.0.0.1:${relay.port}`;
+    const q = new URLSearchParams({ mpd: `http://${media}${liveMode ? '/live/manifest.mpd' : '/manifest.mpd'}`, loop: '0', ws: `ws://${media}/dashpush` });
+    if (process.env.DIRECTIVE) q.set('directive', process.env.DIRECTIVE);
     if (transport === 'http') q.set('transport', 'http');
-    relay.throttle(false);
-    await page.goto(`http://127.0.0.1:${relay.port}/player/index.html?${q}`);
-    relay.setRate(cell.rate);
-    relay.throttle(true);
+    await page.goto(`${gw.httpBase}/player/index.html?${q}`);
     const t0 = Date.now();
     const deadline = t0 + (playSeconds + 60) * 1000;
     let s;
     for (;;) {
       await new Promise((r) => setTimeout(r, 500));
-      s = await page.evaluate(() => ({ ...window.dashpushStats, events: undefined }));
+      s = await page.evaluate((v) => ({ ...window.dashpushStats, events: v ? window.dashpushStats.events : undefined }), !!process.env.VERBOSE);
       const ended = await page.evaluate(() => document.getElementById('video').ended);
       if (ended || s.played >= playSeconds - 0.5 || Date.now() > deadline) break;
     }
+    if (process.env.VERBOSE) for (const e of s.events ?? []) console.error(`    ${e.join(' ')}`);
+    if (process.env.VERBOSE) console.error('switches', JSON.stringify(s.videoSwitches), 'throughput', JSON.stringify(s.throughput));
     const latencies = [];
     if (liveMode) {
       for (let i = 0; i < 20; i++) {
@@ -96,6 +100,9 @@ async function one(cell, transport) {
       discarded: s.discarded ?? 0,
       liveLatency: latencies.length ? Number((latencies.reduce((a, b) => a + b, 0) / latencies.length).toFixed(2)) : null,
       liveDelayMode: s.liveDelayMode,
+      transportUsed: s.transport,
+      fallbackReason: s.fallbackReason,
+      errors: (s.errors ?? []).slice(0, 2),
       wallSeconds: Math.round((Date.now() - t0) / 1000),
     };
   } finally {
@@ -106,7 +113,10 @@ async function one(cell, transport) {
 }
 
 const results = [];
-for (const cell of cells) {
+// CELLS=0,2 runs only those cells (by position).
+const only = process.env.CELLS ? process.env.CELLS.split(',').map(Number) : null;
+for (const [i, cell] of cells.entries()) {
+  if (only && !only.includes(i)) continue;
   for (let r = 0; r < runs; r++) {
     for (const transport of ['ws', 'http']) {
       const out = await one(cell, transport);

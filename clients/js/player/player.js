@@ -40,6 +40,8 @@ const stats = {
   /** Video bitrate being played (kbit/s), and every switch: [ms since page start, kbit/s]. */
   videoKbit: null,
   videoSwitches: [],
+  /** dash.js's average video throughput estimate (kbit/s) as it changes: [ms, kbit/s]. */
+  throughput: [],
   /** Live: seconds behind the live edge (dash.js's estimate), sampled every 250 ms. */
   liveLatency: null,
   /** The last 200 client events: [ms since page start, name, url or stream]. */
@@ -138,6 +140,12 @@ setInterval(() => {
   else stats.httpLoads = performance.getEntriesByType('resource').filter((r) => r.initiatorType === 'xmlhttprequest').length;
   for (const k of ['pushed', 'claimed', 'cancelled', 'wsLoads', 'httpLoads', 'stalls', 'firstFrameMs']) {
     $(k).textContent = stats[k] ?? '–';
+  }
+  if (player.isReady?.()) {
+    const t = player.getAverageThroughput?.('video');
+    if (Number.isFinite(t) && t > 0 && stats.throughput.length < 400 && t !== stats.throughput.at(-1)?.[1]) {
+      stats.throughput.push([Math.round(performance.now()), Math.round(t)]);
+    }
   }
   if (player.isReady?.() && player.isDynamic()) {
     const l = player.getCurrentLiveLatency?.();

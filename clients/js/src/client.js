@@ -12,8 +12,8 @@
 // its transfer: when it started (the request was sent; for a push, when its first message began
 // to arrive), when its first and last messages arrived, and how long the socket was busy carrying
 // its messages. A WebSocket delivers whole messages, so a message's transfer is taken to start
-// when the socket finished the message before it (or when the last request went out, if that is
-// later: the socket was idle in between). A player's throughput estimate should use these times,
+// when the socket finished the message before it (or when a request went out on an idle socket,
+// if that is later: nothing was on the way in between). A player's throughput estimate should use these times,
 // not the moment it took a pushed resource out of the store.
 
 import { Code, EndReason, FrameError, MessageError, SUBPROTOCOL, decodeMessage, encodeMessage, limits } from './codec.js';
@@ -349,12 +349,17 @@ export class DashPushClient {
           this.settleRequest(req, new TimeoutError(`${absUrl}: no answer in ${timeoutMs} ms`));
         }, timeoutMs);
       }
+      this.stats.requests++;
+      // Sent on an idle socket (nothing owed to us), the wait for the answer is not transfer
+      // time: the next message's transfer is counted from now. Sent while messages are still
+      // coming, it changes nothing: they keep the socket busy.
+      const idle = this.requests.size === 0 && this.pushes.size === 0 && this.cycles.size === 0;
+      const sentAt = this.now();
+      if (idle) this.lastRequestSent = sentAt;
       this.requests.set(streamId, req);
       if (req.cycle) this.cycles.add(streamId);
-      this.stats.requests++;
       this.send(frame);
-      this.lastRequestSent = this.now();
-      req.timing = newTiming(this.lastRequestSent);
+      req.timing = newTiming(sentAt);
     });
   }
 
@@ -382,8 +387,8 @@ export class DashPushClient {
    *
    * With `waitMs` > 0, a URL not pushed yet while a push cycle is still running on this socket
    * (a request that carried a directive has not had its End of stream) gives a Promise too: it
-   * resolves with the push if one of that URL starts within `waitMs`, else with null as soon as
-   * the cycles are over or the time is up. This keeps a player from requesting what the gateway
+   * resolves with the push if one of that URL starts, else with null as soon as the cycles are
+   * over or no push message arrived for `waitMs`. This keeps a player from requesting what the gateway
    * is about to push.
    */
   takePushed(url, { waitMs = 0 } = {}) {
@@ -402,8 +407,14 @@ export class DashPushClient {
     }
     if (waitMs > 0 && this.cycles.size > 0 && !this.closed) {
       return new Promise((resolve) => {
-        const w = { resolve, timer: null };
-        w.timer = setTimeout(() => this.stopExpecting(key, w, null), waitMs);
+        const w = { resolve, timer: null, waitMs, arm: null };
+        // The wait restarts with every push message that arrives: while pushes are flowing,
+        // the one asked for may be next (they are sent one after the other).
+        w.arm = () => {
+          clearTimeout(w.timer);
+          w.timer = setTimeout(() => this.stopExpecting(key, w, null), w.waitMs);
+        };
+        w.arm();
         if (!this.expecting.has(key)) this.expecting.set(key, []);
         this.expecting.get(key).push(w);
       });
@@ -606,6 +617,7 @@ export class DashPushClient {
   }
 
   onPush(msg, arrival) {
+    for (const list of this.expecting.values()) for (const w of list) w.arm();
     let p = this.pushes.get(msg.streamId);
     if (!p) {
       if (!msg.pushed) return; // continuation of a push we dropped or never saw

@@ -68,7 +68,7 @@ export function attachDashPush(player, opts = {}) {
     WebSocket,
     directive = DEFAULT_MPD_DIRECTIVE,
     segmentDirective = DEFAULT_SEGMENT_DIRECTIVE,
-    pushWaitMs = 250,
+    pushWaitMs = 2000,
     liveEdge = true,
     liveMarginSeconds = 0.5,
     onEvent = () => {},

@@ -274,3 +274,40 @@ test('discardPushes cancels the pushes being received and drops the stored ones 
   assert.ok(c.takePushed('/vod/a-2.m4s'), 'other pushes stay');
   assert.equal(c.counters.discarded, 1);
 });
+
+test('timing: a request sent while messages are still coming does not shorten their transfer', async () => {
+  const k = clock();
+  const [c, ws] = await connect({ now: k.now });
+  k.at(1000);
+  const first = c.requestSegment('/vod/s1.m4s');
+  k.at(1100);
+  ws.serve({ ...received(1, '/vod/s1.m4s', 'aaaa'), end: false });
+  // Another request goes out mid-transfer; the next message still took 300 ms of the socket.
+  k.at(1300);
+  const second = c.requestSegment('/vod/s2.m4s');
+  k.at(1400);
+  ws.serve(received(1, '/vod/s1.m4s', 'bb'));
+  const r = await first;
+  assert.equal(r.timing.busyMs, 100 + 300);
+  k.at(1500);
+  ws.serve(received(3, '/vod/s2.m4s', 'cc'));
+  assert.equal((await second).timing.busyMs, 100);
+});
+
+test('takePushed keeps waiting while push messages keep arriving', async () => {
+  const [c, ws] = await connect();
+  const seg = c.requestSegment('/vod/v-1.m4s', { directive: 'urn:mpeg:dash:fdh:2016:push-next;2' });
+  ws.serve(received(1, '/vod/v-1.m4s', 'p'));
+  await seg;
+  const wanted = c.takePushed('/vod/v-3.m4s', { waitMs: 60 });
+  assert.ok(wanted instanceof Promise);
+  // The push before it trickles in for longer than waitMs in all.
+  ws.serve({ ...received(2, '/vod/v-2.m4s', 'x'), end: false, pushed: true, parent: 1 });
+  for (let i = 0; i < 3; i++) {
+    await new Promise((r) => setTimeout(r, 40));
+    ws.serve({ ...received(2, '/vod/v-2.m4s', 'x'), end: i === 2 });
+  }
+  ws.serve({ ...received(4, '/vod/v-3.m4s', 'three'), pushed: true, parent: 1 });
+  const hit = await wanted;
+  assert.equal(text(hit.body), 'three');
+});

@@ -93,3 +93,4 @@ export async function startRelay({ upstreamPort, upstreamHost = '127.0.0.1', rat
     },
   };
 }
+

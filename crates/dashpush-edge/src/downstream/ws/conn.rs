@@ -16,8 +16,12 @@ use crate::gateway::Gateway;
 
 /// Largest payload piece per Received message.
 pub const PIECE: usize = 64 * 1024;
-/// Messages queued for one socket before senders wait.
+/// Messages of answers queued for one socket before senders wait.
 pub const QUEUE: usize = 32;
+/// Messages of pushes queued for one socket before their senders wait: a few, so pushes follow
+/// the link's pace instead of queueing ahead of it (and answers, sent first, never wait behind
+/// them).
+pub const PUSH_QUEUE: usize = 4;
 
 /// What goes to the socket.
 pub(crate) enum Out {
@@ -30,6 +34,8 @@ pub(crate) enum Out {
 pub(crate) struct Conn {
     pub(crate) gw: Arc<Gateway>,
     pub(crate) out: mpsc::Sender<Out>,
+    /// Messages on push streams (even ids): sent after every queued answer.
+    push_out: mpsc::Sender<Out>,
     /// Set when the queue stayed full past the stall time: the socket is closed (1008).
     pub(crate) stalled: Notify,
     streams: Mutex<Streams>,
@@ -52,6 +58,7 @@ impl Conn {
     pub(crate) fn new(
         gw: &Arc<Gateway>,
         out: mpsc::Sender<Out>,
+        push_out: mpsc::Sender<Out>,
         base: Url,
         host: Option<String>,
         client: Option<String>,
@@ -60,6 +67,7 @@ impl Conn {
         Self {
             gw: Arc::clone(gw),
             out,
+            push_out,
             stalled: Notify::new(),
             streams: Mutex::new(Streams::default()),
             push: PushConn::default(),
@@ -85,8 +93,18 @@ impl Conn {
             .ws_messages
             .with_label_values(&["out", m.body.code().label()])
             .inc();
-        match self
-            .out
+        // Push messages, and the End of stream `complete` that follows a request's pushes
+        // (Annex C), take the push queue; everything else of a request goes first.
+        let cycle_end = matches!(
+            &m.body,
+            dashpush_proto::ws::message::Body::EndOfStream(e) if e.reason == EndReason::Complete
+        );
+        let queue = if m.stream_id.get().is_multiple_of(2) || cycle_end {
+            &self.push_out
+        } else {
+            &self.out
+        };
+        match queue
             .send_timeout(Out::Msg(bytes), self.gw.push_settings().ws_stall)
             .await
         {

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use url::Url;
 
-use super::conn::{Conn, Out, QUEUE};
+use super::conn::{Conn, Out, PUSH_QUEUE, QUEUE};
 use super::transport::WsPush;
 use crate::delivery::cycle;
 use crate::gateway::{Gateway, Req};
@@ -40,9 +40,27 @@ pub(crate) async fn run<S>(
 {
     let (mut sink, mut incoming) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Out>(QUEUE);
-    let conn = Arc::new(Conn::new(gw, tx.clone(), base, host, client, user_agent));
+    let (push_tx, mut push_rx) = mpsc::channel::<Out>(PUSH_QUEUE);
+    let conn = Arc::new(Conn::new(
+        gw,
+        tx.clone(),
+        push_tx,
+        base,
+        host,
+        client,
+        user_agent,
+    ));
     let writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
+        // Answers to requests (and pings, closes) go before pushes: a player's request never
+        // waits behind a queue of pushes it may not need (spec §7 "Order": the parent is never
+        // starved by its pushes).
+        loop {
+            let out = tokio::select! {
+                biased;
+                Some(out) = rx.recv() => out,
+                Some(out) = push_rx.recv() => out,
+                else => break,
+            };
             let r = match out {
                 Out::Msg(b) => sink.send(WsMessage::Binary(b)).await,
                 Out::Ping => sink.send(WsMessage::Ping(Bytes::new())).await,
