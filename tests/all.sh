@@ -6,6 +6,8 @@
 #      real binary over the WebSocket sub-protocol;
 #   3. the browser test: headless Chromium plays the demo through dash.js over the WebSocket
 #      path (and over plain HTTP, and the fallback), checked from the page and from /metrics;
+#      through a 650 kbit/s link dash.js must switch down over the socket as over HTTP; on the
+#      live demo it must play near the live edge over the socket;
 #   4. the deployment checks (Dockerfile lint, Kubernetes schemas, Prometheus rules and their
 #      unit tests, the Grafana dashboard against a live scrape).
 # Tools it needs are installed by `.ci/run` (Debian packages, cargo tools); npm and pip

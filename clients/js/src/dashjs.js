@@ -37,7 +37,9 @@
 
 import { DashPushClient, ClosedError, ConnectError, DashPushError, RequestError } from './client.js';
 
-export const DEFAULT_MPD_DIRECTIVE = 'urn:mpeg:dash:fdh:2016:push-fast-start;{"segments":2,"bandwidth":1000000}';
+// One segment of each media type: enough to start, and the next ones follow dash.js's ABR choice
+// (a second top-quality segment pushed before the first throughput sample stalls a slow link).
+export const DEFAULT_MPD_DIRECTIVE = 'urn:mpeg:dash:fdh:2016:push-fast-start;{"segments":1,"bandwidth":1000000}';
 export const DEFAULT_SEGMENT_DIRECTIVE = 'urn:mpeg:dash:fdh:2016:push-next;2';
 
 const MPD = 'MPD';
@@ -90,6 +92,8 @@ export function attachDashPush(player, opts = {}) {
     liveDelayMode: 'default',
     liveDelaySeconds: null,
     liveDelayGivenUp: false,
+    /** Segment requests by the push-next K adaptive K chose: [none, 1, K >= 2]. */
+    pushAhead: [0, 0, 0],
   };
   const handle = {
     client: null,
@@ -187,7 +191,29 @@ export function attachDashPush(player, opts = {}) {
     }
     if (media) live.onSegment(false, fragment?.mediaType);
     const tag = { mediaType: fragment?.mediaType, representation: fragment?.representation?.id };
-    return client.requestSegment(url, { directive: segmentDirective || undefined, range, tag });
+    return client.requestSegment(url, { directive: adaptiveDirective(fragment), range, tag });
+  }
+
+  // Adaptive K (Xiao et al., NOSSDAV 2016): push only as far ahead as the link has room for.
+  // With dash.js's throughput estimate at least twice the Representation's bitrate, the
+  // configured push-next K; at least 1.3 times, one segment; below that, none (pull, as HTTP
+  // would, so push never makes a constrained viewer worse off). No estimate yet: the configured K.
+  function adaptiveDirective(fragment) {
+    if (!segmentDirective) return undefined;
+    const m = /push-next;(\d+)/.exec(segmentDirective);
+    const kbit = fragment?.representation?.bandwidth ? fragment.representation.bandwidth / 1000 : NaN;
+    let tput = NaN;
+    try {
+      tput = player.getAverageThroughput?.(fragment?.mediaType);
+    } catch {
+      // no estimate for this media type yet
+    }
+    if (!m || !(kbit > 0) || !(tput > 0)) return segmentDirective;
+    const k = Number(m[1]);
+    const ratio = tput / kbit;
+    const allowed = ratio >= 2 ? k : ratio >= 1.3 ? Math.min(k, 1) : 0;
+    stats.pushAhead[Math.min(allowed, 2)]++;
+    return allowed > 0 ? segmentDirective.replace(/push-next;\d+/, `push-next;${allowed}`) : undefined;
   }
 
   player.extend(

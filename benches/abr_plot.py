@@ -1,0 +1,116 @@
+#!/usr/bin/python3
+"""Summarises benches/abr.mjs results and draws them as an SVG (no plotting library needed).
+
+  python3 benches/abr_plot.py target/bench-abr.json docs/abr.svg
+
+Prints a Markdown table (median of the runs per cell and transport, with the range) and writes
+one panel per measure: stall time, first frame, average video bitrate played, and the share of
+pushed bytes the player used.
+"""
+import json
+import statistics
+import sys
+from collections import OrderedDict
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def summarise(rows):
+    cells = OrderedDict()
+    for r in rows:
+        cells.setdefault(r["cell"], {}).setdefault(r["transport"], []).append(r)
+    return cells
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt_range(values, scale=1.0, digits=1):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    m = statistics.median(values) / scale
+    lo, hi = min(values) / scale, max(values) / scale
+    if lo == hi:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
+
+
+def table(cells):
+    out = ["| link | transport | stalls | stall s | first frame s | avg video kbit/s | pushed MB | used by the player |",
+           "|---|---|---|---|---|---|---|---|"]
+    for cell, by in cells.items():
+        for t in ("ws", "http"):
+            rs = by.get(t, [])
+            if not rs:
+                continue
+            pushed = [r["pushedBytes"] for r in rs]
+            used = [r["usedBytes"] / r["pushedBytes"] * 100 for r in rs if r["pushedBytes"]]
+            out.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+                cell, "WebSocket push" if t == "ws" else "HTTP pull",
+                fmt_range([r["stalls"] for r in rs], digits=0),
+                fmt_range([r["stallMs"] for r in rs], 1000.0),
+                fmt_range([r["firstFrameMs"] for r in rs], 1000.0, 2),
+                fmt_range([r["avgKbit"] for r in rs], digits=0),
+                fmt_range(pushed, 1e6, 2) if t == "ws" else "–",
+                (fmt_range(used, digits=0) + " %") if used else "–",
+            ))
+    return "\n".join(out)
+
+
+def svg(cells, path):
+    measures = [
+        ("stall time (s)", lambda r: r["stallMs"] / 1000.0),
+        ("first frame (s)", lambda r: (r["firstFrameMs"] or 0) / 1000.0),
+        ("avg video kbit/s", lambda r: r["avgKbit"] or 0),
+    ]
+    names = list(cells)
+    pw, ph, pad = 300, 190, 40
+    width = pad + len(measures) * (pw + pad)
+    height = ph + 120
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+             f'<rect width="{width}" height="{height}" fill="white"/>']
+    colors = {"ws": "#2b6cb0", "http": "#c05621"}
+    for mi, (title, get) in enumerate(measures):
+        x0 = pad + mi * (pw + pad)
+        vals = [get(r) for by in cells.values() for rs in by.values() for r in rs]
+        top = max(vals + [1e-9]) * 1.15
+        parts.append(f'<text x="{x0}" y="20" font-weight="bold">{title} (median of runs; bars)</text>')
+        parts.append(f'<line x1="{x0}" y1="{30 + ph}" x2="{x0 + pw}" y2="{30 + ph}" stroke="black"/>')
+        gw = pw / max(1, len(names))
+        for ci, name in enumerate(names):
+            for ti, t in enumerate(("ws", "http")):
+                rs = cells[name].get(t, [])
+                if not rs:
+                    continue
+                v = med([get(r) for r in rs])
+                h = 0 if v is None else v / top * ph
+                bx = x0 + ci * gw + 6 + ti * (gw - 12) / 2
+                bw = (gw - 12) / 2 - 2
+                parts.append(f'<rect x="{bx:.1f}" y="{30 + ph - h:.1f}" width="{bw:.1f}" height="{h:.1f}" fill="{colors[t]}"/>')
+                parts.append(f'<text x="{bx + bw / 2:.1f}" y="{26 + ph - h:.1f}" text-anchor="middle">{v:.1f}</text>')
+            label = name.replace(" -> ", "→")
+            parts.append(f'<text x="{x0 + ci * gw + gw / 2:.1f}" y="{48 + ph}" text-anchor="middle" font-size="9">{label}</text>')
+    ly = height - 30
+    parts.append(f'<rect x="{pad}" y="{ly - 9}" width="10" height="10" fill="{colors["ws"]}"/><text x="{pad + 14}" y="{ly}">WebSocket push</text>')
+    parts.append(f'<rect x="{pad + 130}" y="{ly - 9}" width="10" height="10" fill="{colors["http"]}"/><text x="{pad + 144}" y="{ly}">HTTP pull</text>')
+    parts.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(parts) + "\n")
+
+
+def main():
+    rows = load(sys.argv[1])
+    cells = summarise(rows)
+    print(table(cells))
+    if len(sys.argv) > 2:
+        svg(cells, sys.argv[2])
+
+
+if __name__ == "__main__":
+    main()
