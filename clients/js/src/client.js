@@ -388,10 +388,12 @@ export class DashPushClient {
    * With `waitMs` > 0, a URL not pushed yet while a push cycle is still running on this socket
    * (a request that carried a directive has not had its End of stream) gives a Promise too: it
    * resolves with the push if one of that URL starts, else with null as soon as the cycles are
-   * over or no push message arrived for `waitMs`. This keeps a player from requesting what the gateway
+   * over or no push message arrived for `waitMs`. With `mediaType`, only cycles started by
+   * requests of that media type (see `requestSegment`'s `tag`) or untagged ones (an MPD's fast
+   * start) count, and only their push messages restart the wait. This keeps a player from requesting what the gateway
    * is about to push.
    */
-  takePushed(url, { waitMs = 0 } = {}) {
+  takePushed(url, { waitMs = 0, mediaType } = {}) {
     const key = this.resolve(url);
     const entry = this.store.get(key);
     if (entry) {
@@ -405,9 +407,9 @@ export class DashPushClient {
         p.waiters.push((e) => resolve(e ? this.claim(e) : null));
       });
     }
-    if (waitMs > 0 && this.cycles.size > 0 && !this.closed) {
+    if (waitMs > 0 && this.cyclesFor(mediaType) && !this.closed) {
       return new Promise((resolve) => {
-        const w = { resolve, timer: null, waitMs, arm: null };
+        const w = { resolve, timer: null, waitMs, arm: null, mediaType };
         // The wait restarts with every push message that arrives: while pushes are flowing,
         // the one asked for may be next (they are sent one after the other).
         w.arm = () => {
@@ -433,11 +435,22 @@ export class DashPushClient {
     else w.resolve(null);
   }
 
-  // A cycle ended: when none is left, nobody needs to wait for a push any more.
+  // True while a push cycle runs that may push a resource of `mediaType`: one started by a
+  // request tagged with that media type, or by an untagged one (an MPD's fast start).
+  cyclesFor(mediaType) {
+    for (const id of this.cycles) {
+      const t = this.requests.get(id)?.tag?.mediaType;
+      if (!t || !mediaType || t === mediaType) return true;
+    }
+    return false;
+  }
+
+  // A cycle ended: whoever waits for a push no running cycle can bring stops waiting.
   endCycle(streamId) {
     this.cycles.delete(streamId);
-    if (this.cycles.size) return;
-    for (const [key, list] of [...this.expecting]) for (const w of [...list]) this.stopExpecting(key, w, null);
+    for (const [key, list] of [...this.expecting]) {
+      for (const w of [...list]) if (!this.cyclesFor(w.mediaType)) this.stopExpecting(key, w, null);
+    }
   }
 
   /** Whether a push of the URL is stored or being received. */
@@ -617,7 +630,11 @@ export class DashPushClient {
   }
 
   onPush(msg, arrival) {
-    for (const list of this.expecting.values()) for (const w of list) w.arm();
+    // Pushes of the media type a waiter wants are still coming: its wait restarts.
+    const pushType = (this.pushes.get(msg.streamId)?.tag ?? this.requests.get(msg.parent)?.tag)?.mediaType;
+    for (const list of this.expecting.values()) {
+      for (const w of list) if (!pushType || !w.mediaType || pushType === w.mediaType) w.arm();
+    }
     let p = this.pushes.get(msg.streamId);
     if (!p) {
       if (!msg.pushed) return; // continuation of a push we dropped or never saw

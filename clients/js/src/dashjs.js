@@ -162,7 +162,7 @@ export function attachDashPush(player, opts = {}) {
     return c && !c.closed && !detached ? c : null;
   };
 
-  async function serve(client, type, req, load) {
+  async function serve(client, type, req) {
     const url = req.url;
     if (type === MPD) {
       stats.mpdLoads++;
@@ -177,12 +177,10 @@ export function attachDashPush(player, opts = {}) {
     const range = fragment?.range || undefined;
     const media = fragment?.type === 'MediaSegment';
     if (!range) {
-      load.waitingForPush = true;
       // Live pushes start at their segment's availability, which dash.js may compute a little
       // ahead of the gateway: while a cycle runs, wait for them up to a segment duration.
       const waitMs = media ? Math.max(pushWaitMs, live.waitMs()) : pushWaitMs;
-      const hit = await client.takePushed(url, { waitMs });
-      load.waitingForPush = false;
+      const hit = await client.takePushed(url, { waitMs, mediaType: fragment?.mediaType });
       if (hit) {
         stats.pushHits++;
         if (media) live.onSegment(true, fragment?.mediaType);
@@ -231,7 +229,6 @@ export function attachDashPush(player, opts = {}) {
           return stockLoad(req, resp);
         }
         let aborted = false;
-        const current = { waitingForPush: false };
         req.customData.abort = () => {
           if (aborted) return;
           aborted = true;
@@ -254,7 +251,7 @@ export function attachDashPush(player, opts = {}) {
           }
           let result;
           try {
-            result = await serve(client, type, req, current);
+            result = await serve(client, type, req);
           } catch (e) {
             if (aborted) return;
             if (e instanceof RequestError && e.status) {

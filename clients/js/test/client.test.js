@@ -311,3 +311,17 @@ test('takePushed keeps waiting while push messages keep arriving', async () => {
   const hit = await wanted;
   assert.equal(text(hit.body), 'three');
 });
+
+test('takePushed with a media type waits only for cycles of that media type', async () => {
+  const [c, ws] = await connect();
+  const video = c.requestSegment('/vod/v-1.m4s', { directive: 'urn:mpeg:dash:fdh:2016:push-next;2', tag: { mediaType: 'video' } });
+  ws.serve(received(1, '/vod/v-1.m4s', 'p'));
+  await video;
+  // A video cycle runs: an audio load does not wait for it.
+  assert.equal(c.takePushed('/vod/a-2.m4s', { waitMs: 5000, mediaType: 'audio' }), null);
+  // A video load does, and gets the push.
+  const v2 = c.takePushed('/vod/v-2.m4s', { waitMs: 5000, mediaType: 'video' });
+  assert.ok(v2 instanceof Promise);
+  ws.serve({ ...received(2, '/vod/v-2.m4s', 'two'), pushed: true, parent: 1 });
+  assert.equal(text((await v2).body), 'two');
+});
