@@ -19,10 +19,17 @@ def load(path):
 
 
 def summarise(rows):
+    """Runs by cell and transport; a run whose player never started (the harness's page load
+    failed before any media: `played` 0) is left out of the medians and counted apart."""
     cells = OrderedDict()
+    failed = OrderedDict()
     for r in rows:
+        if not r.get("played"):
+            failed.setdefault((r["cell"], r["transport"]), 0)
+            failed[(r["cell"], r["transport"])] += 1
+            continue
         cells.setdefault(r["cell"], {}).setdefault(r["transport"], []).append(r)
-    return cells
+    return cells, failed
 
 
 def med(values):
@@ -39,6 +46,26 @@ def fmt_range(values, scale=1.0, digits=1):
     if lo == hi:
         return f"{m:.{digits}f}"
     return f"{m:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
+
+
+def live_table(cells):
+    out = ["| link | transport | live latency s | stalls | stall s | first frame s | pushed / used by the player |",
+           "|---|---|---|---|---|---|---|"]
+    for cell, by in cells.items():
+        for t in ("ws", "http"):
+            rs = by.get(t, [])
+            if not rs:
+                continue
+            used = [r["usedBytes"] / r["pushedBytes"] * 100 for r in rs if r["pushedBytes"]]
+            out.append("| {} | {} | {} | {} | {} | {} | {} |".format(
+                cell, "WebSocket push" if t == "ws" else "HTTP pull",
+                fmt_range([r.get("liveLatency") for r in rs], digits=2),
+                fmt_range([r["stalls"] for r in rs], digits=0),
+                fmt_range([r["stallMs"] for r in rs], 1000.0),
+                fmt_range([r["firstFrameMs"] for r in rs], 1000.0, 2),
+                (fmt_range(used, digits=0) + " %") if used else "–",
+            ))
+    return "\n".join(out)
 
 
 def table(cells):
@@ -106,9 +133,12 @@ def svg(cells, path):
 
 def main():
     rows = load(sys.argv[1])
-    cells = summarise(rows)
-    print(table(cells))
-    if len(sys.argv) > 2:
+    cells, failed = summarise(rows)
+    live = any(r.get("liveLatency") is not None for r in rows)
+    print(live_table(cells) if live else table(cells))
+    for (cell, t), n in failed.items():
+        print(f"\n{n} run(s) of {cell} / {t} did not start (left out)")
+    if len(sys.argv) > 2 and not live:
         svg(cells, sys.argv[2])
 
 
