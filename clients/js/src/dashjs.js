@@ -92,6 +92,8 @@ export function attachDashPush(player, opts = {}) {
     liveDelayMode: 'default',
     liveDelaySeconds: null,
     liveDelayGivenUp: false,
+    /** The live delay the integration set when the stream started, if it did. */
+    liveDelayApplied: null,
     /** Segment requests by the push-next K adaptive K chose: [none, 1, K >= 2]. */
     pushAhead: [0, 0, 0],
   };
@@ -403,6 +405,7 @@ function liveController(player, stats, { enabled, marginSeconds, onEvent }) {
       const delay = Number((segment + marginSeconds).toFixed(3));
       stats.liveDelayMode = 'push';
       stats.liveDelaySeconds = delay;
+      stats.liveDelayApplied = delay;
       apply({
         streaming: {
           delay: { liveDelay: delay },
