@@ -133,6 +133,18 @@ pub(crate) async fn answer(ws: &mut Socket, n: u32) -> Answer {
     a
 }
 
+/// Segment cancel of one pushed URL, on client stream `n`.
+fn url_cancel(n: u32, url: &str) -> Message {
+    Message {
+        stream_id: id(n),
+        end: true,
+        body: Body::SegmentCancel(SegmentCancel {
+            streams: vec![],
+            urls: vec![url.into()],
+        }),
+    }
+}
+
 pub(crate) fn name(url: &str) -> &str {
     url.rsplit('/').next().unwrap()
 }
@@ -356,18 +368,7 @@ fn a_cancel_stops_queued_pushes_with_a_cancelled_end_of_stream() {
             segment_request(3, "/vod/chunk-stream0-00001.m4s", Some("push-next;2")),
         )
         .await;
-        send(
-            &mut ws,
-            Message {
-                stream_id: id(5),
-                end: true,
-                body: Body::SegmentCancel(SegmentCancel {
-                    streams: vec![],
-                    urls: vec!["/vod/chunk-stream0-00003.m4s".into()],
-                }),
-            },
-        )
-        .await;
+        send(&mut ws, url_cancel(5, "/vod/chunk-stream0-00003.m4s")).await;
         let a = answer(&mut ws, 3).await;
         assert_eq!(a.body, demo_file("chunk-stream0-00001.m4s"));
         let got: Vec<(String, Option<EndReason>)> = a
@@ -632,18 +633,7 @@ fn the_counter_rule_holds_over_the_socket() {
             segment_request(3, "/vod/chunk-stream0-00001.m4s", Some("push-next;2")),
         )
         .await;
-        send(
-            &mut ws,
-            Message {
-                stream_id: id(5),
-                end: true,
-                body: Body::SegmentCancel(SegmentCancel {
-                    streams: vec![],
-                    urls: vec!["/vod/chunk-stream0-00003.m4s".into()],
-                }),
-            },
-        )
-        .await;
+        send(&mut ws, url_cancel(5, "/vod/chunk-stream0-00003.m4s")).await;
         let a = answer(&mut ws, 3).await;
         assert_eq!(a.end, Some((EndReason::Complete, None)));
         let cancelled = a

@@ -260,7 +260,6 @@ struct Bench {
     conn: PushConn,
     script: Script,
     hits: Arc<Mutex<Vec<String>>>,
-    addr: std::net::SocketAddr,
 }
 
 async fn bench(plan: PlanConfig) -> Bench {
@@ -305,7 +304,6 @@ async fn bench(plan: PlanConfig) -> Bench {
         conn: PushConn::default(),
         script: scripted,
         hits,
-        addr,
     };
     script(&b.script, "/s/manifest.mpd", vec![ok(VOD)]);
     b
@@ -621,7 +619,6 @@ async fn a_live_push_survives_transient_origin_errors_and_counts_late() {
     assert_eq!(live.with_label_values(&["late"]).get(), 1);
     assert_eq!(live.with_label_values(&["on_time"]).get(), 0);
     b.assert_counter_rule();
-    let _ = b.addr;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
