@@ -53,7 +53,13 @@ const cells = liveMode
     ];
 
 async function one(cell, transport) {
-  const gw = await startGateway({ gatewayArgs: ['--static-dir', staticDir], dir: liveMode ? null : content() });
+  // Live: a channel that has been on air for a minute (as a viewer finds one), not one that
+  // starts with the test.
+  const gw = await startGateway({
+    gatewayArgs: ['--static-dir', staticDir],
+    dir: liveMode ? null : content(),
+    originArgs: liveMode ? ['--live-history-ms', '60000'] : [],
+  });
   const relay = await startRelay({ upstreamPort: Number(gw.gateway.split(':').pop()), rateKbit: cell.rate, rttMs: 40 });
   const browser = await chromium.launch({
     executablePath,
@@ -82,13 +88,16 @@ async function one(cell, transport) {
     if (process.env.VERBOSE) for (const e of s.events ?? []) console.error(`    ${e.join(' ')}`);
     if (process.env.VERBOSE) console.error('switches', JSON.stringify(s.videoSwitches), 'throughput', JSON.stringify(s.throughput));
     const latencies = [];
+    const dashLatencies = [];
     if (liveMode) {
       for (let i = 0; i < 20; i++) {
-        const l = await page.evaluate(() => window.dashpushStats.liveLatency);
+        const [l, d] = await page.evaluate(() => [window.dashpushStats.liveLatency, window.dashpushStats.dashLiveLatency]);
         if (Number.isFinite(l)) latencies.push(l);
+        if (Number.isFinite(d)) dashLatencies.push(d);
         await new Promise((r) => setTimeout(r, 250));
       }
     }
+    const mean = (xs) => (xs.length ? Number((xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(2)) : null);
     return {
       stalls: s.stalls,
       stallMs: Math.round(s.stallMs),
@@ -98,7 +107,8 @@ async function one(cell, transport) {
       pushedBytes: s.pushedBytes ?? 0,
       usedBytes: s.claimedBytes ?? 0,
       discarded: s.discarded ?? 0,
-      liveLatency: latencies.length ? Number((latencies.reduce((a, b) => a + b, 0) / latencies.length).toFixed(2)) : null,
+      liveLatency: mean(latencies),
+      dashLiveLatency: mean(dashLatencies),
       liveDelayMode: s.liveDelayMode,
       transportUsed: s.transport,
       fallbackReason: s.fallbackReason,
@@ -118,7 +128,7 @@ const only = process.env.CELLS ? process.env.CELLS.split(',').map(Number) : null
 for (const [i, cell] of cells.entries()) {
   if (only && !only.includes(i)) continue;
   for (let r = 0; r < runs; r++) {
-    for (const transport of ['ws', 'http']) {
+    for (const transport of (process.env.TRANSPORTS || 'ws,http').split(',')) {
       const out = await one(cell, transport);
       results.push({ cell: cell.name, transport, run: r + 1, ...out });
       console.log(JSON.stringify(results.at(-1)));

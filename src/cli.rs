@@ -211,6 +211,10 @@ struct OriginArgs {
     /// packager: the gateway sees 404 first).
     #[arg(long, default_value_t = 0)]
     live_late_ms: u64,
+    /// The live stream started this many milliseconds before the origin did (a stream with a
+    /// history, as a real live channel has; 0 starts it now).
+    #[arg(long, default_value_t = 0)]
+    live_history_ms: u64,
     /// The live MPD lists its segments in a growing SegmentTimeline ($Time$).
     #[arg(long)]
     live_timeline: bool,
@@ -307,6 +311,10 @@ fn origin_content(args: &OriginArgs) -> Result<dashpush_origin::Content, String>
         (Some(dir), None) => dashpush_origin::Content::dir(dir).map_err(|e| e.to_string()),
         (None, Some(_)) => Ok(dashpush_origin::Content::Demo(
             dashpush_origin::DemoOptions {
+                live_start: dashpush_origin::DemoOptions::default()
+                    .live_start
+                    .checked_sub(std::time::Duration::from_millis(args.live_history_ms))
+                    .unwrap_or(std::time::UNIX_EPOCH),
                 live_segment: std::time::Duration::from_millis(args.live_segment_ms.max(1)),
                 live_late: std::time::Duration::from_millis(args.live_late_ms),
                 live_timeline: args.live_timeline,

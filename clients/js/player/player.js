@@ -42,8 +42,11 @@ const stats = {
   videoSwitches: [],
   /** dash.js's average video throughput estimate (kbit/s) as it changes: [ms, kbit/s]. */
   throughput: [],
-  /** Live: seconds behind the live edge (dash.js's estimate), sampled every 250 ms. */
+  /** Live: seconds behind the live edge on the page's clock (now − availabilityStartTime −
+   * currentTime), sampled every 250 ms; the bench runs page and origin on one machine. */
   liveLatency: null,
+  /** Live: dash.js's own estimate (it depends on its clock synchronisation). */
+  dashLiveLatency: null,
   /** The last 200 client events: [ms since page start, name, url or stream]. */
   events: [],
 };
@@ -55,6 +58,8 @@ player.updateSettings({
   streaming: { abr: { initialBitrate: { video: 1000 } } },
 });
 let handle = null;
+// Live: the MPD's availabilityStartTime in ms since the epoch (undefined: not fetched yet).
+let availabilityStart;
 if (transport === 'ws') {
   const early = window.dashpushConnecting;
   handle = attachDashPush(player, {
@@ -149,7 +154,18 @@ setInterval(() => {
   }
   if (player.isReady?.() && player.isDynamic()) {
     const l = player.getCurrentLiveLatency?.();
-    if (Number.isFinite(l)) stats.liveLatency = l;
+    if (Number.isFinite(l)) stats.dashLiveLatency = l;
+    if (availabilityStart === undefined) {
+      availabilityStart = null;
+      fetch(mpdUrl).then((r) => r.text()).then((text) => {
+        const m = /availabilityStartTime="([^"]+)"/.exec(text);
+        const t = m ? Date.parse(m[1]) : NaN;
+        if (Number.isFinite(t)) availabilityStart = t;
+      }).catch(() => { availabilityStart = undefined; });
+    }
+    if (availabilityStart && video.currentTime > 0) {
+      stats.liveLatency = (Date.now() - availabilityStart) / 1000 - video.currentTime;
+    }
   }
   $('played').textContent = stats.played.toFixed(1);
   $('currentTime').textContent = stats.currentTime.toFixed(1);

@@ -150,6 +150,17 @@ function httpBaseOf(wsUrl) {
   return u.href;
 }
 
+/**
+ * Whether a push cycle started by a request tagged `tag` may push a resource described by
+ * `want`: an untagged cycle (an MPD's fast start) or an untyped want may; otherwise the media
+ * types must match, and so must the Representations when both are known.
+ */
+function mayPush(tag, want) {
+  if (!tag?.mediaType || !want?.mediaType) return true;
+  if (tag.mediaType !== want.mediaType) return false;
+  return tag.representation == null || want.representation == null || tag.representation === want.representation;
+}
+
 export class DashPushClient {
   /**
    * Opens a socket offering the sub-protocol and resolves once the server has echoed it.
@@ -388,12 +399,14 @@ export class DashPushClient {
    * With `waitMs` > 0, a URL not pushed yet while a push cycle is still running on this socket
    * (a request that carried a directive has not had its End of stream) gives a Promise too: it
    * resolves with the push if one of that URL starts, else with null as soon as the cycles are
-   * over or no push message arrived for `waitMs`. With `mediaType`, only cycles started by
-   * requests of that media type (see `requestSegment`'s `tag`) or untagged ones (an MPD's fast
-   * start) count, and only their push messages restart the wait. This keeps a player from requesting what the gateway
-   * is about to push.
+   * over or no push message arrived for `waitMs`. With `mediaType` (and `representation`), only
+   * cycles that may push such a resource count: started by requests of that media type (and, when
+   * both are known, that Representation: push-next and push-time follow the requested one; see
+   * `requestSegment`'s `tag`) or untagged ones (an MPD's fast start), and only their push messages
+   * restart the wait. This keeps a player from requesting what the gateway is about to push, and
+   * from waiting on a cycle that will not push what it wants (after a switch, say).
    */
-  takePushed(url, { waitMs = 0, mediaType } = {}) {
+  takePushed(url, { waitMs = 0, mediaType, representation } = {}) {
     const key = this.resolve(url);
     const entry = this.store.get(key);
     if (entry) {
@@ -407,9 +420,10 @@ export class DashPushClient {
         p.waiters.push((e) => resolve(e ? this.claim(e) : null));
       });
     }
-    if (waitMs > 0 && this.cyclesFor(mediaType) && !this.closed) {
+    const want = { mediaType, representation };
+    if (waitMs > 0 && this.cyclesFor(want) && !this.closed) {
       return new Promise((resolve) => {
-        const w = { resolve, timer: null, waitMs, arm: null, mediaType };
+        const w = { resolve, timer: null, waitMs, arm: null, want };
         // The wait restarts with every push message that arrives: while pushes are flowing,
         // the one asked for may be next (they are sent one after the other).
         w.arm = () => {
@@ -417,6 +431,8 @@ export class DashPushClient {
           w.timer = setTimeout(() => this.stopExpecting(key, w, null), w.waitMs);
         };
         w.arm();
+        const blockers = [...this.cycles].filter((id) => mayPush(this.requests.get(id)?.tag, want));
+        this.emit('expecting', { url: key, streamId: blockers.map((id) => `${id}:${JSON.stringify(this.requests.get(id)?.tag ?? null)}`).join(',') });
         if (!this.expecting.has(key)) this.expecting.set(key, []);
         this.expecting.get(key).push(w);
       });
@@ -435,13 +451,10 @@ export class DashPushClient {
     else w.resolve(null);
   }
 
-  // True while a push cycle runs that may push a resource of `mediaType`: one started by a
-  // request tagged with that media type, or by an untagged one (an MPD's fast start).
-  cyclesFor(mediaType) {
-    for (const id of this.cycles) {
-      const t = this.requests.get(id)?.tag?.mediaType;
-      if (!t || !mediaType || t === mediaType) return true;
-    }
+  // True while a push cycle runs that may push what `want` ({mediaType, representation}, either
+  // unknown) describes.
+  cyclesFor(want) {
+    for (const id of this.cycles) if (mayPush(this.requests.get(id)?.tag, want)) return true;
     return false;
   }
 
@@ -449,7 +462,7 @@ export class DashPushClient {
   endCycle(streamId) {
     this.cycles.delete(streamId);
     for (const [key, list] of [...this.expecting]) {
-      for (const w of [...list]) if (!this.cyclesFor(w.mediaType)) this.stopExpecting(key, w, null);
+      for (const w of [...list]) if (!this.cyclesFor(w.want)) this.stopExpecting(key, w, null);
     }
   }
 
@@ -630,10 +643,10 @@ export class DashPushClient {
   }
 
   onPush(msg, arrival) {
-    // Pushes of the media type a waiter wants are still coming: its wait restarts.
-    const pushType = (this.pushes.get(msg.streamId)?.tag ?? this.requests.get(msg.parent)?.tag)?.mediaType;
+    // Pushes of the kind a waiter wants are still coming: its wait restarts.
+    const pushTag = this.pushes.get(msg.streamId)?.tag ?? this.requests.get(msg.parent)?.tag;
     for (const list of this.expecting.values()) {
-      for (const w of list) if (!pushType || !w.mediaType || pushType === w.mediaType) w.arm();
+      for (const w of list) if (mayPush(pushTag, w.want)) w.arm();
     }
     let p = this.pushes.get(msg.streamId);
     if (!p) {

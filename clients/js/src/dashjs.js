@@ -151,6 +151,8 @@ export function attachDashPush(player, opts = {}) {
       }
       handle.client = client;
       stats.transport = 'ws';
+      // A connection opened elsewhere (opts.connecting) reports its events here too.
+      if (opts.connecting) client.on('*', (name, detail) => onEvent(name, detail));
       client.on('close', ({ error }) => fallback(`socket closed: ${error?.message ?? 'closed'}`));
       return client;
     })
@@ -182,7 +184,7 @@ export function attachDashPush(player, opts = {}) {
       // Live pushes start at their segment's availability, which dash.js may compute a little
       // ahead of the gateway: while a cycle runs, wait for them up to a segment duration.
       const waitMs = media ? Math.max(pushWaitMs, live.waitMs()) : pushWaitMs;
-      const hit = await client.takePushed(url, { waitMs, mediaType: fragment?.mediaType });
+      const hit = await client.takePushed(url, { waitMs, mediaType: fragment?.mediaType, representation: fragment?.representation?.id });
       if (hit) {
         stats.pushHits++;
         if (media) live.onSegment(true, fragment?.mediaType);
@@ -191,7 +193,10 @@ export function attachDashPush(player, opts = {}) {
     }
     if (media) live.onSegment(false, fragment?.mediaType);
     const tag = { mediaType: fragment?.mediaType, representation: fragment?.representation?.id };
-    return client.requestSegment(url, { directive: adaptiveDirective(fragment), range, tag });
+    // Only a media segment asks for the segments after it: push-next on an initialization
+    // segment would make the gateway guess where playback is (the live edge, or the first
+    // segment), and a later load would wait on pushes it does not need.
+    return client.requestSegment(url, { directive: media ? adaptiveDirective(fragment) : undefined, range, tag });
   }
 
   // Adaptive K (Xiao et al., NOSSDAV 2016): push only as far ahead as the link has room for.
@@ -243,6 +248,7 @@ export function attachDashPush(player, opts = {}) {
           const onabort = req.customData.onabort;
           if (onabort) onabort();
         };
+        onEvent('load', { url: req.url, type });
         (async () => {
           const client = usable() ?? (await handle.ready);
           if (aborted) return;
@@ -377,7 +383,8 @@ export function segmentSeconds(mpdText) {
 /**
  * Where dash.js plays a live stream from. While the socket is up and live segments are taken
  * from pushes that arrived by the time dash.js asked for them, the target delay is one segment
- * duration plus `marginSeconds`, with catch-up on; three live segment loads in a row that were not
+ * duration plus `marginSeconds`, with catch-up on and dash.js's buffer-based ABR rule (BOLA) off;
+ * three live segment loads in a row that were not
  * served by a push (late pushes, a slow link) or a given-up socket bring dash.js's defaults back.
  */
 function liveController(player, stats, { enabled, marginSeconds, onEvent }) {
@@ -392,7 +399,7 @@ function liveController(player, stats, { enabled, marginSeconds, onEvent }) {
     if (stats.liveDelayMode !== 'push') return;
     stats.liveDelayMode = 'default';
     stats.liveDelaySeconds = null;
-    apply({ streaming: { delay: { liveDelay: NaN }, liveCatchup: { enabled: null } } });
+    apply({ streaming: { delay: { liveDelay: NaN }, liveCatchup: { enabled: null }, abr: { rules: { bolaRule: { active: true } } } } });
     onEvent('live-delay', { mode: 'default', why });
   };
   return {
@@ -410,6 +417,11 @@ function liveController(player, stats, { enabled, marginSeconds, onEvent }) {
         streaming: {
           delay: { liveDelay: delay },
           liveCatchup: { enabled: true, maxDrift: segment * 2, playbackRate: { min: -0.2, max: 0.2 } },
+          // BOLA picks by buffer level against a buffer target far above a one-segment live
+          // delay, so close to the edge it drops to the lowest bitrate and back in turns (each
+          // turn a discarded push and often a stall); the throughput rules, fed per-message
+          // timing, decide instead.
+          abr: { rules: { bolaRule: { active: false } } },
         },
       });
       onEvent('live-delay', { mode: 'push', seconds: delay });

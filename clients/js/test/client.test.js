@@ -325,3 +325,19 @@ test('takePushed with a media type waits only for cycles of that media type', as
   ws.serve({ ...received(2, '/vod/v-2.m4s', 'two'), pushed: true, parent: 1 });
   assert.equal(text((await v2).body), 'two');
 });
+
+test('takePushed does not wait on a cycle of another Representation (after a switch)', async () => {
+  const [c, ws] = await connect();
+  const hi = c.requestSegment('/live/hi-1.m4s', { directive: 'urn:mpeg:dash:fdh:2016:push-next;2', tag: { mediaType: 'video', representation: 'hi' } });
+  ws.serve(received(1, '/live/hi-1.m4s', 'p'));
+  await hi;
+  // The cycle of `hi` will push hi-2 and hi-3 (live: when they appear); a load of `lo` after a
+  // switch goes straight to a request.
+  assert.equal(c.takePushed('/live/lo-2.m4s', { waitMs: 5000, mediaType: 'video', representation: 'lo' }), null);
+  // A load of `hi` (or one whose Representation is unknown) still waits for it.
+  const h2 = c.takePushed('/live/hi-2.m4s', { waitMs: 5000, mediaType: 'video', representation: 'hi' });
+  assert.ok(h2 instanceof Promise);
+  assert.ok(c.takePushed('/live/x-2.m4s', { waitMs: 50, mediaType: 'video' }) instanceof Promise);
+  ws.serve({ ...received(2, '/live/hi-2.m4s', 'two'), pushed: true, parent: 1 });
+  assert.equal(text((await h2).body), 'two');
+});

@@ -163,6 +163,15 @@ fn demo(opts: &DemoOptions, path: &str, now: SystemTime) -> Option<Resource> {
         });
     }
     let name = path.strip_prefix("/live/")?;
+    if name == "time" {
+        // The clock the live MPD's UTCTiming points at (urn:mpeg:dash:utc:http-iso:2014).
+        return Some(Resource {
+            body: Bytes::from(rfc3339(now)),
+            content_type: "text/plain",
+            cache_control: "no-store",
+            produced: None,
+        });
+    }
     if name == "manifest.mpd" {
         return Some(Resource {
             body: Bytes::from(live_mpd(opts, now)),
@@ -430,6 +439,7 @@ fn live_mpd(opts: &DemoOptions, now: SystemTime) -> String {
       <Representation id="2" codecs="mp4a.40.2" bandwidth="16000" audioSamplingRate="16000">{t2}</Representation>
     </AdaptationSet>
   </Period>
+  <UTCTiming schemeIdUri="urn:mpeg:dash:utc:http-iso:2014" value="/live/time"/>
   <UTCTiming schemeIdUri="urn:mpeg:dash:utc:direct:2014" value="{published}"/>
 </MPD>
 "#,
@@ -552,6 +562,11 @@ mod tests {
             text.contains(r#"availabilityStartTime="1970-01-01T00:16:40.000Z""#),
             "{text}"
         );
+        // The MPD's clock: an http-iso UTCTiming answered with the origin's time, never cached.
+        assert!(text.contains(r#"urn:mpeg:dash:utc:http-iso:2014" value="/live/time""#));
+        let time = demo(&opts, "/live/time", at(5000)).unwrap();
+        assert_eq!(&time.body[..], b"1970-01-01T00:16:45.000Z");
+        assert_eq!(time.cache_control, "no-store");
     }
 
     #[test]
