@@ -319,7 +319,6 @@ fn origin_content(args: &OriginArgs) -> Result<dashpush_origin::Content, String>
                 live_late: std::time::Duration::from_millis(args.live_late_ms),
                 live_timeline: args.live_timeline,
                 live_chunked: args.live_chunked,
-                ..Default::default()
             },
         )),
         _ => Err("give --dir DIR or --demo vod|live".into()),

@@ -2,6 +2,7 @@
 //! second one, real clients (`curl`, `nghttp`, `h2load`).
 
 mod harness;
+mod hostile;
 mod live;
 mod proxy;
 mod push;

@@ -67,6 +67,8 @@ pub struct RawConfig {
     pub upstream: RawUpstream,
     /// HTTP/2 limits.
     pub http2: RawHttp2,
+    /// Deadlines and connection caps.
+    pub limits: RawLimits,
     /// Drain grace on SIGTERM, milliseconds.
     pub shutdown_grace_ms: Option<u64>,
     /// Ready without waiting for the origin.
@@ -185,6 +187,28 @@ pub struct RawUpstream {
     pub read_timeout_ms: Option<u64>,
     /// Largest body, bytes.
     pub max_body_bytes: Option<usize>,
+    /// Origin fetches at once, gateway-wide.
+    pub max_connections: Option<usize>,
+    /// Wait for a fetch slot before 503, ms.
+    pub queue_timeout_ms: Option<u64>,
+}
+
+/// `limits:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Protocol detection and HTTP/2 preface, ms.
+    pub handshake_timeout_ms: Option<u64>,
+    /// Whole HTTP/1.1 request head, ms.
+    pub header_timeout_ms: Option<u64>,
+    /// Keep-alive idle, ms.
+    pub idle_timeout_ms: Option<u64>,
+    /// No send progress, ms.
+    pub send_timeout_ms: Option<u64>,
+    /// Downstream connections, gateway-wide (0: from the descriptor limit).
+    pub max_connections: Option<usize>,
+    /// Downstream connections per client address.
+    pub max_connections_per_client: Option<usize>,
 }
 
 /// `http2:`.
@@ -209,6 +233,16 @@ pub struct RawHttp2 {
     pub max_local_error_reset_streams: Option<usize>,
     /// Send buffer per stream, bytes.
     pub max_send_buffer_size: Option<usize>,
+    /// Client resets within `reset_window_ms` before GOAWAY ENHANCE_YOUR_CALM.
+    pub max_resets_per_connection: Option<u32>,
+    /// Window of the reset count, ms.
+    pub reset_window_ms: Option<u64>,
+    /// Requests per connection before GOAWAY NO_ERROR.
+    pub max_requests_per_connection: Option<u64>,
+    /// Keep-alive PING interval, ms.
+    pub ping_interval_ms: Option<u64>,
+    /// Unanswered PING closes the connection after this, ms.
+    pub ping_timeout_ms: Option<u64>,
 }
 
 impl RawConfig {
@@ -542,7 +576,66 @@ impl TryFrom<RawConfig> for EdgeConfig {
                 16_384,
                 64 << 20,
             )?,
+            max_resets: in_range(
+                "http2.max_resets_per_connection",
+                h.max_resets_per_connection,
+                d.max_resets,
+                1,
+                1_000_000,
+            )?,
+            reset_window: positive_ms("http2.reset_window_ms", h.reset_window_ms, d.reset_window)?,
+            max_requests: in_range(
+                "http2.max_requests_per_connection",
+                h.max_requests_per_connection,
+                d.max_requests,
+                1,
+                u64::MAX,
+            )?,
+            ping_interval: positive_ms(
+                "http2.ping_interval_ms",
+                h.ping_interval_ms,
+                d.ping_interval,
+            )?,
+            ping_timeout: positive_ms("http2.ping_timeout_ms", h.ping_timeout_ms, d.ping_timeout)?,
         };
+        let l = raw.limits;
+        let dl = c.limits;
+        c.limits = crate::settings::Limits {
+            handshake: positive_ms(
+                "limits.handshake_timeout_ms",
+                l.handshake_timeout_ms,
+                dl.handshake,
+            )?,
+            header: positive_ms("limits.header_timeout_ms", l.header_timeout_ms, dl.header)?,
+            idle: positive_ms("limits.idle_timeout_ms", l.idle_timeout_ms, dl.idle)?,
+            send: positive_ms("limits.send_timeout_ms", l.send_timeout_ms, dl.send)?,
+            max_connections: in_range(
+                "limits.max_connections",
+                l.max_connections,
+                dl.max_connections,
+                0,
+                10_000_000,
+            )?,
+            max_connections_per_client: in_range(
+                "limits.max_connections_per_client",
+                l.max_connections_per_client,
+                dl.max_connections_per_client,
+                1,
+                10_000_000,
+            )?,
+        };
+        c.fetch_slots.max = in_range(
+            "upstream.max_connections",
+            raw.upstream.max_connections,
+            c.fetch_slots.max,
+            1,
+            1_000_000,
+        )?;
+        c.fetch_slots.wait = positive_ms(
+            "upstream.queue_timeout_ms",
+            raw.upstream.queue_timeout_ms,
+            c.fetch_slots.wait,
+        )?;
         c.tls = raw.tls.map(|t| TlsListener {
             listen: t.listen,
             cert: t.cert,

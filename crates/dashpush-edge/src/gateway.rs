@@ -11,7 +11,7 @@ use crate::manifests::Registry;
 use crate::metrics::Metrics;
 use crate::origin::routing::Origins;
 use crate::origin::upstream::{Fetched, Upstream, UpstreamError};
-use crate::settings::PushSettings;
+use crate::settings::{FetchSlots, PushSettings};
 use tokio::sync::Semaphore;
 
 /// A downstream request, protocol-independent.
@@ -59,6 +59,9 @@ pub struct Gateway {
     origins: RwLock<Arc<Origins>>,
     manifests: Registry,
     prefetch_slots: Arc<Semaphore>,
+    /// Origin fetches at once, gateway-wide, and how long a fetch waits for a slot.
+    fetch_slots: Arc<Semaphore>,
+    fetch_wait: std::time::Duration,
     /// Swapped whole by a config reload.
     push: RwLock<Arc<PushSettings>>,
     cache: Cache,
@@ -71,11 +74,19 @@ const FILL_HEADERS: &[&str] = &["user-agent"];
 
 impl Gateway {
     /// A gateway over origin routes and a cache.
-    pub fn new(origins: Origins, cache: Cache, metrics: Metrics, push: PushSettings) -> Arc<Self> {
+    pub fn new(
+        origins: Origins,
+        cache: Cache,
+        metrics: Metrics,
+        push: PushSettings,
+        fetch_slots: FetchSlots,
+    ) -> Arc<Self> {
         Arc::new(Self {
             origins: RwLock::new(Arc::new(origins)),
             manifests: Registry::default(),
             prefetch_slots: Arc::new(Semaphore::new(push.prefetch_concurrency.max(1))),
+            fetch_slots: Arc::new(Semaphore::new(fetch_slots.max.max(1))),
+            fetch_wait: fetch_slots.wait,
             push: RwLock::new(Arc::new(push)),
             cache,
             metrics,
@@ -117,6 +128,10 @@ impl Gateway {
         if header(&req.headers, "authorization").is_some() {
             // Credentials: not shared, so not cached; forwarded as they came.
             let method = req.method.as_str();
+            let _slot = match self.fetch_slot().await {
+                Ok(s) => s,
+                Err(e) => return upstream_error(&e),
+            };
             return match upstream
                 .fetch(method, &req.path, &req.headers, req.client.as_deref())
                 .await
@@ -225,6 +240,7 @@ impl Gateway {
                 let path = path.to_owned();
                 let fill_headers = fill_headers.clone();
                 let client = client.clone();
+                let slot = self.fetch_slot();
                 tokio::spawn(async move {
                     // Whatever happens to this task, readers are told the fill ended.
                     let mut guard = FinishOnDrop {
@@ -233,9 +249,14 @@ impl Gateway {
                         key: &key,
                         done: false,
                     };
-                    upstream
-                        .fetch_into("GET", &path, &fill_headers, client.as_deref(), &fill)
-                        .await;
+                    match slot.await {
+                        Ok(_slot) => {
+                            upstream
+                                .fetch_into("GET", &path, &fill_headers, client.as_deref(), &fill)
+                                .await;
+                        }
+                        Err(e) => fill.finish(Err(e)),
+                    }
                     cache.finish(&key, &fill).await;
                     guard.done = true;
                 });
@@ -245,6 +266,27 @@ impl Gateway {
                     self.cache.claim(&fill, by);
                 }
                 return Err((fill, lookup));
+            }
+        }
+    }
+
+    /// Waits for an origin fetch slot (the gateway-wide bound); [`UpstreamError::Busy`] when
+    /// none frees up in time (counted as a `busy` origin fetch).
+    fn fetch_slot(
+        &self,
+    ) -> impl std::future::Future<Output = Result<tokio::sync::OwnedSemaphorePermit, UpstreamError>>
+    + Send
+    + 'static {
+        let slots = Arc::clone(&self.fetch_slots);
+        let wait = self.fetch_wait;
+        let busy = self.metrics.origin_fetches.with_label_values(&["busy"]);
+        async move {
+            match tokio::time::timeout(wait, slots.acquire_owned()).await {
+                Ok(Ok(permit)) => Ok(permit),
+                _ => {
+                    busy.inc();
+                    Err(UpstreamError::Busy)
+                }
             }
         }
     }

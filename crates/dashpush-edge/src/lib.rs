@@ -13,6 +13,7 @@ mod delivery;
 mod downstream;
 mod drain;
 mod gateway;
+mod guard;
 mod manifests;
 pub mod metrics;
 mod origin;

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub coalesced_waits: IntCounter,
     /// Open downstream connections by protocol.
     pub open_connections: IntGaugeVec,
+    /// Downstream connections the gateway ended or refused, by protocol and reason
+    /// (the series are created at start by the connection guard).
+    pub connections_closed: IntCounterVec,
     /// Push metrics (`dashpush_push_*`, `dashpush_prefetch_*`).
     pub push: PushMetrics,
     /// WebSocket upgrade requests by result (`ok`, `no_subprotocol`, `bad_request`).
@@ -280,6 +283,14 @@ impl Metrics {
         registry.register(Box::new(origin_fetches.clone()))?;
         registry.register(Box::new(origin_seconds.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "dashpush_connections_closed_total",
+                "Downstream connections the gateway ended or refused, by protocol and reason.",
+            ),
+            &["protocol", "reason"],
+        )?;
+        registry.register(Box::new(connections_closed.clone()))?;
         let push = PushMetrics::new(&registry)?;
         // The push and live series a dashboard plots are created from the start (0) by the
         // delivery layer, from its label enums (`delivery::account::register_series`).
@@ -374,6 +385,7 @@ impl Metrics {
             origin_seconds,
             coalesced_waits,
             open_connections,
+            connections_closed,
         })
     }
 

@@ -24,12 +24,13 @@ use crate::downstream::h1::{self, Handler};
 use crate::downstream::h2 as h2srv;
 use crate::drain::{Drain, DrainingSignal};
 use crate::gateway::{Gateway, Req, Resp};
+use crate::guard::{Closed, Connections};
 use crate::metrics::Metrics;
 use crate::origin::routing::{Origins, Route};
 use crate::origin::upstream::{Upstream, UpstreamConfig};
 use crate::served;
 use crate::settings::EdgeConfig;
-use crate::settings::H2Limits;
+use crate::settings::{H2Limits, Limits};
 use crate::target::Target;
 use dashpush_proto::http2::request_policy;
 
@@ -41,6 +42,8 @@ const H1_WRITE_BUFFER: usize = 32 * 1024;
 struct EdgeApp {
     gateway: Arc<Gateway>,
     h2: H2Limits,
+    limits: Limits,
+    connections: Arc<Connections>,
     drain: Arc<Drain>,
 }
 
@@ -95,6 +98,10 @@ impl Handler for Gateway {
     fn record(&self, protocol: &'static str, status: u16) {
         Gateway::record(self, protocol, status);
     }
+
+    fn closed(&self, why: Closed) {
+        why.count(self.metrics(), "h1");
+    }
 }
 
 /// The HTTP/2 connection preface starts with these bytes (RFC 9113 §3.4).
@@ -107,17 +114,37 @@ impl ServerApp for EdgeApp {
         mut stream: Stream,
         _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        // Under TLS, ALPN decides; in cleartext, the first bytes do (h2c prior knowledge).
-        // TLS whether or not the client used ALPN (the scheme of its URLs depends on it).
+        let metrics = self.gateway.metrics();
+        // Caps first: a refused connection costs nothing more (it is closed as it is dropped).
+        let client = stream.get_socket_digest().and_then(|d| {
+            d.peer_addr()
+                .and_then(|a| a.as_inet())
+                .map(std::net::SocketAddr::ip)
+        });
+        let _admitted = match self.connections.admit(client) {
+            Ok(a) => a,
+            Err(why) => {
+                why.count(metrics, "tcp");
+                return None;
+            }
+        };
+        // Under TLS, ALPN decides; in cleartext, the first bytes do (h2c prior knowledge),
+        // within the handshake deadline. TLS whether or not the client used ALPN (the scheme
+        // of its URLs depends on it).
         let tls = stream.get_ssl_digest().is_some() || stream.selected_alpn_proto().is_some();
         let is_h2 = match stream.selected_alpn_proto() {
             Some(alpn) => matches!(alpn, ALPN::H2),
             None => {
                 let mut first = [0u8; 4];
-                match stream.try_peek(&mut first).await {
-                    Ok(true) => &first == H2_PREFACE_START,
-                    Ok(false) => false,
-                    Err(_) => return None,
+                match tokio::time::timeout(self.limits.handshake, stream.try_peek(&mut first)).await
+                {
+                    Ok(Ok(true)) => &first == H2_PREFACE_START,
+                    Ok(Ok(false)) => false,
+                    Ok(Err(_)) => return None,
+                    Err(_) => {
+                        Closed::Handshake.count(metrics, "tcp");
+                        return None;
+                    }
                 }
             }
         };
@@ -129,9 +156,17 @@ impl ServerApp for EdgeApp {
             .with_label_values(&[protocol]);
         gauge.inc();
         if is_h2 {
-            h2srv::serve(&self.gateway, stream, self.h2, &self.drain, tls).await;
+            h2srv::serve(
+                &self.gateway,
+                stream,
+                self.h2,
+                self.limits,
+                &self.drain,
+                tls,
+            )
+            .await;
         } else {
-            h1::serve(&self.gateway, stream, &self.drain, tls).await;
+            h1::serve(&self.gateway, stream, self.limits, &self.drain, tls).await;
         }
         gauge.dec();
         None
@@ -147,7 +182,7 @@ impl ServerApp for AdminApp {
         stream: Stream,
         _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        h1::serve(&self.0, stream, &self.1, false).await;
+        h1::serve(&self.0, stream, Limits::default(), &self.1, false).await;
         None
     }
 }
@@ -327,9 +362,16 @@ pub fn run_with_reload(
 ) -> Result<(), EdgeError> {
     let metrics = Metrics::new(registry)?;
     crate::delivery::account::register_series(&metrics);
+    crate::guard::register_series(&metrics);
     let origins = origins_of(&config, &metrics)?;
     let cache = Cache::new(config.cache_bytes, config.ttls, metrics.clone());
-    let gateway = Gateway::new(origins, cache, metrics.clone(), config.push.clone());
+    let gateway = Gateway::new(
+        origins,
+        cache,
+        metrics.clone(),
+        config.push.clone(),
+        config.fetch_slots,
+    );
     if let Some(reload) = reload {
         watch_config(Arc::clone(&gateway), metrics, reload)?;
     }
@@ -347,11 +389,22 @@ pub fn run_with_reload(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let drain = Drain::new();
+    let connections = Connections::new(
+        config.limits.max_connections,
+        config.limits.max_connections_per_client,
+    );
+    tracing::info!(
+        max = connections.max(),
+        per_client = config.limits.max_connections_per_client,
+        "downstream connection caps"
+    );
     let mut traffic = Service::new(
         "dashpush".into(),
         EdgeApp {
             gateway: gateway.clone(),
             h2: config.h2,
+            limits: config.limits,
+            connections: connections.clone(),
             drain: drain.clone(),
         },
     );

@@ -42,6 +42,62 @@ pub struct EdgeConfig {
     pub tls: Option<TlsListener>,
     /// Push and prefetch settings.
     pub push: PushSettings,
+    /// Deadlines and connection caps against slow or hostile clients (`limits:`).
+    pub limits: Limits,
+    /// The gateway-wide bound on origin fetches.
+    pub fetch_slots: FetchSlots,
+}
+
+/// Origin fetches running at once, gateway-wide: beyond them a fetch waits, then its clients
+/// get a 503 (however many client connections or resets ask for more).
+#[derive(Debug, Clone, Copy)]
+pub struct FetchSlots {
+    /// Fetches at once (`upstream.max_connections`).
+    pub max: usize,
+    /// How long a fetch waits for a slot (`upstream.queue_timeout_ms`).
+    pub wait: Duration,
+}
+
+impl Default for FetchSlots {
+    fn default() -> Self {
+        Self {
+            max: 512,
+            wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Deadlines on every downstream connection and caps on how many there are (`limits:`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Protocol detection (the first bytes of a cleartext connection) and the HTTP/2
+    /// connection preface.
+    pub handshake: Duration,
+    /// The whole HTTP/1.1 request head, from its first byte (not per read).
+    pub header: Duration,
+    /// A keep-alive connection with nothing in flight is closed after this long (HTTP/2:
+    /// GOAWAY first).
+    pub idle: Duration,
+    /// A response or push that accepts no bytes for this long is reset (HTTP/2) or its
+    /// connection closed (HTTP/1.1).
+    pub send: Duration,
+    /// Open downstream connections, gateway-wide; 0 = derived from the descriptor limit.
+    pub max_connections: usize,
+    /// Open downstream connections per client address.
+    pub max_connections_per_client: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake: Duration::from_secs(10),
+            header: Duration::from_secs(30),
+            idle: Duration::from_secs(75),
+            send: Duration::from_secs(30),
+            max_connections: 0,
+            max_connections_per_client: 512,
+        }
+    }
 }
 
 /// A TLS listener: ALPN offers `h2` then `http/1.1` (spec Annex E).
@@ -76,6 +132,8 @@ impl EdgeConfig {
             h2: H2Limits::default(),
             tls: None,
             push: PushSettings::default(),
+            limits: Limits::default(),
+            fetch_slots: FetchSlots::default(),
         }
     }
 }
@@ -101,6 +159,17 @@ pub struct H2Limits {
     pub max_local_error_reset_streams: usize,
     /// Bytes buffered per stream for sending.
     pub max_send_buffer_size: usize,
+    /// Requests the client may reset within [`H2Limits::reset_window`] before the connection
+    /// ends with GOAWAY ENHANCE_YOUR_CALM (the rapid-reset defence for accepted streams).
+    pub max_resets: u32,
+    /// The window over which resets are counted.
+    pub reset_window: Duration,
+    /// Requests on one connection; then GOAWAY NO_ERROR and the client opens a new one.
+    pub max_requests: u64,
+    /// Keep-alive PING interval.
+    pub ping_interval: Duration,
+    /// A PING unanswered this long closes the connection.
+    pub ping_timeout: Duration,
 }
 
 impl Default for H2Limits {
@@ -115,6 +184,11 @@ impl Default for H2Limits {
             max_pending_accept_reset_streams: 32,
             max_local_error_reset_streams: 256,
             max_send_buffer_size: 256 * 1024,
+            max_resets: 200,
+            reset_window: Duration::from_secs(10),
+            max_requests: 10_000,
+            ping_interval: Duration::from_secs(30),
+            ping_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -95,7 +95,7 @@ pub(crate) async fn run<T: PushTransport>(
     // prefetches overlap the parent's own fetch.
     let mut answered = None;
     if target.is_mpd() {
-        let resp = gw.handle(req).await;
+        let resp = answer(gw, transport, req).await;
         remember_mpd(gw, target, &resp).await;
         answered = Some(resp);
     }
@@ -104,7 +104,7 @@ pub(crate) async fn run<T: PushTransport>(
     let _live = LiveCycle::new(&gw.metrics().live, &plan.pushes);
     let resp = match answered {
         Some(r) => r,
-        None => gw.handle(req).await,
+        None => answer(gw, transport, req).await,
     };
     let status = resp.status;
     let (jobs, held) = settle(gw, conn, transport, &mut plan, jobs, withheld, status).await;
@@ -123,6 +123,18 @@ pub(crate) async fn run<T: PushTransport>(
     }
     transport.finish().await;
     status
+}
+
+/// The status of a request the client gave up before its answer (never sent; nginx's 499).
+pub(crate) const CLIENT_CLOSED: u16 = 499;
+
+/// The parent's answer, unless the client gives the request up first: then a
+/// [`CLIENT_CLOSED`] answer, which withholds every push (the work stops at once).
+async fn answer<T: PushTransport>(gw: &Gateway, transport: &mut T, req: &Req) -> Resp {
+    tokio::select! {
+        r = gw.handle(req) => r,
+        () = transport.parent_gone() => crate::gateway::short(CLIENT_CLOSED, "client closed request\n"),
+    }
 }
 
 /// The applied push type's label (after any promise was taken back).

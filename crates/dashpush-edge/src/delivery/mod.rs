@@ -173,6 +173,12 @@ pub(crate) trait PushTransport: Send {
     /// Gives back a reservation that will not be promised.
     fn release(&mut self, reserved: Self::Reserved);
 
+    /// Resolves if the client gives up the request before its answer (HTTP/2 `RST_STREAM`):
+    /// the cycle then stops its work at once. The default never resolves.
+    async fn parent_gone(&mut self) {
+        std::future::pending::<()>().await;
+    }
+
     /// Sends the parent's answer head with the ack (an error status the transport's own way).
     /// `Err` when the client is gone.
     async fn answer_head(&mut self, head: AnswerHead) -> Result<(), Stop>;

@@ -298,6 +298,7 @@ async fn bench(plan: PlanConfig) -> Bench {
         cache,
         metrics,
         settings,
+        crate::settings::FetchSlots::default(),
     );
     let b = Bench {
         gw,

@@ -9,6 +9,8 @@ use pingora::protocols::http::v1::server::HttpSession;
 
 use crate::drain::Drain;
 use crate::gateway::{Body, Req, Resp};
+use crate::guard::Closed;
+use crate::settings::Limits;
 
 /// Something that answers requests (the gateway, or the admin routes).
 #[async_trait::async_trait]
@@ -16,6 +18,8 @@ pub(crate) trait Handler: Send + Sync + 'static {
     async fn handle(&self, req: Req) -> Resp;
     /// Counts a finished request.
     fn record(&self, _protocol: &'static str, _status: u16) {}
+    /// Counts a connection the gateway ended (a deadline).
+    fn closed(&self, _why: Closed) {}
     /// Takes over a WebSocket upgrade request; the default refuses it.
     async fn websocket(
         self: &Arc<Self>,
@@ -47,10 +51,14 @@ pub(crate) trait Handler: Send + Sync + 'static {
     }
 }
 
-/// Serves HTTP/1.1 requests on `stream` until the client or a shutdown ends it.
+/// Serves HTTP/1.1 requests on `stream` until the client, a deadline (`limits`) or a shutdown
+/// ends it. The whole request head must arrive within `limits.header` of its first byte; a
+/// keep-alive connection must start its next request within `limits.idle`; a response write
+/// that makes no progress for `limits.send` ends the connection.
 pub(crate) async fn serve<H: Handler>(
     handler: &Arc<H>,
     stream: Stream,
+    limits: Limits,
     drain: &Arc<Drain>,
     tls: bool,
 ) {
@@ -63,14 +71,37 @@ pub(crate) async fn serve<H: Handler>(
                 .map_or(a.clone(), |(ip, _)| ip.trim_matches(['[', ']']).to_owned())
         });
     let mut stream = stream;
+    // The first request's bytes have arrived (the protocol was told by them, or TLS was
+    // negotiated); a kept-alive connection waits for its next request's first byte.
+    let mut first = true;
     loop {
+        let mut head_deadline = limits.header;
+        if !first {
+            let mut b = [0u8; 1];
+            match tokio::time::timeout(limits.idle, stream.try_peek(&mut b)).await {
+                Ok(Ok(true)) => {}
+                // A stream that cannot peek (TLS): the idle time bounds the wait and the head.
+                Ok(Ok(false)) => head_deadline = limits.idle + limits.header,
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    handler.closed(Closed::Idle);
+                    return;
+                }
+            }
+        }
+        first = false;
         // Boxed: the session is large, and the connection future would otherwise move it.
         let mut session = Box::new(HttpSession::new(stream));
-        match session.read_request().await {
-            Ok(Some(_)) => {}
-            Ok(None) => return,
-            Err(e) => {
+        session.set_write_timeout(Some(limits.send));
+        match tokio::time::timeout(head_deadline, session.read_request()).await {
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
                 tracing::debug!("h1 read: {e}");
+                return;
+            }
+            Err(_) => {
+                handler.closed(Closed::HeaderTimeout);
                 return;
             }
         }
@@ -109,6 +140,9 @@ pub(crate) async fn serve<H: Handler>(
         }
         if let Err(e) = write(&mut session, &mut resp).await {
             tracing::debug!("h1 write: {e}");
+            if e.etype() == &pingora::ErrorType::WriteTimedout {
+                handler.closed(Closed::SendTimeout);
+            }
             return;
         }
         handler.record("h1", resp.status);

@@ -9,6 +9,7 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use dashpush_plan::{DirectiveInput, Push, Request};
@@ -18,14 +19,15 @@ use http::{HeaderName, HeaderValue, Method};
 use pingora::protocols::Stream;
 
 use crate::delivery::conn::PushConn;
-use crate::delivery::cycle;
+use crate::delivery::cycle::{self, CLIENT_CLOSED};
 use crate::delivery::{AnswerHead, DropReason, PushTransport, Stop, Transport, Withdrawal};
 use crate::downstream::h2settings::{PushEnabled, PushSetting};
 use crate::drain::Drain;
 use crate::gateway::{Body, Gateway, Req, Resp};
+use crate::guard::{Closed, ResetBudget};
 use crate::prefetch::Pushable;
 use crate::served::{after_pull, remember_mpd};
-use crate::settings::H2Limits;
+use crate::settings::{H2Limits, Limits};
 use crate::target::Target;
 
 /// Largest DATA chunk handed to h2 at once.
@@ -42,52 +44,90 @@ pub(crate) struct H2Conn {
     scheme: &'static str,
     /// Its push state.
     push: PushConn,
+    /// A stream that accepts no bytes for this long is reset.
+    send_timeout: Duration,
+    /// Requests the client reset before their answer was sent.
+    resets: ResetBudget,
 }
 
 /// Serves one HTTP/2 connection (`tls`: whether it arrived on the TLS listener, for the
-/// `https` scheme of pushed URLs).
+/// `https` scheme of pushed URLs) until the client leaves, a deadline or budget ends it
+/// (`limits`, `crate::guard::Closed`), or the gateway drains.
 pub(crate) async fn serve(
     handler: &Arc<Gateway>,
     stream: Stream,
-    limits: H2Limits,
+    h2: H2Limits,
+    limits: Limits,
     drain: &Arc<Drain>,
     tls: bool,
 ) {
+    let metrics = handler.metrics();
     let (stream, push_enabled) = PushSetting::new(stream);
     let push = Arc::new(H2Conn {
         push_enabled,
         scheme: if tls { "https" } else { "http" },
         push: PushConn::default(),
+        send_timeout: limits.send,
+        resets: ResetBudget::new(h2.max_resets, h2.reset_window),
     });
     let mut builder = h2::server::Builder::new();
     builder
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_header_list_size(limits.max_header_list_size)
-        .max_frame_size(limits.max_frame_size)
-        .initial_window_size(limits.initial_window_size)
-        .initial_connection_window_size(limits.connection_window_size)
-        .max_concurrent_reset_streams(limits.max_concurrent_reset_streams)
-        .max_pending_accept_reset_streams(limits.max_pending_accept_reset_streams)
-        .max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
-        .max_send_buffer_size(limits.max_send_buffer_size)
+        .max_concurrent_streams(h2.max_concurrent_streams)
+        .max_header_list_size(h2.max_header_list_size)
+        .max_frame_size(h2.max_frame_size)
+        .initial_window_size(h2.initial_window_size)
+        .initial_connection_window_size(h2.connection_window_size)
+        .max_concurrent_reset_streams(h2.max_concurrent_reset_streams)
+        .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(Some(h2.max_local_error_reset_streams))
+        .max_send_buffer_size(h2.max_send_buffer_size)
         // WebSocket over HTTP/2 (RFC 8441 extended CONNECT) for the sub-protocol.
         .enable_connect_protocol();
-    let mut conn = match builder.handshake::<_, Bytes>(stream).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!("h2 handshake: {e}");
-            return;
-        }
-    };
+    // The client preface must arrive within the handshake deadline.
+    let mut conn =
+        match tokio::time::timeout(limits.handshake, builder.handshake::<_, Bytes>(stream)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::debug!("h2 handshake: {e}");
+                return;
+            }
+            Err(_) => {
+                Closed::Handshake.count(metrics, "h2");
+                return;
+            }
+        };
+    // Keep-alive PINGs: a peer that answers none within the timeout is gone (or never acked
+    // our SETTINGS: h2 answers its PINGs only once the connection runs).
+    let (ping_lost_tx, mut ping_lost) = tokio::sync::oneshot::channel::<()>();
+    let _keepalive = conn.ping_pong().map(|pp| {
+        AbortOnDrop(tokio::spawn(keepalive(
+            pp,
+            h2.ping_interval,
+            h2.ping_timeout,
+            ping_lost_tx,
+        )))
+    });
     let mut draining = drain.watch();
     // Request tasks (and the pushes they send, live ones included) end with the connection:
     // the set aborts whatever is left when it is dropped.
     let mut tasks = tokio::task::JoinSet::new();
-    loop {
+    let mut requests = 0u64;
+    let mut idle_until = tokio::time::Instant::now() + limits.idle;
+    let ended = loop {
         tokio::select! {
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                if tasks.is_empty() {
+                    idle_until = tokio::time::Instant::now() + limits.idle;
+                }
+            }
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
+                    requests += 1;
+                    if requests >= h2.max_requests {
+                        // This one is served; then GOAWAY and the client opens a new connection.
+                        conn.graceful_shutdown();
+                        Closed::RequestBudget.count(metrics, "h2");
+                    }
                     let handler = handler.clone();
                     let push = Arc::clone(&push);
                     let inflight = drain.begin();
@@ -109,6 +149,10 @@ pub(crate) async fn serve(
                             host: parts.uri.authority().map(|a| a.as_str().to_owned()),
                         };
                         match serve_request(&handler, &push, req, respond).await {
+                            Ok(CLIENT_CLOSED) => {
+                                handler.record("h2", CLIENT_CLOSED);
+                                push.resets.reset();
+                            }
                             Ok(status) => handler.record("h2", status),
                             Err(e) => tracing::debug!("h2 send: {e}"),
                         }
@@ -116,10 +160,18 @@ pub(crate) async fn serve(
                 }
                 Some(Err(e)) => {
                     tracing::debug!("h2 connection: {e}");
-                    return;
+                    break None;
                 }
-                None => return,
+                None => break None,
             },
+            () = push.resets.spent.notified() => break Some((Closed::ResetFlood, h2::Reason::ENHANCE_YOUR_CALM)),
+            _ = &mut ping_lost => break Some((Closed::PingTimeout, h2::Reason::NO_ERROR)),
+            () = tokio::time::sleep_until(idle_until), if tasks.is_empty() => {
+                Closed::Idle.count(metrics, "h2");
+                // GOAWAY; the loop ends when the client has nothing more in flight.
+                conn.graceful_shutdown();
+                idle_until = tokio::time::Instant::now() + limits.idle;
+            }
             _ = until_draining(&mut draining) => {
                 // GOAWAY, then drive the connection until in-flight streams are sent.
                 conn.graceful_shutdown();
@@ -129,7 +181,49 @@ pub(crate) async fn serve(
                 return;
             }
         }
+    };
+    if let Some((why, reason)) = ended {
+        why.count(metrics, "h2");
+        tasks.abort_all();
+        conn.abrupt_shutdown(reason);
+        // Flush the GOAWAY (bounded: the peer may not read).
+        let flush = async { while let Some(Ok(_)) = conn.accept().await {} };
+        let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
     }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends a PING every `every`; tells `lost` when one goes unanswered for `within`.
+async fn keepalive(
+    mut pp: h2::PingPong,
+    every: Duration,
+    within: Duration,
+    lost: tokio::sync::oneshot::Sender<()>,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        match tokio::time::timeout(within, pp.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                let _ = lost.send(());
+                return;
+            }
+        }
+    }
+}
+
+/// Resolves when the client resets the stream.
+async fn reset_by_client(respond: &mut SendResponse<Bytes>) {
+    let _ = poll_fn(|cx| respond.poll_reset(cx)).await;
 }
 
 /// Serves one HTTP/2 request: plain, or with the push cycle its directive asks for.
@@ -144,7 +238,7 @@ async fn serve_request(
     if let (RequestPolicy::Directive { header, .. }, Some(target), true) =
         (&policy, &target, req.method == Method::GET)
     {
-        let mut t = H2Push::new(respond, conn.push_enabled.get(), header.ack_name(), &req);
+        let mut t = H2Push::new(respond, conn, header.ack_name(), &req);
         let input = DirectiveInput::from(&policy);
         return Ok(cycle::run(gw, &conn.push, &mut t, &req, target, input).await);
     }
@@ -164,7 +258,12 @@ async fn serve_request(
             )
         });
     }
-    let mut resp = gw.handle(&req).await;
+    // A reset stops the work at once (the origin fetch goes on only for whoever else waits
+    // for it, see `Gateway::handle`).
+    let mut resp = tokio::select! {
+        r = gw.handle(&req) => r,
+        () = reset_by_client(&mut respond) => return Ok(CLIENT_CLOSED),
+    };
     if let Some(t) = &target {
         remember_mpd(gw, t, &resp).await;
     }
@@ -178,8 +277,11 @@ async fn serve_request(
     };
     let end = matches!(&body, Body::Full(b) if b.is_empty());
     let mut stream = respond.send_response(head, end)?;
-    if !end {
-        let _ = send_body(&mut stream, body, &|| None).await;
+    if !end
+        && let Err((Stop::Refused, _)) =
+            send_body(&mut stream, body, &|| None, conn.send_timeout).await
+    {
+        return Ok(CLIENT_CLOSED);
     }
     after_pull(gw, status, &req.path, || target);
     Ok(status)
@@ -190,17 +292,19 @@ pub(crate) struct H2Push {
     respond: SendResponse<Bytes>,
     parent: Option<h2::SendStream<Bytes>>,
     enabled: bool,
+    send_timeout: Duration,
     ack_name: &'static str,
     /// The parent's headers a promised request copies.
     copied: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl H2Push {
-    fn new(respond: SendResponse<Bytes>, enabled: bool, ack_name: &'static str, req: &Req) -> Self {
+    fn new(respond: SendResponse<Bytes>, conn: &H2Conn, ack_name: &'static str, req: &Req) -> Self {
         Self {
             respond,
             parent: None,
-            enabled,
+            enabled: conn.push_enabled.get(),
+            send_timeout: conn.send_timeout,
             ack_name,
             copied: req
                 .headers
@@ -241,6 +345,10 @@ impl PushTransport for H2Push {
     }
 
     fn release(&mut self, _reserved: Self::Reserved) {}
+
+    async fn parent_gone(&mut self) {
+        reset_by_client(&mut self.respond).await;
+    }
 
     async fn answer_head(&mut self, head: AnswerHead) -> Result<(), Stop> {
         let mut builder = http::Response::builder().status(head.status);
@@ -285,9 +393,11 @@ impl PushTransport for H2Push {
             let _ = parent.send_data(Bytes::new(), true);
             return Ok(0);
         }
-        Ok(match send_body(&mut parent, body, &|| None).await {
-            Ok(n) | Err((_, n)) => n,
-        })
+        Ok(
+            match send_body(&mut parent, body, &|| None, self.send_timeout).await {
+                Ok(n) | Err((_, n)) => n,
+            },
+        )
     }
 
     fn refused(&mut self, promised: &mut Self::Promised) -> bool {
@@ -322,7 +432,7 @@ impl PushTransport for H2Push {
         if empty {
             return Ok(0);
         }
-        let sent = send_body(&mut out, resp.body, cancelled).await;
+        let sent = send_body(&mut out, resp.body, cancelled, self.send_timeout).await;
         if let Err((Stop::Replaced, _)) = sent {
             out.send_reset(h2::Reason::CANCEL);
         }
@@ -364,23 +474,26 @@ pub(crate) fn response_head(
 
 /// Sends a body within the flow-control windows and ends the stream. `Ok(bytes)` when all
 /// was sent; else why it stopped and the bytes sent: the client reset the stream
-/// ([`Stop::Refused`]), `cancelled` said so, the connection failed ([`Stop::Gone`]), or the
-/// origin broke off ([`Stop::OriginBroke`]: the stream is then reset, so the client never
-/// takes it as complete).
+/// ([`Stop::Refused`]), `cancelled` said so, the connection failed or the client granted no
+/// window for `send_timeout` ([`Stop::Gone`]: the stream is then reset), or the origin broke
+/// off ([`Stop::OriginBroke`]: the stream is then reset, so the client never takes it as
+/// complete).
 pub(crate) async fn send_body(
     stream: &mut h2::SendStream<Bytes>,
     body: Body,
     cancelled: &(dyn Fn() -> Option<Stop> + Send + Sync),
+    send_timeout: Duration,
 ) -> Result<u64, (Stop, u64)> {
     let mut sent = 0u64;
     match body {
         Body::Full(b) => {
-            send_within_window(stream, b, true, cancelled, &mut sent).await?;
+            send_within_window(stream, b, true, cancelled, send_timeout, &mut sent).await?;
         }
         Body::Stream(mut reader) => loop {
             match reader.chunk().await {
                 Some(Ok(chunk)) => {
-                    send_within_window(stream, chunk, false, cancelled, &mut sent).await?;
+                    send_within_window(stream, chunk, false, cancelled, send_timeout, &mut sent)
+                        .await?;
                 }
                 Some(Err(_)) => {
                     stream.send_reset(h2::Reason::INTERNAL_ERROR);
@@ -400,12 +513,14 @@ pub(crate) async fn send_body(
 
 /// Sends `body` within the stream's flow-control window, one granted chunk at a time (never
 /// buffering more than the window allows); ends the stream after it if `end`. Stops at once
-/// when the client resets the stream or `cancelled` says so.
+/// when the client resets the stream or `cancelled` says so, and resets the stream when no
+/// window is granted for `send_timeout` (a reader that stopped reading holds nothing longer).
 async fn send_within_window(
     stream: &mut h2::SendStream<Bytes>,
     mut body: Bytes,
     end: bool,
     cancelled: &(dyn Fn() -> Option<Stop> + Send + Sync),
+    send_timeout: Duration,
     sent: &mut u64,
 ) -> Result<(), (Stop, u64)> {
     if body.is_empty() && end {
@@ -418,7 +533,7 @@ async fn send_within_window(
             return Err((stop, *sent));
         }
         stream.reserve_capacity(body.len().min(CHUNK));
-        let granted = poll_fn(|cx| {
+        let capacity = poll_fn(|cx| {
             if stream.poll_reset(cx).is_ready() {
                 return Poll::Ready(Err(Stop::Refused));
             }
@@ -426,9 +541,14 @@ async fn send_within_window(
                 Some(Ok(n)) => Ok(n),
                 Some(Err(_)) | None => Err(Stop::Gone),
             })
-        })
-        .await
-        .map_err(|stop| (stop, *sent))?;
+        });
+        let granted = match tokio::time::timeout(send_timeout, capacity).await {
+            Ok(r) => r.map_err(|stop| (stop, *sent))?,
+            Err(_) => {
+                stream.send_reset(h2::Reason::CANCEL);
+                return Err((Stop::Gone, *sent));
+            }
+        };
         if granted == 0 {
             continue;
         }

@@ -36,6 +36,9 @@ pub enum UpstreamError {
     /// The response was over the size cap.
     #[error("origin response over {0} bytes")]
     TooLarge(usize),
+    /// Every origin fetch slot stayed taken for the queue timeout.
+    #[error("too many origin fetches at once")]
+    Busy,
 }
 
 impl UpstreamError {
@@ -43,6 +46,7 @@ impl UpstreamError {
     pub fn status(&self) -> u16 {
         match self {
             Self::Timeout(_) => 504,
+            Self::Busy => 503,
             _ => 502,
         }
     }
@@ -52,6 +56,7 @@ impl UpstreamError {
             Self::Timeout(_) => "timeout",
             Self::Unreachable(_) => "connect_error",
             Self::TooLarge(_) => "error",
+            Self::Busy => "busy",
         }
     }
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use dashpush_proto::limits;
 use dashpush_proto::ws::{EndOfStream, EndReason, Message as DashMessage, StreamId, Streams};
 use http::HeaderValue;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use url::Url;
 
 use crate::delivery::conn::PushConn;
@@ -23,9 +23,17 @@ pub const QUEUE: usize = 32;
 /// them).
 pub const PUSH_QUEUE: usize = 4;
 
+/// Bytes of messages one socket holds for sending (queued, or being written), whatever their
+/// number: a sender takes its share before it encodes a message and the writer gives it back
+/// once the message is written (`docs/websocket.md`: at most 2 MiB per socket).
+pub const SEND_BUDGET: u32 = 2 * 1024 * 1024;
+/// The most one outgoing message can take: a payload piece and its metadata, framed.
+const MESSAGE_BOUND: u32 = (PIECE + limits::MAX_WS_METADATA + 64) as u32;
+
 /// What goes to the socket.
 pub(crate) enum Out {
-    Msg(Bytes),
+    /// A message and its share of the send budget (released when it is written).
+    Msg(Bytes, OwnedSemaphorePermit),
     Ping,
     Close(u16, &'static str),
 }
@@ -38,6 +46,8 @@ pub(crate) struct Conn {
     push_out: mpsc::Sender<Out>,
     /// Set when the queue stayed full past the stall time: the socket is closed (1008).
     pub(crate) stalled: Notify,
+    /// The send budget ([`SEND_BUDGET`] bytes).
+    budget: Arc<Semaphore>,
     streams: Mutex<Streams>,
     /// The push state (planner, pushes in flight).
     pub(crate) push: PushConn,
@@ -69,6 +79,7 @@ impl Conn {
             out,
             push_out,
             stalled: Notify::new(),
+            budget: Arc::new(Semaphore::new(SEND_BUDGET as usize)),
             streams: Mutex::new(Streams::default()),
             push: PushConn::default(),
             push_ids: Mutex::new(HashMap::new()),
@@ -79,8 +90,21 @@ impl Conn {
         }
     }
 
-    /// Queues a message; false if the socket is gone or stalled.
+    /// Queues a message; false if the socket is gone or stalled. The message's share of the
+    /// send budget is taken before it is encoded, so senders waiting on a client that does not
+    /// read hold no encoded bytes.
     pub(crate) async fn send(&self, m: &DashMessage) -> bool {
+        let stall = self.gw.push_settings().ws_stall;
+        let budget = Arc::clone(&self.budget);
+        let mut permit =
+            match tokio::time::timeout(stall, budget.acquire_many_owned(MESSAGE_BOUND)).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return false,
+                Err(_) => {
+                    self.stalled.notify_one();
+                    return false;
+                }
+            };
         let bytes = match m.encode() {
             Ok(b) => b,
             Err(e) => {
@@ -88,6 +112,11 @@ impl Conn {
                 return false;
             }
         };
+        // Keep only what the message takes.
+        let used = u32::try_from(bytes.len())
+            .unwrap_or(MESSAGE_BOUND)
+            .clamp(1, MESSAGE_BOUND);
+        drop(permit.split((MESSAGE_BOUND - used) as usize));
         self.gw
             .metrics()
             .ws_messages
@@ -104,10 +133,7 @@ impl Conn {
         } else {
             &self.out
         };
-        match queue
-            .send_timeout(Out::Msg(bytes), self.gw.push_settings().ws_stall)
-            .await
-        {
+        match queue.send_timeout(Out::Msg(bytes, permit), stall).await {
             Ok(()) => true,
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
                 self.stalled.notify_one();

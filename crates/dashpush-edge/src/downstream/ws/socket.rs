@@ -62,7 +62,8 @@ pub(crate) async fn run<S>(
                 else => break,
             };
             let r = match out {
-                Out::Msg(b) => sink.send(WsMessage::Binary(b)).await,
+                // The budget share is given back once the message is written.
+                Out::Msg(b, _share) => sink.send(WsMessage::Binary(b)).await,
                 Out::Ping => sink.send(WsMessage::Ping(Bytes::new())).await,
                 Out::Close(code, why) => {
                     let _ = sink

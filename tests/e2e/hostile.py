@@ -1,0 +1,165 @@
+#!/usr/bin/python3
+"""Hostile HTTP/2 clients (python3-h2, raw frames) for the hardening tests.
+
+  hostile.py HOST:PORT rapid-reset N PATH_PREFIX [DELAY_MS]
+      Opens streams in batches of 20 (GET PATH_PREFIX<i>), waits DELAY_MS (default 10) so the
+      server has accepted them and started their work, then resets each (RST_STREAM CANCEL); up to N streams or until the server
+      sends GOAWAY. Prints {"sent", "goaway_error", "last_stream"}.
+  hostile.py HOST:PORT zero-window PATH
+      Sends SETTINGS_INITIAL_WINDOW_SIZE = 0 and a connection window of 0 extra, requests PATH
+      and never opens a window. Prints {"status", "reset_error", "seconds"}: what the server did
+      with the stream that could not progress.
+  hostile.py HOST:PORT idle
+      Sends the preface and SETTINGS, then nothing. Prints {"goaway_error", "closed", "seconds"}.
+"""
+import json
+import socket
+import sys
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+
+def connect(target, settings=None):
+    host, port = target.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)))
+    c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    if settings:
+        c.update_settings(settings)
+    s.sendall(c.data_to_send())
+    return s, c
+
+
+def headers(target, path):
+    return [(":method", "GET"), (":scheme", "http"), (":authority", target), (":path", path)]
+
+
+def pump(s, c, timeout):
+    """Reads what is there within `timeout`; returns the events (None when closed)."""
+    s.settimeout(timeout)
+    try:
+        data = s.recv(65536)
+    except socket.timeout:
+        return []
+    except OSError:
+        return None
+    if not data:
+        return None
+    try:
+        events = c.receive_data(data)
+    except h2.exceptions.ProtocolError:
+        # Frames after the GOAWAY we took as the end (h2's shutdown PING): the end.
+        return None
+    out = c.data_to_send()
+    if out:
+        try:
+            s.sendall(out)
+        except OSError:
+            return None
+    return events
+
+
+def rapid_reset(target, n, prefix, delay):
+    s, c = connect(target)
+    sent, goaway, last = 0, None, None
+    while sent < n and goaway is None:
+        ids = []
+        for _ in range(20):
+            sid = c.get_next_available_stream_id()
+            c.send_headers(sid, headers(target, f"{prefix}{sent}"), end_stream=True)
+            ids.append(sid)
+            sent += 1
+        try:
+            s.sendall(c.data_to_send())
+        except OSError:
+            break
+        time.sleep(delay)
+        for sid in ids:
+            try:
+                c.reset_stream(sid)
+            except Exception:
+                pass
+        try:
+            s.sendall(c.data_to_send())
+        except OSError:
+            break
+        while True:
+            ev = pump(s, c, 0.001)
+            if ev is None:
+                goaway = goaway or "closed"
+                break
+            if not ev:
+                break
+            for e in ev:
+                if isinstance(e, h2.events.ConnectionTerminated):
+                    goaway = e.error_code.name if hasattr(e.error_code, "name") else str(e.error_code)
+                    last = e.last_stream_id
+    deadline = time.time() + 3
+    while goaway is None and time.time() < deadline:
+        ev = pump(s, c, 0.2)
+        if ev is None:
+            goaway = "closed"
+            break
+        for e in ev:
+            if isinstance(e, h2.events.ConnectionTerminated):
+                goaway = e.error_code.name if hasattr(e.error_code, "name") else str(e.error_code)
+                last = e.last_stream_id
+    return {"sent": sent, "goaway_error": goaway, "last_stream": last}
+
+
+def zero_window(target, path):
+    s, c = connect(target, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    sid = c.get_next_available_stream_id()
+    c.send_headers(sid, headers(target, path), end_stream=True)
+    s.sendall(c.data_to_send())
+    start = time.time()
+    status, reset = None, None
+    while time.time() - start < 30 and reset is None:
+        ev = pump(s, c, 0.2)
+        if ev is None:
+            reset = "connection closed"
+            break
+        for e in ev:
+            if isinstance(e, h2.events.ResponseReceived):
+                status = dict(e.headers).get(b":status", b"").decode()
+            if isinstance(e, h2.events.StreamReset) and e.stream_id == sid:
+                reset = e.error_code.name if hasattr(e.error_code, "name") else str(e.error_code)
+    return {"status": status, "reset_error": reset, "seconds": round(time.time() - start, 2)}
+
+
+def idle(target):
+    s, c = connect(target)
+    start = time.time()
+    goaway, closed = None, False
+    while time.time() - start < 30:
+        ev = pump(s, c, 0.2)
+        if ev is None:
+            closed = True
+            break
+        for e in ev:
+            if isinstance(e, h2.events.ConnectionTerminated):
+                goaway = e.error_code.name if hasattr(e.error_code, "name") else str(e.error_code)
+    return {"goaway_error": goaway, "closed": closed, "seconds": round(time.time() - start, 2)}
+
+
+def main(argv):
+    target, mode = argv[0], argv[1]
+    if mode == "rapid-reset":
+        delay = float(argv[4]) / 1000 if len(argv) > 4 else 0.01
+        out = rapid_reset(target, int(argv[2]), argv[3], delay)
+    elif mode == "zero-window":
+        out = zero_window(target, argv[2])
+    elif mode == "idle":
+        out = idle(target)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

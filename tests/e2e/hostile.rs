@@ -1,0 +1,287 @@
+//! Hostile clients (issue: hold up under hostile clients): reset floods, slow and silent
+//! connections, zero windows, connection caps, a saturated origin, a WebSocket that never
+//! reads. Each with its deadline configured short, and a normal client served after.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use dashpush_proto::ws::SUBPROTOCOL;
+
+use crate::harness::*;
+use crate::ws::{open, rt, segment_request, send};
+
+/// A gateway in front of `origin` with the YAML `extra` appended to its configuration file.
+fn configured(origin: SocketAddr, name: &str, extra: &str) -> (Gateway, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("dashpush-hostile-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("dashpush.yaml");
+    std::fs::write(&file, format!("origin: http://{origin}\n{extra}")).unwrap();
+    (gateway_with(&["-c", file.to_str().unwrap()]), dir)
+}
+
+fn hostile(gw: SocketAddr, args: &[&str]) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/hostile.py");
+    let target = gw.to_string();
+    let mut all = vec![script, target.as_str()];
+    all.extend_from_slice(args);
+    let (code, out, err) = tool("/usr/bin/python3", &all);
+    assert_eq!(code, 0, "hostile.py failed: {err}");
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// Waits until the server closes `s` (read returns 0 or fails); the time it took.
+fn closed_within(s: &mut TcpStream, limit: Duration) -> Duration {
+    let start = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return start.elapsed(),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return start.elapsed(),
+        }
+        assert!(start.elapsed() < limit, "still open after {limit:?}");
+    }
+}
+
+fn wait_metric(admin: SocketAddr, series: &str, at_least: f64) {
+    let start = Instant::now();
+    while metric(admin, series) < at_least {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{series} never reached {at_least}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_reset_flood_ends_the_connection_and_the_origin_sees_a_bounded_number_of_fetches() {
+    // A slow origin: every request the flood starts would hold an origin connection.
+    let (_o, origin) = origin(&["--latency-ms", "300"]);
+    let (gw, dir) = configured(origin, "reset", "http2: {max_resets_per_connection: 100}\n");
+    // Each batch is reset 50 ms after it was sent: accepted, its handlers running (h2's own
+    // limit on streams reset before they are accepted does not see these).
+    let out = hostile(gw.addr, &["rapid-reset", "20000", "/vod/flood-", "50"]);
+    assert_eq!(out["goaway_error"], "ENHANCE_YOUR_CALM", "{out}");
+    let sent = out["sent"].as_u64().unwrap();
+    assert!(sent <= 400, "the flood went on for {sent} streams");
+    let (_, hits) = get(origin, "/_origin/hits");
+    let hits: serde_json::Value = serde_json::from_slice(&hits).unwrap();
+    let total = hits["total"].as_u64().unwrap();
+    assert!(
+        total <= 200,
+        "{total} origin fetches for one connection's flood"
+    );
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_connections_closed_total{protocol="h2",reason="reset_flood"}"#
+        ),
+        1.0
+    );
+    // Everyone else is served.
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn slow_silent_and_half_open_connections_are_closed_at_their_deadlines() {
+    let (_o, origin) = origin(&[]);
+    let (gw, dir) = configured(
+        origin,
+        "deadlines",
+        "limits: {handshake_timeout_ms: 800, header_timeout_ms: 800, idle_timeout_ms: 800}\n",
+    );
+    // A request head trickled one byte every 100 ms: closed after the whole-head deadline,
+    // although every read makes progress.
+    let mut slow = TcpStream::connect(gw.addr).unwrap();
+    slow.write_all(b"GET /vod/manifest.mpd HTTP/1.1\r\n")
+        .unwrap();
+    let start = Instant::now();
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..60 {
+            if slow.write_all(b"X").is_err() {
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        start.elapsed()
+    });
+    // A connection that sends nothing, and one that sends only the start of the HTTP/2
+    // preface: closed after the handshake deadline.
+    let mut silent = TcpStream::connect(gw.addr).unwrap();
+    let mut pri = TcpStream::connect(gw.addr).unwrap();
+    pri.write_all(b"PRI ").unwrap();
+    // Meanwhile a normal client is served.
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    assert!(closed_within(&mut silent, Duration::from_secs(5)) < Duration::from_secs(4));
+    assert!(closed_within(&mut pri, Duration::from_secs(5)) < Duration::from_secs(4));
+    let trickled = trickle.join().unwrap();
+    assert!(
+        trickled < Duration::from_secs(4),
+        "a trickled head held {trickled:?}"
+    );
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="h1",reason="header_timeout"}"#,
+        1.0,
+    );
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="tcp",reason="handshake_timeout"}"#,
+        1.0,
+    );
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="h2",reason="handshake_timeout"}"#,
+        1.0,
+    );
+
+    // Keep-alive: a connection that served a request and then says nothing is closed.
+    let mut kept = TcpStream::connect(gw.addr).unwrap();
+    kept.write_all(b"GET /vod/manifest.mpd HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let waited = closed_within(&mut kept, Duration::from_secs(5));
+    assert!(
+        waited > Duration::from_millis(500),
+        "closed before the idle time: {waited:?}"
+    );
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="h1",reason="idle"}"#,
+        1.0,
+    );
+
+    // HTTP/2: an idle connection gets GOAWAY (NO_ERROR) and is closed.
+    let out = hostile(gw.addr, &["idle"]);
+    // GOAWAY NO_ERROR, or (when h2's shutdown PING arrived in the same read and python-h2
+    // refused it) the close that follows it.
+    assert!(
+        out["goaway_error"] == "NO_ERROR" || out["closed"] == true,
+        "{out}"
+    );
+    assert!(out["seconds"].as_f64().unwrap() < 5.0, "{out}");
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="h2",reason="idle"}"#,
+        1.0,
+    );
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_stream_the_client_never_opens_a_window_for_is_reset_after_the_send_timeout() {
+    let (_o, origin) = origin(&[]);
+    let (gw, dir) = configured(origin, "window", "limits: {send_timeout_ms: 700}\n");
+    let out = hostile(gw.addr, &["zero-window", "/_origin/blob/1048576"]);
+    assert_eq!(out["status"], "200", "{out}");
+    assert_eq!(out["reset_error"], "CANCEL", "{out}");
+    let secs = out["seconds"].as_f64().unwrap();
+    assert!((0.5..5.0).contains(&secs), "reset after {secs} s");
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn connections_over_the_per_client_cap_are_refused_and_the_held_ones_still_count() {
+    let (_o, origin) = origin(&[]);
+    let (gw, dir) = configured(
+        origin,
+        "caps",
+        "limits: {max_connections_per_client: 4, handshake_timeout_ms: 20000}\n",
+    );
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(gw.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut over = TcpStream::connect(gw.addr).unwrap();
+    assert!(closed_within(&mut over, Duration::from_secs(3)) < Duration::from_secs(2));
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="tcp",reason="max_per_client"}"#,
+        1.0,
+    );
+    // The cap frees up as connections end.
+    drop(held);
+    let start = Instant::now();
+    while get(gw.addr, "/vod/manifest.mpd").0 != 200 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "never served after the held connections left"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_saturated_origin_gets_no_more_fetches_than_its_slots_and_the_rest_get_503() {
+    let (_o, origin) = origin(&["--latency-ms", "1500"]);
+    let (gw, dir) = configured(
+        origin,
+        "slots",
+        "upstream: {max_connections: 1, queue_timeout_ms: 300}\n",
+    );
+    let addr = gw.addr;
+    let first = std::thread::spawn(move || get(addr, "/vod/chunk-stream0-00001.m4s").0);
+    std::thread::sleep(Duration::from_millis(200));
+    // A second object while the only slot is taken: it waits 300 ms, then 503.
+    assert_eq!(get(gw.addr, "/vod/chunk-stream1-00001.m4s").0, 503);
+    assert_eq!(first.join().unwrap(), 200);
+    assert_eq!(
+        metric(gw.admin, r#"dashpush_origin_fetches_total{outcome="busy"}"#),
+        1.0
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_socket_that_never_reads_holds_no_more_than_its_send_budget() {
+    let (_o, origin) = origin(&[]);
+    let (gw, dir) = configured(origin, "wsbudget", "websocket: {stall_timeout_ms: 30000}\n");
+    // One 1 MiB object, fetched once and cached: the answers share its bytes.
+    assert_eq!(get(gw.addr, "/_origin/blob/1048576").0, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_kib(gw.proc.pid());
+    rt().block_on(async {
+        let mut ws = open(gw.addr, Some(SUBPROTOCOL)).await.unwrap();
+        // 250 requests for it, and the socket is never read.
+        for i in 0..250u32 {
+            send(
+                &mut ws,
+                segment_request(2 * i + 1, "/_origin/blob/1048576", None),
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = rss_kib(gw.proc.pid());
+        // 250 answers' first pieces alone are 16 MiB; the budget is 2 MiB, plus the writer's
+        // buffers.
+        assert!(
+            after.saturating_sub(before) < 8 * 1024,
+            "RSS grew by {} KiB",
+            after.saturating_sub(before)
+        );
+        drop(ws);
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
