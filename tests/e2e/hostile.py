@@ -9,6 +9,9 @@
       Sends SETTINGS_INITIAL_WINDOW_SIZE = 0 and a connection window of 0 extra, requests PATH
       and never opens a window. Prints {"status", "reset_error", "seconds"}: what the server did
       with the stream that could not progress.
+  hostile.py HOST:PORT requests N PATH
+      N requests for PATH one after the other on one connection. Prints {"answered",
+      "goaway_error"}: how many were answered before the server ended the connection.
   hostile.py HOST:PORT idle
       Sends the preface and SETTINGS, then nothing. Prints {"goaway_error", "closed", "seconds"}.
 """
@@ -147,6 +150,35 @@ def idle(target):
     return {"goaway_error": goaway, "closed": closed, "seconds": round(time.time() - start, 2)}
 
 
+def requests(target, n, path):
+    s, c = connect(target)
+    answered, goaway = 0, None
+    for _ in range(n):
+        if goaway is not None:
+            break
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, headers(target, path), end_stream=True)
+        s.sendall(c.data_to_send())
+        done = False
+        while not done:
+            ev = pump(s, c, 2.0)
+            if ev is None:
+                goaway = goaway or "closed"
+                break
+            for e in ev:
+                if isinstance(e, h2.events.DataReceived):
+                    c.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+                if isinstance(e, h2.events.StreamEnded) and e.stream_id == sid:
+                    answered += 1
+                    done = True
+                if isinstance(e, h2.events.ConnectionTerminated):
+                    goaway = e.error_code.name if hasattr(e.error_code, "name") else str(e.error_code)
+            out = c.data_to_send()
+            if out:
+                s.sendall(out)
+    return {"answered": answered, "goaway_error": goaway}
+
+
 def main(argv):
     target, mode = argv[0], argv[1]
     if mode == "rapid-reset":
@@ -154,6 +186,8 @@ def main(argv):
         out = rapid_reset(target, int(argv[2]), argv[3], delay)
     elif mode == "zero-window":
         out = zero_window(target, argv[2])
+    elif mode == "requests":
+        out = requests(target, int(argv[2]), argv[3])
     elif mode == "idle":
         out = idle(target)
     else:

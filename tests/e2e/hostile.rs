@@ -103,6 +103,31 @@ fn a_reset_flood_ends_the_connection_and_the_origin_sees_a_bounded_number_of_fet
 }
 
 #[test]
+fn a_connection_that_served_its_request_budget_gets_goaway_no_error() {
+    let (_o, origin) = origin(&[]);
+    let (gw, dir) = configured(
+        origin,
+        "budget",
+        "http2: {max_requests_per_connection: 5}\n",
+    );
+    let out = hostile(gw.addr, &["requests", "20", "/vod/manifest.mpd"]);
+    // The fifth is served with the GOAWAY; python-h2 stops reading at a GOAWAY, so it may not
+    // see the fifth's end. Never more than five on the connection.
+    let answered = out["answered"].as_u64().unwrap();
+    assert!((4..=5).contains(&answered), "{out}");
+    assert!(
+        out["goaway_error"] == "NO_ERROR" || out["goaway_error"] == "closed",
+        "{out}"
+    );
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="h2",reason="request_budget"}"#,
+        1.0,
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn slow_silent_and_half_open_connections_are_closed_at_their_deadlines() {
     let (_o, origin) = origin(&[]);
     let (gw, dir) = configured(

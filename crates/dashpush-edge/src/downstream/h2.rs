@@ -123,7 +123,7 @@ pub(crate) async fn serve(
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
                     requests += 1;
-                    if requests >= h2.max_requests {
+                    if requests == h2.max_requests {
                         // This one is served; then GOAWAY and the client opens a new connection.
                         conn.graceful_shutdown();
                         Closed::RequestBudget.count(metrics, "h2");
