@@ -38,6 +38,11 @@ def connect(target, settings=None):
     return s, c
 
 
+def code_name(code):
+    """An HTTP/2 error code's name (its number if h2 does not know it)."""
+    return code.name if hasattr(code, "name") else str(code)
+
+
 def headers(target, path):
     return [(":method", "GET"), (":scheme", "http"), (":authority", target), (":path", path)]
 
@@ -100,7 +105,7 @@ def rapid_reset(target, n, prefix, delay):
                 break
             for e in ev:
                 if isinstance(e, h2.events.ConnectionTerminated):
-                    goaway = e.error_code.name if hasattr(e.error_code, "name") else str(e.error_code)
+                    goaway = code_name(e.error_code)
                     last = e.last_stream_id
     deadline = time.time() + 3
     while goaway is None and time.time() < deadline:
@@ -110,7 +115,7 @@ def rapid_reset(target, n, prefix, delay):
             break
         for e in ev:
             if isinstance(e, h2.events.ConnectionTerminated):
-                goaway = e.error_code.name if hasattr(e.error_code, "name") else str(e.error_code)
+                goaway = code_name(e.error_code)
                 last = e.last_stream_id
     return {"sent": sent, "goaway_error": goaway, "last_stream": last}
 
@@ -131,7 +136,7 @@ def zero_window(target, path):
             if isinstance(e, h2.events.ResponseReceived):
                 status = dict(e.headers).get(b":status", b"").decode()
             if isinstance(e, h2.events.StreamReset) and e.stream_id == sid:
-                reset = e.error_code.name if hasattr(e.error_code, "name") else str(e.error_code)
+                reset = code_name(e.error_code)
     return {"status": status, "reset_error": reset, "seconds": round(time.time() - start, 2)}
 
 
@@ -146,7 +151,7 @@ def idle(target):
             break
         for e in ev:
             if isinstance(e, h2.events.ConnectionTerminated):
-                goaway = e.error_code.name if hasattr(e.error_code, "name") else str(e.error_code)
+                goaway = code_name(e.error_code)
     return {"goaway_error": goaway, "closed": closed, "seconds": round(time.time() - start, 2)}
 
 
@@ -172,7 +177,7 @@ def requests(target, n, path):
                     answered += 1
                     done = True
                 if isinstance(e, h2.events.ConnectionTerminated):
-                    goaway = e.error_code.name if hasattr(e.error_code, "name") else str(e.error_code)
+                    goaway = code_name(e.error_code)
             out = c.data_to_send()
             if out:
                 s.sendall(out)

@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dashpush_proto::ws::SUBPROTOCOL;
@@ -12,11 +11,11 @@ use dashpush_proto::ws::SUBPROTOCOL;
 use crate::harness::*;
 use crate::ws::{open, rt, segment_request, send};
 
-/// A gateway in front of `origin` with the YAML `extra` appended to its configuration file.
-fn configured(origin: SocketAddr, name: &str, extra: &str) -> (Gateway, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("dashpush-hostile-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("dashpush.yaml");
+/// A gateway in front of `origin` with the YAML `extra` appended to its configuration file
+/// (kept in a scratch directory that lives as long as the returned value).
+fn configured(origin: SocketAddr, name: &str, extra: &str) -> (Gateway, Scratch) {
+    let dir = Scratch::new(&format!("hostile-{name}"));
+    let file = dir.0.join("dashpush.yaml");
     std::fs::write(&file, format!("origin: http://{origin}\n{extra}")).unwrap();
     (gateway_with(&["-c", file.to_str().unwrap()]), dir)
 }
@@ -76,7 +75,7 @@ fn rss_kib(pid: u32) -> u64 {
 fn a_reset_flood_ends_the_connection_and_the_origin_sees_a_bounded_number_of_fetches() {
     // A slow origin: every request the flood starts would hold an origin connection.
     let (_o, origin) = origin(&["--latency-ms", "300"]);
-    let (gw, dir) = configured(origin, "reset", "http2: {max_resets_per_connection: 100}\n");
+    let (gw, _dir) = configured(origin, "reset", "http2: {max_resets_per_connection: 100}\n");
     // Each batch is reset 50 ms after it was sent: accepted, its handlers running (h2's own
     // limit on streams reset before they are accepted does not see these).
     let out = hostile(gw.addr, &["rapid-reset", "20000", "/vod/flood-", "50"]);
@@ -99,13 +98,12 @@ fn a_reset_flood_ends_the_connection_and_the_origin_sees_a_bounded_number_of_fet
     );
     // Everyone else is served.
     assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_connection_that_served_its_request_budget_gets_goaway_no_error() {
     let (_o, origin) = origin(&[]);
-    let (gw, dir) = configured(
+    let (gw, _dir) = configured(
         origin,
         "budget",
         "http2: {max_requests_per_connection: 5}\n",
@@ -124,13 +122,12 @@ fn a_connection_that_served_its_request_budget_gets_goaway_no_error() {
         r#"dashpush_connections_closed_total{protocol="h2",reason="request_budget"}"#,
         1.0,
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn slow_silent_and_half_open_connections_are_closed_at_their_deadlines() {
     let (_o, origin) = origin(&[]);
-    let (gw, dir) = configured(
+    let (gw, _dir) = configured(
         origin,
         "deadlines",
         "limits: {handshake_timeout_ms: 800, header_timeout_ms: 800, idle_timeout_ms: 800}\n",
@@ -210,26 +207,24 @@ fn slow_silent_and_half_open_connections_are_closed_at_their_deadlines() {
         1.0,
     );
     assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_stream_the_client_never_opens_a_window_for_is_reset_after_the_send_timeout() {
     let (_o, origin) = origin(&[]);
-    let (gw, dir) = configured(origin, "window", "limits: {send_timeout_ms: 700}\n");
+    let (gw, _dir) = configured(origin, "window", "limits: {send_timeout_ms: 700}\n");
     let out = hostile(gw.addr, &["zero-window", "/_origin/blob/1048576"]);
     assert_eq!(out["status"], "200", "{out}");
     assert_eq!(out["reset_error"], "CANCEL", "{out}");
     let secs = out["seconds"].as_f64().unwrap();
     assert!((0.5..5.0).contains(&secs), "reset after {secs} s");
     assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn connections_over_the_per_client_cap_are_refused_and_the_held_ones_still_count() {
     let (_o, origin) = origin(&[]);
-    let (gw, dir) = configured(
+    let (gw, _dir) = configured(
         origin,
         "caps",
         "limits: {max_connections_per_client: 4, handshake_timeout_ms: 20000}\n",
@@ -255,13 +250,12 @@ fn connections_over_the_per_client_cap_are_refused_and_the_held_ones_still_count
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_saturated_origin_gets_no_more_fetches_than_its_slots_and_the_rest_get_503() {
     let (_o, origin) = origin(&["--latency-ms", "1500"]);
-    let (gw, dir) = configured(
+    let (gw, _dir) = configured(
         origin,
         "slots",
         "upstream: {max_connections: 1, queue_timeout_ms: 300}\n",
@@ -276,13 +270,12 @@ fn a_saturated_origin_gets_no_more_fetches_than_its_slots_and_the_rest_get_503()
         metric(gw.admin, r#"dashpush_origin_fetches_total{outcome="busy"}"#),
         1.0
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_socket_that_never_reads_holds_no_more_than_its_send_budget() {
     let (_o, origin) = origin(&[]);
-    let (gw, dir) = configured(origin, "wsbudget", "websocket: {stall_timeout_ms: 30000}\n");
+    let (gw, _dir) = configured(origin, "wsbudget", "websocket: {stall_timeout_ms: 30000}\n");
     // One 1 MiB object, fetched once and cached: the answers share its bytes.
     assert_eq!(get(gw.addr, "/_origin/blob/1048576").0, 200);
     std::thread::sleep(Duration::from_millis(300));
@@ -308,5 +301,4 @@ fn a_socket_that_never_reads_holds_no_more_than_its_send_budget() {
         );
         drop(ws);
     });
-    let _ = std::fs::remove_dir_all(dir);
 }
