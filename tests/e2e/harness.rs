@@ -297,3 +297,32 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A self-signed certificate for localhost and 127.0.0.1 in `dir` (openssl); `(cert, key)`.
+pub fn self_signed(dir: &Scratch) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    let (code, _, err) = tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    (cert, key)
+}

@@ -71,14 +71,63 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// CPU time the process has used (user + system), from `/proc/PID/stat` (USER_HZ = 100).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th
+    // and 13th of them.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    Duration::from_millis((fields[0] + fields[1]) * 10)
+}
+
+/// The gateway's memory and CPU before an attack, to bound what the attack cost it.
+struct Usage {
+    pid: u32,
+    rss_kib: u64,
+    cpu: Duration,
+}
+
+impl Usage {
+    fn now(gw: &Gateway) -> Self {
+        let pid = gw.proc.pid();
+        Self {
+            pid,
+            rss_kib: rss_kib(pid),
+            cpu: cpu_time(pid),
+        }
+    }
+
+    /// Asserts the attack since `self` grew RSS by less than `rss_mib` and took less than
+    /// `cpu` of CPU time (bounds for the debug build the suite runs).
+    fn bounded(&self, what: &str, rss_mib: u64, cpu: Duration) {
+        let grew = rss_kib(self.pid).saturating_sub(self.rss_kib);
+        let used = cpu_time(self.pid).saturating_sub(self.cpu);
+        eprintln!("{what}: RSS +{grew} KiB, CPU {used:?}");
+        assert!(grew < rss_mib * 1024, "{what}: RSS grew by {grew} KiB");
+        assert!(used < cpu, "{what}: took {used:?} of CPU");
+    }
+}
+
 #[test]
 fn a_reset_flood_ends_the_connection_and_the_origin_sees_a_bounded_number_of_fetches() {
     // A slow origin: every request the flood starts would hold an origin connection.
     let (_o, origin) = origin(&["--latency-ms", "300"]);
-    let (gw, _dir) = configured(origin, "reset", "http2: {max_resets_per_connection: 100}\n");
+    let (gw, _dir) = configured(
+        origin,
+        "reset",
+        "http2: {max_resets_per_connection: 100}\nupstream: {max_background_fills: 8}\n",
+    );
+    let usage = Usage::now(&gw);
     // Each batch is reset 50 ms after it was sent: accepted, its handlers running (h2's own
     // limit on streams reset before they are accepted does not see these).
     let out = hostile(gw.addr, &["rapid-reset", "20000", "/vod/flood-", "50"]);
+    usage.bounded("rapid reset", 32, Duration::from_secs(3));
     assert_eq!(out["goaway_error"], "ENHANCE_YOUR_CALM", "{out}");
     let sent = out["sent"].as_u64().unwrap();
     assert!(sent <= 400, "the flood went on for {sent} streams");
@@ -88,6 +137,23 @@ fn a_reset_flood_ends_the_connection_and_the_origin_sees_a_bounded_number_of_fet
     assert!(
         total <= 200,
         "{total} origin fetches for one connection's flood"
+    );
+    // The fetches of reset requests go on only in the 8 background slots; the rest are
+    // abandoned (their origin connections closed).
+    wait_metric(
+        gw.admin,
+        r#"dashpush_fills_unread_total{outcome="abandoned"}"#,
+        1.0,
+    );
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_fills_unread_total{outcome="abandoned"}"#
+        ),
+        metric(
+            gw.admin,
+            r#"dashpush_origin_fetches_total{outcome="abandoned"}"#
+        ),
     );
     assert_eq!(
         metric(
@@ -213,7 +279,9 @@ fn slow_silent_and_half_open_connections_are_closed_at_their_deadlines() {
 fn a_stream_the_client_never_opens_a_window_for_is_reset_after_the_send_timeout() {
     let (_o, origin) = origin(&[]);
     let (gw, _dir) = configured(origin, "window", "limits: {send_timeout_ms: 700}\n");
+    let usage = Usage::now(&gw);
     let out = hostile(gw.addr, &["zero-window", "/_origin/blob/1048576"]);
+    usage.bounded("zero window", 16, Duration::from_secs(1));
     assert_eq!(out["status"], "200", "{out}");
     assert_eq!(out["reset_error"], "CANCEL", "{out}");
     let secs = out["seconds"].as_f64().unwrap();
@@ -301,4 +369,211 @@ fn a_socket_that_never_reads_holds_no_more_than_its_send_budget() {
         );
         drop(ws);
     });
+}
+
+#[test]
+fn hundreds_of_slow_silent_and_half_open_connections_cost_little_and_all_close_in_time() {
+    let (_o, origin) = origin(&[]);
+    let (gw, _dir) = configured(
+        origin,
+        "mass",
+        "limits: {handshake_timeout_ms: 1000, header_timeout_ms: 1000}\n",
+    );
+    let usage = Usage::now(&gw);
+    // 100 silent, 100 that send only `PRI `, 100 that trickle a request head with 1 KiB
+    // lines (a byte every 20 ms would never end it).
+    let mut conns: Vec<TcpStream> = Vec::new();
+    for i in 0..300 {
+        let mut s = TcpStream::connect(gw.addr).unwrap();
+        match i % 3 {
+            0 => {}
+            1 => s.write_all(b"PRI ").unwrap(),
+            _ => s
+                .write_all(format!("GET / HTTP/1.1\r\nX-Pad: {}", "a".repeat(1024)).as_bytes())
+                .unwrap(),
+        }
+        conns.push(s);
+    }
+    let start = Instant::now();
+    // A normal client is served while they are held.
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    for s in &mut conns {
+        let left = Duration::from_secs(6).saturating_sub(start.elapsed());
+        closed_within(s, left.max(Duration::from_millis(100)));
+    }
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the last closed after {took:?}"
+    );
+    usage.bounded("300 slow connections", 32, Duration::from_secs(2));
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+}
+
+#[test]
+fn at_the_connection_cap_idle_connections_make_room_and_busy_ones_refuse_newcomers() {
+    let (_o, origin) = origin(&[]);
+    let (gw, _dir) = configured(
+        origin,
+        "evict",
+        "limits: {max_connections: 4, handshake_timeout_ms: 20000, header_timeout_ms: 20000, \
+         idle_timeout_ms: 20000}\n",
+    );
+    // The cap is full of idle connections: one that served a request and waits (keep-alive),
+    // then three that said nothing yet.
+    let mut kept = TcpStream::connect(gw.addr).unwrap();
+    kept.write_all(b"GET /vod/manifest.mpd HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    kept.set_read_timeout(Some(DEADLINE)).unwrap();
+    assert!(kept.read(&mut buf).unwrap() > 0);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut silent: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(gw.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // A newcomer is served: the connection idle the longest (the kept-alive one) made room.
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    assert!(closed_within(&mut kept, Duration::from_secs(3)) < Duration::from_secs(2));
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="h1",reason="evicted_idle"}"#,
+        1.0,
+    );
+    // Full again (a fourth silent one): the next newcomer takes the place of the oldest
+    // silent one.
+    silent.push(TcpStream::connect(gw.addr).unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    assert!(closed_within(&mut silent[0], Duration::from_secs(3)) < Duration::from_secs(2));
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="tcp",reason="evicted_idle"}"#,
+        1.0,
+    );
+    drop(silent);
+    // Four connections in the middle of a request head are not idle: a fifth is refused.
+    std::thread::sleep(Duration::from_millis(300));
+    let busy: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(gw.addr).unwrap();
+            s.write_all(b"GET /vod/manifest.mpd HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut over = TcpStream::connect(gw.addr).unwrap();
+    assert!(closed_within(&mut over, Duration::from_secs(3)) < Duration::from_secs(2));
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="tcp",reason="max_connections"}"#,
+        1.0,
+    );
+    // The busy ones are still served.
+    for mut s in busy {
+        s.write_all(b"Host: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        assert!(
+            out.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
+
+#[test]
+fn a_tls_handshake_that_stalls_is_closed_at_the_handshake_deadline() {
+    let (_o, origin) = origin(&[]);
+    let dir = Scratch::new("hostile-tls-cert");
+    let (cert, key) = self_signed(&dir);
+    let (mut gw, _dir) = configured(
+        origin,
+        "tls",
+        &format!(
+            "limits: {{handshake_timeout_ms: 800}}\ntls: {{listen: \"127.0.0.1:0\", cert: {}, \
+             key: {}}}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let tls = gw.proc.addr_after("listening tls (h2, http/1.1) on ");
+    // A TLS record header announcing a 512-byte ClientHello, and then nothing.
+    let mut stalled = TcpStream::connect(tls).unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    let waited = closed_within(&mut stalled, Duration::from_secs(5));
+    assert!(
+        (Duration::from_millis(500)..Duration::from_secs(3)).contains(&waited),
+        "closed after {waited:?}"
+    );
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="tls",reason="tls_handshake_timeout"}"#,
+        1.0,
+    );
+    // A silent TLS connection: closed at the same deadline (before any handshake).
+    let mut silent = TcpStream::connect(tls).unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(5)) < Duration::from_secs(3));
+    // A real TLS client is served.
+    let url = format!("https://{tls}/vod/manifest.mpd");
+    let (code, _, err) = tool("curl", &["-sS", "-k", "--http2", "-o", "/dev/null", &url]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Sends a GET for `path` on a new connection and closes it after `after`, before the answer.
+fn ask_and_leave(gw: SocketAddr, path: &str, after: Duration) {
+    let mut s = TcpStream::connect(gw).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    std::thread::sleep(after);
+    drop(s);
+}
+
+#[test]
+fn a_fetch_whose_client_left_goes_on_in_a_background_slot_or_is_abandoned() {
+    // An origin that takes 600 ms to answer.
+    let (_o, origin) = origin(&["--latency-ms", "600"]);
+    let (gw, _dir) = configured(
+        origin,
+        "background",
+        "upstream: {max_background_fills: 1}\n",
+    );
+    let (a, b) = (
+        "/vod/chunk-stream0-00001.m4s",
+        "/vod/chunk-stream0-00002.m4s",
+    );
+    // Two HTTP/1.1 clients ask for two objects and close their connections at 150 ms.
+    let addr = gw.addr;
+    let first = std::thread::spawn(move || ask_and_leave(addr, a, Duration::from_millis(150)));
+    ask_and_leave(gw.addr, b, Duration::from_millis(150));
+    first.join().unwrap();
+    // Their handlers stop at once (499); one fetch goes on in the only background slot, the
+    // other is abandoned.
+    wait_metric(
+        gw.admin,
+        r#"dashpush_requests_total{protocol="h1",status="499"}"#,
+        2.0,
+    );
+    wait_metric(
+        gw.admin,
+        r#"dashpush_fills_unread_total{outcome="abandoned"}"#,
+        1.0,
+    );
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_fills_unread_total{outcome="background"}"#
+        ),
+        1.0
+    );
+    std::thread::sleep(Duration::from_millis(900));
+    // The continued one is cached; the abandoned one is fetched again.
+    for path in [a, b] {
+        assert_eq!(get(gw.addr, path).0, 200);
+    }
+    assert_eq!(origin_hits(origin, a) + origin_hits(origin, b), 3);
 }

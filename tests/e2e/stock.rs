@@ -9,30 +9,7 @@ use crate::harness::*;
 #[test]
 fn tls_negotiates_h2_and_http11_by_alpn() {
     let dir = Scratch::new("tls");
-    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
-    let (code, _, err) = tool(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
+    let (cert, key) = self_signed(&dir);
     let (_o, origin) = origin(&[]);
     let mut gw = gateway(
         &format!("http://{origin}"),

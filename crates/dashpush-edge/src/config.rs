@@ -191,6 +191,8 @@ pub struct RawUpstream {
     pub max_connections: Option<usize>,
     /// Wait for a fetch slot before 503, ms.
     pub queue_timeout_ms: Option<u64>,
+    /// Client fetches that go on after their last reader left.
+    pub max_background_fills: Option<usize>,
 }
 
 /// `limits:`.
@@ -209,6 +211,8 @@ pub struct RawLimits {
     pub max_connections: Option<usize>,
     /// Downstream connections per client address.
     pub max_connections_per_client: Option<usize>,
+    /// Open-files soft limit to raise to at start (0: the hard limit).
+    pub max_open_files: Option<u64>,
 }
 
 /// `http2:`.
@@ -623,6 +627,13 @@ impl TryFrom<RawConfig> for EdgeConfig {
                 1,
                 10_000_000,
             )?,
+            max_open_files: in_range(
+                "limits.max_open_files",
+                l.max_open_files,
+                dl.max_open_files,
+                0,
+                1 << 30,
+            )?,
         };
         c.fetch_slots.max = in_range(
             "upstream.max_connections",
@@ -635,6 +646,13 @@ impl TryFrom<RawConfig> for EdgeConfig {
             "upstream.queue_timeout_ms",
             raw.upstream.queue_timeout_ms,
             c.fetch_slots.wait,
+        )?;
+        c.fetch_slots.background = in_range(
+            "upstream.max_background_fills",
+            raw.upstream.max_background_fills,
+            c.fetch_slots.background,
+            0,
+            1_000_000,
         )?;
         c.tls = raw.tls.map(|t| TlsListener {
             listen: t.listen,

@@ -61,6 +61,8 @@ pub struct Gateway {
     prefetch_slots: Arc<Semaphore>,
     /// Origin fetches at once, gateway-wide, and how long a fetch waits for a slot.
     fetch_slots: Arc<Semaphore>,
+    /// Slots for client fetches that go on with no reader.
+    background: Background,
     fetch_wait: std::time::Duration,
     /// Swapped whole by a config reload.
     push: RwLock<Arc<PushSettings>>,
@@ -86,6 +88,12 @@ impl Gateway {
             manifests: Registry::default(),
             prefetch_slots: Arc::new(Semaphore::new(push.prefetch_concurrency.max(1))),
             fetch_slots: Arc::new(Semaphore::new(fetch_slots.max.max(1))),
+            background: Background {
+                slots: Arc::new(Semaphore::new(fetch_slots.background)),
+                continued: metrics.fills_unread.with_label_values(&["background"]),
+                abandoned: metrics.fills_unread.with_label_values(&["abandoned"]),
+                abandoned_fetches: metrics.origin_fetches.with_label_values(&["abandoned"]),
+            },
             fetch_wait: fetch_slots.wait,
             push: RwLock::new(Arc::new(push)),
             cache,
@@ -176,6 +184,8 @@ impl Gateway {
                 Err(e) => upstream_error(&e),
             };
         }
+        // The reader first: it is the interest that keeps the fill going (see `while_read`).
+        let reader = fill.reader();
         match fill.head().await {
             Ok(h) => {
                 let status = if ttl_of(h.status, &h.headers, &req.path, self.cache.ttls()).is_some()
@@ -184,7 +194,7 @@ impl Gateway {
                 } else {
                     "dashpush; fwd=miss; stored=0"
                 };
-                streamed(h, fill.reader(), status)
+                streamed(h, reader, status)
             }
             Err(e) => upstream_error(&e),
         }
@@ -241,6 +251,9 @@ impl Gateway {
                 let fill_headers = fill_headers.clone();
                 let client = client.clone();
                 let slot = self.fetch_slot();
+                // A client's fetch goes on only while someone reads it (or in a background
+                // slot); prefetches and pushes have bounds of their own.
+                let background = (by == User::Client).then(|| self.background.clone());
                 tokio::spawn(async move {
                     // Whatever happens to this task, readers are told the fill ended.
                     let mut guard = FinishOnDrop {
@@ -251,9 +264,17 @@ impl Gateway {
                     };
                     match slot.await {
                         Ok(_slot) => {
-                            upstream
-                                .fetch_into("GET", &path, &fill_headers, client.as_deref(), &fill)
-                                .await;
+                            let fetch = upstream.fetch_into(
+                                "GET",
+                                &path,
+                                &fill_headers,
+                                client.as_deref(),
+                                &fill,
+                            );
+                            match background {
+                                Some(background) => while_read(fetch, &fill, &background).await,
+                                None => fetch.await,
+                            }
                         }
                         Err(e) => fill.finish(Err(e)),
                     }
@@ -405,6 +426,41 @@ pub(crate) fn cache_key(origin: &str, path: &str) -> String {
 
 /// Ends a fill with an error if its task stops before finishing it (a panic, or the runtime
 /// shutting down), and then forgets it, so later requests fetch again instead of joining it.
+/// Background fills: origin fetches that go on after their last reader left, so the next
+/// request finds the object cached. Beyond the slots such a fetch is abandoned (its origin
+/// connection closed), so clients that ask and leave cannot keep the origin busy.
+#[derive(Clone)]
+pub(crate) struct Background {
+    slots: Arc<Semaphore>,
+    continued: prometheus::IntCounter,
+    abandoned: prometheus::IntCounter,
+    abandoned_fetches: prometheus::IntCounter,
+}
+
+/// Runs a client's origin fetch while someone follows its fill; when the last reader leaves
+/// first, the fetch goes on in a background slot if one is free, else it is abandoned
+/// (the fill ends with [`UpstreamError::Abandoned`]; nothing is stored).
+async fn while_read(fetch: impl std::future::Future<Output = ()>, fill: &Fill, bg: &Background) {
+    tokio::pin!(fetch);
+    tokio::select! {
+        biased;
+        () = &mut fetch => return,
+        () = fill.unread() => {}
+    }
+    match Arc::clone(&bg.slots).try_acquire_owned() {
+        Ok(_slot) => {
+            bg.continued.inc();
+            fetch.await;
+        }
+        Err(_) => {
+            bg.abandoned.inc();
+            bg.abandoned_fetches.inc();
+            tracing::debug!("origin fetch abandoned: no reader, no background slot");
+            fill.finish(Err(UpstreamError::Abandoned));
+        }
+    }
+}
+
 struct FinishOnDrop<'a> {
     fill: &'a Fill,
     cache: &'a Cache,

@@ -1,9 +1,9 @@
 //! Bounds on downstream connections: how many are open (gateway-wide and per client address),
 //! why the gateway ended one (a deadline, a budget), and the per-connection reset budget.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -34,13 +34,21 @@ pub(crate) enum Closed {
     MaxConnections,
     /// Refused: the per-client-address cap.
     MaxPerClient,
+    /// Closed while idle to make room for a new connection at the gateway-wide cap.
+    Evicted,
+    /// The TLS handshake did not finish in time.
+    TlsHandshake,
 }
 
 impl Closed {
     /// Every `(protocol, reason)` series, created at 0 so dashboards see them from the start.
     /// Before the protocol is known (a refusal, or no first bytes) the protocol is `tcp`.
-    pub(crate) const SERIES: [(&'static str, Closed); 11] = [
+    pub(crate) const SERIES: [(&'static str, Closed); 15] = [
         ("tcp", Closed::Handshake),
+        ("tcp", Closed::Evicted),
+        ("tls", Closed::TlsHandshake),
+        ("h1", Closed::Evicted),
+        ("h2", Closed::Evicted),
         ("tcp", Closed::MaxConnections),
         ("tcp", Closed::MaxPerClient),
         ("h1", Closed::HeaderTimeout),
@@ -65,6 +73,8 @@ impl Closed {
             Self::RequestBudget => "request_budget",
             Self::MaxConnections => "max_connections",
             Self::MaxPerClient => "max_per_client",
+            Self::Evicted => "evicted_idle",
+            Self::TlsHandshake => "tls_handshake_timeout",
         }
     }
 
@@ -91,13 +101,19 @@ pub(crate) fn register_series(metrics: &Metrics) {
     }
 }
 
-/// Open downstream connections, gateway-wide and per client address.
+/// Open downstream connections, gateway-wide and per client address, and which of them are
+/// idle now: at the gateway-wide cap the connection idle the longest is closed to make room
+/// (as nginx reuses idle keep-alive connections when `worker_connections` runs out); with none
+/// idle, the new one is refused.
 #[derive(Debug)]
 pub(crate) struct Connections {
     open: AtomicUsize,
     max: usize,
     per_client: Mutex<HashMap<IpAddr, usize>>,
     max_per_client: usize,
+    /// Idle connections by when they became idle (a sequence number), oldest first.
+    idle: Mutex<BTreeMap<u64, Arc<Notify>>>,
+    idle_seq: AtomicU64,
 }
 
 /// An admitted connection: counted until dropped.
@@ -105,13 +121,35 @@ pub(crate) struct Connections {
 pub(crate) struct Admitted {
     table: Arc<Connections>,
     client: Option<IpAddr>,
+    /// Notified when the connection, idle, is chosen to make room (the notice stays until
+    /// taken: a connection that was picked as it became busy closes when next idle).
+    evict: Arc<Notify>,
+}
+
+/// While held, its connection counts as idle (nothing in flight): one of the first to be
+/// closed at the cap.
+#[derive(Debug)]
+pub(crate) struct IdleMark<'a> {
+    table: &'a Connections,
+    seq: u64,
+}
+
+impl Drop for IdleMark<'_> {
+    fn drop(&mut self) {
+        lock(&self.table.idle).remove(&self.seq);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Connections {
-    /// A table with these caps (`max` 0: derived from the descriptor limit).
-    pub(crate) fn new(max: usize, max_per_client: usize) -> Arc<Self> {
+    /// A table with these caps (`max` 0: derived from the descriptor limit, leaving room for
+    /// `upstream` origin connections).
+    pub(crate) fn new(max: usize, max_per_client: usize, upstream: usize) -> Arc<Self> {
         let max = if max == 0 {
-            default_max(open_files_limit())
+            default_max(open_files_limit(), upstream)
         } else {
             max
         };
@@ -120,6 +158,8 @@ impl Connections {
             max,
             per_client: Mutex::new(HashMap::new()),
             max_per_client,
+            idle: Mutex::new(BTreeMap::new()),
+            idle_seq: AtomicU64::new(0),
         })
     }
 
@@ -128,41 +168,40 @@ impl Connections {
         self.max
     }
 
-    /// Admits a new connection from `client`, or says which cap refuses it.
+    /// Admits a new connection from `client`, or says which cap refuses it. At the
+    /// gateway-wide cap the longest-idle connection is told to close and the new one is
+    /// admitted in its place (the count runs over the cap until the closing ones are gone,
+    /// by at most the number that were idle).
     pub(crate) fn admit(self: &Arc<Self>, client: Option<IpAddr>) -> Result<Admitted, Closed> {
-        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max {
-            self.open.fetch_sub(1, Ordering::AcqRel);
-            return Err(Closed::MaxConnections);
-        }
         if let Some(ip) = client {
-            let mut table = self
-                .per_client
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut table = lock(&self.per_client);
             let n = table.entry(ip).or_insert(0);
             if *n >= self.max_per_client {
-                drop(table);
-                self.open.fetch_sub(1, Ordering::AcqRel);
                 return Err(Closed::MaxPerClient);
             }
             *n += 1;
         }
+        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max {
+            let victim = lock(&self.idle).pop_first();
+            match victim {
+                Some((_, evict)) => evict.notify_one(),
+                None => {
+                    self.open.fetch_sub(1, Ordering::AcqRel);
+                    self.release_client(client);
+                    return Err(Closed::MaxConnections);
+                }
+            }
+        }
         Ok(Admitted {
             table: Arc::clone(self),
             client,
+            evict: Arc::new(Notify::new()),
         })
     }
-}
 
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.table.open.fetch_sub(1, Ordering::AcqRel);
-        if let Some(ip) = self.client {
-            let mut table = self
-                .table
-                .per_client
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+    fn release_client(&self, client: Option<IpAddr>) {
+        if let Some(ip) = client {
+            let mut table = lock(&self.per_client);
             if let Some(n) = table.get_mut(&ip) {
                 *n -= 1;
                 if *n == 0 {
@@ -173,18 +212,68 @@ impl Drop for Admitted {
     }
 }
 
-/// The process's open-files limit (Linux: `/proc/self/limits`), if it can be read.
-fn open_files_limit() -> Option<usize> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
+impl Admitted {
+    /// Marks the connection idle until the mark is dropped.
+    pub(crate) fn idle(&self) -> IdleMark<'_> {
+        let seq = self.table.idle_seq.fetch_add(1, Ordering::Relaxed);
+        lock(&self.table.idle).insert(seq, Arc::clone(&self.evict));
+        IdleMark {
+            table: &self.table,
+            seq,
+        }
+    }
+
+    /// Resolves when the connection was chosen to close to make room at the cap.
+    pub(crate) async fn evicted(&self) {
+        self.evict.notified().await;
+    }
 }
 
-/// The connection cap for a descriptor limit: a quarter of it (at least 64 descriptors) is
-/// left for origin connections, files and listeners.
-fn default_max(nofile: Option<usize>) -> usize {
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.table.open.fetch_sub(1, Ordering::AcqRel);
+        self.table.release_client(self.client);
+    }
+}
+
+/// The process's open-files (descriptor) limit in force, if it can be read.
+pub(crate) fn open_files_limit() -> Option<usize> {
+    rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .ok()
+        .and_then(|(soft, _)| usize::try_from(soft).ok())
+}
+
+/// Raises the open-files soft limit towards `want` (0: as far as the hard limit allows), as
+/// nginx's `worker_rlimit_nofile` does: container runtimes start processes with a low soft
+/// limit under a high hard one. Returns the limit in force.
+pub(crate) fn raise_open_files(want: u64) -> Option<usize> {
+    let want = if want == 0 { u64::MAX } else { want };
+    match rlimit::increase_nofile_limit(want) {
+        Ok(now) => usize::try_from(now).ok(),
+        Err(e) => {
+            tracing::warn!("could not raise the open-files limit: {e}");
+            open_files_limit()
+        }
+    }
+}
+
+/// Origin connections kept idle for reuse, at most, besides the fetch slots (the pool of
+/// pingora's connector).
+const UPSTREAM_IDLE_POOL: usize = 128;
+
+/// The connection cap for a descriptor limit: what is left after the origin connections
+/// (`upstream` fetch slots and the idle pool) plus 64 for listeners, files and the admin
+/// side, and at least a quarter of the limit, so that accept never meets EMFILE.
+fn default_max(nofile: Option<usize>, upstream: usize) -> usize {
     let nofile = nofile.unwrap_or(1024);
-    nofile.saturating_sub((nofile / 4).max(64)).max(16)
+    let reserve = (nofile / 4).max(upstream + UPSTREAM_IDLE_POOL + 64);
+    nofile.saturating_sub(reserve).max(16)
+}
+
+/// Whether `downstream` connections and `upstream` fetch slots fit in the descriptor limit
+/// (with the origin idle pool and 64 to spare); if not, accept may meet EMFILE under load.
+pub(crate) fn fits(nofile: Option<usize>, downstream: usize, upstream: usize) -> bool {
+    nofile.is_none_or(|n| downstream + upstream + UPSTREAM_IDLE_POOL + 64 <= n)
 }
 
 /// The client resets an HTTP/2 connection may make in a window before it is ended
@@ -232,7 +321,7 @@ mod tests {
 
     #[test]
     fn caps_count_open_connections_and_free_them_on_drop() {
-        let t = Connections::new(3, 2);
+        let t = Connections::new(3, 2, 0);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let a1 = t.admit(Some(a)).unwrap();
@@ -245,12 +334,64 @@ mod tests {
         assert_eq!(t.per_client.lock().unwrap().get(&a), Some(&2));
     }
 
+    #[tokio::test]
+    async fn at_the_cap_the_longest_idle_connection_makes_room() {
+        let t = Connections::new(2, 10, 0);
+        let a = t.admit(None).unwrap();
+        let b = t.admit(None).unwrap();
+        let busy = t.admit(None);
+        assert_eq!(
+            busy.unwrap_err(),
+            Closed::MaxConnections,
+            "none idle: refused"
+        );
+        let b_idle = b.idle();
+        let a_idle = a.idle();
+        let c = t.admit(None).unwrap();
+        // b became idle first, so b is told to close; a is left alone.
+        tokio::time::timeout(Duration::from_millis(100), b.evicted())
+            .await
+            .unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), a.evicted())
+                .await
+                .is_err()
+        );
+        drop(b_idle);
+        drop(b);
+        // a idle; a fourth evicts it; with none idle left, a fifth is refused.
+        let d = t.admit(None).unwrap();
+        tokio::time::timeout(Duration::from_millis(100), a.evicted())
+            .await
+            .unwrap();
+        drop(a_idle);
+        drop(a);
+        assert_eq!(t.admit(None).unwrap_err(), Closed::MaxConnections);
+        drop(c);
+        drop(d);
+        assert_eq!(t.open.load(Ordering::Acquire), 0);
+        assert!(t.idle.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_refusal_by_the_gateway_cap_frees_the_client_count() {
+        let t = Connections::new(1, 5, 0);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let _a = t.admit(Some(ip)).unwrap();
+        assert_eq!(t.admit(Some(ip)).unwrap_err(), Closed::MaxConnections);
+        assert_eq!(t.per_client.lock().unwrap().get(&ip), Some(&1));
+    }
+
     #[test]
     fn the_default_cap_leaves_descriptors_for_the_rest() {
-        assert_eq!(default_max(Some(1024)), 768);
-        assert_eq!(default_max(Some(100)), 36);
-        assert_eq!(default_max(Some(1_048_576)), 786_432);
-        assert_eq!(default_max(None), 768);
+        // 1024 descriptors, 512 fetch slots: 512 + 128 + 64 kept back.
+        assert_eq!(default_max(Some(1024), 512), 320);
+        assert!(fits(Some(1024), 320, 512));
+        assert!(!fits(Some(1024), 321, 512));
+        assert_eq!(default_max(Some(100), 10), 16);
+        assert_eq!(default_max(Some(1_048_576), 512), 786_432);
+        assert!(fits(Some(1_048_576), 786_432, 512));
+        assert_eq!(default_max(None, 0), 768);
         assert!(open_files_limit().is_some());
     }
 

@@ -25,7 +25,8 @@ pub struct Metrics {
     pub cache_hit_bytes: IntCounter,
     /// Bytes currently held (weighted size).
     pub cache_size_bytes: IntGauge,
-    /// Origin fetches by outcome (`ok`, `status_error`, `connect_error`, `timeout`, `error`).
+    /// Origin fetches by outcome (`ok`, `status_error`, `connect_error`, `timeout`, `error`,
+    /// `busy`, `abandoned`).
     pub origin_fetches: IntCounterVec,
     /// Origin fetch latency to the end of the body, by outcome.
     pub origin_seconds: HistogramVec,
@@ -36,6 +37,9 @@ pub struct Metrics {
     /// Downstream connections the gateway ended or refused, by protocol and reason
     /// (the series are created at start by the connection guard).
     pub connections_closed: IntCounterVec,
+    /// Origin fetches for requests whose last reader left before the body was in, by what
+    /// became of them (`background`: continued in a background slot; `abandoned`).
+    pub fills_unread: IntCounterVec,
     /// Push metrics (`dashpush_push_*`, `dashpush_prefetch_*`).
     pub push: PushMetrics,
     /// WebSocket upgrade requests by result (`ok`, `no_subprotocol`, `bad_request`).
@@ -291,6 +295,24 @@ impl Metrics {
             &["protocol", "reason"],
         )?;
         registry.register(Box::new(connections_closed.clone()))?;
+        let fills_unread = IntCounterVec::new(
+            Opts::new(
+                "dashpush_fills_unread_total",
+                "Origin fetches whose last reader left before they ended: continued in a \
+                 background slot, or abandoned.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(fills_unread.clone()))?;
+        // `process_open_fds`, `process_max_fds`, RSS and CPU (Linux): what the connection caps
+        // are sized against.
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        for o in ["background", "abandoned"] {
+            fills_unread.with_label_values(&[o]);
+        }
         let push = PushMetrics::new(&registry)?;
         // The push and live series a dashboard plots are created from the start (0) by the
         // delivery layer, from its label enums (`delivery::account::register_series`).
@@ -386,6 +408,7 @@ impl Metrics {
             coalesced_waits,
             open_connections,
             connections_closed,
+            fills_unread,
         })
     }
 

@@ -7,10 +7,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use pingora::apps::ServerApp;
-use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::tls::{Acceptor, TlsSettings};
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::ALPN;
 use pingora::protocols::Stream;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::listening::Service;
@@ -24,7 +25,7 @@ use crate::downstream::h1::{self, Handler};
 use crate::downstream::h2 as h2srv;
 use crate::drain::{Drain, DrainingSignal};
 use crate::gateway::{Gateway, Req, Resp};
-use crate::guard::{Closed, Connections};
+use crate::guard::{Admitted, Closed, Connections};
 use crate::metrics::Metrics;
 use crate::origin::routing::{Origins, Route};
 use crate::origin::upstream::{Upstream, UpstreamConfig};
@@ -38,13 +39,15 @@ use dashpush_proto::http2::request_policy;
 /// this size leave in one write.
 const H1_WRITE_BUFFER: usize = 32 * 1024;
 
-/// The app on the traffic listener.
+/// The app on a traffic listener (cleartext, or TLS with `tls`).
+#[derive(Clone)]
 struct EdgeApp {
     gateway: Arc<Gateway>,
     h2: H2Limits,
     limits: Limits,
     connections: Arc<Connections>,
     drain: Arc<Drain>,
+    tls: Option<Arc<Acceptor>>,
 }
 
 #[async_trait::async_trait]
@@ -111,7 +114,7 @@ const H2_PREFACE_START: &[u8; 4] = b"PRI ";
 impl ServerApp for EdgeApp {
     async fn process_new(
         self: &Arc<Self>,
-        mut stream: Stream,
+        stream: Stream,
         _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let metrics = self.gateway.metrics();
@@ -121,39 +124,17 @@ impl ServerApp for EdgeApp {
                 .and_then(|a| a.as_inet())
                 .map(std::net::SocketAddr::ip)
         });
-        let _admitted = match self.connections.admit(client) {
+        let admitted = match self.connections.admit(client) {
             Ok(a) => a,
             Err(why) => {
                 why.count(metrics, "tcp");
                 return None;
             }
         };
-        // Under TLS, ALPN decides; in cleartext, the first bytes do (h2c prior knowledge),
-        // within the handshake deadline. TLS whether or not the client used ALPN (the scheme
-        // of its URLs depends on it).
-        let tls = stream.get_ssl_digest().is_some() || stream.selected_alpn_proto().is_some();
-        let is_h2 = match stream.selected_alpn_proto() {
-            Some(alpn) => matches!(alpn, ALPN::H2),
-            None => {
-                let mut first = [0u8; 4];
-                match tokio::time::timeout(self.limits.handshake, stream.try_peek(&mut first)).await
-                {
-                    Ok(Ok(true)) => &first == H2_PREFACE_START,
-                    Ok(Ok(false)) => false,
-                    Ok(Err(_)) => return None,
-                    Err(_) => {
-                        Closed::Handshake.count(metrics, "tcp");
-                        return None;
-                    }
-                }
-            }
-        };
+        let (stream, is_h2) = self.handshake(stream, &admitted).await?;
+        let tls = self.tls.is_some();
         let protocol = if is_h2 { "h2" } else { "h1" };
-        let gauge = self
-            .gateway
-            .metrics()
-            .open_connections
-            .with_label_values(&[protocol]);
+        let gauge = metrics.open_connections.with_label_values(&[protocol]);
         gauge.inc();
         if is_h2 {
             h2srv::serve(
@@ -162,18 +143,85 @@ impl ServerApp for EdgeApp {
                 self.h2,
                 self.limits,
                 &self.drain,
+                &admitted,
                 tls,
             )
             .await;
         } else {
-            h1::serve(&self.gateway, stream, self.limits, &self.drain, tls).await;
+            h1::serve(
+                &self.gateway,
+                stream,
+                self.limits,
+                &self.drain,
+                &admitted,
+                tls,
+            )
+            .await;
         }
         gauge.dec();
         None
     }
 }
 
-struct AdminApp(Arc<Admin>, Arc<Drain>);
+impl EdgeApp {
+    /// Everything before the first request, within the handshake deadline: the first bytes
+    /// (until they arrive the connection is idle, one of the first closed at the cap), the TLS
+    /// handshake on the TLS listener, and the protocol: ALPN under TLS, the first bytes in
+    /// cleartext (h2c prior knowledge). `None`: the connection is over (counted).
+    async fn handshake(&self, mut stream: Stream, admitted: &Admitted) -> Option<(Stream, bool)> {
+        let metrics = self.gateway.metrics();
+        let deadline = tokio::time::Instant::now() + self.limits.handshake;
+        let mut first = [0u8; 4];
+        let peeked = {
+            let _idle = admitted.idle();
+            tokio::select! {
+                r = tokio::time::timeout_at(deadline, stream.try_peek(&mut first)) => r,
+                () = admitted.evicted() => {
+                    Closed::Evicted.count(metrics, "tcp");
+                    return None;
+                }
+            }
+        };
+        let peeked = match peeked {
+            Ok(Ok(peeked)) => peeked,
+            Ok(Err(_)) => return None,
+            Err(_) => {
+                Closed::Handshake.count(metrics, "tcp");
+                return None;
+            }
+        };
+        if let Some(acceptor) = &self.tls {
+            // The listener hands over the TCP stream; the handshake is ours, so that it has
+            // the same deadline as the rest (pingora's own allows 60 s, uncounted).
+            let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
+                tracing::warn!("TLS listener: not a TCP stream");
+                return None;
+            };
+            stream = match tokio::time::timeout_at(deadline, acceptor.tls_handshake(*l4)).await {
+                Ok(Ok(tls)) => Box::new(tls),
+                Ok(Err(e)) => {
+                    tracing::debug!("TLS handshake: {e}");
+                    return None;
+                }
+                Err(_) => {
+                    Closed::TlsHandshake.count(metrics, "tls");
+                    return None;
+                }
+            };
+            // ALPN decides; a TLS client without ALPN speaks HTTP/1.1 (spec Annex E).
+            let is_h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+            return Some((stream, is_h2));
+        }
+        Some((stream, peeked && &first == H2_PREFACE_START))
+    }
+}
+
+/// The admin listener (probes, metrics): HTTP/1.1 with the default deadlines and a small
+/// connection cap of its own.
+struct AdminApp(Arc<Admin>, Arc<Drain>, Arc<Connections>);
+
+/// Open admin connections at most (per client address too).
+const ADMIN_CONNECTIONS: usize = 64;
 
 #[async_trait::async_trait]
 impl ServerApp for AdminApp {
@@ -182,7 +230,16 @@ impl ServerApp for AdminApp {
         stream: Stream,
         _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        h1::serve(&self.0, stream, Limits::default(), &self.1, false).await;
+        let admitted = self.2.admit(None).ok()?;
+        h1::serve(
+            &self.0,
+            stream,
+            Limits::default(),
+            &self.1,
+            &admitted,
+            false,
+        )
+        .await;
         None
     }
 }
@@ -389,31 +446,44 @@ pub fn run_with_reload(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let drain = Drain::new();
+    let nofile = crate::guard::raise_open_files(config.limits.max_open_files);
     let connections = Connections::new(
         config.limits.max_connections,
         config.limits.max_connections_per_client,
+        config.fetch_slots.max,
     );
     tracing::info!(
         max = connections.max(),
         per_client = config.limits.max_connections_per_client,
+        open_files = nofile,
         "downstream connection caps"
     );
-    let mut traffic = Service::new(
-        "dashpush".into(),
-        EdgeApp {
-            gateway: gateway.clone(),
-            h2: config.h2,
-            limits: config.limits,
-            connections: connections.clone(),
-            drain: drain.clone(),
-        },
-    );
+    if !crate::guard::fits(nofile, connections.max(), config.fetch_slots.max) {
+        tracing::warn!(
+            "limits.max_connections ({}) and upstream.max_connections ({}) do not fit the \
+             open-files limit ({nofile:?}): accepting may fail with EMFILE under load; raise \
+             limits.max_open_files or the hard limit, or lower the caps",
+            connections.max(),
+            config.fetch_slots.max
+        );
+    }
+    let app = EdgeApp {
+        gateway: gateway.clone(),
+        h2: config.h2,
+        limits: config.limits,
+        connections: connections.clone(),
+        drain: drain.clone(),
+        tls: None,
+    };
     // A write buffer that holds a response head and a small body, so a cache hit of a typical
     // segment goes out in one `send` instead of two (pingora's default buffer is one MSS).
-    traffic.add_listener(
-        ListenerConfig::tcp(listen.to_string())
-            .l4_buffer(L4BufferSettings::default().write(H1_WRITE_BUFFER)),
-    );
+    let tcp = |addr: SocketAddr| {
+        ListenerConfig::tcp(addr.to_string())
+            .l4_buffer(L4BufferSettings::default().write(H1_WRITE_BUFFER))
+    };
+    let mut traffic = Service::new("dashpush".into(), app.clone());
+    traffic.add_listener(tcp(listen));
+    let mut tls_svc = None;
     let tls_addr = match &config.tls {
         Some(tls) => {
             let addr = concrete(&tls.listen)?;
@@ -427,7 +497,16 @@ pub fn run_with_reload(
             let mut settings = TlsSettings::intermediate(cert, key)
                 .map_err(|e| EdgeError::Config(format!("TLS: {e}")))?;
             settings.enable_h2();
-            traffic.add_tls_with_settings(&addr.to_string(), None, settings);
+            // A TCP listener: the app does the handshake (see `EdgeApp::handshake`).
+            let mut svc = Service::new(
+                "dashpush-tls".into(),
+                EdgeApp {
+                    tls: Some(Arc::new(settings.build())),
+                    ..app
+                },
+            );
+            svc.add_listener(tcp(addr));
+            tls_svc = Some(svc);
             Some(addr)
         }
         None => None,
@@ -441,10 +520,14 @@ pub fn run_with_reload(
                 drain: drain.clone(),
             }),
             drain.clone(),
+            Connections::new(ADMIN_CONNECTIONS, ADMIN_CONNECTIONS, 0),
         ),
     );
     admin_svc.add_tcp(&admin.to_string());
     server.add_service(traffic);
+    if let Some(svc) = tls_svc {
+        server.add_service(svc);
+    }
     server.add_service(admin_svc);
     tracing::info!("listening http/1.1+h2c on {listen}");
     if let Some(addr) = tls_addr {

@@ -56,6 +56,9 @@ pub struct FetchSlots {
     pub max: usize,
     /// How long a fetch waits for a slot (`upstream.queue_timeout_ms`).
     pub wait: Duration,
+    /// Client fetches that may go on after every reader left (`upstream.max_background_fills`);
+    /// beyond them such a fetch is abandoned.
+    pub background: usize,
 }
 
 impl Default for FetchSlots {
@@ -63,6 +66,7 @@ impl Default for FetchSlots {
         Self {
             max: 512,
             wait: Duration::from_secs(5),
+            background: 64,
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Open downstream connections per client address.
     pub max_connections_per_client: usize,
+    /// The open-files soft limit the gateway raises itself to at start (0: the hard limit).
+    pub max_open_files: u64,
 }
 
 impl Default for Limits {
@@ -96,6 +102,7 @@ impl Default for Limits {
             send: Duration::from_secs(30),
             max_connections: 0,
             max_connections_per_client: 512,
+            max_open_files: 0,
         }
     }
 }

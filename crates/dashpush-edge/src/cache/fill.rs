@@ -28,6 +28,9 @@ struct State {
 pub struct Fill {
     state: Mutex<State>,
     changed: watch::Sender<()>,
+    /// Interest held for whoever started the fill until its first reader subscribes (or the
+    /// head arrives): before that, no subscriber does not mean nobody wants it.
+    starter: Mutex<Option<watch::Receiver<()>>>,
     /// Started by the prefetcher, not by a request.
     pub(crate) prefetched: AtomicBool,
     /// A request or push has used this prefetch (counted once).
@@ -37,9 +40,11 @@ pub struct Fill {
 impl Fill {
     /// An empty fill, before the origin answered.
     pub fn new() -> Arc<Self> {
+        let (changed, starter) = watch::channel(());
         Arc::new(Self {
             state: Mutex::new(State::default()),
-            changed: watch::Sender::new(()),
+            changed,
+            starter: Mutex::new(Some(starter)),
             prefetched: AtomicBool::new(false),
             claimed: AtomicBool::new(false),
         })
@@ -54,10 +59,32 @@ impl Fill {
         self.changed.send_replace(());
     }
 
+    /// A subscription to changes; the starter's placeholder interest is no longer needed.
+    fn subscribe(&self) -> watch::Receiver<()> {
+        let rx = self.changed.subscribe();
+        self.drop_starter();
+        rx
+    }
+
+    fn drop_starter(&self) {
+        self.starter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    /// Resolves once nobody follows the fill any more: every reader (and waiter for the head
+    /// or the whole body) is gone, and the head has arrived or a reader came and went.
+    pub(crate) async fn unread(&self) {
+        self.changed.closed().await;
+    }
+
     /// Records the response head.
     pub fn set_head(&self, head: Head) {
         self.with(|s| s.head = Some(head));
         self.wake();
+        // Whoever started the fill has had a round trip to start following it.
+        self.drop_starter();
     }
 
     /// Appends a body chunk.
@@ -94,7 +121,7 @@ impl Fill {
 
     /// Waits for the head; an error if the fetch failed before it.
     pub async fn head(&self) -> Result<Head, UpstreamError> {
-        let mut rx = self.changed.subscribe();
+        let mut rx = self.subscribe();
         loop {
             let seen = self.with(|s| match (&s.head, &s.end) {
                 (Some(h), _) => Some(Ok(h.clone())),
@@ -115,7 +142,7 @@ impl Fill {
 
     /// Waits for the end and returns the whole response.
     pub async fn complete(&self) -> Result<Fetched, UpstreamError> {
-        let mut rx = self.changed.subscribe();
+        let mut rx = self.subscribe();
         loop {
             let done = self.with(|s| match &s.end {
                 Some(Ok(())) => Some(match &s.head {
@@ -141,7 +168,7 @@ impl Fill {
     /// A reader from the first byte.
     pub fn reader(self: &Arc<Self>) -> FillReader {
         FillReader {
-            rx: self.changed.subscribe(),
+            rx: self.subscribe(),
             fill: Arc::clone(self),
             next: 0,
         }

@@ -7,9 +7,10 @@ use pingora::http::ResponseHeader;
 use pingora::protocols::Stream;
 use pingora::protocols::http::v1::server::HttpSession;
 
+use crate::delivery::cycle::CLIENT_CLOSED;
 use crate::drain::Drain;
 use crate::gateway::{Body, Req, Resp};
-use crate::guard::Closed;
+use crate::guard::{Admitted, Closed};
 use crate::settings::Limits;
 
 /// Something that answers requests (the gateway, or the admin routes).
@@ -54,12 +55,14 @@ pub(crate) trait Handler: Send + Sync + 'static {
 /// Serves HTTP/1.1 requests on `stream` until the client, a deadline (`limits`) or a shutdown
 /// ends it. The whole request head must arrive within `limits.header` of its first byte; a
 /// keep-alive connection must start its next request within `limits.idle`; a response write
-/// that makes no progress for `limits.send` ends the connection.
+/// that makes no progress for `limits.send` ends the connection. Between requests the
+/// connection is idle (`conn`): at the connection cap it may be closed to make room.
 pub(crate) async fn serve<H: Handler>(
     handler: &Arc<H>,
     stream: Stream,
     limits: Limits,
     drain: &Arc<Drain>,
+    conn: &Admitted,
     tls: bool,
 ) {
     let scheme = if tls { "https" } else { "http" };
@@ -78,7 +81,15 @@ pub(crate) async fn serve<H: Handler>(
         let mut head_deadline = limits.header;
         if !first {
             let mut b = [0u8; 1];
-            match tokio::time::timeout(limits.idle, stream.try_peek(&mut b)).await {
+            let _idle = conn.idle();
+            let next = tokio::select! {
+                next = tokio::time::timeout(limits.idle, stream.try_peek(&mut b)) => next,
+                () = conn.evicted() => {
+                    handler.closed(Closed::Evicted);
+                    return;
+                }
+            };
+            match next {
                 Ok(Ok(true)) => {}
                 // A stream that cannot peek (TLS): the idle time bounds the wait and the head.
                 Ok(Ok(false)) => head_deadline = limits.idle + limits.header,
@@ -131,7 +142,10 @@ pub(crate) async fn serve<H: Handler>(
                 .or_else(|| head.uri.host().map(str::to_owned)),
         };
         let (host, path) = (req.host.clone(), req.path.clone());
-        let mut resp = handler.handle(req).await;
+        let Some(mut resp) = answer_unless_gone(handler.as_ref(), &mut session, req).await else {
+            handler.record("h1", CLIENT_CLOSED);
+            return;
+        };
         handler
             .before_write(scheme, host.as_deref(), &path, &resp)
             .await;
@@ -151,6 +165,32 @@ pub(crate) async fn serve<H: Handler>(
             Ok(Some(reusable)) => reusable.into_parts().0,
             _ => return,
         };
+    }
+}
+
+/// Runs the handler while watching the connection: a client that closes it before the answer
+/// is ready cancels the work at once (`None`), as an HTTP/2 reset does. Bytes that arrive
+/// meanwhile (a pipelined request, which is not supported) make the connection close after
+/// this answer.
+async fn answer_unless_gone<H: Handler>(
+    handler: &H,
+    session: &mut HttpSession,
+    req: Req,
+) -> Option<Resp> {
+    let handling = handler.handle(req);
+    tokio::pin!(handling);
+    tokio::select! {
+        resp = &mut handling => Some(resp),
+        watched = session.read_body_or_idle(true) => match watched {
+            Err(e) if matches!(e.etype(), pingora::ErrorType::ConnectionClosed | pingora::ErrorType::ReadError) => {
+                tracing::debug!("h1 client left before its answer: {e}");
+                None
+            }
+            _ => {
+                session.set_server_keepalive(None);
+                Some(handling.await)
+            }
+        },
     }
 }
 

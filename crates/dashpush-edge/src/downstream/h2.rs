@@ -24,7 +24,7 @@ use crate::delivery::{AnswerHead, DropReason, PushTransport, Stop, Transport, Wi
 use crate::downstream::h2settings::{PushEnabled, PushSetting};
 use crate::drain::Drain;
 use crate::gateway::{Body, Gateway, Req, Resp};
-use crate::guard::{Closed, ResetBudget};
+use crate::guard::{Admitted, Closed, ResetBudget};
 use crate::prefetch::Pushable;
 use crate::served::{after_pull, remember_mpd};
 use crate::settings::{H2Limits, Limits};
@@ -59,6 +59,7 @@ pub(crate) async fn serve(
     h2: H2Limits,
     limits: Limits,
     drain: &Arc<Drain>,
+    admitted: &Admitted,
     tls: bool,
 ) {
     let metrics = handler.metrics();
@@ -113,15 +114,19 @@ pub(crate) async fn serve(
     let mut tasks = tokio::task::JoinSet::new();
     let mut requests = 0u64;
     let mut idle_until = tokio::time::Instant::now() + limits.idle;
+    // Nothing in flight: one of the first connections closed at the cap.
+    let mut idle = Some(admitted.idle());
     let ended = loop {
         tokio::select! {
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {
                 if tasks.is_empty() {
                     idle_until = tokio::time::Instant::now() + limits.idle;
+                    idle = Some(admitted.idle());
                 }
             }
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
+                    idle = None;
                     requests += 1;
                     if requests == h2.max_requests {
                         // This one is served; then GOAWAY and the client opens a new connection.
@@ -166,6 +171,7 @@ pub(crate) async fn serve(
             },
             () = push.resets.spent.notified() => break Some((Closed::ResetFlood, h2::Reason::ENHANCE_YOUR_CALM)),
             _ = &mut ping_lost => break Some((Closed::PingTimeout, h2::Reason::NO_ERROR)),
+            () = admitted.evicted(), if idle.is_some() => break Some((Closed::Evicted, h2::Reason::NO_ERROR)),
             () = tokio::time::sleep_until(idle_until), if tasks.is_empty() => {
                 Closed::Idle.count(metrics, "h2");
                 // GOAWAY; the loop ends when the client has nothing more in flight.

@@ -39,6 +39,9 @@ pub enum UpstreamError {
     /// Every origin fetch slot stayed taken for the queue timeout.
     #[error("too many origin fetches at once")]
     Busy,
+    /// Every reader left before the fetch ended and no background slot was free.
+    #[error("origin fetch abandoned: nobody reads it")]
+    Abandoned,
 }
 
 impl UpstreamError {
@@ -57,6 +60,7 @@ impl UpstreamError {
             Self::Unreachable(_) => "connect_error",
             Self::TooLarge(_) => "error",
             Self::Busy => "busy",
+            Self::Abandoned => "abandoned",
         }
     }
 }
