@@ -12,7 +12,7 @@ import { DashPushClient } from '../src/client.js';
 const [url, secondsArg, clientsArg] = process.argv.slice(2);
 const until = Date.now() + Number(secondsArg) * 1000;
 const clients = Number(clientsArg ?? 2);
-const SEGMENTS = 10;
+const SEGMENTS = 3; // the built-in VOD stream's segments per Representation
 const REPS = ['stream0', 'stream1'];
 const totals = { requests: 0, pushed: 0, failures: 0, reconnects: 0 };
 

@@ -211,7 +211,7 @@ pub struct RawLimits {
     pub max_connections: Option<usize>,
     /// Downstream connections per client address.
     pub max_connections_per_client: Option<usize>,
-    /// Open-files soft limit to raise to at start (0: the hard limit).
+    /// Open-files soft limit set at start (0: raise it to the hard limit).
     pub max_open_files: Option<u64>,
 }
 

@@ -243,18 +243,20 @@ pub(crate) fn open_files_limit() -> Option<usize> {
         .and_then(|(soft, _)| usize::try_from(soft).ok())
 }
 
-/// Raises the open-files soft limit towards `want` (0: as far as the hard limit allows), as
-/// nginx's `worker_rlimit_nofile` does: container runtimes start processes with a low soft
-/// limit under a high hard one. Returns the limit in force.
-pub(crate) fn raise_open_files(want: u64) -> Option<usize> {
-    let want = if want == 0 { u64::MAX } else { want };
-    match rlimit::increase_nofile_limit(want) {
-        Ok(now) => usize::try_from(now).ok(),
-        Err(e) => {
-            tracing::warn!("could not raise the open-files limit: {e}");
-            open_files_limit()
-        }
+/// Sets the open-files soft limit to `want` (within the hard limit), or with `want` 0 raises it
+/// to the hard limit, as nginx's `worker_rlimit_nofile` does: container runtimes start
+/// processes with a low soft limit under a high hard one. Returns the limit in force.
+pub(crate) fn set_open_files(want: u64) -> Option<usize> {
+    let result = if want == 0 {
+        rlimit::increase_nofile_limit(u64::MAX).map(|_| ())
+    } else {
+        rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .and_then(|(_, hard)| rlimit::setrlimit(rlimit::Resource::NOFILE, want.min(hard), hard))
+    };
+    if let Err(e) = result {
+        tracing::warn!("could not set the open-files limit: {e}");
     }
+    open_files_limit()
 }
 
 /// Origin connections kept idle for reuse, at most, besides the fetch slots (the pool of

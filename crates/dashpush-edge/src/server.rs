@@ -446,7 +446,7 @@ pub fn run_with_reload(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let drain = Drain::new();
-    let nofile = crate::guard::raise_open_files(config.limits.max_open_files);
+    let nofile = crate::guard::set_open_files(config.limits.max_open_files);
     let connections = Connections::new(
         config.limits.max_connections,
         config.limits.max_connections_per_client,

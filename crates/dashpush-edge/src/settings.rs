@@ -89,7 +89,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Open downstream connections per client address.
     pub max_connections_per_client: usize,
-    /// The open-files soft limit the gateway raises itself to at start (0: the hard limit).
+    /// The open-files soft limit the gateway sets at start, within the hard limit (0: raise it
+    /// to the hard limit).
     pub max_open_files: u64,
 }
 

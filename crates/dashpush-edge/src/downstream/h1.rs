@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::protocols::Stream;
 use pingora::protocols::http::v1::server::HttpSession;
+use tokio::io::AsyncReadExt;
 
 use crate::delivery::cycle::CLIENT_CLOSED;
 use crate::drain::Drain;
@@ -74,26 +76,27 @@ pub(crate) async fn serve<H: Handler>(
                 .map_or(a.clone(), |(ip, _)| ip.trim_matches(['[', ']']).to_owned())
         });
     let mut stream = stream;
-    // The first request's bytes have arrived (the protocol was told by them, or TLS was
-    // negotiated); a kept-alive connection waits for its next request's first byte.
-    let mut first = true;
+    // In cleartext the first request's bytes have arrived (the protocol was told by them);
+    // after a TLS handshake, and on a kept-alive connection, the connection waits (idle) for
+    // its next request's first byte.
+    let mut first = !tls;
     loop {
-        let mut head_deadline = limits.header;
+        // A kept-alive connection is idle until the next request's first byte, which is read
+        // here (TLS cannot be peeked) and handed to the session as the start of the head.
+        let mut prefix = None;
         if !first {
             let mut b = [0u8; 1];
             let _idle = conn.idle();
             let next = tokio::select! {
-                next = tokio::time::timeout(limits.idle, stream.try_peek(&mut b)) => next,
+                next = tokio::time::timeout(limits.idle, stream.read(&mut b)) => next,
                 () = conn.evicted() => {
                     handler.closed(Closed::Evicted);
                     return;
                 }
             };
             match next {
-                Ok(Ok(true)) => {}
-                // A stream that cannot peek (TLS): the idle time bounds the wait and the head.
-                Ok(Ok(false)) => head_deadline = limits.idle + limits.header,
-                Ok(Err(_)) => return,
+                Ok(Ok(0) | Err(_)) => return,
+                Ok(Ok(_)) => prefix = Some(BytesMut::from(&b[..])),
                 Err(_) => {
                     handler.closed(Closed::Idle);
                     return;
@@ -103,8 +106,11 @@ pub(crate) async fn serve<H: Handler>(
         first = false;
         // Boxed: the session is large, and the connection future would otherwise move it.
         let mut session = Box::new(HttpSession::new(stream));
+        if let Some(prefix) = prefix {
+            session.set_pipelined_prefix(prefix);
+        }
         session.set_write_timeout(Some(limits.send));
-        match tokio::time::timeout(head_deadline, session.read_request()).await {
+        match tokio::time::timeout(limits.header, session.read_request()).await {
             Ok(Ok(Some(_))) => {}
             Ok(Ok(None)) => return,
             Ok(Err(e)) => {

@@ -97,12 +97,15 @@ pub(crate) async fn serve(
                 return;
             }
         };
-    // Keep-alive PINGs: a peer that answers none within the timeout is gone (or never acked
-    // our SETTINGS: h2 answers its PINGs only once the connection runs).
-    let (ping_lost_tx, mut ping_lost) = tokio::sync::oneshot::channel::<()>();
+    // Keep-alive PINGs: a peer that answers none within the timeout is gone, and the first,
+    // sent at once, bounds the rest of the handshake (a peer that never reads our SETTINGS
+    // answers no PING either).
+    let (ping_lost_tx, mut ping_lost) = tokio::sync::oneshot::channel::<Closed>();
+    let mut keepalive_over = false;
     let _keepalive = conn.ping_pong().map(|pp| {
         AbortOnDrop(tokio::spawn(keepalive(
             pp,
+            limits.handshake,
             h2.ping_interval,
             h2.ping_timeout,
             ping_lost_tx,
@@ -170,7 +173,11 @@ pub(crate) async fn serve(
                 None => break None,
             },
             () = push.resets.spent.notified() => break Some((Closed::ResetFlood, h2::Reason::ENHANCE_YOUR_CALM)),
-            _ = &mut ping_lost => break Some((Closed::PingTimeout, h2::Reason::NO_ERROR)),
+            lost = &mut ping_lost, if !keepalive_over => match lost {
+                Ok(why) => break Some((why, h2::Reason::NO_ERROR)),
+                // The connection is closing: the keep-alive has nothing left to watch.
+                Err(_) => keepalive_over = true,
+            },
             () = admitted.evicted(), if idle.is_some() => break Some((Closed::Evicted, h2::Reason::NO_ERROR)),
             () = tokio::time::sleep_until(idle_until), if tasks.is_empty() => {
                 Closed::Idle.count(metrics, "h2");
@@ -207,23 +214,28 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Sends a PING every `every`; tells `lost` when one goes unanswered for `within`.
+/// Sends a PING at once, which must be answered within `first` (a peer that does not read,
+/// or never processes our SETTINGS, fails it within the handshake deadline), then one every
+/// `every`; tells `lost` why when one goes unanswered for `within`.
 async fn keepalive(
     mut pp: h2::PingPong,
+    first: Duration,
     every: Duration,
     within: Duration,
-    lost: tokio::sync::oneshot::Sender<()>,
+    lost: tokio::sync::oneshot::Sender<Closed>,
 ) {
+    let mut deadline = (first, Closed::Handshake);
     loop {
-        tokio::time::sleep(every).await;
-        match tokio::time::timeout(within, pp.ping(h2::Ping::opaque())).await {
+        match tokio::time::timeout(deadline.0, pp.ping(h2::Ping::opaque())).await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return,
             Err(_) => {
-                let _ = lost.send(());
+                let _ = lost.send(deadline.1);
                 return;
             }
         }
+        tokio::time::sleep(every).await;
+        deadline = (within, Closed::PingTimeout);
     }
 }
 
