@@ -110,16 +110,22 @@ struct RunArgs {
     /// Default 127.0.0.1:8080.
     #[arg(long)]
     listen: Option<String>,
-    /// The default origin, e.g. http://127.0.0.1:8081.
+    /// The default origin, e.g. http://127.0.0.1:8081 or https://origin.example.
     #[arg(long)]
     origin: Option<String>,
+    /// PEM file of the CAs that sign HTTPS origins' certificates (default: the system roots).
+    #[arg(long, value_name = "FILE")]
+    origin_ca: Option<PathBuf>,
     /// A further origin for a path prefix, `PREFIX=URL` (e.g. `/live/=http://10.0.0.2:8081`);
     /// repeatable, added after the file's `routes`.
     #[arg(long = "route", value_name = "PREFIX=URL")]
     routes: Vec<String>,
-    /// Admin listener: /metrics, /live, /ready. Default 127.0.0.1:9090.
+    /// Admin listener: /metrics, /live, /ready, POST /purge. Default 127.0.0.1:9090.
     #[arg(long)]
     admin: Option<String>,
+    /// A file holding the bearer token that POST /purge (every non-GET admin route) requires.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Segments prefetched after each segment a client pulls without a push directive
     /// (0 = off). Default 2.
     #[arg(long)]
@@ -159,7 +165,12 @@ impl RunArgs {
             None => dashpush_edge::RawConfig::default(),
         };
         raw.listen = self.listen.clone().or(raw.listen);
-        raw.admin = self.admin.clone().or(raw.admin);
+        if let Some(admin) = self.admin.clone() {
+            raw.set_admin_listen(admin);
+        }
+        if let Some(file) = self.admin_token_file.clone() {
+            raw.set_admin_token_file(file);
+        }
         raw.origin = self.origin.clone().or(raw.origin);
         for r in &self.routes {
             let (prefix, origin) = r.split_once('=').unwrap_or(("", r.as_str()));
@@ -173,6 +184,7 @@ impl RunArgs {
         raw.prefetch.next = self.prefetch_next.or(raw.prefetch.next);
         raw.static_dir = self.static_dir.clone().or(raw.static_dir);
         raw.upstream.read_timeout_ms = self.origin_timeout_ms.or(raw.upstream.read_timeout_ms);
+        raw.upstream.ca_file = self.origin_ca.clone().or(raw.upstream.ca_file.take());
         if self.ready_without_origin {
             raw.ready_without_origin = Some(true);
         }

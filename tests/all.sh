@@ -10,10 +10,15 @@
 #      live demo it must play near the live edge over the socket;
 #   4. the deployment checks (Dockerfile lint, Kubernetes schemas, Prometheus rules and their
 #      unit tests, the Grafana dashboard against a live scrape).
-# Tools it needs are installed by `.ci/run` (Debian packages, cargo tools); npm and pip
-# dependencies are installed here from their lock files.
+# It first installs what it needs when missing (tests/setup.sh: Debian packages through apt-get,
+# Rust through rustup); npm and pip dependencies are installed from their lock files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash tests/setup.sh
+if [ -f "$HOME/.cargo/env" ]; then
+  # shellcheck source=/dev/null
+  . "$HOME/.cargo/env"
+fi
 export PATH="$PATH:/usr/sbin"
 
 echo "== Rust"

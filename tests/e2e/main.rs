@@ -4,6 +4,7 @@
 mod harness;
 mod hostile;
 mod live;
+mod operator;
 mod proxy;
 mod push;
 mod stock;

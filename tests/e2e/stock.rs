@@ -122,7 +122,12 @@ fn nginx() -> Nginx {
 
 /// nginx with extra `location` blocks in its server.
 fn nginx_with(locations: &str) -> Nginx {
-    let dir = Scratch::new("nginx");
+    nginx_serving(locations, None)
+}
+
+/// nginx with extra `location` blocks, over TLS with `(certificate, key)` if given.
+fn nginx_serving(locations: &str, tls: Option<(&std::path::Path, &std::path::Path)>) -> Nginx {
+    let dir = Scratch::new(if tls.is_some() { "nginx-tls" } else { "nginx" });
     let addr = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -143,14 +148,22 @@ http {{
     scgi_temp_path {d}/scgi;
     types {{ application/dash+xml mpd; video/mp4 m4s mp4; }}
     server {{
-        listen {addr};
+        listen {addr}{ssl};
         root {root};
         {locations}
         location / {{ add_header Cache-Control "max-age=60"; }}
     }}
 }}
 "#,
-        d = dir.0.display()
+        d = dir.0.display(),
+        ssl = match tls {
+            Some((cert, key)) => format!(
+                " ssl;\n        ssl_certificate {};\n        ssl_certificate_key {}",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        }
     );
     let path = dir.0.join("nginx.conf");
     std::fs::write(&path, conf).unwrap();
@@ -161,7 +174,18 @@ http {{
         .spawn()
         .expect("nginx is required (Debian package nginx-light, installed by .ci/run)");
     let start = Instant::now();
-    while get(addr, "/vod/manifest.mpd").0 != 200 {
+    let up = || match tls {
+        None => get(addr, "/vod/manifest.mpd").0 == 200,
+        Some(_) => {
+            let url = format!("https://{addr}/vod/manifest.mpd");
+            tool(
+                "curl",
+                &["-sSk", "-o", "/dev/null", "-w", "%{http_code}", &url],
+            )
+            .1 == b"200"
+        }
+    };
+    while !up() {
         assert!(start.elapsed() < DEADLINE, "nginx did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -512,4 +536,147 @@ fn a_no_store_segment_is_never_pushed_over_http2() {
         assert_eq!(ack, format!("{urn}push-list;chunk-stream0-00002.m4s"));
     }
     assert_counter_rule(gw.admin, "h2");
+}
+
+/// A test CA in `dir` and a server certificate it signed for 127.0.0.1 and localhost:
+/// `(ca, server certificate, server key)`.
+fn test_ca(
+    dir: &Scratch,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let p = |f: &str| dir.0.join(format!("{name}-{f}"));
+    let (ca, ca_key, cert, key, csr, ext) = (
+        p("ca.pem"),
+        p("ca.key"),
+        p("server.pem"),
+        p("server.key"),
+        p("server.csr"),
+        p("ext.cnf"),
+    );
+    let s = |path: &std::path::PathBuf| path.to_str().unwrap().to_owned();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = tool("openssl", &args);
+        assert_eq!(code, 0, "openssl {args:?}: {err}");
+    };
+    let mut a: Vec<String> = vec!["req".into(), "-x509".into()];
+    a.extend(ec.iter().map(|x| (*x).to_owned()));
+    a.extend(
+        [
+            "-keyout",
+            &s(&ca_key),
+            "-out",
+            &s(&ca),
+            "-days",
+            "1",
+            "-subj",
+            &format!("/CN=dashpush test CA {name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]
+        .map(str::to_owned),
+    );
+    run(a);
+    let mut a: Vec<String> = vec!["req".into()];
+    a.extend(ec.iter().map(|x| (*x).to_owned()));
+    a.extend(
+        [
+            "-keyout",
+            &s(&key),
+            "-out",
+            &s(&csr),
+            "-subj",
+            "/CN=localhost",
+        ]
+        .map(str::to_owned),
+    );
+    run(a);
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run([
+        "x509",
+        "-req",
+        "-in",
+        &s(&csr),
+        "-CA",
+        &s(&ca),
+        "-CAkey",
+        &s(&ca_key),
+        "-CAcreateserial",
+        "-out",
+        &s(&cert),
+        "-days",
+        "1",
+        "-extfile",
+        &s(&ext),
+    ]
+    .map(str::to_owned)
+    .to_vec());
+    (ca, cert, key)
+}
+
+#[test]
+fn an_https_origin_is_verified_against_the_configured_ca_and_a_wrong_one_is_a_502() {
+    let dir = Scratch::new("https-origin");
+    let (ca, cert, key) = test_ca(&dir, "right");
+    let (other_ca, _, _) = test_ca(&dir, "other");
+    let n = nginx_serving("", Some((&cert, &key)));
+    let origin = format!("https://{}", n.addr);
+    let segment = "chunk-stream0-00002.m4s";
+
+    // The right CA: served, byte for byte, and cached (a second request is a hit).
+    let gw = gateway(&origin, &["--origin-ca", ca.to_str().unwrap()]);
+    for _ in 0..2 {
+        let (code, body, err) = tool(
+            "curl",
+            &[
+                "-sS",
+                "--fail",
+                &format!("http://{}/vod/{segment}", gw.addr),
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(body, demo_file(segment));
+    }
+    assert_eq!(
+        metric(gw.admin, r#"dashpush_origin_fetches_total{outcome="ok"}"#),
+        1.0
+    );
+    assert_eq!(metric(gw.admin, "dashpush_cache_hits_total"), 1.0);
+
+    // Another CA, or the system roots: the certificate does not verify, 502, counted.
+    for ca_args in [vec!["--origin-ca", other_ca.to_str().unwrap()], vec![]] {
+        let gw = gateway(&origin, &ca_args);
+        assert_eq!(get(gw.addr, &format!("/vod/{segment}")).0, 502);
+        assert_eq!(
+            metric(
+                gw.admin,
+                r#"dashpush_origin_fetches_total{outcome="tls_error"}"#
+            ),
+            1.0
+        );
+    }
+
+    // Verification off (an explicit key, warned about at start): served.
+    let conf = dir.0.join("insecure.yaml");
+    std::fs::write(
+        &conf,
+        format!("origin: {origin}\nupstream: {{tls_verify: false}}\n"),
+    )
+    .unwrap();
+    let gw = gateway_with(&["-c", conf.to_str().unwrap()]);
+    assert_eq!(get(gw.addr, &format!("/vod/{segment}")).0, 200);
 }

@@ -43,8 +43,8 @@ pub enum ConfigError {
 pub struct RawConfig {
     /// Plain listener (HTTP/1.1 + h2c).
     pub listen: Option<String>,
-    /// Admin listener.
-    pub admin: Option<String>,
+    /// Admin listener: its address, or `{listen, token, token_file}`.
+    pub admin: Option<RawAdmin>,
     /// Default origin URL.
     pub origin: Option<String>,
     /// Further origins by path prefix and host.
@@ -193,6 +193,12 @@ pub struct RawUpstream {
     pub queue_timeout_ms: Option<u64>,
     /// Client fetches that go on after their last reader left.
     pub max_background_fills: Option<usize>,
+    /// PEM file of the CAs that sign HTTPS origins' certificates (instead of the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Verify HTTPS origins' certificates and host names (default true; false logs a warning).
+    pub tls_verify: Option<bool>,
+    /// The TLS server name sent to HTTPS origins (default: each origin's host).
+    pub sni: Option<String>,
 }
 
 /// `limits:`.
@@ -249,7 +255,56 @@ pub struct RawHttp2 {
     pub ping_timeout_ms: Option<u64>,
 }
 
+/// `admin:` as an address (`admin: 127.0.0.1:9090`) or a map.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawAdmin {
+    /// Only the listener's address.
+    Listen(String),
+    /// Listener and token.
+    Full(RawAdminFull),
+}
+
+/// `admin: {listen, token, token_file}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdminFull {
+    /// Listener address.
+    pub listen: Option<String>,
+    /// Bearer token every non-GET admin route requires (purge).
+    pub token: Option<String>,
+    /// A file holding the token (a mounted Secret), instead of `token`.
+    pub token_file: Option<PathBuf>,
+}
+
+impl RawAdmin {
+    fn full(self) -> RawAdminFull {
+        match self {
+            Self::Listen(listen) => RawAdminFull {
+                listen: Some(listen),
+                ..RawAdminFull::default()
+            },
+            Self::Full(f) => f,
+        }
+    }
+}
+
 impl RawConfig {
+    /// Sets the admin listener's address (a command-line flag), keeping a configured token.
+    pub fn set_admin_listen(&mut self, listen: String) {
+        let mut full = self.admin.take().map(RawAdmin::full).unwrap_or_default();
+        full.listen = Some(listen);
+        self.admin = Some(RawAdmin::Full(full));
+    }
+
+    /// Sets the admin token file (a command-line flag).
+    pub fn set_admin_token_file(&mut self, path: PathBuf) {
+        let mut full = self.admin.take().map(RawAdmin::full).unwrap_or_default();
+        full.token_file = Some(path);
+        full.token = None;
+        self.admin = Some(RawAdmin::Full(full));
+    }
+
     /// Parses YAML text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))
@@ -303,6 +358,53 @@ fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
     Ok(v)
 }
 
+/// An origin's URL: `http://` or `https://`, with a host.
+fn origin_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http:// or https:// URL with a host".into());
+    }
+    Ok(url)
+}
+
+/// The admin token, from the file or the key; at least 16 characters.
+fn admin_token(
+    token: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<String>, ConfigError> {
+    let token = match (token, file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("admin.token", "set token or token_file, not both"));
+        }
+        (Some(t), None) => t,
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| invalid("admin.token_file", format!("{}: {e}", path.display())))?
+            .trim()
+            .to_owned(),
+        (None, None) => return Ok(None),
+    };
+    if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            "admin.token",
+            "must be at least 16 characters, without spaces",
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// A PEM file that holds at least one certificate.
+fn ca_file(path: PathBuf) -> Result<PathBuf, ConfigError> {
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| invalid("upstream.ca_file", format!("{}: {e}", path.display())))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(invalid(
+            "upstream.ca_file",
+            format!("{}: no PEM certificate in it", path.display()),
+        ));
+    }
+    Ok(path)
+}
+
 impl TryFrom<RawConfig> for EdgeConfig {
     type Error = ConfigError;
 
@@ -310,15 +412,15 @@ impl TryFrom<RawConfig> for EdgeConfig {
         let origin = raw
             .origin
             .ok_or_else(|| invalid("origin", "is required (e.g. http://127.0.0.1:8081)"))?;
-        let origin = Url::parse(&origin).map_err(|e| invalid("origin", e.to_string()))?;
-        if origin.scheme() != "http" || origin.host_str().is_none() {
-            return Err(invalid("origin", "must be an http:// URL with a host"));
-        }
+        let origin = origin_url(&origin).map_err(|e| invalid("origin", e))?;
+        let admin = raw.admin.map(RawAdmin::full).unwrap_or_default();
+        let admin_token = admin_token(admin.token, admin.token_file)?;
         let mut c = EdgeConfig::new(
             raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into()),
-            raw.admin.unwrap_or_else(|| "127.0.0.1:9090".into()),
+            admin.listen.unwrap_or_else(|| "127.0.0.1:9090".into()),
             origin,
         );
+        c.admin_token = admin_token;
         if let Some(f) = raw.log_format.as_deref()
             && f != "text"
             && f != "json"
@@ -484,14 +586,8 @@ impl TryFrom<RawConfig> for EdgeConfig {
             return Err(invalid("routes", format!("at most {MAX_ROUTES} entries")));
         }
         for (i, r) in raw.routes.into_iter().enumerate() {
-            let origin = Url::parse(&r.origin)
+            let origin = origin_url(&r.origin)
                 .map_err(|e| invalid("routes", format!("[{i}].origin: {e}")))?;
-            if origin.scheme() != "http" || origin.host_str().is_none() {
-                return Err(invalid(
-                    "routes",
-                    format!("[{i}].origin: must be an http:// URL with a host"),
-                ));
-            }
             let path_prefix = r.path_prefix.unwrap_or_else(|| "/".into());
             if !path_prefix.starts_with('/') {
                 return Err(invalid(
@@ -647,6 +743,11 @@ impl TryFrom<RawConfig> for EdgeConfig {
             raw.upstream.queue_timeout_ms,
             c.fetch_slots.wait,
         )?;
+        c.origin_tls = crate::settings::OriginTls {
+            ca_file: raw.upstream.ca_file.map(ca_file).transpose()?,
+            verify: raw.upstream.tls_verify.unwrap_or(true),
+            sni: raw.upstream.sni,
+        };
         c.fetch_slots.background = in_range(
             "upstream.max_background_fills",
             raw.upstream.max_background_fills,
@@ -696,7 +797,27 @@ mod tests {
         );
         assert!(err("origin: http://o\ncache: {max_bytse: 1}\n").contains("max_bytse"));
         assert!(err("listen: x\n").starts_with("origin: is required"));
-        assert!(err("origin: https://o\n").starts_with("origin: must be an http://"));
+        assert!(err("origin: ftp://o\n").starts_with("origin: must be an http:// or https://"));
+        assert!(check("origin: https://o\n").is_ok());
+        let c = check("origin: http://o\nadmin: 127.0.0.1:1\n").unwrap();
+        assert_eq!((c.admin.as_str(), c.admin_token), ("127.0.0.1:1", None));
+        let c = check("origin: http://o\nadmin: {token: 0123456789abcdef}\n").unwrap();
+        assert_eq!(c.admin, "127.0.0.1:9090");
+        assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef"));
+        assert!(err("origin: http://o\nadmin: {token: short}\n").starts_with("admin.token:"));
+        let mut raw =
+            RawConfig::parse("origin: http://o\nadmin: {token: 0123456789abcdef}\n").unwrap();
+        raw.set_admin_listen("0.0.0.0:1".into());
+        let c = EdgeConfig::try_from(raw).unwrap();
+        assert_eq!(
+            c.admin, "0.0.0.0:1",
+            "a flag sets the address and keeps the token"
+        );
+        assert!(c.admin_token.is_some());
+        assert!(
+            err("origin: https://o\nupstream: {ca_file: /nonexistent.pem}\n")
+                .starts_with("upstream.ca_file: /nonexistent.pem")
+        );
         assert!(err("origin: http://o\ncache: {max_bytes: 0}\n").starts_with("cache.max_bytes:"));
         assert!(
             err("origin: http://o\nhttp2: {max_frame_size: 100}\n")

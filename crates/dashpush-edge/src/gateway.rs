@@ -424,8 +424,6 @@ pub(crate) fn cache_key(origin: &str, path: &str) -> String {
     format!("{origin}{path}")
 }
 
-/// Ends a fill with an error if its task stops before finishing it (a panic, or the runtime
-/// shutting down), and then forgets it, so later requests fetch again instead of joining it.
 /// Background fills: origin fetches that go on after their last reader left, so the next
 /// request finds the object cached. Beyond the slots such a fetch is abandoned (its origin
 /// connection closed), so clients that ask and leave cannot keep the origin busy.
@@ -461,8 +459,10 @@ async fn while_read(fetch: impl std::future::Future<Output = ()>, fill: &Fill, b
     }
 }
 
+/// Ends a fill with an error if its task stops before finishing it (a panic, or the runtime
+/// shutting down), and then forgets it, so later requests fetch again instead of joining it.
 struct FinishOnDrop<'a> {
-    fill: &'a Fill,
+    fill: &'a Arc<Fill>,
     cache: &'a Cache,
     key: &'a str,
     done: bool,
@@ -473,7 +473,7 @@ impl Drop for FinishOnDrop<'_> {
         self.fill
             .finish(Err(UpstreamError::Unreachable("fetch task ended".into())));
         if !self.done {
-            self.cache.forget(self.key);
+            self.cache.forget(self.key, self.fill);
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub cache_hit_bytes: IntCounter,
     /// Bytes currently held (weighted size).
     pub cache_size_bytes: IntGauge,
+    /// Entries removed by purge requests.
+    pub cache_purged: IntCounter,
     /// Origin fetches by outcome (`ok`, `status_error`, `connect_error`, `timeout`, `error`,
     /// `busy`, `abandoned`).
     pub origin_fetches: IntCounterVec,
@@ -245,6 +247,10 @@ impl Metrics {
         )?;
         let cache_size_bytes =
             IntGauge::new("dashpush_cache_size_bytes", "Weighted size of the cache.")?;
+        let cache_purged = IntCounter::new(
+            "dashpush_cache_purged_total",
+            "Cache entries removed by purge requests (admin POST /purge).",
+        )?;
         let origin_fetches = IntCounterVec::new(
             Opts::new(
                 "dashpush_origin_fetches_total",
@@ -279,6 +285,7 @@ impl Metrics {
             &cache_evictions,
             &cache_hit_bytes,
             &coalesced_waits,
+            &cache_purged,
         ] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -403,6 +410,7 @@ impl Metrics {
             cache_evictions,
             cache_hit_bytes,
             cache_size_bytes,
+            cache_purged,
             origin_fetches,
             origin_seconds,
             coalesced_waits,

@@ -28,7 +28,7 @@ use crate::gateway::{Gateway, Req, Resp};
 use crate::guard::{Admitted, Closed, Connections};
 use crate::metrics::Metrics;
 use crate::origin::routing::{Origins, Route};
-use crate::origin::upstream::{Upstream, UpstreamConfig};
+use crate::origin::upstream::{OriginTlsPeer, Upstream, UpstreamConfig};
 use crate::served;
 use crate::settings::EdgeConfig;
 use crate::settings::{H2Limits, Limits};
@@ -342,7 +342,7 @@ fn watch_config(gateway: Arc<Gateway>, metrics: Metrics, reload: Reload) -> Resu
     }
 }
 
-/// The HTTP/1.1 client of one origin.
+/// The HTTP/1.1 client of one origin (`http://`, or `https://` with the configured TLS).
 fn upstream_for(
     origin: &Url,
     config: &EdgeConfig,
@@ -351,12 +351,33 @@ fn upstream_for(
     let host = origin
         .host_str()
         .ok_or_else(|| EdgeError::Config(format!("origin {origin} has no host")))?;
-    if origin.scheme() != "http" {
-        return Err(EdgeError::Config(format!(
-            "origin {origin} must be http:// (the gateway speaks HTTP/1.1 to origins)"
-        )));
-    }
-    let port = origin.port_or_known_default().unwrap_or(80);
+    let tls = match origin.scheme() {
+        "http" => None,
+        "https" => {
+            let t = &config.origin_tls;
+            if !t.verify {
+                tracing::warn!(
+                    "origin {origin}: certificates are NOT verified (upstream.tls_verify: false)"
+                );
+            }
+            Some(OriginTlsPeer {
+                sni: t
+                    .sni
+                    .clone()
+                    .unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned()),
+                verify: t.verify,
+                ca_file: t.ca_file.as_ref().map(|p| p.to_string_lossy().into_owned()),
+            })
+        }
+        other => {
+            return Err(EdgeError::Config(format!(
+                "origin {origin}: scheme {other} (http:// or https://)"
+            )));
+        }
+    };
+    let port = origin
+        .port_or_known_default()
+        .unwrap_or(if tls.is_some() { 443 } else { 80 });
     let addr = (host, port)
         .to_socket_addrs()
         .map_err(|source| EdgeError::Bind {
@@ -372,6 +393,7 @@ fn upstream_for(
             connect_timeout: config.connect_timeout,
             read_timeout: config.read_timeout,
             max_body: config.max_body,
+            tls,
         },
         metrics.clone(),
     ))
@@ -518,6 +540,7 @@ pub fn run_with_reload(
                 gateway,
                 ready: AtomicBool::new(config.ready_without_origin),
                 drain: drain.clone(),
+                token: config.admin_token.clone(),
             }),
             drain.clone(),
             Connections::new(ADMIN_CONNECTIONS, ADMIN_CONNECTIONS, 0),

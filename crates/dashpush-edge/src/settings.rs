@@ -18,6 +18,8 @@ pub struct EdgeConfig {
     pub listen: String,
     /// Admin listener.
     pub admin: String,
+    /// Bearer token required by every non-GET admin route (purge), if set.
+    pub admin_token: Option<String>,
     /// The default origin (`http://host:port`).
     pub origin: Url,
     /// Further origins by host and path prefix (see `docs/config.md`, `routes`).
@@ -46,6 +48,29 @@ pub struct EdgeConfig {
     pub limits: Limits,
     /// The gateway-wide bound on origin fetches.
     pub fetch_slots: FetchSlots,
+    /// How HTTPS origins are verified.
+    pub origin_tls: OriginTls,
+}
+
+/// TLS to `https://` origins (`upstream.ca_file`, `upstream.tls_verify`, `upstream.sni`).
+#[derive(Debug, Clone)]
+pub struct OriginTls {
+    /// PEM CAs to verify origin certificates with, instead of the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Verify the certificate and the host name (turning it off is logged at start).
+    pub verify: bool,
+    /// The server name sent (SNI) and verified; default each origin's host.
+    pub sni: Option<String>,
+}
+
+impl Default for OriginTls {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            verify: true,
+            sni: None,
+        }
+    }
 }
 
 /// Origin fetches running at once, gateway-wide: beyond them a fetch waits, then its clients
@@ -125,6 +150,7 @@ impl EdgeConfig {
         Self {
             listen,
             admin,
+            admin_token: None,
             origin,
             routes: Vec::new(),
             cache_bytes: 256 * 1024 * 1024,
@@ -142,6 +168,7 @@ impl EdgeConfig {
             push: PushSettings::default(),
             limits: Limits::default(),
             fetch_slots: FetchSlots::default(),
+            origin_tls: OriginTls::default(),
         }
     }
 }

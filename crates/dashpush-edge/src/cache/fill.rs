@@ -35,6 +35,8 @@ pub struct Fill {
     pub(crate) prefetched: AtomicBool,
     /// A request or push has used this prefetch (counted once).
     pub(crate) claimed: AtomicBool,
+    /// Purged while in flight: its readers get it, the cache does not store it.
+    pub(crate) purged: AtomicBool,
 }
 
 impl Fill {
@@ -47,6 +49,7 @@ impl Fill {
             starter: Mutex::new(Some(starter)),
             prefetched: AtomicBool::new(false),
             claimed: AtomicBool::new(false),
+            purged: AtomicBool::new(false),
         })
     }
 

@@ -71,6 +71,23 @@ pub enum Lookup {
     Coalesced,
 }
 
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    /// Cached entries removed.
+    pub entries: usize,
+    /// Fills in flight that will not be stored.
+    pub fills: usize,
+}
+
+/// The path (and query) of a cache key: what follows its origin (`scheme://host[:port]`).
+fn path_of(key: &str) -> &str {
+    let after_scheme = key.find("://").map_or(0, |i| i + 3);
+    key[after_scheme..]
+        .find('/')
+        .map_or("", |i| &key[after_scheme + i..])
+}
+
 /// Default TTLs by kind of resource, used when the origin gives none.
 #[derive(Debug, Clone, Copy)]
 pub struct Ttls {
@@ -205,9 +222,11 @@ impl Cache {
         Some((fill, Lookup::Fetched))
     }
 
-    /// Ends the fill of `key`: stores its response if it may be cached, then forgets the fill.
-    pub async fn finish(&self, key: &str, fill: &Fill) {
+    /// Ends the fill of `key`: stores its response if it may be cached (and was not purged
+    /// meanwhile), then forgets the fill.
+    pub async fn finish(&self, key: &str, fill: &Arc<Fill>) {
         if let Ok(response) = fill.complete().await
+            && !fill.purged.load(Ordering::Acquire)
             && let Some(ttl) = ttl_of(response.status, &response.headers, key, self.ttls())
         {
             let unused =
@@ -222,22 +241,59 @@ impl Cache {
                     }),
                 )
                 .await;
-            self.metrics
-                .cache_size_bytes
-                .set(i64::try_from(self.inner.weighted_size()).unwrap_or(i64::MAX));
+            self.update_size();
         }
-        self.filling
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+        self.forget(key, fill);
     }
 
-    /// Forgets the fill of `key` without storing anything (its task ended abnormally).
-    pub fn forget(&self, key: &str) {
-        self.filling
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+    /// Forgets `fill` as the fill of `key` (not a newer one that replaced it after a purge).
+    pub fn forget(&self, key: &str, fill: &Arc<Fill>) {
+        let mut filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
+        if filling.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+            filling.remove(key);
+        }
+    }
+
+    fn update_size(&self) {
+        self.metrics
+            .cache_size_bytes
+            .set(i64::try_from(self.inner.weighted_size()).unwrap_or(i64::MAX));
+    }
+
+    /// Removes every entry whose path (its key after the origin: path and query) `matches`,
+    /// whatever its origin, and keeps fills in flight for such keys from being stored (their
+    /// readers still get them; new requests fetch afresh). Returns how many entries and fills.
+    pub async fn purge(&self, matches: impl Fn(&str) -> bool) -> Purged {
+        let keys: Vec<Arc<String>> = self
+            .inner
+            .iter()
+            .filter(|(k, _)| matches(path_of(k)))
+            .map(|(k, _)| k)
+            .collect();
+        for k in &keys {
+            self.inner.invalidate(k.as_str()).await;
+        }
+        let fills = {
+            let mut filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
+            let doomed: Vec<String> = filling
+                .keys()
+                .filter(|k| matches(path_of(k)))
+                .cloned()
+                .collect();
+            for k in &doomed {
+                if let Some(f) = filling.remove(k) {
+                    f.purged.store(true, Ordering::Release);
+                }
+            }
+            doomed.len()
+        };
+        self.inner.run_pending_tasks().await;
+        self.update_size();
+        self.metrics.cache_purged.inc_by(keys.len() as u64);
+        Purged {
+            entries: keys.len(),
+            fills,
+        }
     }
 
     /// The default TTLs.

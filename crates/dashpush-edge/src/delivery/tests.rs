@@ -274,6 +274,7 @@ async fn bench(plan: PlanConfig) -> Bench {
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(2),
             max_body: 1 << 20,
+            tls: None,
         },
         metrics.clone(),
     );

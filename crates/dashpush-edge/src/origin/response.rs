@@ -39,6 +39,10 @@ pub enum UpstreamError {
     /// Every origin fetch slot stayed taken for the queue timeout.
     #[error("too many origin fetches at once")]
     Busy,
+    /// The TLS handshake with an `https://` origin failed (a certificate that does not
+    /// verify, among others).
+    #[error("origin TLS handshake failed: {0}")]
+    Tls(String),
     /// Every reader left before the fetch ended and no background slot was free.
     #[error("origin fetch abandoned: nobody reads it")]
     Abandoned,
@@ -60,6 +64,7 @@ impl UpstreamError {
             Self::Unreachable(_) => "connect_error",
             Self::TooLarge(_) => "error",
             Self::Busy => "busy",
+            Self::Tls(_) => "tls_error",
             Self::Abandoned => "abandoned",
         }
     }

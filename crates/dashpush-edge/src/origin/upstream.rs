@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue};
+use pingora::connectors::ConnectorOptions;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
@@ -27,7 +28,23 @@ pub struct UpstreamConfig {
     pub read_timeout: Duration,
     /// Largest body accepted.
     pub max_body: usize,
+    /// TLS to the origin (`https://`), if any.
+    pub tls: Option<OriginTlsPeer>,
 }
+
+/// How one HTTPS origin is reached.
+#[derive(Debug, Clone)]
+pub struct OriginTlsPeer {
+    /// Server name sent (SNI) and verified.
+    pub sni: String,
+    /// Verify the certificate chain and the host name.
+    pub verify: bool,
+    /// PEM CAs instead of the system roots.
+    pub ca_file: Option<String>,
+}
+
+/// Idle origin connections kept for reuse, per origin (pingora's default).
+const UPSTREAM_POOL: usize = 128;
 
 /// The parts of one origin request.
 #[derive(Clone, Copy)]
@@ -64,12 +81,28 @@ const HOP_BY_HOP: &[&str] = &[
 impl Upstream {
     /// A client for one origin.
     pub fn new(config: UpstreamConfig, metrics: Metrics) -> Self {
-        let mut peer = HttpPeer::new(config.addr, false, String::new());
+        let (tls, sni) = match &config.tls {
+            Some(t) => (true, t.sni.clone()),
+            None => (false, String::new()),
+        };
+        let mut peer = HttpPeer::new(config.addr, tls, sni);
         peer.options.connection_timeout = Some(config.connect_timeout);
         peer.options.read_timeout = Some(config.read_timeout);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
+        // HTTP/1.1 to the origin, also over TLS (ALPN offers only http/1.1).
+        peer.options.alpn = pingora::protocols::ALPN::H1;
+        let mut options = None;
+        if let Some(t) = &config.tls {
+            peer.options.verify_cert = t.verify;
+            peer.options.verify_hostname = t.verify;
+            options = t.ca_file.clone().map(|ca| {
+                let mut o = ConnectorOptions::new(UPSTREAM_POOL);
+                o.ca_file = Some(ca);
+                o
+            });
+        }
         Self {
-            connector: Connector::new(None),
+            connector: Connector::new(options),
             peer,
             config,
             metrics,
@@ -218,6 +251,11 @@ fn map_err(e: Box<pingora::Error>) -> UpstreamError {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             UpstreamError::Timeout(e.to_string())
         }
+        ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError
+        | ErrorType::TLSWantX509Lookup => UpstreamError::Tls(e.to_string()),
         _ => UpstreamError::Unreachable(e.to_string()),
     }
 }
