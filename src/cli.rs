@@ -152,6 +152,10 @@ struct RunArgs {
     /// PEM private key for the TLS listener.
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// Access log: `-` for standard output, or a file (appended to); one line per request and
+    /// per push (JSON with --log-format json).
+    #[arg(long, value_name = "-|PATH")]
+    access_log: Option<String>,
     /// Log format: text or json (default text).
     #[arg(long, value_parser = ["text", "json"])]
     log_format: Option<String>,
@@ -196,6 +200,7 @@ impl RunArgs {
             raw.tls = Some(dashpush_edge::config::RawTls { listen, cert, key });
         }
         raw.log_format = self.log_format.clone().or(raw.log_format);
+        raw.access_log = self.access_log.clone().or(raw.access_log.take());
         let log = LogArgs {
             log_format: raw.log_format().unwrap_or("text").to_owned(),
         };

@@ -126,3 +126,105 @@ fn a_fill_in_flight_when_purged_reaches_its_reader_but_is_not_stored() {
     assert_eq!(next.join().unwrap().0, 200);
     assert_eq!(origin_hits(origin, gated), 2);
 }
+
+/// The access log's lines, as JSON values, once `count` are there.
+fn access_lines(path: &std::path::Path, count: usize) -> Vec<serde_json::Value> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= count {
+            return lines;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{} lines, wanted {count}: {text}",
+            lines.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_access_log_has_a_line_per_request_and_per_push() {
+    let (_o, origin) = origin(&[]);
+    let dir = Scratch::new("access-log");
+    let log = dir.0.join("access.log");
+    let gw = gateway(
+        &format!("http://{origin}"),
+        &[
+            "--access-log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "--prefetch-next",
+            "0",
+        ],
+    );
+    let seg = "/vod/chunk-stream0-00001.m4s";
+    let size = demo_file("chunk-stream0-00001.m4s").len() as u64;
+    // HTTP/1.1: a miss, then a hit.
+    let url = format!("http://{}{seg}", gw.addr);
+    for _ in 0..2 {
+        assert_eq!(
+            tool("curl", &["-sS", "--fail", "-o", "/dev/null", &url]).0,
+            0
+        );
+    }
+    let lines = access_lines(&log, 2);
+    for (line, cache) in lines.iter().zip(["fwd=miss", "hit"]) {
+        assert_eq!(line["protocol"], "h1", "{line}");
+        assert_eq!(line["method"], "GET");
+        assert_eq!(line["path"], seg);
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["bytes"], size);
+        assert_eq!(line["client"], "127.0.0.1");
+        assert_eq!(line["cache"], cache);
+        assert_eq!(line["route"], format!("http://{origin}"));
+        assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+        assert!(line["time"].as_str().unwrap().ends_with('Z'));
+    }
+    // HTTP/2 with push-next;2 (after the MPD, which the planner needs): the parent's line says
+    // what was asked, acked and how the pushes ended; each push has its own line.
+    let base = format!("http://{}", gw.addr);
+    let (code, _, err) = tool("nghttp", &["-n", &format!("{base}/vod/manifest.mpd")]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = tool(
+        "nghttp",
+        &[
+            "-n",
+            "-H",
+            "accept-push-policy: urn:mpeg:dash:fdh:2016:push-next;2",
+            &format!("{base}/vod/chunk-stream1-00001.m4s"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines = access_lines(&log, 6);
+    let parent = lines
+        .iter()
+        .find(|l| l["path"] == "/vod/chunk-stream1-00001.m4s")
+        .expect("the parent's line");
+    assert_eq!(parent["protocol"], "h2", "{parent}");
+    assert_eq!(parent["push"]["directive"], "push-next");
+    assert_eq!(parent["push"]["ack"], "urn:mpeg:dash:fdh:2016:push-next;2");
+    assert_eq!(parent["push"]["promised"], 2);
+    assert_eq!(parent["push"]["completed"], 2);
+    let pushed: Vec<&serde_json::Value> = lines.iter().filter(|l| l["pushed"] == true).collect();
+    let paths: Vec<&str> = pushed.iter().map(|l| l["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/vod/chunk-stream1-00002.m4s",
+            "/vod/chunk-stream1-00003.m4s"
+        ]
+    );
+    for p in &pushed {
+        assert_eq!(p["outcome"], "completed", "{p}");
+        assert_eq!(p["protocol"], "h2");
+        assert!(p["bytes"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(metric(gw.admin, "dashpush_access_log_dropped_total"), 0.0);
+}

@@ -75,6 +75,8 @@ pub struct RawConfig {
     pub ready_without_origin: Option<bool>,
     /// `text` or `json`.
     pub log_format: Option<String>,
+    /// Access log: `-` (standard output) or a file path; none: off.
+    pub access_log: Option<String>,
 }
 
 /// `tls:`.
@@ -421,6 +423,12 @@ impl TryFrom<RawConfig> for EdgeConfig {
             origin,
         );
         c.admin_token = admin_token;
+        c.access_log = match raw.access_log.as_deref() {
+            None | Some("") => None,
+            Some("-") => Some(crate::access::Sink::Stdout),
+            Some(path) => Some(crate::access::Sink::File(path.into())),
+        };
+        c.access_log_json = raw.log_format.as_deref() == Some("json");
         if let Some(f) = raw.log_format.as_deref()
             && f != "text"
             && f != "json"

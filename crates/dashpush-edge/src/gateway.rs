@@ -68,6 +68,8 @@ pub struct Gateway {
     push: RwLock<Arc<PushSettings>>,
     cache: Cache,
     metrics: Metrics,
+    /// The access log, once started (off unless configured).
+    access: std::sync::OnceLock<crate::access::AccessLog>,
 }
 
 /// Headers a cache fill forwards to the origin: never the client's conditional, range or
@@ -98,6 +100,7 @@ impl Gateway {
             push: RwLock::new(Arc::new(push)),
             cache,
             metrics,
+            access: std::sync::OnceLock::new(),
         })
     }
 
@@ -333,6 +336,41 @@ impl Gateway {
             .requests
             .with_label_values(&[protocol, code])
             .inc();
+    }
+
+    /// Starts the access log (once; later calls change nothing).
+    pub(crate) fn set_access_log(&self, log: crate::access::AccessLog) {
+        let _ = self.access.set(log);
+    }
+
+    /// The access log, when it is on.
+    pub(crate) fn access_log(&self) -> Option<&crate::access::AccessLog> {
+        self.access.get().filter(|l| l.on())
+    }
+
+    /// Logs a request answered outside the push cycle (which logs its own).
+    pub(crate) fn log_served(&self, scheme: &str, s: &crate::access::Served<'_>) {
+        let Some(log) = self.access_log() else {
+            return;
+        };
+        let route = crate::target::Target::resolve(&self.origins(), scheme, s.authority, s.path)
+            .map(|t| t.origin);
+        log.log(&crate::access::Line {
+            time: crate::access::now(),
+            client: s.client,
+            protocol: s.protocol,
+            method: s.method,
+            authority: s.authority,
+            path: s.path,
+            status: s.status,
+            bytes: s.bytes,
+            duration_ms: s.started.elapsed().as_secs_f64() * 1000.0,
+            cache: s.cache,
+            route: route.as_deref(),
+            push: None,
+            pushed: false,
+            outcome: None,
+        });
     }
 
     /// The metrics.

@@ -6,6 +6,7 @@
 //! pingora hands to our `ServerApp` (pingora's HTTP/2 session cannot push, and push is what this
 //! gateway is for). The protocol logic lives in the no-I/O crates; this crate only moves bytes.
 
+mod access;
 mod admin;
 mod cache;
 pub mod config;
@@ -23,6 +24,7 @@ mod server;
 pub mod settings;
 mod target;
 
+pub use access::Sink as AccessLogSink;
 pub use config::{ConfigError, RawConfig};
 pub use gateway::{Body, Gateway, Req, Resp};
 pub use metrics::Metrics;

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub cache_size_bytes: IntGauge,
     /// Entries removed by purge requests.
     pub cache_purged: IntCounter,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounter,
     /// Origin fetches by outcome (`ok`, `status_error`, `connect_error`, `timeout`, `error`,
     /// `busy`, `abandoned`).
     pub origin_fetches: IntCounterVec,
@@ -247,6 +249,10 @@ impl Metrics {
         )?;
         let cache_size_bytes =
             IntGauge::new("dashpush_cache_size_bytes", "Weighted size of the cache.")?;
+        let access_log_dropped = IntCounter::new(
+            "dashpush_access_log_dropped_total",
+            "Access-log lines dropped because the writer's queue was full.",
+        )?;
         let cache_purged = IntCounter::new(
             "dashpush_cache_purged_total",
             "Cache entries removed by purge requests (admin POST /purge).",
@@ -286,6 +292,7 @@ impl Metrics {
             &cache_hit_bytes,
             &coalesced_waits,
             &cache_purged,
+            &access_log_dropped,
         ] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -411,6 +418,7 @@ impl Metrics {
             cache_hit_bytes,
             cache_size_bytes,
             cache_purged,
+            access_log_dropped,
             origin_fetches,
             origin_seconds,
             coalesced_waits,

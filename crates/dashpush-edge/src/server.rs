@@ -105,6 +105,10 @@ impl Handler for Gateway {
     fn closed(&self, why: Closed) {
         why.count(self.metrics(), "h1");
     }
+
+    fn served(&self, scheme: &'static str, s: &crate::access::Served<'_>) {
+        self.log_served(scheme, s);
+    }
 }
 
 /// The HTTP/2 connection preface starts with these bytes (RFC 9113 §3.4).
@@ -451,6 +455,15 @@ pub fn run_with_reload(
         config.push.clone(),
         config.fetch_slots,
     );
+    if let Some(sink) = &config.access_log {
+        let log = crate::access::AccessLog::start(
+            sink,
+            config.access_log_json,
+            metrics.access_log_dropped.clone(),
+        )
+        .map_err(|e| EdgeError::Config(format!("access log {sink:?}: {e}")))?;
+        gateway.set_access_log(log);
+    }
     if let Some(reload) = reload {
         watch_config(Arc::clone(&gateway), metrics, reload)?;
     }

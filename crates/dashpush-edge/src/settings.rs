@@ -20,6 +20,10 @@ pub struct EdgeConfig {
     pub admin: String,
     /// Bearer token required by every non-GET admin route (purge), if set.
     pub admin_token: Option<String>,
+    /// Where the access log goes, if it is on.
+    pub access_log: Option<crate::access::Sink>,
+    /// Access log lines as JSON (`log_format: json`), else `key=value` text.
+    pub access_log_json: bool,
     /// The default origin (`http://host:port`).
     pub origin: Url,
     /// Further origins by host and path prefix (see `docs/config.md`, `routes`).
@@ -151,6 +155,8 @@ impl EdgeConfig {
             listen,
             admin,
             admin_token: None,
+            access_log: None,
+            access_log_json: false,
             origin,
             routes: Vec::new(),
             cache_bytes: 256 * 1024 * 1024,

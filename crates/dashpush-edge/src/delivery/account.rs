@@ -3,6 +3,8 @@
 //! `promised = completed + reset + dropped` holds on every transport (docs/metrics.md). Pushes
 //! withheld before the ack were never promised and are counted apart.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use chrono::Utc;
 use dashpush_plan::Push;
 use prometheus::IntCounter;
@@ -44,13 +46,25 @@ pub(crate) fn register_series(m: &Metrics) {
     }
 }
 
-/// The counters of one cycle: its transport and applied push type.
+/// The counters of one cycle: its transport and applied push type, and its own tally of how
+/// its pushes ended (for its access-log line).
 pub(crate) struct Account<'a> {
     m: &'a PushMetrics,
     live: &'a LiveMetrics,
     transport: &'static str,
     push_type: &'static str,
+    tally: [AtomicU32; 4],
+    /// The request's client, for its pushes' access-log lines.
+    client: Option<String>,
+    /// When the cycle started.
+    started: std::time::Instant,
 }
+
+/// Indexes of [`Account`]'s tally.
+const PROMISED: usize = 0;
+const COMPLETED: usize = 1;
+const RESET: usize = 2;
+const DROPPED: usize = 3;
 
 impl<'a> Account<'a> {
     pub(crate) fn new(
@@ -64,7 +78,40 @@ impl<'a> Account<'a> {
             live,
             transport: transport.label(),
             push_type,
+            tally: Default::default(),
+            client: None,
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// The client the cycle serves (for the access log).
+    pub(crate) fn for_client(mut self, client: Option<String>) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// The request's client.
+    pub(crate) fn client(&self) -> Option<&str> {
+        self.client.as_deref()
+    }
+
+    /// When the cycle started.
+    pub(crate) fn started(&self) -> std::time::Instant {
+        self.started
+    }
+
+    fn tick(&self, i: usize) {
+        self.tally[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The transport's label (`h2`, `ws`).
+    pub(crate) fn transport(&self) -> &'static str {
+        self.transport
+    }
+
+    /// `(promised, completed, reset, dropped)` so far.
+    pub(crate) fn tally(&self) -> [u32; 4] {
+        [PROMISED, COMPLETED, RESET, DROPPED].map(|i| self.tally[i].load(Ordering::Relaxed))
     }
 
     fn tp(&self) -> [&'static str; 2] {
@@ -81,6 +128,7 @@ impl<'a> Account<'a> {
 
     /// A promise made; the returned guard counts it as reset if nothing else ends it.
     pub(crate) fn promised(&self) -> Outstanding {
+        self.tick(PROMISED);
         self.m.promises.with_label_values(&self.tp()).inc();
         Outstanding(Some(self.m.reset.with_label_values(&self.tp())))
     }
@@ -88,6 +136,7 @@ impl<'a> Account<'a> {
     /// Sent to the end.
     pub(crate) fn completed(&self, mut o: Outstanding, bytes: u64) {
         o.settle();
+        self.tick(COMPLETED);
         self.m.completed.with_label_values(&self.tp()).inc();
         self.m.claimed.with_label_values(&self.tp()).inc();
         self.m.bytes.with_label_values(&self.tp()).inc_by(bytes);
@@ -96,6 +145,7 @@ impl<'a> Account<'a> {
     /// Refused by the client (or its connection ended) after `sent` of `total` body bytes.
     pub(crate) fn reset(&self, mut o: Outstanding, sent: u64, total: Option<u64>) {
         o.settle();
+        self.tick(RESET);
         self.m.reset.with_label_values(&self.tp()).inc();
         self.m.bytes.with_label_values(&self.tp()).inc_by(sent);
         self.m
@@ -113,6 +163,7 @@ impl<'a> Account<'a> {
     /// Withdrawn by us after `sent` body bytes.
     pub(crate) fn dropped(&self, mut o: Outstanding, reason: DropReason, sent: u64) {
         o.settle();
+        self.tick(DROPPED);
         self.m
             .dropped
             .with_label_values(&[self.transport, reason.label()])

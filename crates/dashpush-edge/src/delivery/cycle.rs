@@ -11,6 +11,7 @@ use super::account::Outstanding;
 use super::account::{Account, LiveCycle, LiveEdge};
 use super::conn::{CancelFlag, PushConn};
 use super::{AnswerHead, DropReason, PushTransport, Stop, Withdrawal};
+use crate::access::{Line, PushSummary};
 use crate::cache::ttl_of;
 use crate::gateway::{Body, Gateway, Req, Resp};
 use crate::prefetch::{Prefetch, Source};
@@ -113,15 +114,45 @@ pub(crate) async fn run<T: PushTransport>(
         &gw.metrics().live,
         transport.transport(),
         applied(&plan),
-    );
+    )
+    .for_client(req.client.clone());
     for (reason, n) in held {
         acct.withheld(reason, n);
     }
-    let promised = announce(gw, conn, transport, &acct, plan, jobs, resp).await;
+    let ack = plan.ack.as_ref().map(ToString::to_string);
+    let cache = crate::access::cache_of(&resp.headers).map(str::to_owned);
+    let (promised, parent_bytes) = announce(gw, conn, transport, &acct, plan, jobs, resp).await;
     for p in promised {
         deliver(gw, conn, transport, &acct, p).await;
     }
     transport.finish().await;
+    if let Some(log) = gw.access_log() {
+        let [promised, completed, reset, dropped] = acct.tally();
+        let push = requested.map(|directive| PushSummary {
+            directive,
+            ack,
+            promised,
+            completed,
+            reset,
+            dropped,
+        });
+        log.log(&Line {
+            time: crate::access::now(),
+            client: req.client.as_deref(),
+            protocol: acct.transport(),
+            method: req.method.as_str(),
+            authority: req.host.as_deref(),
+            path: &req.path,
+            status,
+            bytes: parent_bytes,
+            duration_ms: acct.started().elapsed().as_secs_f64() * 1000.0,
+            cache: cache.as_deref(),
+            route: Some(&target.origin),
+            push: push.as_ref(),
+            pushed: false,
+            outcome: None,
+        });
+    }
     status
 }
 
@@ -306,7 +337,7 @@ async fn announce<T: PushTransport>(
     plan: Plan,
     jobs: Vec<(Job, T::Reserved)>,
     resp: Resp,
-) -> Vec<Promised<T::Promised>> {
+) -> (Vec<Promised<T::Promised>>, u64) {
     let Resp {
         status,
         headers,
@@ -330,7 +361,7 @@ async fn announce<T: PushTransport>(
             conn.plan(&cfg, |s| s.on_undelivered(&j.push.url));
             acct.withheld(DropReason::ParentError, 1);
         }
-        return Vec::new();
+        return (Vec::new(), 0);
     }
     let mut promised = Vec::with_capacity(jobs.len());
     for (job, r) in jobs {
@@ -349,8 +380,12 @@ async fn announce<T: PushTransport>(
             }
         }
     }
+    let mut sent = 0;
     match transport.answer_body(body).await {
-        Ok(n) => conn.drained(n),
+        Ok(n) => {
+            conn.drained(n);
+            sent = n;
+        }
         Err(_) => {
             // The parent broke off, or its transport cannot go on: its promises are withdrawn.
             for p in promised.drain(..) {
@@ -359,7 +394,7 @@ async fn announce<T: PushTransport>(
             }
         }
     }
-    promised
+    (promised, sent)
 }
 
 /// How a promised push ends.
@@ -500,6 +535,33 @@ fn account(
 ) {
     let cfg = &gw.push_settings().plan;
     conn.untrack(&push.url);
+    if let Some(log) = gw.access_log() {
+        let (outcome, bytes) = match &ending {
+            Ending::Complete(n) => ("completed", *n),
+            Ending::Reset { sent, .. } => ("reset", *sent),
+            Ending::Drop(reason, sent) => (reason.label(), *sent),
+        };
+        let path = match push.url.query() {
+            Some(q) => format!("{}?{q}", push.url.path()),
+            None => push.url.path().to_owned(),
+        };
+        log.log(&Line {
+            time: crate::access::now(),
+            client: acct.client(),
+            protocol: acct.transport(),
+            method: "GET",
+            authority: Some(push.url.authority()),
+            path: &path,
+            status: 200,
+            bytes,
+            duration_ms: acct.started().elapsed().as_secs_f64() * 1000.0,
+            cache: None,
+            route: None,
+            push: None,
+            pushed: true,
+            outcome: Some(outcome),
+        });
+    }
     match ending {
         Ending::Complete(n) => {
             conn.plan(cfg, |s| s.on_complete(&push.url));

@@ -9,6 +9,7 @@ use pingora::protocols::Stream;
 use pingora::protocols::http::v1::server::HttpSession;
 use tokio::io::AsyncReadExt;
 
+use crate::access::Served;
 use crate::delivery::cycle::CLIENT_CLOSED;
 use crate::drain::Drain;
 use crate::gateway::{Body, Req, Resp};
@@ -23,6 +24,8 @@ pub(crate) trait Handler: Send + Sync + 'static {
     fn record(&self, _protocol: &'static str, _status: u16) {}
     /// Counts a connection the gateway ended (a deadline).
     fn closed(&self, _why: Closed) {}
+    /// Logs a request answered (the access log).
+    fn served(&self, _scheme: &'static str, _s: &Served<'_>) {}
     /// Takes over a WebSocket upgrade request; the default refuses it.
     async fn websocket(
         self: &Arc<Self>,
@@ -32,7 +35,7 @@ pub(crate) trait Handler: Send + Sync + 'static {
     ) {
         let resp = crate::gateway::short(400, "no WebSocket endpoint here\n");
         let mut resp = resp;
-        let _ = write(&mut session, &mut resp).await;
+        let _ = write(&mut session, &mut resp, &mut 0).await;
     }
     /// Runs before a response is written (the gateway remembers an MPD it carries).
     async fn before_write(
@@ -68,13 +71,7 @@ pub(crate) async fn serve<H: Handler>(
     tls: bool,
 ) {
     let scheme = if tls { "https" } else { "http" };
-    let client = stream
-        .get_socket_digest()
-        .and_then(|d| d.peer_addr().map(|a| a.to_string()))
-        .map(|a| {
-            a.rsplit_once(':')
-                .map_or(a.clone(), |(ip, _)| ip.trim_matches(['[', ']']).to_owned())
-        });
+    let client = super::client_ip(&stream);
     let mut stream = stream;
     // In cleartext the first request's bytes have arrived (the protocol was told by them);
     // after a TLS handshake, and on a kept-alive connection, the connection waits (idle) for
@@ -148,8 +145,27 @@ pub(crate) async fn serve<H: Handler>(
                 .or_else(|| head.uri.host().map(str::to_owned)),
         };
         let (host, path) = (req.host.clone(), req.path.clone());
+        let started = std::time::Instant::now();
+        let method = req.method.clone();
+        let log = |status: u16, bytes: u64, cache: Option<&str>| {
+            handler.served(
+                scheme,
+                &Served {
+                    protocol: "h1",
+                    client: client.as_deref(),
+                    method: method.as_str(),
+                    authority: host.as_deref(),
+                    path: path.as_str(),
+                    status,
+                    bytes,
+                    started,
+                    cache,
+                },
+            );
+        };
         let Some(mut resp) = answer_unless_gone(handler.as_ref(), &mut session, req).await else {
             handler.record("h1", CLIENT_CLOSED);
+            log(CLIENT_CLOSED, 0, None);
             return;
         };
         handler
@@ -158,14 +174,19 @@ pub(crate) async fn serve<H: Handler>(
         if drain.is_draining() {
             session.set_server_keepalive(None);
         }
-        if let Err(e) = write(&mut session, &mut resp).await {
+        let mut bytes = 0u64;
+        let written = write(&mut session, &mut resp, &mut bytes).await;
+        let cache = crate::access::cache_of(&resp.headers);
+        if let Err(e) = written {
             tracing::debug!("h1 write: {e}");
             if e.etype() == &pingora::ErrorType::WriteTimedout {
                 handler.closed(Closed::SendTimeout);
             }
+            log(resp.status, bytes, cache);
             return;
         }
         handler.record("h1", resp.status);
+        log(resp.status, bytes, cache);
         handler.after_response(scheme, host.as_deref(), &path, resp.status);
         stream = match session.reuse().await {
             Ok(Some(reusable)) => reusable.into_parts().0,
@@ -200,7 +221,8 @@ async fn answer_unless_gone<H: Handler>(
     }
 }
 
-async fn write(session: &mut HttpSession, resp: &mut Resp) -> pingora::Result<()> {
+/// Writes the answer; `sent` counts the body bytes written.
+async fn write(session: &mut HttpSession, resp: &mut Resp, sent: &mut u64) -> pingora::Result<()> {
     let mut h = ResponseHeader::build(resp.status, Some(resp.headers.len() + 2))?;
     for (n, v) in &resp.headers {
         h.append_header(n.clone(), v.clone())?;
@@ -229,12 +251,14 @@ async fn write(session: &mut HttpSession, resp: &mut Resp) -> pingora::Result<()
         Body::Full(b) if b.is_empty() => {}
         Body::Full(b) => {
             session.write_body(b).await?;
+            *sent += b.len() as u64;
         }
         Body::Stream(reader) => {
             while let Some(chunk) = reader.chunk().await {
                 match chunk {
                     Ok(c) => {
                         session.write_body(&c).await?;
+                        *sent += c.len() as u64;
                     }
                     // The origin broke off: end the connection without finishing the body,
                     // so the client sees a truncated response, never a short "complete" one.

@@ -18,6 +18,7 @@ use h2::server::{SendPushedResponse, SendResponse};
 use http::{HeaderName, HeaderValue, Method};
 use pingora::protocols::Stream;
 
+use crate::access::Served;
 use crate::delivery::conn::PushConn;
 use crate::delivery::cycle::{self, CLIENT_CLOSED};
 use crate::delivery::{AnswerHead, DropReason, PushTransport, Stop, Transport, Withdrawal};
@@ -63,6 +64,7 @@ pub(crate) async fn serve(
     tls: bool,
 ) {
     let metrics = handler.metrics();
+    let client = super::client_ip(&stream);
     let (stream, push_enabled) = PushSetting::new(stream);
     let push = Arc::new(H2Conn {
         push_enabled,
@@ -138,6 +140,7 @@ pub(crate) async fn serve(
                     }
                     let handler = handler.clone();
                     let push = Arc::clone(&push);
+                    let client = client.clone();
                     let inflight = drain.begin();
                     tasks.spawn(async move {
                         let _inflight = inflight;
@@ -153,7 +156,7 @@ pub(crate) async fn serve(
                             method: parts.method,
                             path: parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
                             headers: parts.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect(),
-                            client: None,
+                            client,
                             host: parts.uri.authority().map(|a| a.as_str().to_owned()),
                         };
                         match serve_request(&handler, &push, req, respond).await {
@@ -251,6 +254,7 @@ async fn serve_request(
     req: Req,
     mut respond: SendResponse<Bytes>,
 ) -> Result<u16, h2::Error> {
+    let started = std::time::Instant::now();
     let policy = request_policy(req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
     let target = Target::resolve(&gw.origins(), conn.scheme, req.host.as_deref(), &req.path);
     if let (RequestPolicy::Directive { header, .. }, Some(target), true) =
@@ -278,9 +282,28 @@ async fn serve_request(
     }
     // A reset stops the work at once (the origin fetch goes on only for whoever else waits
     // for it, see `Gateway::handle`).
+    let log = |status: u16, bytes: u64, cache: Option<&str>| {
+        gw.log_served(
+            conn.scheme,
+            &Served {
+                protocol: "h2",
+                client: req.client.as_deref(),
+                method: req.method.as_str(),
+                authority: req.host.as_deref(),
+                path: &req.path,
+                status,
+                bytes,
+                started,
+                cache,
+            },
+        );
+    };
     let mut resp = tokio::select! {
         r = gw.handle(&req) => r,
-        () = reset_by_client(&mut respond) => return Ok(CLIENT_CLOSED),
+        () = reset_by_client(&mut respond) => {
+            log(CLIENT_CLOSED, 0, None);
+            return Ok(CLIENT_CLOSED);
+        }
     };
     if let Some(t) = &target {
         remember_mpd(gw, t, &resp).await;
@@ -290,17 +313,26 @@ async fn serve_request(
         resp.headers.push(ack);
     }
     let status = resp.status;
+    let cache = crate::access::cache_of(&resp.headers).map(str::to_owned);
     let Some((head, body)) = response_head(&mut respond, resp) else {
+        log(status, 0, cache.as_deref());
         return Ok(status);
     };
     let end = matches!(&body, Body::Full(b) if b.is_empty());
     let mut stream = respond.send_response(head, end)?;
-    if !end
-        && let Err((Stop::Refused, _)) =
-            send_body(&mut stream, body, &|| None, conn.send_timeout).await
-    {
-        return Ok(CLIENT_CLOSED);
-    }
+    let sent = if end {
+        0
+    } else {
+        match send_body(&mut stream, body, &|| None, conn.send_timeout).await {
+            Ok(n) => n,
+            Err((Stop::Refused, n)) => {
+                log(CLIENT_CLOSED, n, cache.as_deref());
+                return Ok(CLIENT_CLOSED);
+            }
+            Err((_, n)) => n,
+        }
+    };
+    log(status, sent, cache.as_deref());
     after_pull(gw, status, &req.path, || target);
     Ok(status)
 }

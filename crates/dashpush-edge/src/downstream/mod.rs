@@ -6,3 +6,12 @@ pub(crate) mod h1;
 pub(crate) mod h2;
 pub(crate) mod h2settings;
 pub(crate) mod ws;
+
+/// The client's IP address (no port) of a downstream connection, if known.
+pub(crate) fn client_ip(stream: &pingora::protocols::Stream) -> Option<String> {
+    stream.get_socket_digest().and_then(|d| {
+        d.peer_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+    })
+}
