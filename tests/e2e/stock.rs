@@ -680,3 +680,131 @@ fn an_https_origin_is_verified_against_the_configured_ca_and_a_wrong_one_is_a_50
     let gw = gateway_with(&["-c", conf.to_str().unwrap()]);
     assert_eq!(get(gw.addr, &format!("/vod/{segment}")).0, 200);
 }
+
+/// A GET through curl: (status, lower-cased headers, body).
+fn get_with_headers(url: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let (code, out, err) = tool("curl", &["-sS", "-i", url]);
+    assert_eq!(code, 0, "{err}");
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, out[split + 4..].to_vec())
+}
+
+fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// nginx serving the demo VOD files under `/PREFIX/` with `Cache-Control: CC`, for each pair.
+fn nginx_caching(paths: &[(&str, &str)]) -> Nginx {
+    let root = format!(
+        "{}/crates/dashpush-origin/demo/vod/",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let locations: String = paths
+        .iter()
+        .map(|(prefix, cc)| {
+            format!("location /{prefix}/ {{ alias {root}; add_header Cache-Control \"{cc}\"; }}\n")
+        })
+        .collect();
+    nginx_with(&locations)
+}
+
+#[test]
+fn stale_entries_are_revalidated_with_validators_and_refreshed_by_a_304() {
+    let n = nginx_caching(&[
+        ("short", "max-age=1"),
+        ("swr", "max-age=1, stale-while-revalidate=30"),
+        ("nocache", "no-cache"),
+    ]);
+    let gw = gateway(&format!("http://{}", n.addr), &["--prefetch-next", "0"]);
+    let file = demo_file("chunk-stream0-00002.m4s");
+    let url = |p: &str| format!("http://{}/{p}/chunk-stream0-00002.m4s", gw.addr);
+    let x_cache = |p: &str| {
+        let (status, headers, body) = get_with_headers(&url(p));
+        assert_eq!(status, 200, "{p}: {headers:?}");
+        assert_eq!(body, file, "{p}");
+        (
+            header_of(&headers, "x-cache").unwrap_or("-").to_owned(),
+            header_of(&headers, "age").map(|a| a.parse::<u64>().unwrap()),
+        )
+    };
+    // Fresh for a second: a miss, then a hit that says its age.
+    assert_eq!(x_cache("short").0, "MISS");
+    let (x, age) = x_cache("short");
+    assert_eq!((x.as_str(), age.is_some()), ("HIT", true));
+    std::thread::sleep(Duration::from_millis(1100));
+    // Stale: revalidated with its ETag; nginx answers 304 and the stored body is served.
+    let (x, age) = x_cache("short");
+    assert_eq!(x, "REVALIDATED");
+    assert_eq!(age, None);
+    // Refreshed: fresh again.
+    assert_eq!(x_cache("short").0, "HIT");
+    let fetches = metric(gw.admin, r#"dashpush_origin_fetches_total{outcome="ok"}"#);
+    assert_eq!(fetches, 2.0, "one fetch and one revalidation");
+
+    // stale-while-revalidate: the stale copy at once, refreshed in the background.
+    assert_eq!(x_cache("swr").0, "MISS");
+    std::thread::sleep(Duration::from_millis(1100));
+    let (x, age) = x_cache("swr");
+    assert_eq!(x, "STALE");
+    assert!(age.unwrap() >= 1);
+    let start = Instant::now();
+    while x_cache("swr").0 != "HIT" {
+        assert!(start.elapsed() < DEADLINE, "never refreshed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // no-cache: stored, but revalidated before every use.
+    assert_eq!(x_cache("nocache").0, "MISS");
+    for _ in 0..2 {
+        assert_eq!(x_cache("nocache").0, "REVALIDATED");
+    }
+}
+
+#[test]
+fn a_stale_entry_answers_while_the_origin_is_down_within_stale_if_error() {
+    let n = nginx_caching(&[("short", "max-age=1")]);
+    let origin = format!("http://{}", n.addr);
+    let gw = gateway(&origin, &["--prefetch-next", "0"]);
+    let dir = Scratch::new("no-stale");
+    let conf = dir.0.join("dashpush.yaml");
+    std::fs::write(
+        &conf,
+        format!("origin: {origin}\nupstream: {{stale_if_error_ms: 0}}\n"),
+    )
+    .unwrap();
+    let strict = gateway_with(&["-c", conf.to_str().unwrap()]);
+    let path = "/short/chunk-stream0-00001.m4s";
+    for g in [&gw, &strict] {
+        assert_eq!(get(g.addr, path).0, 200);
+    }
+    // The origin goes away; the entries go stale.
+    drop(n);
+    std::thread::sleep(Duration::from_millis(1100));
+    let (status, headers, body) = get_with_headers(&format!("http://{}{path}", gw.addr));
+    assert_eq!(
+        status, 200,
+        "the default stale-if-error (60 s) serves the stale copy"
+    );
+    assert_eq!(header_of(&headers, "x-cache"), Some("STALE"));
+    assert!(header_of(&headers, "age").unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(body, demo_file("chunk-stream0-00001.m4s"));
+    // Without stale-if-error: the origin's failure shows.
+    assert_eq!(get(strict.addr, path).0, 502);
+}

@@ -201,6 +201,9 @@ pub struct RawUpstream {
     pub tls_verify: Option<bool>,
     /// The TLS server name sent to HTTPS origins (default: each origin's host).
     pub sni: Option<String>,
+    /// How long past freshness a stored answer may stand in for a failed origin, ms, when the
+    /// origin does not say (`stale-if-error`); 0: never.
+    pub stale_if_error_ms: Option<u64>,
 }
 
 /// `limits:`.
@@ -447,6 +450,10 @@ impl TryFrom<RawConfig> for EdgeConfig {
                 raw.cache.segment_ttl_ms,
                 c.ttls.segment,
             )?,
+            stale_if_error: raw
+                .upstream
+                .stale_if_error_ms
+                .map_or(c.ttls.stale_if_error, Duration::from_millis),
         };
         c.connect_timeout = positive_ms(
             "upstream.connect_timeout_ms",

@@ -5,8 +5,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 
-use crate::cache::fill::{Fill, FillReader, Head};
-use crate::cache::{Cache, Lookup, User, ttl_of};
+use crate::cache::fill::{Fill, FillReader, Head, Served};
+use crate::cache::{Cache, Entry, Lookup, State, User, freshness};
 use crate::manifests::Registry;
 use crate::metrics::Metrics;
 use crate::origin::routing::Origins;
@@ -153,13 +153,20 @@ impl Gateway {
         }
         let key = cache_key(&origins.origin_key(route).unwrap_or_default(), &req.path);
         let (fill, lookup) = match self.lookup(upstream, &key, req).await {
-            Ok(entry) => {
+            Ok(hit) => {
                 let status = "dashpush; hit";
-                return if not_modified(&req.headers, &entry.response) {
-                    Resp::not_modified(&entry.response, status)
+                let mut resp = if not_modified(&req.headers, &hit.entry.response) {
+                    Resp::not_modified(&hit.entry.response, status)
                 } else {
-                    from_fetched(entry.response.clone(), range, head, status)
+                    from_fetched(hit.entry.response.clone(), range, head, status)
                 };
+                let x = if hit.stale {
+                    XCache::Stale
+                } else {
+                    XCache::Hit
+                };
+                mark(&mut resp, x, Some(hit.entry.age()));
+                return resp;
             }
             Err(joined) => joined,
         };
@@ -168,36 +175,41 @@ impl Gateway {
             Lookup::Fetched => "dashpush; fwd=miss",
             Lookup::Coalesced => "dashpush; fwd=miss; collapsed",
         };
+        let storable = |status: u16, headers: &[(HeaderName, HeaderValue)]| {
+            freshness(status, headers, &req.path, self.cache.ttls()).is_some()
+        };
         let conditional = ["if-none-match", "if-modified-since"]
             .iter()
             .any(|n| header(&req.headers, n).is_some());
         if range.is_some() || head || conditional {
             // These need the whole body (or its length): wait for the fill to end.
-            return match fill.complete().await {
+            let mut resp = match fill.complete().await {
                 Ok(f) if not_modified(&req.headers, &f) => Resp::not_modified(&f, status),
                 Ok(f) => {
-                    let status =
-                        if ttl_of(f.status, &f.headers, &req.path, self.cache.ttls()).is_some() {
-                            status
-                        } else {
-                            "dashpush; fwd=miss; stored=0"
-                        };
+                    let status = if storable(f.status, &f.headers) {
+                        status
+                    } else {
+                        "dashpush; fwd=miss; stored=0"
+                    };
                     from_fetched(f, range, head, status)
                 }
-                Err(e) => upstream_error(&e),
+                Err(e) => return upstream_error(&e),
             };
+            mark(&mut resp, XCache::of(&fill), None);
+            return resp;
         }
         // The reader first: it is the interest that keeps the fill going (see `while_read`).
         let reader = fill.reader();
         match fill.head().await {
             Ok(h) => {
-                let status = if ttl_of(h.status, &h.headers, &req.path, self.cache.ttls()).is_some()
-                {
+                let status = if storable(h.status, &h.headers) {
                     status
                 } else {
                     "dashpush; fwd=miss; stored=0"
                 };
-                streamed(h, reader, status)
+                let mut resp = streamed(h, reader, status);
+                mark(&mut resp, XCache::of(&fill), None);
+                resp
             }
             Err(e) => upstream_error(&e),
         }
@@ -209,7 +221,7 @@ impl Gateway {
         upstream: &Arc<Upstream>,
         key: &str,
         req: &Req,
-    ) -> Result<Arc<crate::cache::Entry>, (Arc<Fill>, Lookup)> {
+    ) -> Result<Hit, (Arc<Fill>, Lookup)> {
         let fill_headers: Vec<(HeaderName, HeaderValue)> = req
             .headers
             .iter()
@@ -228,7 +240,9 @@ impl Gateway {
     }
 
     /// The cached entry for `key`, or the fill that will produce it (joined, or started with
-    /// an origin fetch of `path`).
+    /// an origin fetch of `path`). A stale entry is revalidated through a fill like any fetch
+    /// (coalesced); a client may be given one within `stale-while-revalidate` at once while a
+    /// single background refresh runs for its key.
     pub(crate) async fn source(
         &self,
         upstream: &Arc<Upstream>,
@@ -237,61 +251,108 @@ impl Gateway {
         fill_headers: Vec<(HeaderName, HeaderValue)>,
         client: Option<String>,
         by: User,
-    ) -> Result<Arc<crate::cache::Entry>, (Arc<Fill>, Lookup)> {
+    ) -> Result<Hit, (Arc<Fill>, Lookup)> {
         loop {
-            if let Some(e) = self.cache.get(key, by).await {
-                return Ok(e);
-            }
-            let started = self.cache.join_or_start(key, by, |fill| {
-                if by == User::Prefetch {
-                    fill.prefetched
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
+            let stale = match self.cache.find(key, by).await {
+                Some((entry, State::Fresh)) => {
+                    return Ok(Hit {
+                        entry,
+                        stale: false,
+                    });
                 }
-                let upstream = Arc::clone(upstream);
-                let cache = self.cache.clone();
-                let key = key.to_owned();
-                let path = path.to_owned();
-                let fill_headers = fill_headers.clone();
-                let client = client.clone();
-                let slot = self.fetch_slot();
-                // A client's fetch goes on only while someone reads it (or in a background
-                // slot); prefetches and pushes have bounds of their own.
-                let background = (by == User::Client).then(|| self.background.clone());
-                tokio::spawn(async move {
-                    // Whatever happens to this task, readers are told the fill ended.
-                    let mut guard = FinishOnDrop {
-                        fill: &fill,
-                        cache: &cache,
-                        key: &key,
-                        done: false,
-                    };
-                    match slot.await {
-                        Ok(_slot) => {
-                            let fetch = upstream.fetch_into(
-                                "GET",
-                                &path,
-                                &fill_headers,
-                                client.as_deref(),
-                                &fill,
-                            );
-                            match background {
-                                Some(background) => while_read(fetch, &fill, &background).await,
-                                None => fetch.await,
-                            }
-                        }
-                        Err(e) => fill.finish(Err(e)),
-                    }
-                    cache.finish(&key, &fill).await;
-                    guard.done = true;
-                });
-            });
-            if let Some((fill, lookup)) = started {
+                Some((entry, State::StaleWhileRevalidate)) if by == User::Client => {
+                    // One refresh per key: a fill already running for it is that refresh.
+                    let _ = self.start_fill(
+                        upstream,
+                        key,
+                        path,
+                        &fill_headers,
+                        client.clone(),
+                        User::Prefetch,
+                        Some(Arc::clone(&entry)),
+                    );
+                    return Ok(Hit { entry, stale: true });
+                }
+                Some((entry, _)) => Some(entry),
+                None => None,
+            };
+            if let Some((fill, lookup)) = self.start_fill(
+                upstream,
+                key,
+                path,
+                &fill_headers,
+                client.clone(),
+                by,
+                stale,
+            ) {
                 if lookup == Lookup::Coalesced {
                     self.cache.claim(&fill, by);
                 }
                 return Err((fill, lookup));
             }
         }
+    }
+
+    /// Joins the fill of `key` or starts one: an origin fetch of `path`, or with `stale` a
+    /// revalidation of that entry. `None` when a usable entry was stored meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    fn start_fill(
+        &self,
+        upstream: &Arc<Upstream>,
+        key: &str,
+        path: &str,
+        fill_headers: &[(HeaderName, HeaderValue)],
+        client: Option<String>,
+        by: User,
+        stale: Option<Arc<Entry>>,
+    ) -> Option<(Arc<Fill>, Lookup)> {
+        let revalidating = stale.is_some();
+        self.cache.join_or_start(key, by, revalidating, |fill| {
+            if by == User::Prefetch && !revalidating {
+                fill.prefetched
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            let upstream = Arc::clone(upstream);
+            let cache = self.cache.clone();
+            let key = key.to_owned();
+            let path = path.to_owned();
+            let fill_headers = fill_headers.to_vec();
+            let slot = self.fetch_slot();
+            // A client's fetch goes on only while someone reads it (or in a background
+            // slot); prefetches and pushes have bounds of their own.
+            let background = (by == User::Client).then(|| self.background.clone());
+            tokio::spawn(async move {
+                // Whatever happens to this task, readers are told the fill ended.
+                let mut guard = FinishOnDrop {
+                    fill: &fill,
+                    cache: &cache,
+                    key: &key,
+                    done: false,
+                };
+                match slot.await {
+                    Ok(_slot) => {
+                        let fetch = fetch_or_revalidate(
+                            &upstream,
+                            &path,
+                            &fill_headers,
+                            client.as_deref(),
+                            &fill,
+                            stale.as_deref(),
+                        );
+                        match background {
+                            Some(background) => while_read(fetch, &fill, &background).await,
+                            None => fetch.await,
+                        }
+                    }
+                    Err(e) => match stale.as_deref() {
+                        Some(old) if old.may_serve_on_error() => serve_stale(&fill, old),
+                        _ => fill.finish(Err(e)),
+                    },
+                }
+                cache.finish(&key, &fill).await;
+                guard.done = true;
+            });
+        })
     }
 
     /// Waits for an origin fetch slot (the gateway-wide bound); [`UpstreamError::Busy`] when
@@ -460,6 +521,150 @@ fn clean_path(path_and_query: &str) -> bool {
 /// another's.
 pub(crate) fn cache_key(origin: &str, path: &str) -> String {
     format!("{origin}{path}")
+}
+
+/// A usable cached entry: fresh, or (to a client, within `stale-while-revalidate`) stale
+/// while a refresh runs.
+pub(crate) struct Hit {
+    pub(crate) entry: Arc<Entry>,
+    pub(crate) stale: bool,
+}
+
+/// What an answer was to the cache, in its `X-Cache` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum XCache {
+    Hit,
+    Miss,
+    Stale,
+    Revalidated,
+}
+
+impl XCache {
+    fn of(fill: &Fill) -> Self {
+        match fill.served_as() {
+            Served::Fetched => Self::Miss,
+            Served::Revalidated => Self::Revalidated,
+            Served::StaleOnError => Self::Stale,
+        }
+    }
+
+    fn value(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Stale => "STALE",
+            Self::Revalidated => "REVALIDATED",
+        }
+    }
+}
+
+/// Adds `X-Cache` and, for an answer from a stored entry, its `Age` (RFC 9111 §5.1).
+fn mark(resp: &mut Resp, x: XCache, age: Option<u64>) {
+    resp.headers
+        .retain(|(n, _)| n != "x-cache" && (age.is_none() || n != "age"));
+    resp.headers.push((
+        HeaderName::from_static("x-cache"),
+        HeaderValue::from_static(x.value()),
+    ));
+    if let Some(age) = age {
+        resp.headers
+            .push((HeaderName::from_static("age"), HeaderValue::from(age)));
+    }
+}
+
+/// Fetches `path` into `fill`; with `stale`, revalidates that entry instead (its validators
+/// sent): a 304 refreshes it (its body, the new headers), a failure within `stale-if-error`
+/// answers with it, anything else is forwarded as a fresh answer.
+async fn fetch_or_revalidate(
+    upstream: &Upstream,
+    path: &str,
+    headers: &[(HeaderName, HeaderValue)],
+    client: Option<&str>,
+    fill: &Fill,
+    stale: Option<&Entry>,
+) {
+    let Some(old) = stale else {
+        upstream
+            .fetch_into("GET", path, headers, client, fill)
+            .await;
+        return;
+    };
+    let mut conditional = headers.to_vec();
+    conditional.extend(old.validators());
+    let answer = Fill::new();
+    let mut reader = answer.reader();
+    let fetch = upstream.fetch_into("GET", path, &conditional, client, &answer);
+    let forward = async {
+        match answer.head().await {
+            Ok(h) if h.status == 304 => {
+                fill.set_served_as(Served::Revalidated);
+                fill.set_head(Head {
+                    status: old.response.status,
+                    headers: refreshed(&old.response.headers, &h.headers),
+                });
+                fill.push(old.response.body.clone());
+                fill.finish(Ok(()));
+            }
+            Ok(h) if h.status >= 500 && old.may_serve_on_error() => serve_stale(fill, old),
+            Ok(h) => {
+                fill.set_head(h);
+                while let Some(chunk) = reader.chunk().await {
+                    match chunk {
+                        Ok(c) => fill.push(c),
+                        Err(e) => {
+                            fill.finish(Err(e));
+                            return;
+                        }
+                    }
+                }
+                fill.finish(Ok(()));
+            }
+            Err(_) if old.may_serve_on_error() => serve_stale(fill, old),
+            Err(e) => fill.finish(Err(e)),
+        }
+    };
+    tokio::join!(fetch, forward);
+}
+
+/// Answers a fill with a stored entry because the origin failed (`stale-if-error`).
+fn serve_stale(fill: &Fill, old: &Entry) {
+    tracing::debug!("origin failed: serving a stale copy (stale-if-error)");
+    fill.set_served_as(Served::StaleOnError);
+    let mut headers = old.response.headers.clone();
+    headers.retain(|(n, _)| n != "age");
+    headers.push((HeaderName::from_static("age"), HeaderValue::from(old.age())));
+    fill.set_head(Head {
+        status: old.response.status,
+        headers,
+    });
+    fill.push(old.response.body.clone());
+    fill.finish(Ok(()));
+}
+
+/// A stored response's headers updated by a 304's (RFC 9111 §3.2): every header the 304
+/// carries replaces the stored ones of that name, but for the body's own framing.
+fn refreshed(
+    stored: &[(HeaderName, HeaderValue)],
+    fresh: &[(HeaderName, HeaderValue)],
+) -> Vec<(HeaderName, HeaderValue)> {
+    const KEEP: &[&str] = &["content-length", "content-encoding", "content-range"];
+    let replaced: Vec<&HeaderName> = fresh
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| !KEEP.contains(&n.as_str()))
+        .collect();
+    let mut headers: Vec<(HeaderName, HeaderValue)> = stored
+        .iter()
+        .filter(|(n, _)| !replaced.contains(&n))
+        .cloned()
+        .collect();
+    headers.extend(
+        fresh
+            .iter()
+            .filter(|(n, _)| !KEEP.contains(&n.as_str()))
+            .cloned(),
+    );
+    headers
 }
 
 /// Background fills: origin fetches that go on after their last reader left, so the next

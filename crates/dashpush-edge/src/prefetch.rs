@@ -233,7 +233,7 @@ impl Gateway {
                 .source(&upstream, &key, path, Vec::new(), None, by)
                 .await
             {
-                Ok(e) => Source::Entry(e),
+                Ok(hit) => Source::Entry(hit.entry),
                 Err((fill, _)) => Source::Fill(fill),
             },
         )

@@ -163,6 +163,7 @@ impl EdgeConfig {
             ttls: Ttls {
                 mpd: Duration::from_secs(2),
                 segment: Duration::from_secs(3600),
+                stale_if_error: Duration::from_secs(60),
             },
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(10),

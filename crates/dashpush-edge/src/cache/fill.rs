@@ -6,7 +6,7 @@
 //! late replay the chunks already received. When the fetch ends the cache stores the entry
 //! (if it may) and forgets the fill; readers still streaming keep it alive until they finish.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
@@ -37,6 +37,19 @@ pub struct Fill {
     pub(crate) claimed: AtomicBool,
     /// Purged while in flight: its readers get it, the cache does not store it.
     pub(crate) purged: AtomicBool,
+    /// What the origin's answer was to the cache (see [`Served`]).
+    served_as: AtomicU8,
+}
+
+/// What a fill carries, for the cache and the `X-Cache` of its answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// A fresh answer from the origin.
+    Fetched,
+    /// The stored copy, revalidated by the origin (304): served and stored again as fresh.
+    Revalidated,
+    /// The stored copy, because the origin failed within `stale-if-error`: not stored again.
+    StaleOnError,
 }
 
 impl Fill {
@@ -50,6 +63,7 @@ impl Fill {
             prefetched: AtomicBool::new(false),
             claimed: AtomicBool::new(false),
             purged: AtomicBool::new(false),
+            served_as: AtomicU8::new(0),
         })
     }
 
@@ -80,6 +94,25 @@ impl Fill {
     /// or the whole body) is gone, and the head has arrived or a reader came and went.
     pub(crate) async fn unread(&self) {
         self.changed.closed().await;
+    }
+
+    /// Records what the fill carries (before its head).
+    pub fn set_served_as(&self, s: Served) {
+        let v = match s {
+            Served::Fetched => 0,
+            Served::Revalidated => 1,
+            Served::StaleOnError => 2,
+        };
+        self.served_as.store(v, Ordering::Release);
+    }
+
+    /// What the fill carries.
+    pub fn served_as(&self) -> Served {
+        match self.served_as.load(Ordering::Acquire) {
+            1 => Served::Revalidated,
+            2 => Served::StaleOnError,
+            _ => Served::Fetched,
+        }
     }
 
     /// Records the response head.

@@ -26,13 +26,85 @@ use fill::Fill;
 pub struct Entry {
     /// The response.
     pub response: Fetched,
-    /// How long it stays fresh.
-    pub ttl: Duration,
+    /// How long it stays fresh, and may be served stale (RFC 9111 §4.2, RFC 5861).
+    pub freshness: Freshness,
+    /// When it was stored (or last revalidated).
+    stored: Instant,
+    /// Its age when stored (the origin's `Age`, RFC 9111 §4.2.3), seconds.
+    age_at_store: u64,
     /// Stored by a prefetch and not used yet.
     unused_prefetch: AtomicBool,
 }
 
+/// How a stored entry may be used now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Fresh: served as is.
+    Fresh,
+    /// Stale, within `stale-while-revalidate`: served, and refreshed in the background.
+    StaleWhileRevalidate,
+    /// Stale: revalidated (or fetched) before use; served stale only if the origin fails
+    /// within `stale-if-error`.
+    Stale,
+}
+
 impl Entry {
+    /// Its age now, seconds (the `Age` header of an answer from the cache).
+    pub fn age(&self) -> u64 {
+        self.age_at_store + self.stored.elapsed().as_secs()
+    }
+
+    /// How it may be used now.
+    pub fn state(&self) -> State {
+        let lived = self.stored.elapsed() + Duration::from_secs(self.age_at_store);
+        if lived < self.freshness.ttl {
+            State::Fresh
+        } else if lived < self.freshness.ttl + self.freshness.swr {
+            State::StaleWhileRevalidate
+        } else {
+            State::Stale
+        }
+    }
+
+    /// Whether a failed origin may be answered with it now (`stale-if-error`).
+    pub fn may_serve_on_error(&self) -> bool {
+        let lived = self.stored.elapsed() + Duration::from_secs(self.age_at_store);
+        lived < self.freshness.ttl + self.freshness.swr.max(self.freshness.sie)
+    }
+
+    /// Its validators, as conditional request headers (`If-None-Match`, `If-Modified-Since`).
+    pub fn validators(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let mut v = Vec::new();
+        for (n, cond) in [
+            ("etag", http::header::IF_NONE_MATCH),
+            ("last-modified", http::header::IF_MODIFIED_SINCE),
+        ] {
+            if let Some((_, value)) = self.response.headers.iter().find(|(h, _)| h == n) {
+                v.push((cond, value.clone()));
+            }
+        }
+        v
+    }
+}
+
+impl Entry {
+    /// A new entry, stored now.
+    pub(crate) fn new(response: Fetched, freshness: Freshness, prefetched: bool) -> Self {
+        let age_at_store = response
+            .headers
+            .iter()
+            .find(|(n, _)| n == "age")
+            .and_then(|(_, v)| v.to_str().ok()?.trim().parse().ok())
+            .unwrap_or(0);
+        Self {
+            response,
+            freshness,
+            stored: Instant::now(),
+            age_at_store,
+            unused_prefetch: AtomicBool::new(prefetched),
+        }
+    }
+
     /// True once, if a prefetch stored this entry and nobody used it yet.
     pub(crate) fn unused_prefetch_take(&self) -> bool {
         self.unused_prefetch.swap(false, Ordering::Relaxed)
@@ -95,6 +167,9 @@ pub struct Ttls {
     pub mpd: Duration,
     /// Segments and everything else.
     pub segment: Duration,
+    /// How long past its freshness an entry may answer when the origin fails, unless the
+    /// origin says (`stale-if-error`).
+    pub stale_if_error: Duration,
 }
 
 /// The cache.
@@ -109,13 +184,25 @@ pub struct Cache {
 struct PerEntryTtl;
 
 impl Expiry<String, Arc<Entry>> for PerEntryTtl {
+    /// Kept while it may still be served: fresh, stale-while-revalidate or stale-if-error
+    /// (and, with a validator, revalidated instead of fetched again).
     fn expire_after_create(
         &self,
         _key: &String,
         value: &Arc<Entry>,
         _now: Instant,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.freshness.keep())
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Arc<Entry>,
+        _now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.freshness.keep())
     }
 }
 
@@ -158,6 +245,24 @@ impl Cache {
     /// The fresh entry for `key`, counting a hit.
     pub async fn get(&self, key: &str, by: User) -> Option<Arc<Entry>> {
         let e = self.inner.get(key).await?;
+        if e.state() != State::Fresh {
+            return None;
+        }
+        self.hit(e, by)
+    }
+
+    /// The stored entry for `key` and how it may be used now; a use is counted as a hit
+    /// unless it must be revalidated first.
+    pub async fn find(&self, key: &str, by: User) -> Option<(Arc<Entry>, State)> {
+        let e = self.inner.get(key).await?;
+        let state = e.state();
+        if state == State::Stale {
+            return Some((e, state));
+        }
+        self.hit(e, by).map(|e| (e, state))
+    }
+
+    fn hit(&self, e: Arc<Entry>, by: User) -> Option<Arc<Entry>> {
         if by == User::Prefetch {
             return Some(e);
         }
@@ -196,10 +301,13 @@ impl Cache {
     /// stored meanwhile: look it up again.
     /// Hit, miss and coalesced counts are of requests (clients and pushes); the prefetcher's
     /// own lookups are counted under `dashpush_prefetch_total`.
+    /// With `revalidating`, a stored entry (stale, or in `stale-while-revalidate`) does not
+    /// stop the fill from starting.
     pub fn join_or_start(
         &self,
         key: &str,
         by: User,
+        revalidating: bool,
         start: impl FnOnce(Arc<Fill>),
     ) -> Option<(Arc<Fill>, Lookup)> {
         let mut filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
@@ -209,7 +317,7 @@ impl Cache {
             }
             return Some((Arc::clone(f), Lookup::Coalesced));
         }
-        if self.inner.contains_key(key) {
+        if !revalidating && self.inner.contains_key(key) {
             return None;
         }
         if by != User::Prefetch {
@@ -227,18 +335,15 @@ impl Cache {
     pub async fn finish(&self, key: &str, fill: &Arc<Fill>) {
         if let Ok(response) = fill.complete().await
             && !fill.purged.load(Ordering::Acquire)
-            && let Some(ttl) = ttl_of(response.status, &response.headers, key, self.ttls())
+            && fill.served_as() != fill::Served::StaleOnError
+            && let Some(freshness) = freshness(response.status, &response.headers, key, self.ttls())
         {
             let unused =
                 fill.prefetched.load(Ordering::Relaxed) && !fill.claimed.load(Ordering::Relaxed);
             self.inner
                 .insert(
                     key.to_owned(),
-                    Arc::new(Entry {
-                        response,
-                        ttl,
-                        unused_prefetch: AtomicBool::new(unused),
-                    }),
+                    Arc::new(Entry::new(response, freshness, unused)),
                 )
                 .await;
             self.update_size();
@@ -315,15 +420,46 @@ impl Cache {
     }
 }
 
-/// Freshness lifetime of a response (RFC 9111 §4.2.1, shared-cache view), or `None` if it must
-/// not be stored: only 200s; `no-store`, `no-cache` and `private` are not stored; `s-maxage`
-/// over `max-age` over `Expires`; otherwise the default for the kind of resource.
-pub fn ttl_of(
+/// How long a stored response is fresh and may be served stale (RFC 9111 §4.2, RFC 5861).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// Freshness lifetime (0: revalidate before every use, `no-cache`).
+    pub ttl: Duration,
+    /// `stale-while-revalidate`: served stale while refreshed in the background.
+    pub swr: Duration,
+    /// `stale-if-error`: served stale when the origin fails.
+    pub sie: Duration,
+    /// It has a validator (`ETag`, `Last-Modified`): a stale copy is revalidated, not fetched.
+    pub validated: bool,
+}
+
+impl Freshness {
+    /// How long the cache keeps it: while it may be served, and with a validator as long
+    /// again for a cheap revalidation (at least a minute).
+    fn keep(&self) -> Duration {
+        let serve = self.ttl + self.swr.max(self.sie);
+        if self.validated {
+            serve
+                .max(self.ttl * 2)
+                .max(self.ttl + Duration::from_secs(60))
+        } else {
+            serve
+        }
+    }
+}
+
+/// Freshness of a response (RFC 9111 §4.2.1, shared-cache view), or `None` if it must not be
+/// stored: only 200s; `no-store`, `private`, a cookie or a `Vary` on anything but the encoding
+/// are not stored; `no-cache` is stored only with a validator, and revalidated before every
+/// use; `s-maxage` over `max-age` over `Expires`, otherwise the default for the kind of
+/// resource; `stale-while-revalidate` and `stale-if-error` from `Cache-Control` (RFC 5861),
+/// the latter defaulting to `ttls.stale_if_error`.
+pub fn freshness(
     status: u16,
     headers: &[(HeaderName, HeaderValue)],
     key: &str,
     ttls: Ttls,
-) -> Option<Duration> {
+) -> Option<Freshness> {
     if status != 200 {
         return None;
     }
@@ -345,35 +481,78 @@ pub fn ttl_of(
     {
         return None;
     }
-    let mut max_age = None;
-    let mut s_maxage = None;
+    let validated = header("etag").next().is_some() || header("last-modified").next().is_some();
+    let secs = |v: &str| {
+        v.trim_matches('"')
+            .parse::<u64>()
+            .ok()
+            .map(Duration::from_secs)
+    };
+    let (mut max_age, mut s_maxage, mut no_cache) = (None, None, false);
+    let (mut swr, mut sie) = (Duration::ZERO, ttls.stale_if_error);
     for directive in header("cache-control").flat_map(|v| v.split(',')) {
         let d = directive.trim().to_ascii_lowercase();
         match d.split_once('=') {
-            None if matches!(d.as_str(), "no-store" | "no-cache" | "private") => return None,
+            None if matches!(d.as_str(), "no-store" | "private") => return None,
+            None if d == "no-cache" => no_cache = true,
             // `no-cache="Set-Cookie"`, `private="..."`: parts of it are per user; not shared.
             Some(("no-cache" | "private", _)) => return None,
-            Some(("max-age", v)) => max_age = v.trim_matches('"').parse::<u64>().ok(),
-            Some(("s-maxage", v)) => s_maxage = v.trim_matches('"').parse::<u64>().ok(),
+            Some(("max-age", v)) => max_age = secs(v),
+            Some(("s-maxage", v)) => s_maxage = secs(v),
+            Some(("stale-while-revalidate", v)) => swr = secs(v).unwrap_or(swr),
+            Some(("stale-if-error", v)) => sie = secs(v).unwrap_or(sie),
             _ => {}
         }
     }
-    if let Some(secs) = s_maxage.or(max_age) {
-        return (secs > 0).then(|| Duration::from_secs(secs));
+    // `must-revalidate`/`proxy-revalidate`: never served stale.
+    if header("cache-control").any(|v| {
+        v.to_ascii_lowercase()
+            .split(',')
+            .any(|d| matches!(d.trim(), "must-revalidate" | "proxy-revalidate"))
+    }) {
+        swr = Duration::ZERO;
+        sie = Duration::ZERO;
     }
-    if let Some(expires) = header("expires").next() {
+    let ttl = if no_cache {
+        if !validated {
+            return None;
+        }
+        Duration::ZERO
+    } else if let Some(t) = s_maxage.or(max_age) {
+        t
+    } else if let Some(expires) = header("expires").next() {
         let at = httpdate::parse_http_date(expires).ok()?;
-        return at
-            .duration_since(SystemTime::now())
-            .ok()
-            .filter(|d| !d.is_zero());
-    }
-    let path = key.split('?').next().unwrap_or(key);
-    Some(if path.ends_with(".mpd") {
-        ttls.mpd
+        at.duration_since(SystemTime::now()).unwrap_or_default()
     } else {
-        ttls.segment
+        let path = key.split('?').next().unwrap_or(key);
+        if path.ends_with(".mpd") {
+            ttls.mpd
+        } else {
+            ttls.segment
+        }
+    };
+    if ttl.is_zero() && !validated && swr.is_zero() && sie.is_zero() {
+        return None;
+    }
+    Some(Freshness {
+        ttl,
+        swr,
+        sie,
+        validated,
     })
+}
+
+/// Freshness lifetime of a response that may be shared and used without revalidation (what a
+/// push needs, spec §6.2 rule 5), or `None`.
+pub fn ttl_of(
+    status: u16,
+    headers: &[(HeaderName, HeaderValue)],
+    key: &str,
+    ttls: Ttls,
+) -> Option<Duration> {
+    freshness(status, headers, key, ttls)
+        .map(|f| f.ttl)
+        .filter(|t| !t.is_zero())
 }
 
 #[cfg(test)]
@@ -404,6 +583,7 @@ mod tests {
     const TTLS: Ttls = Ttls {
         mpd: Duration::from_secs(2),
         segment: Duration::from_secs(3600),
+        stale_if_error: Duration::from_secs(60),
     };
 
     #[test]
@@ -451,5 +631,57 @@ mod tests {
             vec![header("expires", "Thu, 01 Jan 1970 00:00:00 GMT")],
         );
         assert_eq!(ttl_of(&past, "/a", TTLS), None);
+    }
+
+    #[test]
+    fn stale_serving_and_revalidation_rules() {
+        let f = |cc: &'static str, etag: bool| {
+            let mut h = vec![header("cache-control", cc)];
+            if etag {
+                h.push(header("etag", "\"v1\""));
+            }
+            super::freshness(200, &h, "/a", TTLS)
+        };
+        let s = Duration::from_secs;
+        let d = f(
+            "max-age=10, stale-while-revalidate=30, stale-if-error=300",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            (d.ttl, d.swr, d.sie, d.validated),
+            (s(10), s(30), s(300), false)
+        );
+        assert_eq!(d.keep(), s(310));
+        // The default stale-if-error when the origin says nothing.
+        assert_eq!(f("max-age=10", false).unwrap().sie, s(60));
+        // must-revalidate: never stale.
+        let d = f(
+            "max-age=10, stale-while-revalidate=30, must-revalidate",
+            false,
+        )
+        .unwrap();
+        assert_eq!((d.swr, d.sie), (s(0), s(0)));
+        // no-cache: stored with a validator (revalidated before every use), not without.
+        let d = f("no-cache", true).unwrap();
+        assert_eq!((d.ttl, d.validated), (s(0), true));
+        assert_eq!(d.keep(), s(60));
+        assert_eq!(
+            f("no-cache, must-revalidate", false),
+            None,
+            "nothing to revalidate with"
+        );
+        assert_eq!(
+            ttl_of(
+                &fetched(
+                    200,
+                    vec![header("cache-control", "no-cache"), header("etag", "\"x\"")]
+                ),
+                "/a",
+                TTLS
+            ),
+            None,
+            "not pushable"
+        );
     }
 }

@@ -286,6 +286,7 @@ async fn bench(plan: PlanConfig) -> Bench {
     let ttls = Ttls {
         mpd: Duration::from_secs(2),
         segment: Duration::from_secs(60),
+        stale_if_error: Duration::from_secs(60),
     };
     let cache = Cache::new(16 << 20, ttls, metrics.clone());
     let settings = PushSettings {
