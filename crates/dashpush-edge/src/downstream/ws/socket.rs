@@ -231,11 +231,11 @@ async fn request(
     let gw = &conn.gw;
     let target = match conn.base.join(raw_url) {
         Ok(u) if u.origin() == conn.base.origin() => Target::of_url(&gw.origins(), u),
-        Ok(_) => return refuse(conn, id, 400, "url on another origin".into()).await,
-        Err(e) => return refuse(conn, id, 400, format!("bad url: {e}")).await,
+        Ok(_) => return refuse(conn, id, raw_url, 400, "url on another origin".into()).await,
+        Err(e) => return refuse(conn, id, raw_url, 400, format!("bad url: {e}")).await,
     };
     let Some(target) = target else {
-        return refuse(conn, id, 404, "no origin for this path".into()).await;
+        return refuse(conn, id, raw_url, 404, "no origin for this path".into()).await;
     };
     let input = match directive {
         None => DirectiveInput::Absent,
@@ -258,7 +258,21 @@ async fn request(
 }
 
 /// Ends a request that cannot be served with an error.
-async fn refuse(conn: &Conn, id: StreamId, status: u16, detail: String) {
+async fn refuse(conn: &Conn, id: StreamId, raw_url: &str, status: u16, detail: String) {
+    conn.gw.log_served(
+        conn.base.scheme(),
+        &crate::access::Served {
+            protocol: "ws",
+            client: conn.client.as_deref(),
+            method: "GET",
+            authority: conn.host.as_deref(),
+            path: raw_url,
+            status,
+            bytes: 0,
+            started: std::time::Instant::now(),
+            cache: None,
+        },
+    );
     conn.end(id, EndReason::Error, Some(status), Some(detail))
         .await;
 }
