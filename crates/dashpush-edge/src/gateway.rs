@@ -505,13 +505,16 @@ async fn static_file(dir: &std::path::Path, path: &str, head: bool) -> Resp {
     }
 }
 
-/// False for a path with dot segments (raw or percent-encoded) or backslashes: an origin that
-/// normalises them would serve a resource outside the route the raw prefix matched.
-fn clean_path(path_and_query: &str) -> bool {
+/// False for a path an origin could read as another path than the route's prefix matched:
+/// dot segments (raw or percent-encoded, also before a `;` path parameter, `..;` for Tomcat),
+/// backslashes, encoded separators (`%2F`, `%5C`, which nginx or Tomcat may decode) and NUL.
+pub(crate) fn clean_path(path_and_query: &str) -> bool {
     let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+    let lower = path.to_ascii_lowercase();
     !path.contains('\\')
-        && path.split('/').all(|seg| {
-            let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        && !["%2f", "%5c", "%00"].iter().any(|e| lower.contains(e))
+        && lower.split('/').all(|seg| {
+            let seg = seg.split(';').next().unwrap_or_default().replace("%2e", ".");
             seg != "." && seg != ".."
         })
 }
@@ -877,5 +880,30 @@ pub(crate) fn short(status: u16, text: &'static str) -> Resp {
         )],
         body: Body::Full(Bytes::from_static(text.as_bytes())),
         content_length: Some(text.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_path;
+
+    #[test]
+    fn paths_that_could_escape_a_route_are_refused() {
+        for ok in ["/vod/seg-1.m4s", "/vod/a;b.m4s", "/vod/x?y=../..", "/a/..b/c", "/%41"] {
+            assert!(clean_path(ok), "{ok}");
+        }
+        for bad in [
+            "/vod/../admin",
+            "/vod/%2e%2E/admin",
+            "/vod/..;/admin",
+            "/vod/.;x/a",
+            "/vod%2F..%2Fadmin",
+            "/vod/%2fadmin",
+            "/vod%5C..%5Cadmin",
+            "/vod\\admin",
+            "/vod/a%00.m4s",
+        ] {
+            assert!(!clean_path(bad), "{bad}");
+        }
     }
 }
