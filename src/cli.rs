@@ -110,7 +110,7 @@ struct RunArgs {
     /// Default 127.0.0.1:8080.
     #[arg(long)]
     listen: Option<String>,
-    /// The default origin, e.g. http://127.0.0.1:8081 or https://origin.example.
+    /// The default origin, e.g. `http://127.0.0.1:8081` or `https://origin.example`.
     #[arg(long)]
     origin: Option<String>,
     /// PEM file of the CAs that sign HTTPS origins' certificates (default: the system roots).
