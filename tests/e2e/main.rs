@@ -5,6 +5,7 @@ mod harness;
 mod hostile;
 mod live;
 mod operator;
+mod origin_side;
 mod proxy;
 mod push;
 mod stock;

@@ -187,6 +187,8 @@ pub struct RawUpstream {
     pub connect_timeout_ms: Option<u64>,
     /// Read timeout, ms.
     pub read_timeout_ms: Option<u64>,
+    /// Deadline for a whole response, ms.
+    pub total_timeout_ms: Option<u64>,
     /// Largest body, bytes.
     pub max_body_bytes: Option<usize>,
     /// Origin fetches at once, gateway-wide.
@@ -459,6 +461,11 @@ impl TryFrom<RawConfig> for EdgeConfig {
             "upstream.connect_timeout_ms",
             raw.upstream.connect_timeout_ms,
             c.connect_timeout,
+        )?;
+        c.total_timeout = positive_ms(
+            "upstream.total_timeout_ms",
+            raw.upstream.total_timeout_ms,
+            c.total_timeout,
         )?;
         c.read_timeout = positive_ms(
             "upstream.read_timeout_ms",

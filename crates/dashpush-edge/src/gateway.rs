@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 
 use crate::cache::fill::{Fill, FillReader, Head, Served};
-use crate::cache::{Cache, Entry, Lookup, State, User, freshness};
+use crate::cache::{Cache, Entry, Lookup, State, User, freshness, per_user};
 use crate::manifests::Registry;
 use crate::metrics::Metrics;
 use crate::origin::routing::Origins;
@@ -170,6 +170,15 @@ impl Gateway {
             }
             Err(joined) => joined,
         };
+        // A request that joined another's fetch learns with the head whether the answer is
+        // per user (a cookie, `private`): then it fetches for itself (RFC 9111 §3.5).
+        let (fill, lookup) = if lookup == Lookup::Coalesced
+            && fill.head().await.is_ok_and(|h| per_user(&h.headers))
+        {
+            (self.private_fill(upstream, req), Lookup::Fetched)
+        } else {
+            (fill, lookup)
+        };
         let status = match lookup {
             Lookup::Hit => "dashpush; hit",
             Lookup::Fetched => "dashpush; fwd=miss",
@@ -291,6 +300,33 @@ impl Gateway {
                 return Err((fill, lookup));
             }
         }
+    }
+
+    /// A fetch of the request for this client alone: not shared, not stored.
+    fn private_fill(&self, upstream: &Arc<Upstream>, req: &Req) -> Arc<Fill> {
+        let fill = Fill::new();
+        let own = Arc::clone(&fill);
+        let upstream = Arc::clone(upstream);
+        let path = req.path.clone();
+        let headers: Vec<(HeaderName, HeaderValue)> = req
+            .headers
+            .iter()
+            .filter(|(n, _)| FILL_HEADERS.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        let client = req.client.clone();
+        let slot = self.fetch_slot();
+        tokio::spawn(async move {
+            match slot.await {
+                Ok(_slot) => {
+                    upstream
+                        .fetch_into("GET", &path, &headers, client.as_deref(), &own)
+                        .await;
+                }
+                Err(e) => own.finish(Err(e)),
+            }
+        });
+        fill
     }
 
     /// Joins the fill of `key` or starts one: an origin fetch of `path`, or with `stale` a

@@ -138,8 +138,9 @@ impl ServerApp for EdgeApp {
         let (stream, is_h2) = self.handshake(stream, &admitted).await?;
         let tls = self.tls.is_some();
         let protocol = if is_h2 { "h2" } else { "h1" };
-        let gauge = metrics.open_connections.with_label_values(&[protocol]);
-        gauge.inc();
+        // Counted while the connection lives, however its task ends.
+        let _open =
+            crate::metrics::Held::new(&metrics.open_connections.with_label_values(&[protocol]));
         if is_h2 {
             h2srv::serve(
                 &self.gateway,
@@ -162,7 +163,6 @@ impl ServerApp for EdgeApp {
             )
             .await;
         }
-        gauge.dec();
         None
     }
 }
@@ -396,6 +396,7 @@ fn upstream_for(
             host: origin.authority().to_owned(),
             connect_timeout: config.connect_timeout,
             read_timeout: config.read_timeout,
+            total_timeout: config.total_timeout,
             max_body: config.max_body,
             tls,
         },

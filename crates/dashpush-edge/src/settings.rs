@@ -36,6 +36,8 @@ pub struct EdgeConfig {
     pub connect_timeout: Duration,
     /// Origin read timeout (an origin that stalls longer gets a 504).
     pub read_timeout: Duration,
+    /// Deadline for a whole origin response, head and body (504 past it).
+    pub total_timeout: Duration,
     /// Largest origin body accepted.
     pub max_body: usize,
     /// Grace period for in-flight requests on shutdown.
@@ -167,6 +169,7 @@ impl EdgeConfig {
             },
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(60),
             max_body: 64 * 1024 * 1024,
             grace: Duration::from_secs(10),
             ready_without_origin: false,

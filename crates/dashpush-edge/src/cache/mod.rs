@@ -312,10 +312,21 @@ impl Cache {
     ) -> Option<(Arc<Fill>, Lookup)> {
         let mut filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(f) = filling.get(key) {
-            if by != User::Prefetch {
-                self.metrics.coalesced_waits.inc();
+            if !f.head_now().is_some_and(|h| per_user(&h.headers)) {
+                if by != User::Prefetch {
+                    self.metrics.coalesced_waits.inc();
+                }
+                return Some((Arc::clone(f), Lookup::Coalesced));
             }
-            return Some((Arc::clone(f), Lookup::Coalesced));
+            // The answer in flight is for its requester alone: this request gets its own
+            // fetch, shared with nobody (and not registered, so nobody joins it).
+            drop(filling);
+            if by != User::Prefetch {
+                self.metrics.cache_misses.inc();
+            }
+            let fill = Fill::new();
+            start(Arc::clone(&fill));
+            return Some((fill, Lookup::Fetched));
         }
         if !revalidating && self.inner.contains_key(key) {
             return None;
@@ -469,16 +480,7 @@ pub fn freshness(
             .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(name))
             .filter_map(|(_, v)| v.to_str().ok())
     };
-    // A response that sets a cookie is per user; one that varies on anything but the encoding
-    // (which the gateway does not forward, so it always gets the identity) is not keyed here.
-    if header("set-cookie").next().is_some() {
-        return None;
-    }
-    if header("vary")
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|v| !v.is_empty() && !v.eq_ignore_ascii_case("accept-encoding"))
-    {
+    if per_user(headers) {
         return None;
     }
     let validated = header("etag").next().is_some() || header("last-modified").next().is_some();
@@ -493,10 +495,8 @@ pub fn freshness(
     for directive in header("cache-control").flat_map(|v| v.split(',')) {
         let d = directive.trim().to_ascii_lowercase();
         match d.split_once('=') {
-            None if matches!(d.as_str(), "no-store" | "private") => return None,
+            None if d == "no-store" => return None,
             None if d == "no-cache" => no_cache = true,
-            // `no-cache="Set-Cookie"`, `private="..."`: parts of it are per user; not shared.
-            Some(("no-cache" | "private", _)) => return None,
             Some(("max-age", v)) => max_age = secs(v),
             Some(("s-maxage", v)) => s_maxage = secs(v),
             Some(("stale-while-revalidate", v)) => swr = secs(v).unwrap_or(swr),
@@ -540,6 +540,28 @@ pub fn freshness(
         sie,
         validated,
     })
+}
+
+/// True for an answer meant for one user only, which is neither stored nor shared with other
+/// requests waiting on the same fetch (RFC 9111 §3.5, §5.2.2.7): `Set-Cookie`, `private`
+/// (also `private="…"`) and `no-cache="…"` naming fields, a `Vary` on anything but the
+/// encoding (the gateway does not forward it, so it always gets the identity encoding).
+pub fn per_user(headers: &[(HeaderName, HeaderValue)]) -> bool {
+    let header = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .filter_map(|(_, v)| v.to_str().ok())
+    };
+    header("set-cookie").next().is_some()
+        || header("vary")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|v| !v.is_empty() && !v.eq_ignore_ascii_case("accept-encoding"))
+        || header("cache-control")
+            .flat_map(|v| v.split(','))
+            .map(|d| d.trim().to_ascii_lowercase())
+            .any(|d| d == "private" || d.starts_with("private=") || d.starts_with("no-cache="))
 }
 
 /// Freshness lifetime of a response that may be shared and used without revalidation (what a

@@ -273,6 +273,7 @@ async fn bench(plan: PlanConfig) -> Bench {
             host: addr.to_string(),
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(2),
+            total_timeout: Duration::from_secs(10),
             max_body: 1 << 20,
             tls: None,
         },

@@ -26,6 +26,9 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Timeout for each read of the response.
     pub read_timeout: Duration,
+    /// Deadline for the whole exchange, head and body (a trickling origin cannot hold a fill,
+    /// its readers and a fetch slot for longer).
+    pub total_timeout: Duration,
     /// Largest body accepted.
     pub max_body: usize,
     /// TLS to the origin (`https://`), if any.
@@ -42,6 +45,9 @@ pub struct OriginTlsPeer {
     /// PEM CAs instead of the system roots.
     pub ca_file: Option<String>,
 }
+
+/// Informational (1xx) answers read past before the final one, at most.
+const MAX_INFORMATIONAL: usize = 8;
 
 /// Idle origin connections kept for reuse, per origin (pingora's default).
 const UPSTREAM_POOL: usize = 128;
@@ -63,8 +69,10 @@ pub struct Upstream {
     metrics: Metrics,
 }
 
-/// Request headers never forwarded (RFC 9110 §7.6.1 hop-by-hop, plus ones we set).
+/// Request headers never forwarded (RFC 9110 §7.6.1 hop-by-hop, plus ones we set, plus
+/// `Expect`, which would change the exchange: the gateway sends no request body).
 const HOP_BY_HOP: &[&str] = &[
+    "expect",
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -147,7 +155,17 @@ impl Upstream {
                 headers,
                 client,
             };
-            let status = self.exchange(&mut session, &request, fill).await?;
+            let status = tokio::time::timeout(
+                self.config.total_timeout,
+                self.exchange(&mut session, &request, fill),
+            )
+            .await
+            .map_err(|_| {
+                UpstreamError::Timeout(format!(
+                    "whole response not in within {:?}",
+                    self.config.total_timeout
+                ))
+            })??;
             release(&self.connector, session, &self.peer).await;
             Ok(status)
         }
@@ -211,6 +229,22 @@ impl Upstream {
             .await
             .map_err(map_err)?;
         session.read_response_header().await.map_err(map_err)?;
+        // Informational answers (100 Continue, 103 Early Hints) come before the final one: read
+        // past them (a bounded number). 101 is refused: the gateway never asks to switch.
+        let mut informational = 0;
+        while let Some(code) = session
+            .response_header()
+            .map(|h| h.status.as_u16())
+            .filter(|c| (100..200).contains(c))
+        {
+            informational += 1;
+            if code == 101 || informational > MAX_INFORMATIONAL {
+                return Err(UpstreamError::Unreachable(format!(
+                    "origin answered {code} (informational) instead of a response"
+                )));
+            }
+            session.read_response_header().await.map_err(map_err)?;
+        }
         let (status, headers): (u16, Vec<(HeaderName, HeaderValue)>) = match session
             .response_header()
         {
