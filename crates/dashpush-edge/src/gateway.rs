@@ -58,7 +58,7 @@ pub struct Gateway {
     /// Swapped whole by a config reload.
     origins: RwLock<Arc<Origins>>,
     manifests: Registry,
-    prefetch_slots: Arc<Semaphore>,
+    prefetch_slots: crate::prefetch::PrefetchSlots,
     /// Origin fetches at once, gateway-wide, and how long a fetch waits for a slot.
     fetch_slots: Arc<Semaphore>,
     /// Slots for client fetches that go on with no reader.
@@ -88,7 +88,7 @@ impl Gateway {
         Arc::new(Self {
             origins: RwLock::new(Arc::new(origins)),
             manifests: Registry::default(),
-            prefetch_slots: Arc::new(Semaphore::new(push.prefetch_concurrency.max(1))),
+            prefetch_slots: crate::prefetch::PrefetchSlots::new(push.prefetch_concurrency),
             fetch_slots: Arc::new(Semaphore::new(fetch_slots.max.max(1))),
             background: Background {
                 slots: Arc::new(Semaphore::new(fetch_slots.background)),
@@ -481,7 +481,7 @@ impl Gateway {
     }
 
     /// The gateway-wide prefetch cap.
-    pub(crate) fn prefetch_slots(&self) -> &Arc<Semaphore> {
+    pub(crate) fn prefetch_slots(&self) -> &crate::prefetch::PrefetchSlots {
         &self.prefetch_slots
     }
 

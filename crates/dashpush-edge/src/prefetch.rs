@@ -222,6 +222,69 @@ async fn sleep_until(at: DateTime<Utc>) {
     }
 }
 
+/// The gateway-wide prefetch slots, shared fairly between origins: with more than one origin,
+/// one may hold at most half of them, so a slow origin cannot take every slot and stall the
+/// pushes of the others.
+pub(crate) struct PrefetchSlots {
+    all: Arc<Semaphore>,
+    total: usize,
+    by_origin: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+}
+
+/// A prefetch slot: the origin's share and the gateway-wide one, held together.
+pub(crate) struct PrefetchPermit {
+    _origin: tokio::sync::OwnedSemaphorePermit,
+    _all: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl PrefetchSlots {
+    pub(crate) fn new(total: usize) -> Self {
+        let total = total.max(1);
+        Self {
+            all: Arc::new(Semaphore::new(total)),
+            total,
+            by_origin: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The share of `origin` when the routes lead to `origins` origins.
+    fn share(&self, origin: &str, origins: usize) -> Arc<Semaphore> {
+        let mut map = self
+            .by_origin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let share = if origins > 1 {
+            (self.total / 2).max(1)
+        } else {
+            self.total
+        };
+        Arc::clone(
+            map.entry(origin.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(share))),
+        )
+    }
+
+    /// Waits for a slot for `origin`.
+    pub(crate) async fn acquire(&self, origin: &str, origins: usize) -> Option<PrefetchPermit> {
+        let share = self.share(origin, origins).acquire_owned().await.ok()?;
+        let all = Arc::clone(&self.all).acquire_owned().await.ok()?;
+        Some(PrefetchPermit {
+            _origin: share,
+            _all: all,
+        })
+    }
+
+    /// A slot for `origin` if one is free now.
+    pub(crate) fn try_acquire(&self, origin: &str, origins: usize) -> Option<PrefetchPermit> {
+        let share = self.share(origin, origins).try_acquire_owned().ok()?;
+        let all = Arc::clone(&self.all).try_acquire_owned().ok()?;
+        Some(PrefetchPermit {
+            _origin: share,
+            _all: all,
+        })
+    }
+}
+
 impl Gateway {
     /// The cached body or the fill of `path` on `route`, starting an origin fetch if needed.
     pub(crate) async fn source_of(&self, route: usize, path: &str, by: User) -> Option<Source> {
@@ -247,19 +310,22 @@ impl Gateway {
         self: &Arc<Self>,
         route: usize,
         path: String,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        permit: Option<PrefetchPermit>,
     ) -> JoinHandle<Option<Source>> {
         let gw = Arc::clone(self);
         tokio::spawn(async move {
-            let key = cache_key(&gw.origins().origin_key(route)?, &path);
+            let origins = gw.origins();
+            let origin = origins.origin_key(route)?;
+            let key = cache_key(&origin, &path);
             if let Some(e) = gw.cache().get(&key, User::Prefetch).await {
                 return Some(Source::Entry(e));
             }
             let _permit = match permit {
                 Some(p) => p,
                 None => {
-                    let slots: Arc<Semaphore> = Arc::clone(gw.prefetch_slots());
-                    slots.acquire_owned().await.ok()?
+                    gw.prefetch_slots()
+                        .acquire(&origin, origins.origin_count())
+                        .await?
                 }
             };
             let src = gw.source_of(route, &path, User::Prefetch).await?;
@@ -350,9 +416,12 @@ impl Gateway {
             if !target.same_route(&origins, &u) {
                 continue;
             }
-            match Arc::clone(self.prefetch_slots()).try_acquire_owned() {
-                Ok(permit) => drop(self.prefetch(target.route, path_of(&u), Some(permit))),
-                Err(_) => self
+            match self
+                .prefetch_slots()
+                .try_acquire(&target.origin, origins.origin_count())
+            {
+                Some(permit) => drop(self.prefetch(target.route, path_of(&u), Some(permit))),
+                None => self
                     .metrics()
                     .push
                     .prefetches
@@ -366,6 +435,25 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_origin_cannot_take_every_prefetch_slot() {
+        let slots = PrefetchSlots::new(4);
+        let a: Vec<_> = (0..3)
+            .filter_map(|_| slots.try_acquire("http://a", 2))
+            .collect();
+        assert_eq!(a.len(), 2, "half the slots for one of two origins");
+        let b: Vec<_> = (0..3)
+            .filter_map(|_| slots.try_acquire("http://b", 2))
+            .collect();
+        assert_eq!(b.len(), 2);
+        drop((a, b));
+        let alone = PrefetchSlots::new(4);
+        let all: Vec<_> = (0..5)
+            .filter_map(|_| alone.try_acquire("http://a", 1))
+            .collect();
+        assert_eq!(all.len(), 4, "a single origin has them all");
+    }
 
     #[test]
     fn live_asks_fall_on_one_grid_whoever_asks() {

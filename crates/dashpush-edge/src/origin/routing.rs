@@ -38,6 +38,16 @@ impl Origins {
         self.routes.get(i).map(|(_, u)| (i, u))
     }
 
+    /// How many distinct origins the routes lead to.
+    pub fn origin_count(&self) -> usize {
+        let mut origins: Vec<String> = (0..self.routes.len())
+            .filter_map(|i| self.origin_key(i))
+            .collect();
+        origins.sort();
+        origins.dedup();
+        origins.len()
+    }
+
     /// The origin client of route `i`.
     pub fn get(&self, i: usize) -> Option<&Arc<Upstream>> {
         self.routes.get(i).map(|(_, u)| u)
