@@ -687,3 +687,40 @@ fn out_of_descriptors_accept_backs_off_and_established_connections_are_still_ser
     }
     assert_eq!(keepalive_get(&mut kept, segment), 200);
 }
+
+#[test]
+fn many_range_readers_of_one_large_object_share_one_copy_of_its_body() {
+    // A slow origin, so the readers meet on one fetch; the object is 16 MiB.
+    let (_o, origin) = origin(&["--latency-ms", "300"]);
+    let (gw, _dir) = configured(origin, "onecopy", "");
+    let usage = Usage::now(&gw);
+    let addr = gw.addr;
+    let readers: Vec<_> = (0..64)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(
+                    b"GET /_origin/blob/16777216 HTTP/1.1\r\nHost: x\r\nRange: bytes=0-0\r\n\r\n",
+                )
+                .unwrap();
+                s.set_read_timeout(Some(DEADLINE)).unwrap();
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap();
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+                // Kept open (not read further) while the others come.
+                std::thread::sleep(Duration::from_secs(1));
+            })
+        })
+        .collect();
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert_eq!(
+        origin_hits(origin, "/_origin/blob/16777216"),
+        0,
+        "control paths are not counted"
+    );
+    // One copy for the fill and the cache entry (16 MiB), not one per reader (1 GiB).
+    usage.bounded("64 range readers of 16 MiB", 48, Duration::from_secs(3));
+}

@@ -197,6 +197,8 @@ pub struct RawUpstream {
     pub queue_timeout_ms: Option<u64>,
     /// Client fetches that go on after their last reader left.
     pub max_background_fills: Option<usize>,
+    /// Requests with credentials (not cached, streamed) at once.
+    pub max_bypass_requests: Option<usize>,
     /// PEM file of the CAs that sign HTTPS origins' certificates (instead of the system roots).
     pub ca_file: Option<PathBuf>,
     /// Verify HTTPS origins' certificates and host names (default true; false logs a warning).
@@ -770,6 +772,13 @@ impl TryFrom<RawConfig> for EdgeConfig {
             verify: raw.upstream.tls_verify.unwrap_or(true),
             sni: raw.upstream.sni,
         };
+        c.fetch_slots.bypass = in_range(
+            "upstream.max_bypass_requests",
+            raw.upstream.max_bypass_requests,
+            c.fetch_slots.bypass,
+            1,
+            1_000_000,
+        )?;
         c.fetch_slots.background = in_range(
             "upstream.max_background_fills",
             raw.upstream.max_background_fills,

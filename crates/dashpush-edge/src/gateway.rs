@@ -63,6 +63,8 @@ pub struct Gateway {
     fetch_slots: Arc<Semaphore>,
     /// Slots for client fetches that go on with no reader.
     background: Background,
+    /// Requests with credentials (not cached) at once.
+    bypass: Arc<Semaphore>,
     fetch_wait: std::time::Duration,
     /// Swapped whole by a config reload.
     push: RwLock<Arc<PushSettings>>,
@@ -96,6 +98,7 @@ impl Gateway {
                 abandoned: metrics.fills_unread.with_label_values(&["abandoned"]),
                 abandoned_fetches: metrics.origin_fetches.with_label_values(&["abandoned"]),
             },
+            bypass: Arc::new(Semaphore::new(fetch_slots.bypass)),
             fetch_wait: fetch_slots.wait,
             push: RwLock::new(Arc::new(push)),
             cache,
@@ -137,19 +140,7 @@ impl Gateway {
             return short(404, "no origin for this host and path\n");
         };
         if header(&req.headers, "authorization").is_some() {
-            // Credentials: not shared, so not cached; forwarded as they came.
-            let method = req.method.as_str();
-            let _slot = match self.fetch_slot().await {
-                Ok(s) => s,
-                Err(e) => return upstream_error(&e),
-            };
-            return match upstream
-                .fetch(method, &req.path, &req.headers, req.client.as_deref())
-                .await
-            {
-                Ok(f) => from_fetched(f, None, head, "dashpush; fwd=bypass"),
-                Err(e) => upstream_error(&e),
-            };
+            return self.bypass(upstream, req).await;
         }
         let key = cache_key(&origins.origin_key(route).unwrap_or_default(), &req.path);
         let (fill, lookup) = match self.lookup(upstream, &key, req).await {
@@ -299,6 +290,50 @@ impl Gateway {
                 }
                 return Err((fill, lookup));
             }
+        }
+    }
+
+    /// A request with credentials: not shared, not cached, forwarded as it came and streamed
+    /// back as it arrives. Such requests are capped in number (`upstream.max_bypass_requests`,
+    /// then 503) besides the origin fetch slots, and one stops when its client leaves.
+    async fn bypass(&self, upstream: &Arc<Upstream>, req: &Req) -> Resp {
+        let Ok(permit) = Arc::clone(&self.bypass).try_acquire_owned() else {
+            self.metrics
+                .origin_fetches
+                .with_label_values(&["busy"])
+                .inc();
+            return short(503, "too many uncached requests at once\n");
+        };
+        let slot = match self.fetch_slot().await {
+            Ok(s) => s,
+            Err(e) => return upstream_error(&e),
+        };
+        let fill = Fill::new();
+        let reader = fill.reader();
+        let own = Arc::clone(&fill);
+        let upstream = Arc::clone(upstream);
+        let (method, path) = (req.method.as_str().to_owned(), req.path.clone());
+        let (headers, client) = (req.headers.clone(), req.client.clone());
+        tokio::spawn(async move {
+            let _held = (permit, slot);
+            let fetch = upstream.fetch_into(&method, &path, &headers, client.as_deref(), &own);
+            tokio::select! {
+                () = fetch => {}
+                () = own.unread() => {
+                    own.finish(Err(UpstreamError::Abandoned));
+                }
+            }
+        });
+        match fill.head().await {
+            Ok(h) => {
+                let mut resp = streamed(h, reader, "dashpush; fwd=bypass");
+                if req.method == Method::HEAD {
+                    resp.body = Body::Full(Bytes::new());
+                }
+                mark(&mut resp, XCache::Miss, None);
+                resp
+            }
+            Err(e) => upstream_error(&e),
         }
     }
 

@@ -90,6 +90,9 @@ pub struct FetchSlots {
     /// Client fetches that may go on after every reader left (`upstream.max_background_fills`);
     /// beyond them such a fetch is abandoned.
     pub background: usize,
+    /// Requests with credentials (`Authorization`: not cached, streamed through) at once
+    /// (`upstream.max_bypass_requests`); beyond them 503.
+    pub bypass: usize,
 }
 
 impl Default for FetchSlots {
@@ -98,6 +101,7 @@ impl Default for FetchSlots {
             max: 512,
             wait: Duration::from_secs(5),
             background: 64,
+            bypass: 64,
         }
     }
 }

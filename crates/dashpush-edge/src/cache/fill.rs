@@ -18,7 +18,11 @@ use crate::origin::response::{Fetched, UpstreamError};
 #[derive(Debug, Default)]
 struct State {
     head: Option<Head>,
+    /// The body as received, in chunks; once whole and joined (see [`Fill::complete`]), one
+    /// chunk, shared by every reader, range and the cache entry.
     chunks: Vec<Bytes>,
+    /// Where each chunk starts in the body.
+    starts: Vec<usize>,
     len: usize,
     end: Option<Result<(), UpstreamError>>,
 }
@@ -129,6 +133,7 @@ impl Fill {
             return;
         }
         self.with(|s| {
+            s.starts.push(s.len);
             s.len += chunk.len();
             s.chunks.push(chunk);
         });
@@ -176,17 +181,26 @@ impl Fill {
         }
     }
 
-    /// Waits for the end and returns the whole response.
+    /// Waits for the end and returns the whole response. Its body is one copy, made once and
+    /// shared: every caller (a range, a HEAD, a conditional, the cache entry) and every reader
+    /// from then on get views of it, and the received chunks are let go.
     pub async fn complete(&self) -> Result<Fetched, UpstreamError> {
         let mut rx = self.subscribe();
         loop {
             let done = self.with(|s| match &s.end {
                 Some(Ok(())) => Some(match &s.head {
-                    Some(h) => Ok(Fetched {
-                        status: h.status,
-                        headers: h.headers.clone(),
-                        body: join(&s.chunks, s.len),
-                    }),
+                    Some(h) => {
+                        let body = join(&s.chunks, s.len);
+                        if s.chunks.len() > 1 {
+                            s.chunks = vec![body.clone()];
+                            s.starts = vec![0];
+                        }
+                        Ok(Fetched {
+                            status: h.status,
+                            headers: h.headers.clone(),
+                            body,
+                        })
+                    }
                     None => Err(UpstreamError::Unreachable("no response header".into())),
                 }),
                 Some(Err(e)) => Some(Err(e.clone())),
@@ -206,7 +220,7 @@ impl Fill {
         FillReader {
             rx: self.subscribe(),
             fill: Arc::clone(self),
-            next: 0,
+            offset: 0,
         }
     }
 }
@@ -225,17 +239,17 @@ fn join(chunks: &[Bytes], len: usize) -> Bytes {
     }
 }
 
-/// Follows a [`Fill`] chunk by chunk.
+/// Follows a [`Fill`] chunk by chunk (by byte offset: the chunks may be joined meanwhile).
 pub struct FillReader {
     fill: Arc<Fill>,
-    next: usize,
+    offset: usize,
     rx: watch::Receiver<()>,
 }
 
 impl std::fmt::Debug for FillReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FillReader")
-            .field("next", &self.next)
+            .field("offset", &self.offset)
             .finish()
     }
 }
@@ -249,10 +263,12 @@ impl FillReader {
     /// The next chunk; `None` at a clean end, an error if the origin broke off.
     pub async fn chunk(&mut self) -> Option<Result<Bytes, UpstreamError>> {
         loop {
-            let next = self.next;
+            let offset = self.offset;
             let seen = self.fill.with(|s| {
-                if let Some(c) = s.chunks.get(next) {
-                    return Some(Some(Ok(c.clone())));
+                if offset < s.len {
+                    // The chunk holding `offset`, from there on (a view, not a copy).
+                    let i = s.starts.partition_point(|&start| start <= offset) - 1;
+                    return Some(Some(Ok(s.chunks[i].slice(offset - s.starts[i]..))));
                 }
                 match &s.end {
                     Some(Ok(())) => Some(None),
@@ -262,7 +278,7 @@ impl FillReader {
             });
             match seen {
                 Some(Some(Ok(c))) => {
-                    self.next += 1;
+                    self.offset += c.len();
                     return Some(Ok(c));
                 }
                 Some(other) => return other,
@@ -273,5 +289,34 @@ impl FillReader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_body_is_joined_once_and_readers_follow_by_offset() {
+        let fill = Fill::new();
+        let mut early = fill.reader();
+        fill.set_head(Head {
+            status: 200,
+            headers: Vec::new(),
+        });
+        fill.push(Bytes::from_static(b"abc"));
+        assert_eq!(early.chunk().await.unwrap().unwrap(), "abc");
+        fill.push(Bytes::from_static(b"def"));
+        fill.finish(Ok(()));
+        let a = fill.complete().await.unwrap().body;
+        let b = fill.complete().await.unwrap().body;
+        assert_eq!(a, "abcdef");
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one copy, shared");
+        // A reader in the middle goes on from its offset in the joined body.
+        assert_eq!(early.chunk().await.unwrap().unwrap(), "def");
+        assert!(early.chunk().await.is_none());
+        let mut late = fill.reader();
+        let whole = late.chunk().await.unwrap().unwrap();
+        assert_eq!(whole.as_ptr(), a.as_ptr(), "a view of the same bytes");
     }
 }
