@@ -35,7 +35,7 @@ import kustomize_lite  # noqa: E402
 MI = 1024 * 1024
 SUFFIX = {"Ki": 1024, "Mi": MI, "Gi": 1024 * MI, "K": 1000, "M": 1000**2, "G": 1000**3}
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
-EXPECTED_KINDS = {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
+EXPECTED_KINDS = {"ConfigMap", "Deployment", "Service", "NetworkPolicy", "PodDisruptionBudget",
                   "HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule"}
 
 
@@ -146,9 +146,11 @@ def check_tree(name, kdir, args, check):
     try:
         dep = kinds["Deployment"][0]
         cm = kinds["ConfigMap"][0]
-        svc = kinds["Service"][0]
-    except (KeyError, IndexError):
-        check(False, f"{name}: Deployment, ConfigMap and Service present")
+        svc = next(s for s in kinds["Service"] if s["metadata"]["name"] == "dashpush")
+        admin_svc = next(s for s in kinds["Service"] if s["metadata"]["name"] == "dashpush-admin")
+        netpol = kinds["NetworkPolicy"][0]
+    except (KeyError, IndexError, StopIteration):
+        check(False, f"{name}: Deployment, ConfigMap, Services dashpush and dashpush-admin, NetworkPolicy present")
         return None
     conf = yaml.safe_load(cm["data"]["dashpush.yaml"])
     pod = dep["spec"]["template"]["spec"]
@@ -196,14 +198,24 @@ def check_tree(name, kdir, args, check):
           f"{name}: the mount is the {cm['metadata']['name']} ConfigMap")
     sports = {p["name"]: p for p in svc["spec"]["ports"]}
     check({n: (p["port"], p["targetPort"]) for n, p in sports.items()}
-          == {"http": (8080, "http"), "https": (8443, "https"), "admin": (9090, "admin")},
-          f"{name}: Service ports http 8080, https 8443, admin 9090 to the named container ports")
+          == {"http": (8080, "http"), "https": (8443, "https")},
+          f"{name}: traffic Service ports http 8080, https 8443 (no admin port) to the named container ports")
+    check([(p["name"], p["port"], p["targetPort"]) for p in admin_svc["spec"]["ports"]] == [("admin", 9090, "admin")],
+          f"{name}: admin Service has only the admin port 9090")
+    rules = netpol["spec"].get("ingress", [])
+    open_ports = {p["port"] for r in rules if not r.get("from") for p in r.get("ports", [])}
+    admin_rules = [r for r in rules if any(p["port"] == "admin" for p in r.get("ports", []))]
+    check(netpol["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "dashpush"}
+          and open_ports == {"http", "https"}
+          and admin_rules and all(r.get("from") for r in admin_rules),
+          f"{name}: NetworkPolicy opens http/https to all and admin only to selected sources")
     check(sports.get("http", {}).get("appProtocol") == "kubernetes.io/h2c", f"{name}: http appProtocol kubernetes.io/h2c")
 
     def selects(sel):
         return all(labels.get(k) == v for k, v in sel.items())
 
-    check(selects(svc["spec"]["selector"]), f"{name}: Service selects the pods")
+    check(selects(svc["spec"]["selector"]) and selects(admin_svc["spec"]["selector"]),
+          f"{name}: both Services select the pods")
     check(selects(dep["spec"]["selector"]["matchLabels"]), f"{name}: Deployment selector matches its pods")
     pdb = kinds["PodDisruptionBudget"][0]
     check(selects(pdb["spec"]["selector"]["matchLabels"]), f"{name}: PodDisruptionBudget selects the pods")
@@ -214,9 +226,13 @@ def check_tree(name, kdir, args, check):
           f"{name}: Deployment replicas {dep['spec'].get('replicas', 1)} = HPA minReplicas {hpa['spec']['minReplicas']}")
     check(hpa["spec"]["minReplicas"] >= 2, f"{name}: at least 2 replicas (PDB maxUnavailable 1 keeps one serving)")
     sm = kinds["ServiceMonitor"][0]
-    check(all(svc["metadata"].get("labels", {}).get(k) == v
-              for k, v in sm["spec"]["selector"]["matchLabels"].items()),
-          f"{name}: ServiceMonitor selects the Service")
+    smsel = sm["spec"]["selector"]["matchLabels"].items()
+    check(all(admin_svc["metadata"].get("labels", {}).get(k) == v for k, v in smsel)
+          and not all(svc["metadata"].get("labels", {}).get(k) == v for k, v in smsel),
+          f"{name}: ServiceMonitor selects the admin Service only")
+    check(sm["spec"].get("jobLabel") == "app.kubernetes.io/name"
+          and admin_svc["metadata"]["labels"].get("app.kubernetes.io/name") == "dashpush",
+          f"{name}: scrape job label is dashpush (the alerts select job=\"dashpush\")")
     check([e.get("port") for e in sm["spec"]["endpoints"]] == ["admin"], f"{name}: ServiceMonitor scrapes port admin")
     if args.dashpush_bin and os.access(args.dashpush_bin, os.X_OK):
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
