@@ -321,14 +321,15 @@ def main():
     ap.add_argument("--bin", default="target/release/dashpush")
     args = ap.parse_args()
     seconds = int(args.minutes * 60)
-    op, gp, adm = free_port(), free_port(), free_port()
+    op, gp, adm, cp = free_port(), free_port(), free_port(), free_port()
     cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     # A small cache with a short segment TTL: it reaches its steady size during the warm-up,
     # so RSS growth after it would be a leak, not the cache filling.
     cfg.write(f"origin: http://127.0.0.1:{op}\nlisten: 127.0.0.1:{gp}\nadmin: 127.0.0.1:{adm}\n"
               "cache: {max_bytes: 16777216, segment_ttl_ms: 60000}\n")
     cfg.close()
-    procs = [subprocess.Popen([args.bin, "origin", "--listen", f"127.0.0.1:{op}", "--demo", "vod"],
+    procs = [subprocess.Popen([args.bin, "origin", "--listen", f"127.0.0.1:{op}",
+                               "--control-listen", f"127.0.0.1:{cp}", "--demo", "vod"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     wait_http(op, "/vod/manifest.mpd")
     gw = subprocess.Popen([args.bin, "run", "-c", cfg.name],
@@ -344,7 +345,7 @@ def main():
         threads += [threading.Thread(target=push_client, args=(gp, f"stream{i}")) for i in range(2)]
         threads += [threading.Thread(target=live_client, args=(gp, ast)) for _ in range(2)]
         threads += [threading.Thread(target=ws_clients, args=(gp, seconds, ws_summary)),
-                    threading.Thread(target=faults, args=(op, seconds))]
+                    threading.Thread(target=faults, args=(cp, seconds))]
         for t in threads:
             t.daemon = True
             t.start()

@@ -58,9 +58,11 @@ addr() {
   return 1
 }
 
-"$bin" origin --listen 127.0.0.1:0 --demo vod 2>"$work/origin.log" &
+# The origin's control listener (content plus the fault switch and blobs) is the gateway's
+# origin here: the traffic below needs both.
+"$bin" origin --listen 127.0.0.1:0 --control-listen 127.0.0.1:0 --demo vod 2>"$work/origin.log" &
 pids+=($!)
-origin="$(addr "$work/origin.log" "listening origin on")"
+origin="$(addr "$work/origin.log" "listening origin control on")"
 "$bin" run --listen 127.0.0.1:0 --admin 127.0.0.1:0 --origin "http://$origin" \
   --cache-bytes 262144 2>"$work/gateway.log" &
 pids+=($!)

@@ -214,6 +214,10 @@ struct OriginArgs {
     /// Listener; port 0 picks one (the bound address is logged).
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: String,
+    /// A second listener that also serves the control routes (`/_origin/`: faults, hits,
+    /// blobs, the gate); off unless given. The content listener never serves them.
+    #[arg(long, value_name = "ADDR")]
+    control_listen: Option<String>,
     /// Serve this directory.
     #[arg(long, conflicts_with = "demo")]
     dir: Option<PathBuf>,
@@ -346,6 +350,7 @@ fn origin_content(args: &OriginArgs) -> Result<dashpush_origin::Content, String>
 fn spawn_origin(
     listen: &str,
     origin: std::sync::Arc<dashpush_origin::Origin>,
+    role: dashpush_origin::Listener,
 ) -> std::io::Result<std::net::SocketAddr> {
     let listener = std::net::TcpListener::bind(listen)?;
     listener.set_nonblocking(true)?;
@@ -358,7 +363,7 @@ fn spawn_origin(
         rt.block_on(async move {
             match tokio::net::TcpListener::from_std(listener) {
                 Ok(l) => {
-                    if let Err(e) = dashpush_origin::serve(l, origin).await {
+                    if let Err(e) = dashpush_origin::serve(l, origin, role).await {
                         tracing::error!("origin stopped: {e}");
                     }
                 }
@@ -384,7 +389,16 @@ fn run_origin(args: OriginArgs) -> ExitCode {
         reset_rate: args.reset_rate.clamp(0.0, 1.0),
     };
     let origin = dashpush_origin::Origin::new(content, faults);
-    match spawn_origin(&args.listen, origin) {
+    if let Some(control) = &args.control_listen {
+        match spawn_origin(control, origin.clone(), dashpush_origin::Listener::Control) {
+            Ok(addr) => tracing::info!("listening origin control on {addr}"),
+            Err(e) => {
+                eprintln!("dashpush origin: {control}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    match spawn_origin(&args.listen, origin, dashpush_origin::Listener::Content) {
         Ok(addr) => {
             tracing::info!("listening origin on {addr}");
             loop {
@@ -404,7 +418,21 @@ fn run_demo(listen: String, admin: String, origin_listen: String, log: LogArgs) 
         dashpush_origin::Content::Demo(dashpush_origin::DemoOptions::default()),
         dashpush_origin::Faults::default(),
     );
-    let origin_addr = match spawn_origin(&origin_listen, origin) {
+    // The demo's origin has a control port too (a free one): its faults switch makes the
+    // origin slow or failing, to watch the gateway cope.
+    let control_addr = match spawn_origin(
+        "127.0.0.1:0",
+        origin.clone(),
+        dashpush_origin::Listener::Control,
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("dashpush demo: origin control: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let origin_addr = match spawn_origin(&origin_listen, origin, dashpush_origin::Listener::Content)
+    {
         Ok(a) => a,
         Err(e) => {
             eprintln!("dashpush demo: origin {origin_listen}: {e}");
@@ -415,6 +443,9 @@ fn run_demo(listen: String, admin: String, origin_listen: String, log: LogArgs) 
         return ExitCode::FAILURE;
     };
     println!("dashpush demo");
+    println!(
+        "  origin control:      http://{control_addr}/_origin/faults?error_rate=0.5  (hits: /_origin/hits)"
+    );
     println!(
         "  origin (HTTP/1.1):   http://{origin_addr}/vod/manifest.mpd  http://{origin_addr}/live/manifest.mpd"
     );

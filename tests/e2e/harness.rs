@@ -100,13 +100,40 @@ impl Drop for Proc {
     }
 }
 
-/// A demo origin on a free port, with extra flags.
+/// A demo origin on free ports, with extra flags; the address of its control listener, which
+/// serves the content and the test switches (`/_origin/`: hits, faults, blobs, the gate).
 pub fn origin(extra: &[&str]) -> (Proc, SocketAddr) {
-    let mut args = vec!["origin", "--listen", "127.0.0.1:0", "--demo", "vod"];
+    let mut args = vec![
+        "origin",
+        "--listen",
+        "127.0.0.1:0",
+        "--control-listen",
+        "127.0.0.1:0",
+        "--demo",
+        "vod",
+    ];
     args.extend_from_slice(extra);
     let mut p = Proc::spawn(&args);
-    let addr = p.addr_after("listening origin on ");
+    let addr = p.addr_after("listening origin control on ");
     (p, addr)
+}
+
+/// A demo origin's content listener alone (no control routes) and its control listener.
+pub fn origin_ports(extra: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
+    let mut args = vec![
+        "origin",
+        "--listen",
+        "127.0.0.1:0",
+        "--control-listen",
+        "127.0.0.1:0",
+        "--demo",
+        "vod",
+    ];
+    args.extend_from_slice(extra);
+    let mut p = Proc::spawn(&args);
+    let control = p.addr_after("listening origin control on ");
+    let content = p.addr_after("listening origin on ");
+    (p, content, control)
 }
 
 /// A gateway in front of `origin`, ready (its `/live` answers).

@@ -16,6 +16,8 @@ fn live_origin(extra: &[&str]) -> (Proc, SocketAddr) {
         "origin",
         "--listen",
         "127.0.0.1:0",
+        "--control-listen",
+        "127.0.0.1:0",
         "--demo",
         "live",
         "--live-segment-ms",
@@ -23,7 +25,8 @@ fn live_origin(extra: &[&str]) -> (Proc, SocketAddr) {
     ];
     args.extend_from_slice(extra);
     let mut p = Proc::spawn(&args);
-    let addr = p.addr_after("listening origin on ");
+    // The control listener: the content and the hit counters.
+    let addr = p.addr_after("listening origin control on ");
     (p, addr)
 }
 

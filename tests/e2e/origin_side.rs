@@ -184,3 +184,33 @@ fn request_targets_that_could_escape_a_route_are_refused() {
         assert_eq!(out, b"400", "{bad}");
     }
 }
+
+#[test]
+fn the_builtin_origin_keeps_its_switches_off_the_content_port_and_no_dotfiles() {
+    let (_o, content, control) = origin_ports(&[]);
+    // Through a gateway in front of the content port, nobody can switch the faults.
+    let gw = gateway(&format!("http://{content}"), &[]);
+    assert_eq!(get(gw.addr, "/_origin/faults?error_rate=1").0, 404);
+    assert_eq!(get(content, "/_origin/hits").0, 404);
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    // The control port has them (the demo and the tests turn it on).
+    assert_eq!(get(control, "/_origin/hits").0, 200);
+    // A directory's dotfiles are never served.
+    let dir = Scratch::new("dotfiles");
+    std::fs::create_dir_all(dir.0.join("vod/.git")).unwrap();
+    std::fs::write(dir.0.join("vod/.git/config"), "secret").unwrap();
+    std::fs::write(dir.0.join(".htpasswd"), "secret").unwrap();
+    std::fs::write(dir.0.join("vod/a.mpd"), "<MPD/>").unwrap();
+    let mut p = Proc::spawn(&[
+        "origin",
+        "--listen",
+        "127.0.0.1:0",
+        "--dir",
+        dir.0.to_str().unwrap(),
+    ]);
+    let addr = p.addr_after("listening origin on ");
+    assert_eq!(get(addr, "/vod/a.mpd").0, 200);
+    for hidden in ["/.htpasswd", "/vod/.git/config", "/_origin/hits"] {
+        assert_eq!(get(addr, hidden).0, 404, "{hidden}");
+    }
+}

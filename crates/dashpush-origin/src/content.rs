@@ -479,11 +479,14 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Joins a URL path under `root`, refusing anything that would leave it.
+/// `path` under `root`, or `None` if it would leave it or names a dotfile (`.git`,
+/// `.htpasswd`, … are never served).
 fn safe_join(root: &Path, path: &str) -> Option<PathBuf> {
     let rel = Path::new(path.trim_start_matches('/'));
     let mut out = root.to_path_buf();
     for c in rel.components() {
         match c {
+            Component::Normal(p) if p.to_string_lossy().starts_with('.') => return None,
             Component::Normal(p) => out.push(p),
             Component::CurDir => {}
             _ => return None,

@@ -8,6 +8,9 @@
 //! connection resets (`GET /_origin/faults?latency_ms=&error_rate=&reset_rate=`), so tests can
 //! make it slow or failing on demand. `GET /_origin/blob/<n>` answers `n` deterministic bytes;
 //! `GET /_origin/gated/<n>` the same bytes, but only the first half until `GET /_origin/open`.
+//! These `/_origin/` routes are served only on the control listener ([`Listener::Control`]),
+//! which is off unless asked for: nothing that reaches the content port (a gateway in front
+//! of it included) can switch faults. Dotfiles are never served from a directory.
 //!
 //! It does not do TLS, HTTP/2 or caching: it stands for the unchanged HTTP/1.1 origins the
 //! gateway sits in front of.
@@ -16,7 +19,7 @@ mod content;
 mod server;
 
 pub use content::{Content, DemoOptions};
-pub use server::{Faults, Origin, serve};
+pub use server::{Faults, Listener, Origin, serve};
 
 use thiserror::Error;
 

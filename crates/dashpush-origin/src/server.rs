@@ -84,8 +84,11 @@ impl Origin {
         self.faults.lock().map(|f| *f).unwrap_or_default()
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Outcome {
+    async fn handle(&self, req: Request<Incoming>, listener: Listener) -> Outcome {
         let path = req.uri().path().to_owned();
+        if path.starts_with("/_origin/") && listener == Listener::Content {
+            return Outcome::Respond(text(StatusCode::NOT_FOUND, "not found\n"));
+        }
         if let Some(n) = path.strip_prefix("/_origin/gated/") {
             self.count_hit(&path);
             return self.gated(n);
@@ -226,8 +229,22 @@ impl Origin {
     }
 }
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The content only: what the gateway (and anyone else) reaches.
+    Content,
+    /// The content and the control routes (`/_origin/…`: faults, hits, blobs, the gate), for
+    /// the demo and the tests; off unless asked for, on a port of its own.
+    Control,
+}
+
 /// Serves connections from `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, origin: Arc<Origin>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    origin: Arc<Origin>,
+    role: Listener,
+) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
@@ -236,7 +253,7 @@ pub async fn serve(listener: TcpListener, origin: Arc<Origin>) -> std::io::Resul
             let service = service_fn(move |req| {
                 let origin = origin.clone();
                 async move {
-                    match origin.handle(req).await {
+                    match origin.handle(req, role).await {
                         Outcome::Respond(r) => Ok::<_, ResetConnection>(r.map(Either::Left)),
                         Outcome::Stream(r) => Ok(r.map(Either::Right)),
                         Outcome::Reset => Err(ResetConnection),
