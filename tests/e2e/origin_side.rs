@@ -214,3 +214,37 @@ fn the_builtin_origin_keeps_its_switches_off_the_content_port_and_no_dotfiles() 
         assert_eq!(get(addr, hidden).0, 404, "{hidden}");
     }
 }
+
+#[test]
+fn eighty_host_names_on_one_mpd_parse_it_once() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &[]);
+    let url = format!("http://{}/vod/manifest.mpd", gw.addr);
+    for i in 0..80 {
+        let host = format!("Host: viewer-{i}.example");
+        let (code, _, err) = tool(
+            "curl",
+            &["-sS", "--fail", "-o", "/dev/null", "-H", &host, &url],
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    assert_eq!(metric(gw.admin, "dashpush_mpd_parses_total"), 1.0);
+    // Push still works for any of them (its URLs in that client's own host).
+    let (code, out, err) = tool(
+        "nghttp",
+        &[
+            "-nv",
+            "-H",
+            ":authority: viewer-7.example",
+            "-H",
+            "accept-push-policy: urn:mpeg:dash:fdh:2016:push-next;1",
+            &format!("http://{}/vod/chunk-stream0-00001.m4s", gw.addr),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.contains(":authority: viewer-7.example") && out.contains("recv PUSH_PROMISE"),
+        "{out}"
+    );
+}

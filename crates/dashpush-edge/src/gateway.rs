@@ -89,7 +89,7 @@ impl Gateway {
     ) -> Arc<Self> {
         Arc::new(Self {
             origins: RwLock::new(Arc::new(origins)),
-            manifests: Registry::default(),
+            manifests: Registry::new(metrics.mpd_parses.clone()),
             prefetch_slots: crate::prefetch::PrefetchSlots::new(push.prefetch_concurrency),
             fetch_slots: Arc::new(Semaphore::new(fetch_slots.max.max(1))),
             background: Background {

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub cache_purged: IntCounter,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
+    /// MPD bodies parsed for the planner (once per body, whatever the Host).
+    pub mpd_parses: IntCounter,
     /// Origin fetches by outcome (`ok`, `status_error`, `connect_error`, `timeout`, `error`,
     /// `busy`, `abandoned`).
     pub origin_fetches: IntCounterVec,
@@ -253,6 +255,10 @@ impl Metrics {
             "dashpush_access_log_dropped_total",
             "Access-log lines dropped because the writer's queue was full.",
         )?;
+        let mpd_parses = IntCounter::new(
+            "dashpush_mpd_parses_total",
+            "MPD bodies parsed for push planning (once per body and MPD, whatever the Host).",
+        )?;
         let cache_purged = IntCounter::new(
             "dashpush_cache_purged_total",
             "Cache entries removed by purge requests (admin POST /purge).",
@@ -293,6 +299,7 @@ impl Metrics {
             &coalesced_waits,
             &cache_purged,
             &access_log_dropped,
+            &mpd_parses,
         ] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -419,6 +426,7 @@ impl Metrics {
             cache_size_bytes,
             cache_purged,
             access_log_dropped,
+            mpd_parses,
             origin_fetches,
             origin_seconds,
             coalesced_waits,

@@ -20,14 +20,17 @@ pub(crate) async fn remember_mpd(gw: &Gateway, target: &Target, resp: &Resp) {
     }
     match &resp.body {
         Body::Full(b) if !b.is_empty() => {
-            gw.manifests().remember(&target.origin, &target.url, b);
+            gw.manifests()
+                .remember(&target.origin, &target.url, b)
+                .await;
         }
         Body::Stream(r) => {
             if let Ok(f) = r.fill().complete().await
                 && f.status == 200
             {
                 gw.manifests()
-                    .remember(&target.origin, &target.url, &f.body);
+                    .remember(&target.origin, &target.url, &f.body)
+                    .await;
             }
         }
         Body::Full(_) => {}

@@ -27,8 +27,8 @@ mod template;
 mod timeline;
 
 pub use manifest::{
-    AdaptationSet, FastStart, FastStartItem, Live, Manifest, Period, RepRef, Representation,
-    Resource, SegmentRef,
+    AdaptationSet, FastStart, FastStartItem, Live, Manifest, ParsedMpd, Period, RepRef,
+    Representation, Resource, SegmentRef,
 };
 pub use template::Var;
 

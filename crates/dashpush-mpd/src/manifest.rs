@@ -183,7 +183,101 @@ pub struct FastStartItem {
 
 const UNBOUNDED: u64 = u64::MAX / 4;
 
+/// An MPD parsed once (the costly part), from which a model is built for any URL it is
+/// served under.
+#[derive(Debug)]
+pub struct ParsedMpd(dm::MPD);
+
+impl ParsedMpd {
+    /// Parses MPD text (bounded first, as [`Manifest::parse`] does).
+    pub fn parse(xml: &str) -> Result<Self, MpdError> {
+        crate::scan::check(xml)?;
+        dm::parse(xml)
+            .map(Self)
+            .map_err(|e| MpdError::Parse(e.to_string()))
+    }
+}
+
+/// `s` with a leading origin `from` (`scheme://host[:port]`, followed by `/` or nothing)
+/// replaced by `to`; any other string unchanged.
+pub(crate) fn rebase_str(s: &str, from: &str, to: &str) -> String {
+    match s.strip_prefix(from) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{to}{rest}"),
+        _ => s.to_owned(),
+    }
+}
+
+fn rebase_url(u: &Url, from: &str, to: &str) -> Url {
+    Url::parse(&rebase_str(u.as_str(), from, to)).unwrap_or_else(|_| u.clone())
+}
+
 impl Manifest {
+    /// The model of a parsed MPD served at `url`.
+    pub fn from_parsed(mpd: &ParsedMpd, url: &Url) -> Result<Self, MpdError> {
+        Self::from_mpd(&mpd.0, url)
+    }
+
+    /// The same model as if the MPD had been served from `to`'s origin (scheme, host, port):
+    /// every URL under the MPD's own origin moves to `to`'s; URLs on other origins (absolute
+    /// BaseURLs elsewhere) stay. Much cheaper than parsing the MPD again: one parse serves any
+    /// number of Host names a gateway is reached by.
+    pub fn rebased(&self, to: &Url) -> Self {
+        let from = self.url.origin().ascii_serialization();
+        let to_origin = to.origin().ascii_serialization();
+        if from == to_origin {
+            return self.clone();
+        }
+        let r = |u: &Url| rebase_url(u, &from, &to_origin);
+        let mut m = self.clone();
+        m.url = r(&self.url);
+        for p in &mut m.periods {
+            for a in &mut p.adaptation_sets {
+                for rep in &mut a.representations {
+                    rep.init = rep.init.as_ref().map(r);
+                    rep.addressing = match &rep.addressing {
+                        Addressing::Template {
+                            media,
+                            timescale,
+                            start_number,
+                            end_number,
+                            pto,
+                            ato,
+                            timing,
+                        } => Addressing::Template {
+                            media: media.rebased(&from, &to_origin),
+                            timescale: *timescale,
+                            start_number: *start_number,
+                            end_number: *end_number,
+                            pto: *pto,
+                            ato: *ato,
+                            timing: timing.clone(),
+                        },
+                        Addressing::List {
+                            urls,
+                            ranges,
+                            timescale,
+                            pto,
+                            timing,
+                        } => Addressing::List {
+                            urls: urls.iter().map(r).collect(),
+                            ranges: ranges.clone(),
+                            timescale: *timescale,
+                            pto: *pto,
+                            timing: timing.clone(),
+                        },
+                        Addressing::Single { url } => Addressing::Single { url: r(url) },
+                    };
+                }
+            }
+        }
+        m.exact = self
+            .exact
+            .iter()
+            .map(|(k, v)| (rebase_str(k, &from, &to_origin), v.clone()))
+            .collect();
+        m
+    }
+
     /// Parses MPD text fetched from `url`.
     pub fn parse(xml: &str, url: &Url) -> Result<Self, MpdError> {
         crate::scan::check(xml)?;

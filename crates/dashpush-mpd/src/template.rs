@@ -39,6 +39,16 @@ pub(crate) struct Compiled {
     suffix: String,
 }
 
+impl Compiled {
+    /// The same template under another origin (see `Manifest::rebased`).
+    pub(crate) fn rebased(&self, from: &str, to: &str) -> Self {
+        Self {
+            prefix: crate::manifest::rebase_str(&self.prefix, from, to),
+            ..self.clone()
+        }
+    }
+}
+
 /// The marker that stands for the variable while the template is resolved as a URL; `$` and
 /// letters pass through URL resolution unchanged.
 const MARKER: &str = "$DASHPUSHVAR$";

@@ -387,3 +387,47 @@ fn time_window_covers_overlapping_segments() {
     assert_eq!(n, [2]);
     assert!(m.window(v, 25.0, 4.0).is_empty());
 }
+
+#[test]
+fn a_model_rebased_to_another_host_addresses_that_host_alone() {
+    let xml = mpd(
+        r#"type="static" mediaPresentationDuration="PT8S""#,
+        r#"<Period><AdaptationSet mimeType="video/mp4">
+             <Representation id="v" bandwidth="1000">
+               <SegmentTemplate media="seg-$Number$.m4s" initialization="init.mp4" duration="2" startNumber="1"/>
+             </Representation>
+           </AdaptationSet>
+           <AdaptationSet mimeType="audio/mp4"><BaseURL>http://cdn.elsewhere.test/a/</BaseURL>
+             <Representation id="a" bandwidth="100">
+               <SegmentTemplate media="a-$Number$.m4s" duration="2" startNumber="1"/>
+             </Representation>
+           </AdaptationSet></Period>"#,
+    );
+    let parsed = dashpush_mpd::ParsedMpd::parse(&xml).unwrap();
+    let here = Url::parse("http://origin.test/live/stream.mpd").unwrap();
+    let m = Manifest::from_parsed(&parsed, &here).unwrap();
+    let there = Url::parse("https://edge.example:8443/live/stream.mpd?token=1").unwrap();
+    let r = m.rebased(&there);
+    let v = rep(&r, "v");
+    assert_eq!(url_of(&r, v, 1), "https://edge.example:8443/live/seg-2.m4s");
+    assert_eq!(
+        r.representation(v).unwrap().init.as_ref().unwrap().as_str(),
+        "https://edge.example:8443/live/init.mp4"
+    );
+    // Lookups answer for the new host only.
+    let seg = Url::parse("https://edge.example:8443/live/seg-3.m4s").unwrap();
+    assert!(matches!(r.locate(&seg), Some(Resource::Segment(_))));
+    assert!(
+        r.locate(&Url::parse("http://origin.test/live/seg-3.m4s").unwrap())
+            .is_none()
+    );
+    assert!(
+        m.locate(&Url::parse("http://origin.test/live/seg-3.m4s").unwrap())
+            .is_some()
+    );
+    // A BaseURL on another origin is not moved.
+    assert_eq!(
+        url_of(&r, rep(&r, "a"), 0),
+        "http://cdn.elsewhere.test/a/a-1.m4s"
+    );
+}
