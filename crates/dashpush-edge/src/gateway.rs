@@ -58,7 +58,7 @@ pub struct Gateway {
     /// Swapped whole by a config reload.
     origins: RwLock<Arc<Origins>>,
     manifests: Registry,
-    prefetch_slots: crate::prefetch::PrefetchSlots,
+    prefetch_slots: crate::slots::PrefetchSlots,
     /// Origin fetches at once, gateway-wide, and how long a fetch waits for a slot.
     fetch_slots: Arc<Semaphore>,
     /// Slots for client fetches that go on with no reader.
@@ -90,7 +90,7 @@ impl Gateway {
         Arc::new(Self {
             origins: RwLock::new(Arc::new(origins)),
             manifests: Registry::new(metrics.mpd_parses.clone()),
-            prefetch_slots: crate::prefetch::PrefetchSlots::new(push.prefetch_concurrency),
+            prefetch_slots: crate::slots::PrefetchSlots::new(push.prefetch_concurrency),
             fetch_slots: Arc::new(Semaphore::new(fetch_slots.max.max(1))),
             background: Background {
                 slots: Arc::new(Semaphore::new(fetch_slots.background)),
@@ -516,7 +516,7 @@ impl Gateway {
     }
 
     /// The gateway-wide prefetch cap.
-    pub(crate) fn prefetch_slots(&self) -> &crate::prefetch::PrefetchSlots {
+    pub(crate) fn prefetch_slots(&self) -> &crate::slots::PrefetchSlots {
         &self.prefetch_slots
     }
 

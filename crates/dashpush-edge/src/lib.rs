@@ -22,6 +22,7 @@ mod prefetch;
 mod served;
 mod server;
 pub mod settings;
+mod slots;
 mod target;
 
 pub use access::Sink as AccessLogSink;

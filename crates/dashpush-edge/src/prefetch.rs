@@ -15,12 +15,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use dashpush_plan::Push;
 use http::{HeaderName, HeaderValue};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::cache::fill::{Fill, Head};
 use crate::cache::{Entry, User};
 use crate::gateway::{Body, Gateway, cache_key};
+use crate::origin::routing::Origins;
+use crate::slots::PrefetchPermit;
 use crate::target::{Target, path_of};
 
 /// The prefetch of one planned push. Dropping it (the push's request ended, or its client went
@@ -222,73 +223,16 @@ async fn sleep_until(at: DateTime<Utc>) {
     }
 }
 
-/// The gateway-wide prefetch slots, shared fairly between origins: with more than one origin,
-/// one may hold at most half of them, so a slow origin cannot take every slot and stall the
-/// pushes of the others.
-pub(crate) struct PrefetchSlots {
-    all: Arc<Semaphore>,
-    total: usize,
-    by_origin: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
-}
-
-/// A prefetch slot: the origin's share and the gateway-wide one, held together.
-pub(crate) struct PrefetchPermit {
-    _origin: tokio::sync::OwnedSemaphorePermit,
-    _all: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl PrefetchSlots {
-    pub(crate) fn new(total: usize) -> Self {
-        let total = total.max(1);
-        Self {
-            all: Arc::new(Semaphore::new(total)),
-            total,
-            by_origin: std::sync::Mutex::default(),
-        }
-    }
-
-    /// The share of `origin` when the routes lead to `origins` origins.
-    fn share(&self, origin: &str, origins: usize) -> Arc<Semaphore> {
-        let mut map = self
-            .by_origin
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let share = if origins > 1 {
-            (self.total / 2).max(1)
-        } else {
-            self.total
-        };
-        Arc::clone(
-            map.entry(origin.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(share))),
-        )
-    }
-
-    /// Waits for a slot for `origin`.
-    pub(crate) async fn acquire(&self, origin: &str, origins: usize) -> Option<PrefetchPermit> {
-        let share = self.share(origin, origins).acquire_owned().await.ok()?;
-        let all = Arc::clone(&self.all).acquire_owned().await.ok()?;
-        Some(PrefetchPermit {
-            _origin: share,
-            _all: all,
-        })
-    }
-
-    /// A slot for `origin` if one is free now.
-    pub(crate) fn try_acquire(&self, origin: &str, origins: usize) -> Option<PrefetchPermit> {
-        let share = self.share(origin, origins).try_acquire_owned().ok()?;
-        let all = Arc::clone(&self.all).try_acquire_owned().ok()?;
-        Some(PrefetchPermit {
-            _origin: share,
-            _all: all,
-        })
-    }
-}
-
 impl Gateway {
-    /// The cached body or the fill of `path` on `route`, starting an origin fetch if needed.
-    pub(crate) async fn source_of(&self, route: usize, path: &str, by: User) -> Option<Source> {
-        let origins = self.origins();
+    /// The cached body or the fill of `path` on `route` of `origins`, starting an origin fetch
+    /// if needed.
+    pub(crate) async fn source_of(
+        &self,
+        origins: &Origins,
+        route: usize,
+        path: &str,
+        by: User,
+    ) -> Option<Source> {
         let upstream = Arc::clone(origins.get(route)?);
         let key = cache_key(&origins.origin_key(route)?, path);
         Some(
@@ -308,13 +252,13 @@ impl Gateway {
     /// drops the prefetch.
     fn prefetch(
         self: &Arc<Self>,
+        origins: Arc<Origins>,
         route: usize,
         path: String,
         permit: Option<PrefetchPermit>,
     ) -> JoinHandle<Option<Source>> {
         let gw = Arc::clone(self);
         tokio::spawn(async move {
-            let origins = gw.origins();
             let origin = origins.origin_key(route)?;
             let key = cache_key(&origin, &path);
             if let Some(e) = gw.cache().get(&key, User::Prefetch).await {
@@ -328,7 +272,7 @@ impl Gateway {
                         .await?
                 }
             };
-            let src = gw.source_of(route, &path, User::Prefetch).await?;
+            let src = gw.source_of(&origins, route, &path, User::Prefetch).await?;
             if let Source::Fill(f) = &src {
                 let m = &gw.metrics().push.prefetches;
                 if f.prefetched.load(Ordering::Relaxed) {
@@ -349,9 +293,10 @@ impl Gateway {
     /// transient failure), until the end of the segment's availability slot or the configured
     /// number of asks; the handle then resolves to the last answer (not necessarily the whole
     /// body: a live segment streams to the client as it arrives).
-    pub(crate) fn prefetch_for(self: &Arc<Self>, route: usize, push: &Push) -> Prefetch {
+    pub(crate) fn prefetch_for(self: &Arc<Self>, target: &Target, push: &Push) -> Prefetch {
+        let (origins, route) = (Arc::clone(&target.origins), target.route);
         let Some(until) = push.live_until else {
-            return Prefetch(self.prefetch(route, path_of(&push.url), None));
+            return Prefetch(self.prefetch(origins, route, path_of(&push.url), None));
         };
         let gw = Arc::clone(self);
         let path = path_of(&push.url);
@@ -370,7 +315,7 @@ impl Gateway {
             }
             let mut attempt = 0u32;
             loop {
-                let src = gw.source_of(route, &path, User::Prefetch).await?;
+                let src = gw.source_of(&origins, route, &path, User::Prefetch).await?;
                 let status = src.status().await;
                 let transient = status == 404 || status >= 500;
                 let next = asks.next_after(Utc::now());
@@ -410,17 +355,22 @@ impl Gateway {
                 None => return,
             }
         };
-        let origins = self.origins();
+        let origins = &target.origins;
         for u in next {
             // Same origin route only (spec §6.2 safety rule 2).
-            if !target.same_route(&origins, &u) {
+            if !target.same_route(&u) {
                 continue;
             }
             match self
                 .prefetch_slots()
                 .try_acquire(&target.origin, origins.origin_count())
             {
-                Some(permit) => drop(self.prefetch(target.route, path_of(&u), Some(permit))),
+                Some(permit) => drop(self.prefetch(
+                    Arc::clone(origins),
+                    target.route,
+                    path_of(&u),
+                    Some(permit),
+                )),
                 None => self
                     .metrics()
                     .push
@@ -435,25 +385,6 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_origin_cannot_take_every_prefetch_slot() {
-        let slots = PrefetchSlots::new(4);
-        let a: Vec<_> = (0..3)
-            .filter_map(|_| slots.try_acquire("http://a", 2))
-            .collect();
-        assert_eq!(a.len(), 2, "half the slots for one of two origins");
-        let b: Vec<_> = (0..3)
-            .filter_map(|_| slots.try_acquire("http://b", 2))
-            .collect();
-        assert_eq!(b.len(), 2);
-        drop((a, b));
-        let alone = PrefetchSlots::new(4);
-        let all: Vec<_> = (0..5)
-            .filter_map(|_| alone.try_acquire("http://a", 1))
-            .collect();
-        assert_eq!(all.len(), 4, "a single origin has them all");
-    }
 
     #[test]
     fn live_asks_fall_on_one_grid_whoever_asks() {

@@ -17,13 +17,16 @@ pub(crate) struct Target {
     pub(crate) route: usize,
     /// That route's origin (`http://host:port`): the registry's and the cache's key prefix.
     pub(crate) origin: String,
+    /// The routes it was resolved against: whatever it starts (prefetches, pushes) uses them,
+    /// so a request straddling a config reload finishes on the configuration it started with.
+    pub(crate) origins: std::sync::Arc<Origins>,
 }
 
 impl Target {
     /// The target of `path` on `host` reached over `scheme`, if it is a clean absolute URL and
     /// an origin route takes it.
     pub(crate) fn resolve(
-        origins: &Origins,
+        origins: &std::sync::Arc<Origins>,
         scheme: &str,
         host: Option<&str>,
         path: &str,
@@ -33,7 +36,7 @@ impl Target {
     }
 
     /// The target of an absolute URL on the gateway, if an origin route takes it.
-    pub(crate) fn of_url(origins: &Origins, url: Url) -> Option<Self> {
+    pub(crate) fn of_url(origins: &std::sync::Arc<Origins>, url: Url) -> Option<Self> {
         let path = path_of(&url);
         let (route, _) = origins.select(url.host_str(), &path)?;
         let origin = origins.origin_key(route)?;
@@ -42,6 +45,7 @@ impl Target {
             path,
             route,
             origin,
+            origins: std::sync::Arc::clone(origins),
         })
     }
 
@@ -52,8 +56,8 @@ impl Target {
 
     /// True if `url` is served by the same origin route (spec §6.2 safety rule 2: a pushed or
     /// prefetched URL never leaves its parent's origin).
-    pub(crate) fn same_route(&self, origins: &Origins, url: &Url) -> bool {
-        origins
+    pub(crate) fn same_route(&self, url: &Url) -> bool {
+        self.origins
             .select(url.host_str(), url.path())
             .is_some_and(|(route, _)| route == self.route)
     }

@@ -218,16 +218,15 @@ fn plan<T: PushTransport>(
 /// Starts the prefetch of every planned push on the request's route; the others are withheld
 /// (spec §6.2 rule 2: never another origin).
 fn start(gw: &Arc<Gateway>, target: &Target, plan: &Plan) -> (Vec<Job>, Vec<(Url, DropReason)>) {
-    let origins = gw.origins();
     let mut jobs = Vec::with_capacity(plan.pushes.len());
     let mut withheld = Vec::new();
     for p in &plan.pushes {
-        if !target.same_route(&origins, &p.url) {
+        if !target.same_route(&p.url) {
             withheld.push((p.url.clone(), DropReason::Route));
             continue;
         }
         jobs.push(Job {
-            fetch: Fetch::Running(gw.prefetch_for(target.route, p)),
+            fetch: Fetch::Running(gw.prefetch_for(target, p)),
             push: p.clone(),
             admitted: false,
         });

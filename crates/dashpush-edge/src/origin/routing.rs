@@ -26,6 +26,14 @@ pub struct Origins {
     routes: Vec<(Route, Arc<Upstream>)>,
 }
 
+impl std::fmt::Debug for Origins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Origins")
+            .field("routes", &self.routes.len())
+            .finish()
+    }
+}
+
 impl Origins {
     /// Routes in configuration order, after the default (index 0, prefix `/`, any host).
     pub fn new(routes: Vec<(Route, Arc<Upstream>)>) -> Self {
