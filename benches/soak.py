@@ -323,10 +323,11 @@ def main():
     seconds = int(args.minutes * 60)
     op, gp, adm, cp = free_port(), free_port(), free_port(), free_port()
     cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    # A small cache with a short segment TTL: it reaches its steady size during the warm-up,
-    # so RSS growth after it would be a leak, not the cache filling.
+    # A small cache (1 MiB: the VOD stream is 128 KiB, live segments keep coming) with a short
+    # segment TTL: it is full and evicting within the warm-up, so RSS growth after it would be
+    # a leak, not the cache filling.
     cfg.write(f"origin: http://127.0.0.1:{op}\nlisten: 127.0.0.1:{gp}\nadmin: 127.0.0.1:{adm}\n"
-              "cache: {max_bytes: 16777216, segment_ttl_ms: 60000}\n")
+              "cache: {max_bytes: 1048576, segment_ttl_ms: 60000}\n")
     cfg.close()
     procs = [subprocess.Popen([args.bin, "origin", "--listen", f"127.0.0.1:{op}",
                                "--control-listen", f"127.0.0.1:{cp}", "--demo", "vod"],
