@@ -264,16 +264,55 @@ struct LogArgs {
 }
 
 fn init_logs(log: &LogArgs) {
+    init_logs_counting(log, None);
+}
+
+/// Logs to stderr; with `accept_errors`, also counts the traffic listeners' failed accepts.
+fn init_logs_counting(log: &LogArgs, accept_errors: Option<prometheus::IntCounter>) {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let base = tracing_subscriber::registry()
+        .with(accept_errors.map(AcceptErrors))
+        .with(filter);
     let _ = if log.log_format == "json" {
-        builder.json().try_init()
+        base.with(fmt.json()).try_init()
     } else {
-        builder.try_init()
+        base.with(fmt).try_init()
     };
+}
+
+/// Counts pingora's failed accepts (`Accept() failed …`, logged at error level by its
+/// listener loop, which then waits a second: EMFILE/ENFILE when descriptors run out) into
+/// `dashpush_accept_errors_total`. pingora owns that loop and only logs; this turns the log
+/// line into the count operators alert on.
+struct AcceptErrors(prometheus::IntCounter);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AcceptErrors {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if *event.metadata().level() != tracing::Level::ERROR {
+            return;
+        }
+        struct Message(bool);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" && format!("{value:?}").starts_with("Accept() failed")
+                {
+                    self.0 = true;
+                }
+            }
+        }
+        let mut m = Message(false);
+        event.record(&mut m);
+        if m.0 {
+            self.0.inc();
+        }
+    }
 }
 
 fn run_gateway(args: RunArgs) -> ExitCode {
@@ -284,7 +323,15 @@ fn run_gateway(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_logs(&log);
+    let registry = prometheus::Registry::new();
+    let accept_errors = prometheus::IntCounter::new(
+        "dashpush_accept_errors_total",
+        "Failed accepts on the listeners (EMFILE/ENFILE: out of descriptors); each is followed \
+         by a one-second pause of that listener.",
+    )
+    .ok()
+    .filter(|c| registry.register(Box::new(c.clone())).is_ok());
+    init_logs_counting(&log, accept_errors);
     // SIGHUP, or a change of the config file (a ConfigMap update), reloads it with the same
     // flags on top.
     let watch = args.config.clone();
@@ -292,7 +339,7 @@ fn run_gateway(args: RunArgs) -> ExitCode {
         watch,
         load: Box::new(move || args.config().map(|(c, _)| c)),
     };
-    match dashpush_edge::run_with_reload(config, prometheus::Registry::new(), Some(reload)) {
+    match dashpush_edge::run_with_reload(config, registry, Some(reload)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("dashpush: {e}");

@@ -686,6 +686,8 @@ fn out_of_descriptors_accept_backs_off_and_established_connections_are_still_ser
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(keepalive_get(&mut kept, segment), 200);
+    // The failed accepts were counted.
+    assert!(metric(gw.admin, "dashpush_accept_errors_total") >= 1.0);
 }
 
 #[test]
@@ -723,4 +725,33 @@ fn many_range_readers_of_one_large_object_share_one_copy_of_its_body() {
     );
     // One copy for the fill and the cache entry (16 MiB), not one per reader (1 GiB).
     usage.bounded("64 range readers of 16 MiB", 48, Duration::from_secs(3));
+}
+
+#[test]
+fn bodies_held_only_for_slow_readers_stay_within_their_budget() {
+    let (_o, origin) = origin(&[]);
+    let (gw, _dir) = configured(origin, "pins", "upstream: {max_pinned_bytes: 33554432}\n");
+    let usage = Usage::now(&gw);
+    // Six clients with credentials (never cached) ask for 16 MiB each and never read.
+    let held: Vec<TcpStream> = (0..6)
+        .map(|i| {
+            let mut s = TcpStream::connect(gw.addr).unwrap();
+            let req = format!(
+                "GET /_origin/blob/{} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n",
+                16_777_216 + i
+            );
+            s.write_all(req.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    // 96 MiB asked for, 32 MiB allowed: the fills holding the most are cut off.
+    wait_metric(gw.admin, "dashpush_fills_cut_total", 4.0);
+    std::thread::sleep(Duration::from_millis(500));
+    usage.bounded(
+        "6 slow readers of uncached 16 MiB bodies",
+        64,
+        Duration::from_secs(3),
+    );
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    drop(held);
 }

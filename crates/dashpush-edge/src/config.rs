@@ -199,6 +199,8 @@ pub struct RawUpstream {
     pub max_background_fills: Option<usize>,
     /// Requests with credentials (not cached, streamed) at once.
     pub max_bypass_requests: Option<usize>,
+    /// Bytes of uncached bodies held for slow readers, gateway-wide.
+    pub max_pinned_bytes: Option<usize>,
     /// PEM file of the CAs that sign HTTPS origins' certificates (instead of the system roots).
     pub ca_file: Option<PathBuf>,
     /// Verify HTTPS origins' certificates and host names (default true; false logs a warning).
@@ -772,6 +774,13 @@ impl TryFrom<RawConfig> for EdgeConfig {
             verify: raw.upstream.tls_verify.unwrap_or(true),
             sni: raw.upstream.sni,
         };
+        c.fetch_slots.pinned_bytes = in_range(
+            "upstream.max_pinned_bytes",
+            raw.upstream.max_pinned_bytes,
+            c.fetch_slots.pinned_bytes,
+            1 << 20,
+            1 << 40,
+        )?;
         c.fetch_slots.bypass = in_range(
             "upstream.max_bypass_requests",
             raw.upstream.max_bypass_requests,

@@ -65,6 +65,8 @@ pub struct Gateway {
     background: Background,
     /// Requests with credentials (not cached) at once.
     bypass: Arc<Semaphore>,
+    /// The budget for bytes held only for readers (bodies that will not be cached).
+    pins: Arc<crate::cache::fill::Pins>,
     fetch_wait: std::time::Duration,
     /// Swapped whole by a config reload.
     push: RwLock<Arc<PushSettings>>,
@@ -99,6 +101,10 @@ impl Gateway {
                 abandoned_fetches: metrics.origin_fetches.with_label_values(&["abandoned"]),
             },
             bypass: Arc::new(Semaphore::new(fetch_slots.bypass)),
+            pins: crate::cache::fill::Pins::new(
+                fetch_slots.pinned_bytes,
+                metrics.fills_cut.clone(),
+            ),
             fetch_wait: fetch_slots.wait,
             push: RwLock::new(Arc::new(push)),
             cache,
@@ -309,6 +315,7 @@ impl Gateway {
             Err(e) => return upstream_error(&e),
         };
         let fill = Fill::new();
+        self.pins.hold(&fill);
         let reader = fill.reader();
         let own = Arc::clone(&fill);
         let upstream = Arc::clone(upstream);
@@ -340,6 +347,7 @@ impl Gateway {
     /// A fetch of the request for this client alone: not shared, not stored.
     fn private_fill(&self, upstream: &Arc<Upstream>, req: &Req) -> Arc<Fill> {
         let fill = Fill::new();
+        self.pins.hold(&fill);
         let own = Arc::clone(&fill);
         let upstream = Arc::clone(upstream);
         let path = req.path.clone();
@@ -392,6 +400,7 @@ impl Gateway {
             // A client's fetch goes on only while someone reads it (or in a background
             // slot); prefetches and pushes have bounds of their own.
             let background = (by == User::Client).then(|| self.background.clone());
+            let pins = Arc::clone(&self.pins);
             tokio::spawn(async move {
                 // Whatever happens to this task, readers are told the fill ended.
                 let mut guard = FinishOnDrop {
@@ -420,7 +429,10 @@ impl Gateway {
                         _ => fill.finish(Err(e)),
                     },
                 }
-                cache.finish(&key, &fill).await;
+                if !cache.finish(&key, &fill).await {
+                    // Not cached: whoever still reads it holds its bytes.
+                    pins.hold(&fill);
+                }
                 guard.done = true;
             });
         })

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     /// MPD bodies parsed for the planner (once per body, whatever the Host).
     pub mpd_parses: IntCounter,
+    /// Uncached bodies cut off because the budget for bytes held for slow readers was spent.
+    pub fills_cut: IntCounter,
     /// Origin fetches by outcome (`ok`, `status_error`, `connect_error`, `timeout`, `error`,
     /// `busy`, `abandoned`).
     pub origin_fetches: IntCounterVec,
@@ -259,6 +261,11 @@ impl Metrics {
             "dashpush_mpd_parses_total",
             "MPD bodies parsed for push planning (once per body and MPD, whatever the Host).",
         )?;
+        let fills_cut = IntCounter::new(
+            "dashpush_fills_cut_total",
+            "Uncached bodies cut off (their slow readers reset) because the budget for bytes held \
+             only for readers (upstream.max_pinned_bytes) was spent.",
+        )?;
         let cache_purged = IntCounter::new(
             "dashpush_cache_purged_total",
             "Cache entries removed by purge requests (admin POST /purge).",
@@ -300,6 +307,7 @@ impl Metrics {
             &cache_purged,
             &access_log_dropped,
             &mpd_parses,
+            &fills_cut,
         ] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -427,6 +435,7 @@ impl Metrics {
             cache_purged,
             access_log_dropped,
             mpd_parses,
+            fills_cut,
             origin_fetches,
             origin_seconds,
             coalesced_waits,

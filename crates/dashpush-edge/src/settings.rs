@@ -93,6 +93,9 @@ pub struct FetchSlots {
     /// Requests with credentials (`Authorization`: not cached, streamed through) at once
     /// (`upstream.max_bypass_requests`); beyond them 503.
     pub bypass: usize,
+    /// Bytes of bodies held only for their readers (not cached), gateway-wide
+    /// (`upstream.max_pinned_bytes`); beyond it the fills holding the most are cut off.
+    pub pinned_bytes: usize,
 }
 
 impl Default for FetchSlots {
@@ -102,6 +105,7 @@ impl Default for FetchSlots {
             wait: Duration::from_secs(5),
             background: 64,
             bypass: 64,
+            pinned_bytes: 256 << 20,
         }
     }
 }

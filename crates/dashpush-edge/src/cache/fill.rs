@@ -43,6 +43,85 @@ pub struct Fill {
     pub(crate) purged: AtomicBool,
     /// What the origin's answer was to the cache (see [`Served`]).
     served_as: AtomicU8,
+    /// Counted in the gateway's budget for bytes held only for readers, once registered.
+    pins: std::sync::OnceLock<Arc<Pins>>,
+    /// Bytes counted in that budget so far.
+    pinned: std::sync::atomic::AtomicUsize,
+    /// Cut off by that budget: its readers get an error, its bytes are let go.
+    cut: AtomicBool,
+}
+
+/// The gateway-wide budget for bytes held only for readers: bodies that will not be cached
+/// (credentialed, per-user or uncacheable answers, purged fills) stay in memory while their
+/// readers are slow. Beyond the budget the fills holding the most are cut off: their slowest
+/// readers are reset, and the memory is let go at once.
+#[derive(Debug)]
+pub struct Pins {
+    max: usize,
+    total: std::sync::atomic::AtomicUsize,
+    fills: Mutex<Vec<std::sync::Weak<Fill>>>,
+    cuts: prometheus::IntCounter,
+}
+
+impl Pins {
+    /// A budget of `max` bytes, counting cut fills in `cuts`.
+    pub fn new(max: usize, cuts: prometheus::IntCounter) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            total: std::sync::atomic::AtomicUsize::new(0),
+            fills: Mutex::default(),
+            cuts,
+        })
+    }
+
+    /// Counts `fill` from now on (its bytes so far and those still to come).
+    pub fn hold(self: &Arc<Self>, fill: &Arc<Fill>) {
+        if fill.pins.set(Arc::clone(self)).is_err() {
+            return;
+        }
+        self.fills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::downgrade(fill));
+        self.grew(fill, fill.received());
+    }
+
+    fn grew(&self, fill: &Fill, n: usize) {
+        fill.pinned.fetch_add(n, Ordering::AcqRel);
+        if self.total.fetch_add(n, Ordering::AcqRel) + n > self.max {
+            self.enforce();
+        }
+    }
+
+    fn shrank(&self, n: usize) {
+        self.total.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Over the budget: cuts the fills holding the most until under it.
+    fn enforce(&self) {
+        let mut live: Vec<Arc<Fill>> = {
+            let mut fills = self.fills.lock().unwrap_or_else(PoisonError::into_inner);
+            fills.retain(|w| w.strong_count() > 0);
+            fills.iter().filter_map(std::sync::Weak::upgrade).collect()
+        };
+        live.retain(|f| !f.cut.load(Ordering::Acquire));
+        live.sort_by_key(|f| std::cmp::Reverse(f.pinned.load(Ordering::Acquire)));
+        for f in live {
+            if self.total.load(Ordering::Acquire) <= self.max {
+                break;
+            }
+            f.cut_off();
+            self.cuts.inc();
+        }
+    }
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        if let Some(p) = self.pins.get() {
+            p.shrank(self.pinned.swap(0, Ordering::AcqRel));
+        }
+    }
 }
 
 /// What a fill carries, for the cache and the `X-Cache` of its answers.
@@ -68,6 +147,9 @@ impl Fill {
             claimed: AtomicBool::new(false),
             purged: AtomicBool::new(false),
             served_as: AtomicU8::new(0),
+            pins: std::sync::OnceLock::new(),
+            pinned: std::sync::atomic::AtomicUsize::new(0),
+            cut: AtomicBool::new(false),
         })
     }
 
@@ -100,6 +182,22 @@ impl Fill {
         self.changed.closed().await;
     }
 
+    /// Cuts the fill off (the budget for bytes held for readers is spent): its bytes are let
+    /// go and its readers get an error.
+    fn cut_off(&self) {
+        self.cut.store(true, Ordering::Release);
+        self.with(|s| {
+            s.chunks.clear();
+            s.starts.clear();
+            s.len = 0;
+            s.end = Some(Err(UpstreamError::Cut));
+        });
+        if let Some(p) = self.pins.get() {
+            p.shrank(self.pinned.swap(0, Ordering::AcqRel));
+        }
+        self.wake();
+    }
+
     /// Records what the fill carries (before its head).
     pub fn set_served_as(&self, s: Served) {
         let v = match s {
@@ -129,8 +227,11 @@ impl Fill {
 
     /// Appends a body chunk.
     pub fn push(&self, chunk: Bytes) {
-        if chunk.is_empty() {
+        if chunk.is_empty() || self.cut.load(Ordering::Acquire) {
             return;
+        }
+        if let Some(p) = self.pins.get() {
+            p.grew(self, chunk.len());
         }
         self.with(|s| {
             s.starts.push(s.len);
@@ -263,6 +364,9 @@ impl FillReader {
     /// The next chunk; `None` at a clean end, an error if the origin broke off.
     pub async fn chunk(&mut self) -> Option<Result<Bytes, UpstreamError>> {
         loop {
+            if self.fill.cut.load(Ordering::Acquire) {
+                return Some(Err(UpstreamError::Cut));
+            }
             let offset = self.offset;
             let seen = self.fill.with(|s| {
                 if offset < s.len {

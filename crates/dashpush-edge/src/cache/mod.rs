@@ -343,7 +343,9 @@ impl Cache {
 
     /// Ends the fill of `key`: stores its response if it may be cached (and was not purged
     /// meanwhile), then forgets the fill.
-    pub async fn finish(&self, key: &str, fill: &Arc<Fill>) {
+    /// Returns whether it was stored.
+    pub async fn finish(&self, key: &str, fill: &Arc<Fill>) -> bool {
+        let mut stored = false;
         if let Ok(response) = fill.complete().await
             && !fill.purged.load(Ordering::Acquire)
             && fill.served_as() != fill::Served::StaleOnError
@@ -358,8 +360,10 @@ impl Cache {
                 )
                 .await;
             self.update_size();
+            stored = true;
         }
         self.forget(key, fill);
+        stored
     }
 
     /// Forgets `fill` as the fill of `key` (not a newer one that replaced it after a purge).

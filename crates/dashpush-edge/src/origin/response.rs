@@ -43,6 +43,9 @@ pub enum UpstreamError {
     /// verify, among others).
     #[error("origin TLS handshake failed: {0}")]
     Tls(String),
+    /// Cut off by the budget for bytes held only for slow readers.
+    #[error("answer cut off: the budget for bytes held for slow readers is spent")]
+    Cut,
     /// Every reader left before the fetch ended and no background slot was free.
     #[error("origin fetch abandoned: nobody reads it")]
     Abandoned,
@@ -66,6 +69,7 @@ impl UpstreamError {
             Self::Busy => "busy",
             Self::Tls(_) => "tls_error",
             Self::Abandoned => "abandoned",
+            Self::Cut => "cut",
         }
     }
 }
