@@ -2,7 +2,7 @@
 //! trickling body, per-user answers, the headers forwarded; and request targets that could
 //! escape a route.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -247,4 +247,52 @@ fn eighty_host_names_on_one_mpd_parse_it_once() {
         out.contains(":authority: viewer-7.example") && out.contains("recv PUSH_PROMISE"),
         "{out}"
     );
+}
+
+#[test]
+fn credentialed_requests_stream_through_and_are_capped() {
+    let (_o, origin) = origin(&[]);
+    let dir = Scratch::new("bypass");
+    let conf = dir.0.join("dashpush.yaml");
+    std::fs::write(
+        &conf,
+        format!("origin: http://{origin}\nupstream: {{max_bypass_requests: 1}}\n"),
+    )
+    .unwrap();
+    let gw = gateway_with(&["-c", conf.to_str().unwrap()]);
+    // The origin sends the first half of this body and holds the rest until /_origin/open.
+    let mut first = std::net::TcpStream::connect(gw.addr).unwrap();
+    first
+        .write_all(
+            b"GET /_origin/gated/200000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\n\r\n",
+        )
+        .unwrap();
+    first.set_read_timeout(Some(DEADLINE)).unwrap();
+    // Streamed: the first half arrives while the origin holds the rest.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while got.len() < 100_000 {
+        let n = first.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    // The only slot is taken: a second credentialed request gets 503 at once.
+    let url = format!("http://{}/vod/manifest.mpd", gw.addr);
+    let (_, status, _) = tool(
+        "curl",
+        &[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Authorization: Bearer b",
+            &url,
+        ],
+    );
+    assert_eq!(status, b"503");
+    // Anonymous requests are not held up by it.
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    assert_eq!(get(origin, "/_origin/open").0, 200);
 }
