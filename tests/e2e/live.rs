@@ -287,3 +287,54 @@ fn over_websocket_each_new_live_segment_arrives_on_its_own_stream_then_the_cycle
         ) >= 2.0
     );
 }
+
+#[test]
+fn a_live_cycle_straddling_a_reload_finishes_on_the_origin_it_started_with() {
+    let (_a, a) = live_origin(&[]);
+    let (_b, b) = live_origin(&[]);
+    let dir = Scratch::new("reload-straddle");
+    let file = dir.0.join("dashpush.yaml");
+    std::fs::write(
+        &file,
+        format!("origin: http://{a}\nprefetch: {{next: 0}}\n"),
+    )
+    .unwrap();
+    let gw = gateway_with(&["-c", file.to_str().unwrap()]);
+    let n = live_edge(gw.addr, 1);
+    // A cycle that runs about five seconds (push-next;5 of 1 s live segments)...
+    let addr = gw.addr;
+    let cycle = std::thread::spawn(move || {
+        h2push(addr, &[MPD, &format!("{}|{URN}push-next;5", seg(0, n))])
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    // ...while the configuration moves the route to another origin.
+    std::fs::write(
+        &file,
+        format!("origin: http://{b}\nprefetch: {{next: 0}}\n"),
+    )
+    .unwrap();
+    let (code, _, err) = tool("kill", &["-HUP", &gw.proc.pid().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let start = Instant::now();
+    while metric(gw.admin, r#"dashpush_config_reloads_total{result="ok"}"#) < 1.0 {
+        assert!(start.elapsed() < DEADLINE, "no reload");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = cycle.join().unwrap();
+    let pushes = out[1]["pushes"].as_array().unwrap();
+    assert_eq!(pushes.len(), 5, "{out:?}");
+    // Every segment of the cycle came from the origin it started on.
+    for k in n + 1..=n + 5 {
+        assert_eq!(
+            (origin_hits(a, &seg(0, k)), origin_hits(b, &seg(0, k))),
+            (1, 0),
+            "segment {k}"
+        );
+    }
+    // New requests go to the new origin.
+    assert_eq!(get(gw.addr, &seg(1, n)).0, 200);
+    assert_eq!(
+        (origin_hits(a, &seg(1, n)), origin_hits(b, &seg(1, n))),
+        (0, 1)
+    );
+}
