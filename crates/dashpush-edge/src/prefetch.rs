@@ -133,9 +133,13 @@ impl Source {
                         .with_label_values(&["used_by_push"])
                         .inc();
                 }
+                // From the cache: its age, as on every answer from the cache (RFC 9111 §5.1).
+                let mut headers = e.response.headers.clone();
+                headers.retain(|(n, _)| n != "age");
+                headers.push((HeaderName::from_static("age"), HeaderValue::from(e.age())));
                 Pushable {
                     status: e.response.status,
-                    headers: e.response.headers.clone(),
+                    headers,
                     length: Some(e.response.body.len() as u64),
                     body: Body::Full(e.response.body.clone()),
                 }
