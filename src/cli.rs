@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway in front of an HTTP/1.1 origin.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate a configuration file exactly as `run -c` would, without starting anything.
     CheckConfig {
         /// The YAML file.
@@ -113,6 +113,16 @@ struct RunArgs {
     /// The default origin, e.g. `http://127.0.0.1:8081` or `https://origin.example`.
     #[arg(long)]
     origin: Option<String>,
+    /// A replica of the fleet (repeatable): each cache key is fetched from the origin by its
+    /// owner only; the others fill from it. Needs --self and a fleet token.
+    #[arg(long = "peer", value_name = "URL")]
+    peers: Vec<String>,
+    /// This replica's URL as the other peers reach it.
+    #[arg(long = "self", value_name = "URL")]
+    me: Option<String>,
+    /// A file holding the token peer fills carry (shared by the fleet).
+    #[arg(long, value_name = "FILE")]
+    fleet_token_file: Option<PathBuf>,
     /// PEM file of the CAs that sign HTTPS origins' certificates (default: the system roots).
     #[arg(long, value_name = "FILE")]
     origin_ca: Option<PathBuf>,
@@ -201,6 +211,12 @@ impl RunArgs {
         }
         raw.log_format = self.log_format.clone().or(raw.log_format);
         raw.access_log = self.access_log.clone().or(raw.access_log.take());
+        raw.fleet.peers.extend(self.peers.iter().cloned());
+        raw.fleet.me = self.me.clone().or(raw.fleet.me.take());
+        if let Some(f) = &self.fleet_token_file {
+            raw.fleet.token_file = Some(f.clone());
+            raw.fleet.token = None;
+        }
         let log = LogArgs {
             log_format: raw.log_format().unwrap_or("text").to_owned(),
         };
@@ -533,7 +549,7 @@ fn run_demo(listen: String, admin: String, origin_listen: String, log: LogArgs) 
 /// Parses the arguments and runs the chosen command.
 pub fn run() -> ExitCode {
     match Cli::parse().command {
-        Command::Run(args) => run_gateway(args),
+        Command::Run(args) => run_gateway(*args),
         Command::CheckConfig { config } => check_config(&config),
         Command::Origin(args) => run_origin(args),
         Command::Demo {

@@ -77,6 +77,8 @@ pub struct RawConfig {
     pub log_format: Option<String>,
     /// Access log: `-` (standard output) or a file path; none: off.
     pub access_log: Option<String>,
+    /// The fleet of replicas that share the origin fetches.
+    pub fleet: RawFleet,
 }
 
 /// `tls:`.
@@ -266,6 +268,21 @@ pub struct RawHttp2 {
     pub ping_timeout_ms: Option<u64>,
 }
 
+/// `fleet:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFleet {
+    /// This replica's URL as the others reach it.
+    #[serde(rename = "self")]
+    pub me: Option<String>,
+    /// Every replica's URL (this one included, or not).
+    pub peers: Vec<String>,
+    /// The token peer fills carry.
+    pub token: Option<String>,
+    /// A file holding it.
+    pub token_file: Option<PathBuf>,
+}
+
 /// `admin:` as an address (`admin: 127.0.0.1:9090`) or a map.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -378,6 +395,46 @@ fn origin_url(s: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// A replica's identity on the fleet's ring: the `host:port` of its URL.
+fn peer_id(key: &'static str, s: &str) -> Result<(String, Url), ConfigError> {
+    let url = Url::parse(s).map_err(|e| invalid(key, format!("{s}: {e}")))?;
+    if url.scheme() != "http" {
+        return Err(invalid(key, format!("{s}: peers are reached over http://")));
+    }
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Err(invalid(key, format!("{s}: needs a host")));
+    };
+    Ok((format!("{host}:{port}"), url))
+}
+
+/// `fleet:`: off without peers; with peers, `self` and a token are required.
+fn fleet(raw: RawFleet) -> Result<Option<crate::settings::FleetConfig>, ConfigError> {
+    if raw.peers.is_empty() {
+        return Ok(None);
+    }
+    if raw.peers.len() > 256 {
+        return Err(invalid("fleet.peers", "at most 256"));
+    }
+    let me = raw
+        .me
+        .ok_or_else(|| invalid("fleet.self", "is required with fleet.peers"))?;
+    let (me, _) = peer_id("fleet.self", &me)?;
+    let peers = raw
+        .peers
+        .iter()
+        .map(|p| peer_id("fleet.peers", p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let token = admin_token(raw.token, raw.token_file)
+        .map_err(|_| {
+            invalid(
+                "fleet.token",
+                "set token or token_file: at least 16 characters, without spaces",
+            )
+        })?
+        .ok_or_else(|| invalid("fleet.token", "is required with fleet.peers"))?;
+    Ok(Some(crate::settings::FleetConfig { me, peers, token }))
+}
+
 /// The admin token, from the file or the key; at least 16 characters.
 fn admin_token(
     token: Option<String>,
@@ -438,6 +495,7 @@ impl TryFrom<RawConfig> for EdgeConfig {
             Some(path) => Some(crate::access::Sink::File(path.into())),
         };
         c.access_log_json = raw.log_format.as_deref() == Some("json");
+        c.fleet = fleet(raw.fleet)?;
         if let Some(f) = raw.log_format.as_deref()
             && f != "text"
             && f != "json"

@@ -74,6 +74,8 @@ pub struct Gateway {
     metrics: Metrics,
     /// The access log, once started (off unless configured).
     access: std::sync::OnceLock<crate::access::AccessLog>,
+    /// The fleet this replica belongs to, if any.
+    fleet: std::sync::OnceLock<Arc<crate::fleet::Fleet>>,
 }
 
 /// Headers a cache fill forwards to the origin: never the client's conditional, range or
@@ -110,6 +112,7 @@ impl Gateway {
             cache,
             metrics,
             access: std::sync::OnceLock::new(),
+            fleet: std::sync::OnceLock::new(),
         })
     }
 
@@ -142,14 +145,24 @@ impl Gateway {
         }
         let range = header(&req.headers, "range");
         let origins = self.origins();
-        let Some((route, upstream)) = origins.select(req.host.as_deref(), &req.path) else {
+        // A fill from a fleet peer (its token checked): routed by the Host its client used,
+        // and fetched from the origin here, never passed on to another peer.
+        let peer_fill = self
+            .fleet
+            .get()
+            .is_some_and(|f| f.is_peer_fill(&req.headers));
+        let host = match header(&req.headers, crate::fleet::PEER_HOST_HEADER) {
+            Some(h) if peer_fill => Some(h),
+            _ => req.host.as_deref(),
+        };
+        let Some((route, upstream)) = origins.select(host, &req.path) else {
             return short(404, "no origin for this host and path\n");
         };
         if header(&req.headers, "authorization").is_some() {
             return self.bypass(upstream, req).await;
         }
         let key = cache_key(&origins.origin_key(route).unwrap_or_default(), &req.path);
-        let (fill, lookup) = match self.lookup(upstream, &key, req).await {
+        let (fill, lookup) = match self.lookup(upstream, &key, req, peer_fill).await {
             Ok(hit) => {
                 let status = "dashpush; hit";
                 let mut resp = if not_modified(&req.headers, &hit.entry.response) {
@@ -227,20 +240,31 @@ impl Gateway {
         upstream: &Arc<Upstream>,
         key: &str,
         req: &Req,
+        peer_fill: bool,
     ) -> Result<Hit, (Arc<Fill>, Lookup)> {
-        let fill_headers: Vec<(HeaderName, HeaderValue)> = req
+        let mut fill_headers: Vec<(HeaderName, HeaderValue)> = req
             .headers
             .iter()
             .filter(|(n, _)| FILL_HEADERS.contains(&n.as_str()))
             .cloned()
             .collect();
+        // For the owner, if the fill goes to a peer: the Host this client used.
+        if !peer_fill
+            && self.fleet.get().is_some()
+            && let Some(v) = req
+                .host
+                .as_deref()
+                .and_then(|h| HeaderValue::from_str(h).ok())
+        {
+            fill_headers.push((HeaderName::from_static(crate::fleet::PEER_HOST_HEADER), v));
+        }
         self.source(
             upstream,
             key,
             &req.path,
             fill_headers,
             req.client.clone(),
-            User::Client,
+            if peer_fill { User::Peer } else { User::Client },
         )
         .await
     }
@@ -401,6 +425,9 @@ impl Gateway {
             // slot); prefetches and pushes have bounds of their own.
             let background = (by == User::Client).then(|| self.background.clone());
             let pins = Arc::clone(&self.pins);
+            // The owner of the key in the fleet fills it (a fill from a peer never goes on).
+            let fleet = self.fleet.get().filter(|_| by != User::Peer).cloned();
+            let sources = self.metrics.fills.clone();
             tokio::spawn(async move {
                 // Whatever happens to this task, readers are told the fill ended.
                 let mut guard = FinishOnDrop {
@@ -411,14 +438,33 @@ impl Gateway {
                 };
                 match slot.await {
                     Ok(_slot) => {
-                        let fetch = fetch_or_revalidate(
-                            &upstream,
-                            &path,
-                            &fill_headers,
-                            client.as_deref(),
-                            &fill,
-                            stale.as_deref(),
-                        );
+                        let fetch = async {
+                            if let Some(f) = &fleet
+                                && let Some(peer) = f.owner(&key)
+                            {
+                                let mut headers = fill_headers.clone();
+                                headers.extend(f.fill_headers(None).into_iter().take(1));
+                                if fill_from_peer(peer, &path, &headers, client.as_deref(), &fill)
+                                    .await
+                                {
+                                    sources.with_label_values(&["peer"]).inc();
+                                    return;
+                                }
+                                f.mark_down(peer);
+                                sources.with_label_values(&["peer_fallback"]).inc();
+                            } else {
+                                sources.with_label_values(&["origin"]).inc();
+                            }
+                            fetch_or_revalidate(
+                                &upstream,
+                                &path,
+                                &fill_headers,
+                                client.as_deref(),
+                                &fill,
+                                stale.as_deref(),
+                            )
+                            .await;
+                        };
                         match background {
                             Some(background) => while_read(fetch, &fill, &background).await,
                             None => fetch.await,
@@ -480,6 +526,11 @@ impl Gateway {
             .requests
             .with_label_values(&[protocol, code])
             .inc();
+    }
+
+    /// Joins a fleet (once).
+    pub(crate) fn set_fleet(&self, fleet: crate::fleet::Fleet) {
+        let _ = self.fleet.set(Arc::new(fleet));
     }
 
     /// Starts the access log (once; later calls change nothing).
@@ -714,6 +765,43 @@ async fn fetch_or_revalidate(
         }
     };
     tokio::join!(fetch, forward);
+}
+
+/// Fills `fill` from the peer that owns its key. False, with `fill` untouched, when the peer
+/// does not answer or answers 5xx (the caller then asks the origin and marks the peer down).
+async fn fill_from_peer(
+    peer: &crate::fleet::Peer,
+    path: &str,
+    headers: &[(HeaderName, HeaderValue)],
+    client: Option<&str>,
+    fill: &Fill,
+) -> bool {
+    let answer = Fill::new();
+    let mut reader = answer.reader();
+    let fetch = peer
+        .upstream
+        .fetch_into("GET", path, headers, client, &answer);
+    let forward = async {
+        match answer.head().await {
+            Ok(h) if h.status < 500 => {
+                fill.set_head(h);
+                while let Some(chunk) = reader.chunk().await {
+                    match chunk {
+                        Ok(c) => fill.push(c),
+                        Err(e) => {
+                            fill.finish(Err(e));
+                            return true;
+                        }
+                    }
+                }
+                fill.finish(Ok(()));
+                true
+            }
+            _ => false,
+        }
+    };
+    let ((), answered) = tokio::join!(fetch, forward);
+    answered
 }
 
 /// Answers a fill with a stored entry because the origin failed (`stale-if-error`).

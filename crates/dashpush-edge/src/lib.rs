@@ -13,6 +13,7 @@ pub mod config;
 mod delivery;
 mod downstream;
 mod drain;
+mod fleet;
 mod gateway;
 mod guard;
 mod manifests;

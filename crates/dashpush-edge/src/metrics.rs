@@ -33,6 +33,10 @@ pub struct Metrics {
     pub mpd_parses: IntCounter,
     /// Uncached bodies cut off because the budget for bytes held for slow readers was spent.
     pub fills_cut: IntCounter,
+    /// Cache fills by source (`origin`, `peer`, `peer_fallback`).
+    pub fills: IntCounterVec,
+    /// Fleet peers by state (`up`, `down`).
+    pub fleet_peers: IntGaugeVec,
     /// Origin fetches by outcome (`ok`, `status_error`, `connect_error`, `timeout`, `error`,
     /// `busy`, `abandoned`).
     pub origin_fetches: IntCounterVec,
@@ -266,6 +270,26 @@ impl Metrics {
             "Uncached bodies cut off (their slow readers reset) because the budget for bytes held \
              only for readers (upstream.max_pinned_bytes) was spent.",
         )?;
+        let fills = IntCounterVec::new(
+            Opts::new(
+                "dashpush_fills_total",
+                "Cache fills by source: the origin, the fleet peer that owns the key, or the \
+                 origin after that peer failed.",
+            ),
+            &["source"],
+        )?;
+        registry.register(Box::new(fills.clone()))?;
+        for s in ["origin", "peer", "peer_fallback"] {
+            fills.with_label_values(&[s]);
+        }
+        let fleet_peers = IntGaugeVec::new(
+            Opts::new(
+                "dashpush_fleet_peers",
+                "Other replicas of the fleet by state.",
+            ),
+            &["state"],
+        )?;
+        registry.register(Box::new(fleet_peers.clone()))?;
         let cache_purged = IntCounter::new(
             "dashpush_cache_purged_total",
             "Cache entries removed by purge requests (admin POST /purge).",
@@ -436,6 +460,8 @@ impl Metrics {
             access_log_dropped,
             mpd_parses,
             fills_cut,
+            fills,
+            fleet_peers,
             origin_fetches,
             origin_seconds,
             coalesced_waits,

@@ -399,6 +399,7 @@ fn upstream_for(
             total_timeout: config.total_timeout,
             max_body: config.max_body,
             tls,
+            peer: false,
         },
         metrics.clone(),
     ))
@@ -464,6 +465,24 @@ pub fn run_with_reload(
         )
         .map_err(|e| EdgeError::Config(format!("access log {sink:?}: {e}")))?;
         gateway.set_access_log(log);
+    }
+    if let Some(f) = &config.fleet {
+        let mut peers = Vec::new();
+        for (id, url) in &f.peers {
+            let mut upstream = upstream_for(url, &config, &metrics)?;
+            upstream.set_peer();
+            peers.push((id.clone(), Arc::new(upstream)));
+        }
+        let token = http::HeaderValue::from_str(&f.token)
+            .map_err(|e| EdgeError::Config(format!("fleet.token: {e}")))?;
+        tracing::info!(me = %f.me, peers = peers.len(), "fleet: fills go to each key's owner");
+        gateway.set_fleet(crate::fleet::Fleet::new(
+            f.me.clone(),
+            peers,
+            token,
+            metrics.fleet_peers.with_label_values(&["up"]),
+            metrics.fleet_peers.with_label_values(&["down"]),
+        ));
     }
     if let Some(reload) = reload {
         watch_config(Arc::clone(&gateway), metrics, reload)?;

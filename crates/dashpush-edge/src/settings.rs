@@ -24,6 +24,8 @@ pub struct EdgeConfig {
     pub access_log: Option<crate::access::Sink>,
     /// Access log lines as JSON (`log_format: json`), else `key=value` text.
     pub access_log_json: bool,
+    /// The fleet of replicas sharing origin fetches, if any.
+    pub fleet: Option<FleetConfig>,
     /// The default origin (`http://host:port`).
     pub origin: Url,
     /// Further origins by host and path prefix (see `docs/config.md`, `routes`).
@@ -56,6 +58,17 @@ pub struct EdgeConfig {
     pub fetch_slots: FetchSlots,
     /// How HTTPS origins are verified.
     pub origin_tls: OriginTls,
+}
+
+/// The fleet (`fleet:`, `--peer`, `--self`).
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// This replica's identity (`host:port`).
+    pub me: String,
+    /// Every replica: identity and URL.
+    pub peers: Vec<(String, Url)>,
+    /// The token peer fills carry.
+    pub token: String,
 }
 
 /// TLS to `https://` origins (`upstream.ca_file`, `upstream.tls_verify`, `upstream.sni`).
@@ -167,6 +180,7 @@ impl EdgeConfig {
             admin_token: None,
             access_log: None,
             access_log_json: false,
+            fleet: None,
             origin,
             routes: Vec::new(),
             cache_bytes: 256 * 1024 * 1024,

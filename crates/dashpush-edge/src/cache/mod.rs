@@ -120,6 +120,8 @@ pub enum User {
     Push,
     /// The prefetcher itself.
     Prefetch,
+    /// Another replica of the fleet, filling from this one (its owner).
+    Peer,
 }
 
 impl User {
@@ -127,7 +129,7 @@ impl User {
         match self {
             Self::Client => Some("used_by_client"),
             Self::Push => Some("used_by_push"),
-            Self::Prefetch => None,
+            Self::Prefetch | Self::Peer => None,
         }
     }
 }

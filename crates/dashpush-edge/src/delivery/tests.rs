@@ -276,6 +276,7 @@ async fn bench(plan: PlanConfig) -> Bench {
             total_timeout: Duration::from_secs(10),
             max_body: 1 << 20,
             tls: None,
+            peer: false,
         },
         metrics.clone(),
     );

@@ -33,6 +33,9 @@ pub struct UpstreamConfig {
     pub max_body: usize,
     /// TLS to the origin (`https://`), if any.
     pub tls: Option<OriginTlsPeer>,
+    /// A fleet peer, not an origin: the fleet's own headers (`x-dashpush-peer…`) are sent to
+    /// it; to an origin they never are.
+    pub peer: bool,
 }
 
 /// How one HTTPS origin is reached.
@@ -115,6 +118,11 @@ impl Upstream {
             config,
             metrics,
         }
+    }
+
+    /// Makes this the client of a fleet peer (the fleet's headers are sent to it).
+    pub(crate) fn set_peer(&mut self) {
+        self.config.peer = true;
     }
 
     /// Fetches `path` (with query) from the origin, forwarding `headers` minus hop-by-hop ones,
@@ -206,7 +214,12 @@ impl Upstream {
         req.insert_header("host", &self.config.host)
             .map_err(map_err)?;
         for (name, value) in headers {
-            if !HOP_BY_HOP.contains(&name.as_str()) && name != "via" && name != "x-forwarded-for" {
+            let fleet_header = name.as_str().starts_with("x-dashpush-peer");
+            if !HOP_BY_HOP.contains(&name.as_str())
+                && name != "via"
+                && name != "x-forwarded-for"
+                && (self.config.peer || !fleet_header)
+            {
                 req.append_header(name.clone(), value.clone())
                     .map_err(map_err)?;
             }
