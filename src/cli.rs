@@ -120,6 +120,9 @@ struct RunArgs {
     /// This replica's URL as the other peers reach it.
     #[arg(long = "self", value_name = "URL")]
     me: Option<String>,
+    /// Discover the peers by resolving NAME:PORT every 10 s (a Kubernetes headless Service).
+    #[arg(long, value_name = "NAME:PORT")]
+    fleet_dns: Option<String>,
     /// A file holding the token peer fills carry (shared by the fleet).
     #[arg(long, value_name = "FILE")]
     fleet_token_file: Option<PathBuf>,
@@ -213,6 +216,7 @@ impl RunArgs {
         raw.access_log = self.access_log.clone().or(raw.access_log.take());
         raw.fleet.peers.extend(self.peers.iter().cloned());
         raw.fleet.me = self.me.clone().or(raw.fleet.me.take());
+        raw.fleet.dns = self.fleet_dns.clone().or(raw.fleet.dns.take());
         if let Some(f) = &self.fleet_token_file {
             raw.fleet.token_file = Some(f.clone());
             raw.fleet.token = None;

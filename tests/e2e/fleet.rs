@@ -141,3 +141,42 @@ fn a_request_with_a_wrong_fleet_token_is_an_ordinary_client() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(body, demo_file("init-stream0.m4s"));
 }
+
+#[test]
+fn peers_are_discovered_by_dns() {
+    let (_o, origin) = origin(&[]);
+    let dir = Scratch::new("fleet-dns");
+    let (pa, pb) = (free_port(), free_port());
+    // B is a static fleet of itself and A; A finds its peers by resolving localhost:PORT(B).
+    let b = member(origin, pb, &[pa, pb], &dir);
+    let file = dir.0.join("a.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "origin: http://{origin}\nlisten: 127.0.0.1:{pa}\nprefetch: {{next: 0}}\n\
+             fleet: {{self: \"http://127.0.0.1:{pa}\", dns: \"localhost:{pb}\", token: {TOKEN}}}\n"
+        ),
+    )
+    .unwrap();
+    let mut proc = Proc::spawn(&[
+        "run",
+        "-c",
+        file.to_str().unwrap(),
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let a_addr = proc.addr_after("listening http/1.1+h2c on ");
+    let a_admin = proc.addr_after("listening admin on ");
+    let start = Instant::now();
+    while metric(a_admin, r#"dashpush_fleet_peers{state="up"}"#) < 1.0 {
+        assert!(start.elapsed() < DEADLINE, "no peer discovered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every object through A: those B owns come from B, and the origin sees each once.
+    for path in objects() {
+        assert_eq!(get(a_addr, &path).0, 200, "{path}");
+        assert_eq!(get(b.addr, &path).0, 200, "{path}");
+        assert_eq!(origin_hits(origin, &path), 1, "{path}");
+    }
+    assert!(metric(a_admin, r#"dashpush_fills_total{source="peer"}"#) >= 1.0);
+}

@@ -281,6 +281,8 @@ pub struct RawFleet {
     pub token: Option<String>,
     /// A file holding it.
     pub token_file: Option<PathBuf>,
+    /// `NAME:PORT` resolved every 10 s for the peers (a Kubernetes headless Service).
+    pub dns: Option<String>,
 }
 
 /// `admin:` as an address (`admin: 127.0.0.1:9090`) or a map.
@@ -409,15 +411,21 @@ fn peer_id(key: &'static str, s: &str) -> Result<(String, Url), ConfigError> {
 
 /// `fleet:`: off without peers; with peers, `self` and a token are required.
 fn fleet(raw: RawFleet) -> Result<Option<crate::settings::FleetConfig>, ConfigError> {
-    if raw.peers.is_empty() {
+    if raw.peers.is_empty() && raw.dns.is_none() {
         return Ok(None);
+    }
+    if let Some(d) = &raw.dns
+        && d.rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
+        return Err(invalid("fleet.dns", format!("{d}: NAME:PORT")));
     }
     if raw.peers.len() > 256 {
         return Err(invalid("fleet.peers", "at most 256"));
     }
     let me = raw
         .me
-        .ok_or_else(|| invalid("fleet.self", "is required with fleet.peers"))?;
+        .ok_or_else(|| invalid("fleet.self", "is required with fleet.peers or fleet.dns"))?;
     let (me, _) = peer_id("fleet.self", &me)?;
     let peers = raw
         .peers
@@ -431,8 +439,13 @@ fn fleet(raw: RawFleet) -> Result<Option<crate::settings::FleetConfig>, ConfigEr
                 "set token or token_file: at least 16 characters, without spaces",
             )
         })?
-        .ok_or_else(|| invalid("fleet.token", "is required with fleet.peers"))?;
-    Ok(Some(crate::settings::FleetConfig { me, peers, token }))
+        .ok_or_else(|| invalid("fleet.token", "is required with fleet.peers or fleet.dns"))?;
+    Ok(Some(crate::settings::FleetConfig {
+        me,
+        peers,
+        token,
+        dns: raw.dns,
+    }))
 }
 
 /// The admin token, from the file or the key; at least 16 characters.

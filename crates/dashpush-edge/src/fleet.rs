@@ -8,7 +8,8 @@
 //! peer; the scores use FNV-1a with a SplitMix64 finish, fixed algorithms, so replicas of
 //! different builds agree.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue};
@@ -30,6 +31,8 @@ pub(crate) struct Peer {
     pub(crate) id: String,
     /// The HTTP/1.1 client to it.
     pub(crate) upstream: Arc<Upstream>,
+    /// Its address, for the health check.
+    addr: Option<SocketAddr>,
     down_until: Mutex<Option<Instant>>,
 }
 
@@ -42,10 +45,13 @@ impl Peer {
     }
 }
 
+/// Makes the client of a peer found by discovery.
+pub(crate) type Connect = Box<dyn Fn(SocketAddr) -> Option<Arc<Upstream>> + Send + Sync>;
+
 /// The fleet as this replica sees it.
 pub(crate) struct Fleet {
     me: String,
-    peers: Vec<Peer>,
+    peers: RwLock<Vec<Arc<Peer>>>,
     token: HeaderValue,
     up: IntGauge,
     down: IntGauge,
@@ -60,31 +66,83 @@ impl Fleet {
         up: IntGauge,
         down: IntGauge,
     ) -> Self {
-        let peers: Vec<Peer> = peers
-            .into_iter()
-            .filter(|(id, _)| *id != me)
-            .map(|(id, upstream)| Peer {
-                id,
-                upstream,
-                down_until: Mutex::new(None),
-            })
-            .collect();
-        up.set(i64::try_from(peers.len()).unwrap_or(i64::MAX));
-        down.set(0);
-        Self {
+        let fleet = Self {
             me,
-            peers,
+            peers: RwLock::new(Vec::new()),
             token,
             up,
             down,
+        };
+        let peers = peers
+            .into_iter()
+            .map(|(id, upstream)| Arc::new(Peer::new(id, upstream, None)))
+            .collect();
+        fleet.replace(peers);
+        fleet
+    }
+
+    fn replace(&self, peers: Vec<Arc<Peer>>) {
+        let peers: Vec<Arc<Peer>> = peers.into_iter().filter(|p| p.id != self.me).collect();
+        *self.peers.write().unwrap_or_else(PoisonError::into_inner) = peers;
+        self.count();
+    }
+
+    fn peers(&self) -> Vec<Arc<Peer>> {
+        self.peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn count(&self) {
+        let peers = self.peers();
+        let down = peers.iter().filter(|p| !p.up()).count();
+        self.down.set(i64::try_from(down).unwrap_or(i64::MAX));
+        self.up
+            .set(i64::try_from(peers.len() - down).unwrap_or(i64::MAX));
+    }
+
+    /// The membership found by discovery (`host:port` addresses): peers already known keep
+    /// their client and health, new ones get a client from `connect`, the others leave. Only
+    /// the keys of peers that came or went change owner.
+    pub(crate) fn discovered(&self, found: &[SocketAddr], connect: &Connect) {
+        let known = self.peers();
+        let mut next = Vec::with_capacity(found.len());
+        for addr in found {
+            let id = addr.to_string();
+            if let Some(p) = known.iter().find(|p| p.id == id) {
+                next.push(Arc::clone(p));
+            } else if id != self.me
+                && let Some(upstream) = connect(*addr)
+            {
+                tracing::info!(peer = %id, "fleet: peer joined");
+                next.push(Arc::new(Peer::new(id, upstream, Some(*addr))));
+            }
         }
+        for gone in known.iter().filter(|p| !next.iter().any(|n| n.id == p.id)) {
+            tracing::info!(peer = %gone.id, "fleet: peer left");
+        }
+        self.replace(next);
+    }
+
+    /// The health check: a peer that is down comes back as soon as it accepts a connection.
+    pub(crate) fn check(&self) {
+        for p in self.peers().iter().filter(|p| !p.up()) {
+            if let Some(addr) = p.addr
+                && std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+            {
+                *p.down_until.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                tracing::info!(peer = %p.id, "fleet: peer answers again");
+            }
+        }
+        self.count();
     }
 
     /// The peer that owns `key`, or `None` when this replica does (or no peer is up).
-    pub(crate) fn owner(&self, key: &str) -> Option<&Peer> {
+    pub(crate) fn owner(&self, key: &str) -> Option<Arc<Peer>> {
         let mine = score(&self.me, key);
-        self.peers
-            .iter()
+        self.peers()
+            .into_iter()
             .filter(|p| p.up())
             .map(|p| (score(&p.id, key), p))
             .filter(|(s, _)| *s > mine)
@@ -100,10 +158,7 @@ impl Fleet {
             .down_until
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + DOWN_FOR);
-        let down = self.peers.iter().filter(|p| !p.up()).count();
-        self.down.set(i64::try_from(down).unwrap_or(i64::MAX));
-        self.up
-            .set(i64::try_from(self.peers.len() - down).unwrap_or(i64::MAX));
+        self.count();
     }
 
     /// Whether a request's peer header carries the fleet token.
@@ -119,13 +174,21 @@ impl Fleet {
         })
     }
 
-    /// The headers a fill from a peer carries: the token, and the Host the client used.
-    pub(crate) fn fill_headers(&self, host: Option<&str>) -> Vec<(HeaderName, HeaderValue)> {
-        let mut h = vec![(HeaderName::from_static(PEER_HEADER), self.token.clone())];
-        if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-            h.push((HeaderName::from_static(PEER_HOST_HEADER), v));
+    /// The header a fill from a peer carries: the token.
+    pub(crate) fn token_header(&self) -> (HeaderName, HeaderValue) {
+        (HeaderName::from_static(PEER_HEADER), self.token.clone())
+    }
+}
+
+impl Peer {
+    fn new(id: String, upstream: Arc<Upstream>, addr: Option<SocketAddr>) -> Self {
+        let addr = addr.or_else(|| id.parse().ok());
+        Self {
+            id,
+            upstream,
+            addr,
+            down_until: Mutex::new(None),
         }
-        h
     }
 }
 

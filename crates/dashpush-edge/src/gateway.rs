@@ -443,14 +443,14 @@ impl Gateway {
                                 && let Some(peer) = f.owner(&key)
                             {
                                 let mut headers = fill_headers.clone();
-                                headers.extend(f.fill_headers(None).into_iter().take(1));
-                                if fill_from_peer(peer, &path, &headers, client.as_deref(), &fill)
+                                headers.push(f.token_header());
+                                if fill_from_peer(&peer, &path, &headers, client.as_deref(), &fill)
                                     .await
                                 {
                                     sources.with_label_values(&["peer"]).inc();
                                     return;
                                 }
-                                f.mark_down(peer);
+                                f.mark_down(&peer);
                                 sources.with_label_values(&["peer_fallback"]).inc();
                             } else {
                                 sources.with_label_values(&["origin"]).inc();
@@ -528,9 +528,10 @@ impl Gateway {
             .inc();
     }
 
-    /// Joins a fleet (once).
-    pub(crate) fn set_fleet(&self, fleet: crate::fleet::Fleet) {
+    /// Joins a fleet (once); the fleet.
+    pub(crate) fn set_fleet(&self, fleet: crate::fleet::Fleet) -> Option<Arc<crate::fleet::Fleet>> {
         let _ = self.fleet.set(Arc::new(fleet));
+        self.fleet.get().cloned()
     }
 
     /// Starts the access log (once; later calls change nothing).

@@ -346,6 +346,45 @@ fn watch_config(gateway: Arc<Gateway>, metrics: Metrics, reload: Reload) -> Resu
     }
 }
 
+/// The fleet's own thread: every 5 s the health check of peers that are down, and with
+/// `dns` (`NAME:PORT`) the peers resolved again every 10 s.
+fn watch_fleet(
+    fleet: Arc<crate::fleet::Fleet>,
+    dns: Option<String>,
+    config: EdgeConfig,
+    metrics: Metrics,
+) -> Result<(), EdgeError> {
+    let connect: crate::fleet::Connect = Box::new(move |addr| {
+        let url = Url::parse(&format!("http://{addr}")).ok()?;
+        let mut upstream = upstream_for(&url, &config, &metrics).ok()?;
+        upstream.set_peer();
+        Some(Arc::new(upstream))
+    });
+    std::thread::Builder::new()
+        .name("dashpush-fleet".into())
+        .spawn(move || {
+            let mut tick = 0u64;
+            loop {
+                if tick.is_multiple_of(2)
+                    && let Some(name) = &dns
+                {
+                    match name.to_socket_addrs() {
+                        Ok(found) => {
+                            let found: Vec<SocketAddr> = found.collect();
+                            fleet.discovered(&found, &connect);
+                        }
+                        Err(e) => tracing::warn!(%name, "fleet: peers not resolved: {e}"),
+                    }
+                }
+                fleet.check();
+                tick += 1;
+                std::thread::sleep(Duration::from_secs(5));
+            }
+        })
+        .map_err(|e| EdgeError::Config(format!("fleet thread: {e}")))?;
+    Ok(())
+}
+
 /// The HTTP/1.1 client of one origin (`http://`, or `https://` with the configured TLS).
 fn upstream_for(
     origin: &Url,
@@ -475,14 +514,17 @@ pub fn run_with_reload(
         }
         let token = http::HeaderValue::from_str(&f.token)
             .map_err(|e| EdgeError::Config(format!("fleet.token: {e}")))?;
-        tracing::info!(me = %f.me, peers = peers.len(), "fleet: fills go to each key's owner");
-        gateway.set_fleet(crate::fleet::Fleet::new(
+        tracing::info!(me = %f.me, peers = peers.len(), dns = ?f.dns, "fleet: fills go to each key's owner");
+        let fleet = gateway.set_fleet(crate::fleet::Fleet::new(
             f.me.clone(),
             peers,
             token,
             metrics.fleet_peers.with_label_values(&["up"]),
             metrics.fleet_peers.with_label_values(&["down"]),
         ));
+        if let Some(fleet) = fleet {
+            watch_fleet(fleet, f.dns.clone(), config.clone(), metrics.clone())?;
+        }
     }
     if let Some(reload) = reload {
         watch_config(Arc::clone(&gateway), metrics, reload)?;

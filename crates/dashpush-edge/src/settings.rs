@@ -69,6 +69,8 @@ pub struct FleetConfig {
     pub peers: Vec<(String, Url)>,
     /// The token peer fills carry.
     pub token: String,
+    /// `NAME:PORT` resolved for the peers, if any.
+    pub dns: Option<String>,
 }
 
 /// TLS to `https://` origins (`upstream.ca_file`, `upstream.tls_verify`, `upstream.sni`).
