@@ -338,3 +338,39 @@ fn a_live_cycle_straddling_a_reload_finishes_on_the_origin_it_started_with() {
         (0, 1)
     );
 }
+
+#[test]
+fn a_fleet_asks_the_origin_once_per_live_segment_for_every_replica_s_pushes() {
+    let (_o, origin) = live_origin(&[]);
+    let dir = Scratch::new("fleet-live");
+    let ports = [
+        crate::fleet::free_port(),
+        crate::fleet::free_port(),
+        crate::fleet::free_port(),
+    ];
+    let fleet: Vec<Gateway> = ports
+        .iter()
+        .map(|&p| crate::fleet::member(origin, p, &ports, &dir))
+        .collect();
+    let n = live_edge(fleet[0].addr, 1);
+    // One push-next;3 client on each replica, at the same live edge.
+    let cycles: Vec<_> = fleet
+        .iter()
+        .map(|g| {
+            let addr = g.addr;
+            std::thread::spawn(move || {
+                h2push(addr, &[MPD, &format!("{}|{URN}push-next;3", seg(0, n))])
+            })
+        })
+        .collect();
+    for c in cycles {
+        let out = c.join().unwrap();
+        let pushes = out[1]["pushes"].as_array().unwrap();
+        assert_eq!(pushes.len(), 3, "{out:?}");
+        assert!(pushes.iter().all(|p| p["status"] == 200), "{out:?}");
+    }
+    // Each live segment pushed by the three was asked of the origin once, by its owner.
+    for k in n + 1..=n + 3 {
+        assert_eq!(origin_hits(origin, &seg(0, k)), 1, "segment {k}");
+    }
+}
