@@ -232,6 +232,10 @@ impl Fill {
         }
         if let Some(p) = self.pins.get() {
             p.grew(self, chunk.len());
+            // The budget may have cut this very fill.
+            if self.cut.load(Ordering::Acquire) {
+                return;
+            }
         }
         self.with(|s| {
             s.starts.push(s.len);
