@@ -386,9 +386,13 @@ impl Gateway {
         tokio::spawn(async move {
             match slot.await {
                 Ok(_slot) => {
-                    upstream
-                        .fetch_into("GET", &path, &headers, client.as_deref(), &own)
-                        .await;
+                    let fetch =
+                        upstream.fetch_into("GET", &path, &headers, client.as_deref(), &own);
+                    // For one reader only: when it leaves, the fetch stops.
+                    tokio::select! {
+                        () = fetch => {}
+                        () = own.unread() => own.finish(Err(UpstreamError::Abandoned)),
+                    }
                 }
                 Err(e) => own.finish(Err(e)),
             }
@@ -423,7 +427,8 @@ impl Gateway {
             let slot = self.fetch_slot();
             // A client's fetch goes on only while someone reads it (or in a background
             // slot); prefetches and pushes have bounds of their own.
-            let background = (by == User::Client).then(|| self.background.clone());
+            let background =
+                matches!(by, User::Client | User::Peer).then(|| self.background.clone());
             let pins = Arc::clone(&self.pins);
             // The owner of the key in the fleet fills it (a fill from a peer never goes on).
             let fleet = self.fleet.get().filter(|_| by != User::Peer).cloned();
@@ -769,7 +774,9 @@ async fn fetch_or_revalidate(
 }
 
 /// Fills `fill` from the peer that owns its key. False, with `fill` untouched, when the peer
-/// does not answer or answers 5xx (the caller then asks the origin and marks the peer down).
+/// does not answer (the caller then asks the origin and marks the peer down). Whatever status
+/// it answers is its answer: a 5xx is the origin's (the owner asked it), and asking the origin
+/// again from here would multiply its load just as it fails.
 async fn fill_from_peer(
     peer: &crate::fleet::Peer,
     path: &str,
@@ -784,7 +791,7 @@ async fn fill_from_peer(
         .fetch_into("GET", path, headers, client, &answer);
     let forward = async {
         match answer.head().await {
-            Ok(h) if h.status < 500 => {
+            Ok(h) => {
                 fill.set_head(h);
                 while let Some(chunk) = reader.chunk().await {
                     match chunk {
@@ -798,7 +805,7 @@ async fn fill_from_peer(
                 fill.finish(Ok(()));
                 true
             }
-            _ => false,
+            Err(_) => false,
         }
     };
     let ((), answered) = tokio::join!(fetch, forward);
@@ -832,9 +839,10 @@ fn refreshed(
         .map(|(n, _)| n)
         .filter(|n| !KEEP.contains(&n.as_str()))
         .collect();
+    // The stored `Age` is the old answer's: the 304's own (if any) replaces it.
     let mut headers: Vec<(HeaderName, HeaderValue)> = stored
         .iter()
-        .filter(|(n, _)| !replaced.contains(&n))
+        .filter(|(n, _)| !replaced.contains(&n) && n != "age")
         .cloned()
         .collect();
     headers.extend(

@@ -79,10 +79,14 @@ impl Pins {
         if fill.pins.set(Arc::clone(self)).is_err() {
             return;
         }
-        self.fills
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::downgrade(fill));
+        {
+            let mut fills = self.fills.lock().unwrap_or_else(PoisonError::into_inner);
+            // Fills that are gone leave a dead entry: swept whenever the list has doubled.
+            if fills.len() >= 64 && fills.len().is_power_of_two() {
+                fills.retain(|w| w.strong_count() > 0);
+            }
+            fills.push(Arc::downgrade(fill));
+        }
         self.grew(fill, fill.received());
     }
 

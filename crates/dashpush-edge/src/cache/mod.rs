@@ -56,10 +56,13 @@ impl Entry {
 
     /// How it may be used now.
     pub fn state(&self) -> State {
-        let lived = self.stored.elapsed() + Duration::from_secs(self.age_at_store);
+        let lived = self
+            .stored
+            .elapsed()
+            .saturating_add(Duration::from_secs(self.age_at_store));
         if lived < self.freshness.ttl {
             State::Fresh
-        } else if lived < self.freshness.ttl + self.freshness.swr {
+        } else if lived < self.freshness.ttl.saturating_add(self.freshness.swr) {
             State::StaleWhileRevalidate
         } else {
             State::Stale
@@ -68,8 +71,15 @@ impl Entry {
 
     /// Whether a failed origin may be answered with it now (`stale-if-error`).
     pub fn may_serve_on_error(&self) -> bool {
-        let lived = self.stored.elapsed() + Duration::from_secs(self.age_at_store);
-        lived < self.freshness.ttl + self.freshness.swr.max(self.freshness.sie)
+        let lived = self
+            .stored
+            .elapsed()
+            .saturating_add(Duration::from_secs(self.age_at_store));
+        lived
+            < self
+                .freshness
+                .ttl
+                .saturating_add(self.freshness.swr.max(self.freshness.sie))
     }
 
     /// Its validators, as conditional request headers (`If-None-Match`, `If-Modified-Since`).
@@ -94,8 +104,9 @@ impl Entry {
             .headers
             .iter()
             .find(|(n, _)| n == "age")
-            .and_then(|(_, v)| v.to_str().ok()?.trim().parse().ok())
-            .unwrap_or(0);
+            .and_then(|(_, v)| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            .min(MAX_DELTA_SECONDS);
         Self {
             response,
             freshness,
@@ -144,6 +155,9 @@ pub enum Lookup {
     /// This request waited on another request's fetch.
     Coalesced,
 }
+
+/// The largest delta-seconds value honoured (RFC 9111 §1.2.2).
+const MAX_DELTA_SECONDS: u64 = 1 << 31;
 
 /// What a purge removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,8 +375,13 @@ impl Cache {
                     Arc::new(Entry::new(response, freshness, unused)),
                 )
                 .await;
+            // A purge that came while it was being stored wins.
+            if fill.purged.load(Ordering::Acquire) {
+                self.inner.invalidate(key).await;
+            } else {
+                stored = true;
+            }
             self.update_size();
-            stored = true;
         }
         self.forget(key, fill);
         stored
@@ -454,11 +473,11 @@ impl Freshness {
     /// How long the cache keeps it: while it may be served, and with a validator as long
     /// again for a cheap revalidation (at least a minute).
     fn keep(&self) -> Duration {
-        let serve = self.ttl + self.swr.max(self.sie);
+        let serve = self.ttl.saturating_add(self.swr.max(self.sie));
         if self.validated {
             serve
-                .max(self.ttl * 2)
-                .max(self.ttl + Duration::from_secs(60))
+                .max(self.ttl.saturating_mul(2))
+                .max(self.ttl.saturating_add(Duration::from_secs(60)))
         } else {
             serve
         }
@@ -490,11 +509,12 @@ pub fn freshness(
         return None;
     }
     let validated = header("etag").next().is_some() || header("last-modified").next().is_some();
+    // Delta-seconds beyond 2^31 mean 2^31 (RFC 9111 §1.2.2).
     let secs = |v: &str| {
         v.trim_matches('"')
             .parse::<u64>()
             .ok()
-            .map(Duration::from_secs)
+            .map(|n| Duration::from_secs(n.min(MAX_DELTA_SECONDS)))
     };
     let (mut max_age, mut s_maxage, mut no_cache) = (None, None, false);
     let (mut swr, mut sie) = (Duration::ZERO, ttls.stale_if_error);
@@ -510,12 +530,16 @@ pub fn freshness(
             _ => {}
         }
     }
-    // `must-revalidate`/`proxy-revalidate`: never served stale.
-    if header("cache-control").any(|v| {
-        v.to_ascii_lowercase()
-            .split(',')
-            .any(|d| matches!(d.trim(), "must-revalidate" | "proxy-revalidate"))
-    }) {
+    // `must-revalidate`/`proxy-revalidate` (and `s-maxage`, which implies the latter, and
+    // `no-cache`, revalidated before every use): never served stale.
+    if no_cache
+        || s_maxage.is_some()
+        || header("cache-control").any(|v| {
+            v.to_ascii_lowercase()
+                .split(',')
+                .any(|d| matches!(d.trim(), "must-revalidate" | "proxy-revalidate"))
+        })
+    {
         swr = Duration::ZERO;
         sie = Duration::ZERO;
     }
@@ -711,5 +735,39 @@ mod tests {
             None,
             "not pushable"
         );
+        // no-cache and s-maxage: never served stale.
+        let d = f(
+            "no-cache, stale-while-revalidate=30, stale-if-error=60",
+            true,
+        )
+        .unwrap();
+        assert_eq!((d.swr, d.sie), (s(0), s(0)));
+        let d = f("s-maxage=10, stale-if-error=60", false).unwrap();
+        assert_eq!(d.sie, s(0));
+        // Numbers an origin can make huge neither overflow nor panic.
+        let huge = f(
+            "max-age=18446744073709551615, stale-while-revalidate=18446744073709551615",
+            true,
+        )
+        .unwrap();
+        let _ = huge.keep();
+        let old = super::Entry::new(
+            crate::origin::response::Fetched {
+                status: 200,
+                headers: vec![
+                    header("cache-control", "max-age=60"),
+                    header("age", "18446744073709551615"),
+                ],
+                body: bytes::Bytes::new(),
+            },
+            huge,
+            false,
+        );
+        assert_ne!(
+            old.state(),
+            super::State::Fresh,
+            "an Age of 2^31 s is past any max-age"
+        );
+        assert!(old.age() >= 1 << 31);
     }
 }
