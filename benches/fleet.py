@@ -14,36 +14,17 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
+import sys
 import subprocess
 import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from startup import free_port, wait_http  # noqa: E402
+
 TOKEN = "bench-fleet-token-0123456789"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_http(port, path, deadline=20):
-    end = time.time() + deadline
-    while time.time() < end:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", path)
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"nothing answers {path} on {port}")
 
 
 def client(port, rep, out):

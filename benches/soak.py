@@ -44,6 +44,9 @@ import h2.connection
 import h2.events
 import h2.settings
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from startup import free_port, wait_http  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FAULTS = ["error_rate=0.3", "reset_rate=0.3", "latency_ms=1500"]
@@ -55,28 +58,6 @@ lock = threading.Lock()
 windows = []      # (start, end, fault)
 errors = []       # (t, client, kind, detail)
 counts = {"pull": 0, "push_requests": 0, "pushed": 0, "live_requests": 0, "live_pushed": 0}
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_http(port, path, deadline=20):
-    end = time.time() + deadline
-    while time.time() < end:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", path)
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"nothing answers {path} on {port}")
 
 
 def error(client, kind, detail=""):

@@ -103,23 +103,18 @@ impl Drop for Proc {
 /// A demo origin on free ports, with extra flags; the address of its control listener, which
 /// serves the content and the test switches (`/_origin/`: hits, faults, blobs, the gate).
 pub fn origin(extra: &[&str]) -> (Proc, SocketAddr) {
-    let mut args = vec![
-        "origin",
-        "--listen",
-        "127.0.0.1:0",
-        "--control-listen",
-        "127.0.0.1:0",
-        "--demo",
-        "vod",
-    ];
-    args.extend_from_slice(extra);
-    let mut p = Proc::spawn(&args);
-    let addr = p.addr_after("listening origin control on ");
-    (p, addr)
+    let (p, _, control) = origin_ports(extra);
+    (p, control)
 }
 
 /// A demo origin's content listener alone (no control routes) and its control listener.
 pub fn origin_ports(extra: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
+    demo_origin("vod", extra)
+}
+
+/// The built-in origin serving `demo` (`vod` or `live` first) on free ports: (process, content
+/// listener, control listener).
+pub fn demo_origin(demo: &str, extra: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
     let mut args = vec![
         "origin",
         "--listen",
@@ -127,7 +122,7 @@ pub fn origin_ports(extra: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
         "--control-listen",
         "127.0.0.1:0",
         "--demo",
-        "vod",
+        demo,
     ];
     args.extend_from_slice(extra);
     let mut p = Proc::spawn(&args);
@@ -151,9 +146,17 @@ pub fn gateway(origin: &str, extra: &[&str]) -> Gateway {
 
 /// A gateway on ports 0 with `args` (which name the origin), ready (its `/live` answers).
 pub fn gateway_with(extra: &[&str]) -> Gateway {
-    let mut args = vec!["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
+    let mut args = vec!["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let mut proc = Proc::spawn(&args);
+    gateway_run(&args)
+}
+
+/// `dashpush run` with `args` (which must name the listeners, by flag or file), ready (its
+/// `/live` answers).
+pub fn gateway_run(args: &[&str]) -> Gateway {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    let mut proc = Proc::spawn(&all);
     let addr = proc.addr_after("listening http/1.1+h2c on ");
     let admin = proc.addr_after("listening admin on ");
     let start = Instant::now();

@@ -12,22 +12,11 @@ const MPD: &str = "/live/manifest.mpd";
 const SEG_MS: u64 = 1000;
 
 fn live_origin(extra: &[&str]) -> (Proc, SocketAddr) {
-    let mut args = vec![
-        "origin",
-        "--listen",
-        "127.0.0.1:0",
-        "--control-listen",
-        "127.0.0.1:0",
-        "--demo",
-        "live",
-        "--live-segment-ms",
-        "1000",
-    ];
+    let mut args = vec!["--live-segment-ms", "1000"];
     args.extend_from_slice(extra);
-    let mut p = Proc::spawn(&args);
     // The control listener: the content and the hit counters.
-    let addr = p.addr_after("listening origin control on ");
-    (p, addr)
+    let (p, _, control) = demo_origin("live", &args);
+    (p, control)
 }
 
 /// The newest segment number available now, from the MPD's availabilityStartTime, once at

@@ -334,27 +334,15 @@ impl Gateway {
                 .inc();
             return short(503, "too many uncached requests at once\n");
         };
-        let slot = match self.fetch_slot().await {
-            Ok(s) => s,
-            Err(e) => return upstream_error(&e),
-        };
-        let fill = Fill::new();
-        self.pins.hold(&fill);
+        let fill = self.one_reader_fill(
+            upstream,
+            req.method.as_str(),
+            &req.path,
+            req.headers.clone(),
+            req,
+            Some(permit),
+        );
         let reader = fill.reader();
-        let own = Arc::clone(&fill);
-        let upstream = Arc::clone(upstream);
-        let (method, path) = (req.method.as_str().to_owned(), req.path.clone());
-        let (headers, client) = (req.headers.clone(), req.client.clone());
-        tokio::spawn(async move {
-            let _held = (permit, slot);
-            let fetch = upstream.fetch_into(&method, &path, &headers, client.as_deref(), &own);
-            tokio::select! {
-                () = fetch => {}
-                () = own.unread() => {
-                    own.finish(Err(UpstreamError::Abandoned));
-                }
-            }
-        });
         match fill.head().await {
             Ok(h) => {
                 let mut resp = streamed(h, reader, "dashpush; fwd=bypass");
@@ -370,25 +358,39 @@ impl Gateway {
 
     /// A fetch of the request for this client alone: not shared, not stored.
     fn private_fill(&self, upstream: &Arc<Upstream>, req: &Req) -> Arc<Fill> {
-        let fill = Fill::new();
-        self.pins.hold(&fill);
-        let own = Arc::clone(&fill);
-        let upstream = Arc::clone(upstream);
-        let path = req.path.clone();
-        let headers: Vec<(HeaderName, HeaderValue)> = req
+        let headers = req
             .headers
             .iter()
             .filter(|(n, _)| FILL_HEADERS.contains(&n.as_str()))
             .cloned()
             .collect();
-        let client = req.client.clone();
+        self.one_reader_fill(upstream, "GET", &req.path, headers, req, None)
+    }
+
+    /// An origin fetch for one reader (a credentialed or per-user answer): never shared nor
+    /// stored, counted in the budget for bytes held for readers, within a fetch slot (and
+    /// `held`, if given), and stopped when its reader leaves.
+    fn one_reader_fill(
+        &self,
+        upstream: &Arc<Upstream>,
+        method: &str,
+        path: &str,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        req: &Req,
+        held: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Arc<Fill> {
+        let fill = Fill::new();
+        self.pins.hold(&fill);
+        let own = Arc::clone(&fill);
+        let upstream = Arc::clone(upstream);
+        let (method, path, client) = (method.to_owned(), path.to_owned(), req.client.clone());
         let slot = self.fetch_slot();
         tokio::spawn(async move {
+            let _held = held;
             match slot.await {
                 Ok(_slot) => {
                     let fetch =
-                        upstream.fetch_into("GET", &path, &headers, client.as_deref(), &own);
-                    // For one reader only: when it leaves, the fetch stops.
+                        upstream.fetch_into(&method, &path, &headers, client.as_deref(), &own);
                     tokio::select! {
                         () = fetch => {}
                         () = own.unread() => own.finish(Err(UpstreamError::Abandoned)),
@@ -753,24 +755,28 @@ async fn fetch_or_revalidate(
                 fill.finish(Ok(()));
             }
             Ok(h) if h.status >= 500 && old.may_serve_on_error() => serve_stale(fill, old),
-            Ok(h) => {
-                fill.set_head(h);
-                while let Some(chunk) = reader.chunk().await {
-                    match chunk {
-                        Ok(c) => fill.push(c),
-                        Err(e) => {
-                            fill.finish(Err(e));
-                            return;
-                        }
-                    }
-                }
-                fill.finish(Ok(()));
-            }
+            Ok(h) => relay(h, &mut reader, fill).await,
             Err(_) if old.may_serve_on_error() => serve_stale(fill, old),
             Err(e) => fill.finish(Err(e)),
         }
     };
     tokio::join!(fetch, forward);
+}
+
+/// Copies an answer received in another fill (`h`, then `reader`'s chunks) into `fill`,
+/// ending it as that one ends.
+async fn relay(h: Head, reader: &mut FillReader, fill: &Fill) {
+    fill.set_head(h);
+    while let Some(chunk) = reader.chunk().await {
+        match chunk {
+            Ok(c) => fill.push(c),
+            Err(e) => {
+                fill.finish(Err(e));
+                return;
+            }
+        }
+    }
+    fill.finish(Ok(()));
 }
 
 /// Fills `fill` from the peer that owns its key. False, with `fill` untouched, when the peer
@@ -792,17 +798,7 @@ async fn fill_from_peer(
     let forward = async {
         match answer.head().await {
             Ok(h) => {
-                fill.set_head(h);
-                while let Some(chunk) = reader.chunk().await {
-                    match chunk {
-                        Ok(c) => fill.push(c),
-                        Err(e) => {
-                            fill.finish(Err(e));
-                            return true;
-                        }
-                    }
-                }
-                fill.finish(Ok(()));
+                relay(h, &mut reader, fill).await;
                 true
             }
             Err(_) => false,

@@ -198,17 +198,8 @@ impl ParsedMpd {
     }
 }
 
-/// `s` with a leading origin `from` (`scheme://host[:port]`, followed by `/` or nothing)
-/// replaced by `to`; any other string unchanged.
-pub(crate) fn rebase_str(s: &str, from: &str, to: &str) -> String {
-    match s.strip_prefix(from) {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{to}{rest}"),
-        _ => s.to_owned(),
-    }
-}
-
 fn rebase_url(u: &Url, from: &str, to: &str) -> Url {
-    Url::parse(&rebase_str(u.as_str(), from, to)).unwrap_or_else(|_| u.clone())
+    Url::parse(&crate::template::rebase_str(u.as_str(), from, to)).unwrap_or_else(|_| u.clone())
 }
 
 impl Manifest {
@@ -273,7 +264,7 @@ impl Manifest {
         m.exact = self
             .exact
             .iter()
-            .map(|(k, v)| (rebase_str(k, &from, &to_origin), v.clone()))
+            .map(|(k, v)| (crate::template::rebase_str(k, &from, &to_origin), v.clone()))
             .collect();
         m
     }

@@ -43,9 +43,18 @@ impl Compiled {
     /// The same template under another origin (see `Manifest::rebased`).
     pub(crate) fn rebased(&self, from: &str, to: &str) -> Self {
         Self {
-            prefix: crate::manifest::rebase_str(&self.prefix, from, to),
+            prefix: rebase_str(&self.prefix, from, to),
             ..self.clone()
         }
+    }
+}
+
+/// `s` with a leading origin `from` (`scheme://host[:port]`, followed by `/` or nothing)
+/// replaced by `to`; any other string unchanged.
+pub(crate) fn rebase_str(s: &str, from: &str, to: &str) -> String {
+    match s.strip_prefix(from) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{to}{rest}"),
+        _ => s.to_owned(),
     }
 }
 
