@@ -439,3 +439,55 @@ fn push_directive_and_push_ack_are_first_class() {
         );
     }
 }
+
+/// The `h2window.py` client: pushes of `directive` on `segment` under the given window mode.
+fn window_run(gw: std::net::SocketAddr, segment: &str, directive: &str, mode: &str) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/h2window.py");
+    let target = gw.to_string();
+    let directive = format!("{URN}{directive}");
+    let (code, out, err) = tool(
+        "/usr/bin/python3",
+        &[script, &target, MPD, segment, &directive, mode],
+    );
+    assert_eq!(code, 0, "h2window.py failed: {err}");
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[test]
+fn a_push_blocked_on_its_own_window_lets_the_next_pushes_use_the_connection() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &["--prefetch-next", "0"]);
+    let r = window_run(
+        gw.addr,
+        "/vod/init-stream0.m4s",
+        "push-next;3",
+        "--hold-first",
+    );
+    let pushes = r["pushes"].as_array().unwrap();
+    assert_eq!(pushes.len(), 3, "{r}");
+    // The first push waits for a window the client holds back; the other two are sent in the
+    // meantime, over the connection window it left open.
+    assert_eq!(r["others_ended_while_first_held"], true, "{r}");
+    for (p, n) in pushes.iter().zip(1..) {
+        let path = seg(0, n);
+        assert_eq!(p["path"], path.as_str());
+        let want = demo_file(path.rsplit('/').next().unwrap()).len();
+        assert_eq!(p["len"], want, "{r}");
+    }
+    assert_eq!(pushes[0]["end_order"], 2, "the held push ends last: {r}");
+}
+
+#[test]
+fn with_open_windows_pushes_end_in_push_order() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &["--prefetch-next", "0"]);
+    let r = window_run(gw.addr, "/vod/init-stream0.m4s", "push-next;3", "--open");
+    let order: Vec<_> = r["pushes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["end_order"].clone())
+        .collect();
+    assert_eq!(order, vec![0, 1, 2], "{r}");
+    assert_eq!(r["others_ended_while_first_held"], Value::Null);
+}

@@ -127,6 +127,7 @@ impl Handler for Admin {
         }
         match route {
             "/metrics" => {
+                self.gateway.cache().refresh_size().await;
                 let body = Bytes::from(self.gateway.metrics().encode());
                 Resp {
                     status: 200,

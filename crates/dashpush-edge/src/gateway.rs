@@ -161,7 +161,7 @@ impl Gateway {
         if header(&req.headers, "authorization").is_some() {
             return self.bypass(upstream, req).await;
         }
-        let key = cache_key(&origins.origin_key(route).unwrap_or_default(), &req.path);
+        let key = cache_key(origins.origin_key(route).unwrap_or_default(), &req.path);
         let (fill, lookup) = match self.lookup(upstream, &key, req, peer_fill).await {
             Ok(hit) => {
                 let status = "dashpush; hit";
@@ -669,7 +669,10 @@ pub(crate) fn clean_path(path_and_query: &str) -> bool {
 /// origin share entries; a reload that changes routes never serves one origin's bytes for
 /// another's.
 pub(crate) fn cache_key(origin: &str, path: &str) -> String {
-    format!("{origin}{path}")
+    let mut key = String::with_capacity(origin.len() + path.len());
+    key.push_str(origin);
+    key.push_str(path);
+    key
 }
 
 /// A usable cached entry: fresh, or (to a client, within `stale-while-revalidate`) stale

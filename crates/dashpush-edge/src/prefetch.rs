@@ -238,7 +238,7 @@ impl Gateway {
         by: User,
     ) -> Option<Source> {
         let upstream = Arc::clone(origins.get(route)?);
-        let key = cache_key(&origins.origin_key(route)?, path);
+        let key = cache_key(origins.origin_key(route)?, path);
         Some(
             match self
                 .source(&upstream, &key, path, Vec::new(), None, by)
@@ -263,7 +263,7 @@ impl Gateway {
     ) -> JoinHandle<Option<Source>> {
         let gw = Arc::clone(self);
         tokio::spawn(async move {
-            let origin = origins.origin_key(route)?;
+            let origin = origins.origin_key(route)?.to_owned();
             let key = cache_key(&origin, &path);
             if let Some(e) = gw.cache().get(&key, User::Prefetch).await {
                 return Some(Source::Entry(e));

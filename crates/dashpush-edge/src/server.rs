@@ -35,10 +35,6 @@ use crate::settings::{H2Limits, Limits};
 use crate::target::Target;
 use dashpush_proto::http2::request_policy;
 
-/// Write buffer of each plain-listener connection: a response head plus a body up to about
-/// this size leave in one write.
-const H1_WRITE_BUFFER: usize = 32 * 1024;
-
 /// The app on a traffic listener (cleartext, or TLS with `tls`).
 #[derive(Clone)]
 struct EdgeApp {
@@ -141,8 +137,10 @@ impl ServerApp for EdgeApp {
         // Counted while the connection lives, however its task ends.
         let _open =
             crate::metrics::Held::new(&metrics.open_connections.with_label_values(&[protocol]));
+        // Each protocol's connection future is boxed on its own: a connection holds the state
+        // of its protocol only, not the larger of the two (memory per idle connection).
         if is_h2 {
-            h2srv::serve(
+            Box::pin(h2srv::serve(
                 &self.gateway,
                 stream,
                 self.h2,
@@ -150,17 +148,17 @@ impl ServerApp for EdgeApp {
                 &self.drain,
                 &admitted,
                 tls,
-            )
+            ))
             .await;
         } else {
-            h1::serve(
+            Box::pin(h1::serve(
                 &self.gateway,
                 stream,
                 self.limits,
                 &self.drain,
                 &admitted,
                 tls,
-            )
+            ))
             .await;
         }
         None
@@ -572,11 +570,12 @@ pub fn run_with_reload(
         drain: drain.clone(),
         tls: None,
     };
-    // A write buffer that holds a response head and a small body, so a cache hit of a typical
-    // segment goes out in one `send` instead of two (pingora's default buffer is one MSS).
+    // No per-connection buffers in pingora's stream: an idle connection holds none (h2 has
+    // its own codec buffers, HTTP/1.1 coalesces a head with its body in `Coalesce`), and
+    // HTTP/2 DATA leaves by vectored writes without being copied.
     let tcp = |addr: SocketAddr| {
         ListenerConfig::tcp(addr.to_string())
-            .l4_buffer(L4BufferSettings::default().write(H1_WRITE_BUFFER))
+            .l4_buffer(L4BufferSettings::default().read(0).write(0))
     };
     let mut traffic = Service::new("dashpush".into(), app.clone());
     traffic.add_listener(tcp(listen));

@@ -39,7 +39,7 @@ impl Target {
     pub(crate) fn of_url(origins: &std::sync::Arc<Origins>, url: Url) -> Option<Self> {
         let path = path_of(&url);
         let (route, _) = origins.select(url.host_str(), &path)?;
-        let origin = origins.origin_key(route)?;
+        let origin = origins.origin_key(route)?.to_owned();
         Some(Self {
             url,
             path,
@@ -69,7 +69,11 @@ pub(crate) fn client_url(scheme: &str, host: Option<&str>, path: &str) -> Option
     if host.is_empty() || host.contains(['/', '?', '#', '@']) {
         return None;
     }
-    let url = Url::parse(&format!("{scheme}://{host}{path}")).ok()?;
+    let mut s = String::with_capacity(scheme.len() + 3 + host.len() + path.len());
+    for piece in [scheme, "://", host, path] {
+        s.push_str(piece);
+    }
+    let url = Url::parse(&s).ok()?;
     // The URL must say exactly what was asked: a host or path the parser rewrites (dot
     // segments, backslashes) would plan pushes for another resource than the one routed.
     (path_of(&url) == path).then_some(url)

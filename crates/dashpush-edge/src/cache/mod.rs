@@ -395,6 +395,14 @@ impl Cache {
         }
     }
 
+    /// Brings `dashpush_cache_size_bytes` up to date: moka counts inserts and evictions in
+    /// its housekeeping, so a scrape settles that first (the size read right after an insert
+    /// does not include it yet).
+    pub async fn refresh_size(&self) {
+        self.inner.run_pending_tasks().await;
+        self.update_size();
+    }
+
     fn update_size(&self) {
         self.metrics
             .cache_size_bytes

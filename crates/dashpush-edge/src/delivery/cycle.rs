@@ -10,6 +10,7 @@ use url::Url;
 use super::account::Outstanding;
 use super::account::{Account, LiveCycle, LiveEdge};
 use super::conn::{CancelFlag, PushConn};
+use super::turns::{Turn, Turns};
 use super::{AnswerHead, DropReason, PushTransport, Stop, Withdrawal};
 use crate::access::{Line, PushSummary};
 use crate::cache::ttl_of;
@@ -122,9 +123,15 @@ pub(crate) async fn run<T: PushTransport>(
     let ack = plan.ack.as_ref().map(ToString::to_string);
     let cache = crate::access::cache_of(&resp.headers).map(str::to_owned);
     let (promised, parent_bytes) = announce(gw, conn, transport, &acct, plan, jobs, resp).await;
-    for p in promised {
-        deliver(gw, conn, transport, &acct, p).await;
-    }
+    // Sent concurrently, each in its turn: in push order, the next using the connection while
+    // an earlier one waits for window of its own (see `turns`).
+    let turns = Turns::new(promised.len());
+    let shared: &T = transport;
+    let sends = promised
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| deliver(gw, conn, shared, &acct, p, turns.turn(i)));
+    futures_util::future::join_all(sends).await;
     transport.finish().await;
     if let Some(log) = gw.access_log() {
         let [promised, completed, reset, dropped] = acct.tally();
@@ -408,19 +415,19 @@ enum Ending {
     Drop(DropReason, u64),
 }
 
-/// Sends one promised push, or withdraws it with the reason it cannot be sent.
+/// Sends one promised push in its `turn`, or withdraws it with the reason it cannot be sent.
+/// Its body is awaited before its turn (a live segment waits for its availability without
+/// holding up anything); the checks that decide whether it may still be sent run in its turn,
+/// in push order.
 async fn deliver<T: PushTransport>(
     gw: &Gateway,
     conn: &PushConn,
-    transport: &mut T,
+    transport: &T,
     acct: &Account<'_>,
     mut p: Promised<T::Promised>,
+    turn: Turn,
 ) {
-    let stop = p
-        .flag
-        .get()
-        .or_else(|| transport.refused(&mut p.handle).then_some(Stop::Refused));
-    if let Some(stop) = stop {
+    if let Some(stop) = stopped(transport, &mut p) {
         // Stopped before anything was sent: count what was saved if the body is at hand.
         let total = match p.job.fetch.ready().await {
             Some(Some(src)) => src.length_now(),
@@ -447,6 +454,11 @@ async fn deliver<T: PushTransport>(
         .await;
     };
     let resp = src.pushable(gw).await;
+    turn.mine().await;
+    if let Some(stop) = stopped(transport, &mut p) {
+        let ending = ending_of(stop, 0, resp.length);
+        return end(gw, conn, transport, acct, p, ending).await;
+    }
     if let Some(reason) = unpushable(gw, conn, &p.job, &resp) {
         return end(gw, conn, transport, acct, p, Ending::Drop(reason, 0)).await;
     }
@@ -460,7 +472,10 @@ async fn deliver<T: PushTransport>(
         flag,
         outstanding,
     } = p;
-    let sent = transport.send(handle, &job.push, resp, &cancelled).await;
+    let sent = transport
+        .send(handle, &job.push, resp, &cancelled, &turn)
+        .await;
+    drop(turn);
     conn.drained(match &sent {
         Ok(n) | Err((_, n)) => *n,
     });
@@ -473,6 +488,13 @@ async fn deliver<T: PushTransport>(
     };
     drop(flag);
     account(gw, conn, acct, &job.push, outstanding, ending);
+}
+
+/// Whether a promised push was cancelled (a cancel, a replacing cycle) or refused by the client.
+fn stopped<T: PushTransport>(transport: &T, p: &mut Promised<T::Promised>) -> Option<Stop> {
+    p.flag
+        .get()
+        .or_else(|| transport.refused(&mut p.handle).then_some(Stop::Refused))
 }
 
 /// What a stop means for the counters.
@@ -509,7 +531,7 @@ fn unpushable(
 async fn end<T: PushTransport>(
     gw: &Gateway,
     conn: &PushConn,
-    transport: &mut T,
+    transport: &T,
     acct: &Account<'_>,
     p: Promised<T::Promised>,
     ending: Ending,

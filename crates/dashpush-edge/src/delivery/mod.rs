@@ -17,6 +17,7 @@ pub(crate) mod conn;
 pub(crate) mod cycle;
 #[cfg(test)]
 mod tests;
+pub(crate) mod turns;
 
 use dashpush_plan::Push;
 use dashpush_proto::PushAck;
@@ -153,9 +154,10 @@ pub(crate) fn none_ack(policy: &RequestPolicy) -> Option<(HeaderName, HeaderValu
 /// A downstream transport as the push cycle sees it, for one request. HTTP/2 and WebSocket
 /// implement it; the cycle calls it in this order: `reserve` per push (before the ack), then
 /// `answer_head`, `promise` per reserved push, `answer_body`, and per promised push `send` or
-/// `withdraw`; `finish` last.
+/// `withdraw`; `finish` last. The promised pushes are sent concurrently, in the order their
+/// [`turns::Turn`]s give (`send` and `withdraw` take `&self`).
 #[async_trait::async_trait]
-pub(crate) trait PushTransport: Send {
+pub(crate) trait PushTransport: Send + Sync {
     /// A push the transport has room for, not yet announced to the client.
     type Reserved: Send;
     /// A push promised to the client.
@@ -192,20 +194,24 @@ pub(crate) trait PushTransport: Send {
     async fn answer_body(&mut self, body: Body) -> Result<u64, Stop>;
 
     /// True when the client already refused this promise.
-    fn refused(&mut self, promised: &mut Self::Promised) -> bool;
+    fn refused(&self, promised: &mut Self::Promised) -> bool;
 
     /// Sends a pushed response; `Ok(bytes)` when sent to the end, else why it stopped and the
     /// body bytes sent. `cancelled` is polled between pieces (a replaced cycle, a cancel).
+    /// Called when the push has its `turn`; a transport with per-stream flow control reports
+    /// the push [`turns::Turn::blocked`] while it waits for its own window, and asks for its
+    /// turn again ([`turns::Turn::mine`]) before asking for more.
     async fn send(
-        &mut self,
+        &self,
         promised: Self::Promised,
         push: &Push,
         resp: Pushable,
         cancelled: &(dyn Fn() -> Option<Stop> + Send + Sync),
+        turn: &turns::Turn,
     ) -> Result<u64, (Stop, u64)>;
 
     /// Ends a promised push that will not be sent (further).
-    async fn withdraw(&mut self, promised: Self::Promised, push: &Push, why: Withdrawal);
+    async fn withdraw(&self, promised: Self::Promised, push: &Push, why: Withdrawal);
 
     /// The cycle is over (WebSocket: End of stream `complete` on the request's stream).
     async fn finish(&mut self);

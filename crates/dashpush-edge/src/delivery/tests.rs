@@ -143,11 +143,21 @@ enum Ev {
 /// Records every call; refuses what the test says the client refused.
 #[derive(Default)]
 struct Recorder {
-    events: Vec<Ev>,
+    events: std::sync::Mutex<Vec<Ev>>,
     /// Paths the client resets right after their promise (before any byte).
     client_refuses: Vec<String>,
     /// Most reservations the transport has room for.
     room: Option<usize>,
+}
+
+impl Recorder {
+    fn log(&self, e: Ev) {
+        self.events.lock().unwrap().push(e);
+    }
+
+    fn events(&self) -> Vec<Ev> {
+        self.events.lock().unwrap().clone()
+    }
 }
 
 fn path(u: &url::Url) -> String {
@@ -174,16 +184,16 @@ impl PushTransport for Recorder {
             }
             *room -= 1;
         }
-        self.events.push(Ev::Reserve(path(&push.url)));
+        self.log(Ev::Reserve(path(&push.url)));
         Ok(path(&push.url))
     }
 
     fn release(&mut self, r: String) {
-        self.events.push(Ev::Release(r));
+        self.log(Ev::Release(r));
     }
 
     async fn answer_head(&mut self, head: AnswerHead) -> Result<(), Stop> {
-        self.events.push(Ev::Head {
+        self.log(Ev::Head {
             status: head.status,
             ack: head.ack.map(|a| a.directive().to_string()),
         });
@@ -191,7 +201,7 @@ impl PushTransport for Recorder {
     }
 
     fn promise(&mut self, r: String) -> Result<String, DropReason> {
-        self.events.push(Ev::Promise(r.clone()));
+        self.log(Ev::Promise(r.clone()));
         Ok(r)
     }
 
@@ -205,20 +215,21 @@ impl PushTransport for Recorder {
                 }
             }
         }
-        self.events.push(Ev::Body);
+        self.log(Ev::Body);
         Ok(n)
     }
 
-    fn refused(&mut self, p: &mut String) -> bool {
+    fn refused(&self, p: &mut String) -> bool {
         self.client_refuses.contains(p)
     }
 
     async fn send(
-        &mut self,
+        &self,
         p: String,
         _push: &Push,
         resp: Pushable,
         cancelled: &(dyn Fn() -> Option<Stop> + Send + Sync),
+        _turn: &super::turns::Turn,
     ) -> Result<u64, (Stop, u64)> {
         let r = match cancelled() {
             Some(stop) => Err((stop, 0)),
@@ -236,17 +247,16 @@ impl PushTransport for Recorder {
                 }
             },
         };
-        self.events
-            .push(Ev::Send(p, r.as_ref().map(|n| *n).map_err(|(s, _)| *s)));
+        self.log(Ev::Send(p, r.as_ref().map(|n| *n).map_err(|(s, _)| *s)));
         r
     }
 
-    async fn withdraw(&mut self, p: String, _push: &Push, why: Withdrawal) {
-        self.events.push(Ev::Withdraw(p, why));
+    async fn withdraw(&self, p: String, _push: &Push, why: Withdrawal) {
+        self.log(Ev::Withdraw(p, why));
     }
 
     async fn finish(&mut self) {
-        self.events.push(Ev::Finish);
+        self.log(Ev::Finish);
     }
 }
 
@@ -406,7 +416,7 @@ async fn promises_follow_the_head_and_pushes_complete_in_order() {
     );
     let s = |n: u32| format!("/s/v-{n}.m4s");
     assert_eq!(
-        t.events,
+        t.events(),
         vec![
             Ev::Reserve(s(2)),
             Ev::Reserve(s(3)),
@@ -442,10 +452,10 @@ async fn a_refused_push_is_reset_and_never_pushed_again_while_a_dropped_one_may_
     };
     b.request(&mut t, "/s/v-1.m4s", Some("push-next;2")).await;
     assert!(
-        t.events
+        t.events()
             .contains(&Ev::Withdraw("/s/v-2.m4s".into(), Withdrawal::Refused))
     );
-    assert!(t.events.contains(&Ev::Withdraw(
+    assert!(t.events().contains(&Ev::Withdraw(
         "/s/v-3.m4s".into(),
         Withdrawal::Dropped(DropReason::OriginStatus)
     )));
@@ -457,10 +467,10 @@ async fn a_refused_push_is_reset_and_never_pushed_again_while_a_dropped_one_may_
     b.request(&mut t, "/s/v-1.m4s", Some("push-list;v-2.m4s,v-3.m4s"))
         .await;
     assert_eq!(
-        ack(&t.events).as_deref(),
+        ack(&t.events()).as_deref(),
         Some("urn:mpeg:dash:fdh:2016:push-list;v-3.m4s")
     );
-    assert!(t.events.contains(&Ev::Send("/s/v-3.m4s".into(), Ok(5))));
+    assert!(t.events().contains(&Ev::Send("/s/v-3.m4s".into(), Ok(5))));
     b.assert_counter_rule();
 }
 
@@ -472,9 +482,9 @@ async fn a_cancel_that_arrives_before_its_push_stops_it() {
     b.conn.refuse(&base.join("v-3.m4s").unwrap());
     let mut t = Recorder::default();
     b.request(&mut t, "/s/v-1.m4s", Some("push-next;2")).await;
-    assert!(t.events.contains(&Ev::Send("/s/v-2.m4s".into(), Ok(5))));
+    assert!(t.events().contains(&Ev::Send("/s/v-2.m4s".into(), Ok(5))));
     assert!(
-        t.events
+        t.events()
             .contains(&Ev::Withdraw("/s/v-3.m4s".into(), Withdrawal::Refused))
     );
     assert_eq!(b.counter("reset", &["h2", "push-next"]), 1);
@@ -492,7 +502,7 @@ async fn an_error_parent_is_acked_push_none_and_promises_nothing() {
         503
     );
     assert_eq!(
-        t.events,
+        t.events(),
         vec![
             Ev::Head {
                 status: 503,
@@ -528,13 +538,13 @@ async fn a_body_known_over_the_byte_cap_is_withheld_and_the_ack_says_less() {
     b.request(&mut t, "/s/v-1.m4s", Some("push-next;2")).await;
     // 5 bytes fit under 7; the second 5 do not: the run stops at 1 and only 2 is promised.
     assert_eq!(
-        ack(&t.events).as_deref(),
+        ack(&t.events()).as_deref(),
         Some("urn:mpeg:dash:fdh:2016:push-next;1")
     );
-    assert!(!t.events.contains(&Ev::Promise("/s/v-3.m4s".into())));
+    assert!(!t.events().contains(&Ev::Promise("/s/v-3.m4s".into())));
     assert!(
-        t.events.contains(&Ev::Release("/s/v-3.m4s".into()))
-            || !t.events.contains(&Ev::Reserve("/s/v-3.m4s".into()))
+        t.events().contains(&Ev::Release("/s/v-3.m4s".into()))
+            || !t.events().contains(&Ev::Reserve("/s/v-3.m4s".into()))
     );
     assert_eq!(b.counter("withheld", &["h2", "byte_cap"]), 1);
     b.assert_counter_rule();
@@ -551,7 +561,7 @@ async fn a_push_the_transport_has_no_room_for_is_withheld_before_the_ack() {
     b.request(&mut t, "/s/v-1.m4s", Some("push-list;v-2.m4s,v-4.m4s"))
         .await;
     assert_eq!(
-        ack(&t.events).as_deref(),
+        ack(&t.events()).as_deref(),
         Some("urn:mpeg:dash:fdh:2016:push-list;v-2.m4s")
     );
     assert_eq!(b.counter("withheld", &["h2", "promise_refused"]), 1);
@@ -571,7 +581,7 @@ async fn an_uncacheable_segment_is_never_pushed() {
     let mut t = Recorder::default();
     b.request(&mut t, "/s/v-1.m4s", Some("push-next;1")).await;
     assert!(
-        !t.events
+        !t.events()
             .iter()
             .any(|e| matches!(e, Ev::Send(p, Ok(_)) if p == "/s/v-2.m4s"))
     );
@@ -608,9 +618,9 @@ async fn a_live_push_survives_transient_origin_errors_and_counts_late() {
     let mut t = Recorder::default();
     b.request(&mut t, "/l/l-4.m4s", Some("push-next;1")).await;
     assert!(
-        t.events.contains(&Ev::Send("/l/l-5.m4s".into(), Ok(5))),
+        t.events().contains(&Ev::Send("/l/l-5.m4s".into(), Ok(5))),
         "{:?}",
-        t.events
+        t.events()
     );
     let hits = b
         .hits
@@ -642,9 +652,9 @@ async fn a_live_push_that_never_comes_is_missed_after_its_slot() {
     assert_eq!(live.with_label_values(&["missed"]).get(), 1);
     assert_eq!(live.with_label_values(&["on_time"]).get(), 0);
     assert!(
-        t.events.iter().any(|e| matches!(e, Ev::Withdraw(p, Withdrawal::Dropped(DropReason::OriginStatus)) if p == "/l/l-5.m4s")),
+        t.events().iter().any(|e| matches!(e, Ev::Withdraw(p, Withdrawal::Dropped(DropReason::OriginStatus)) if p == "/l/l-5.m4s")),
         "{:?}",
-        t.events
+        t.events()
     );
     b.assert_counter_rule();
 }

@@ -16,6 +16,10 @@ use crate::gateway::{Body, Req, Resp};
 use crate::guard::{Admitted, Closed};
 use crate::settings::Limits;
 
+/// The buffer a kept-alive connection's next request head is read into, allocated when its
+/// first byte arrives (pingora's own first size).
+const HEAD_BUFFER: usize = 4096;
+
 /// Something that answers requests (the gateway, or the admin routes).
 #[async_trait::async_trait]
 pub(crate) trait Handler: Send + Sync + 'static {
@@ -72,7 +76,8 @@ pub(crate) async fn serve<H: Handler>(
 ) {
     let scheme = if tls { "https" } else { "http" };
     let client = super::client_ip(&stream);
-    let mut stream = stream;
+    // A head and its body leave in one write, without a buffer held per connection.
+    let mut stream = super::coalesce::Coalesce::wrap(stream);
     // In cleartext the first request's bytes have arrived (the protocol was told by them);
     // after a TLS handshake, and on a kept-alive connection, the connection waits (idle) for
     // its next request's first byte.
@@ -93,7 +98,12 @@ pub(crate) async fn serve<H: Handler>(
             };
             match next {
                 Ok(Ok(0) | Err(_)) => return,
-                Ok(Ok(_)) => prefix = Some(BytesMut::from(&b[..])),
+                Ok(Ok(_)) => {
+                    // Room for a whole head, so the session reads the rest in one call.
+                    let mut p = BytesMut::with_capacity(HEAD_BUFFER);
+                    p.extend_from_slice(&b);
+                    prefix = Some(p);
+                }
                 Err(_) => {
                     handler.closed(Closed::Idle);
                     return;

@@ -21,13 +21,14 @@ use pingora::protocols::Stream;
 use crate::access::Served;
 use crate::delivery::conn::PushConn;
 use crate::delivery::cycle::{self, CLIENT_CLOSED};
+use crate::delivery::turns::Turn;
 use crate::delivery::{AnswerHead, DropReason, PushTransport, Stop, Transport, Withdrawal};
 use crate::downstream::h2settings::{PushEnabled, PushSetting};
 use crate::drain::Drain;
 use crate::gateway::{Body, Gateway, Req, Resp};
 use crate::guard::{Admitted, Closed, ResetBudget};
 use crate::prefetch::Pushable;
-use crate::served::{after_pull, remember_mpd};
+use crate::served::{after_pull, may_carry_mpd, remember_mpd};
 use crate::settings::{H2Limits, Limits};
 use crate::target::Target;
 
@@ -146,7 +147,9 @@ pub(crate) async fn serve(
                         let _inflight = inflight;
                         let (parts, body) = request.into_parts();
                         if crate::downstream::ws::is_extended_connect(&parts) {
-                            crate::downstream::ws::h2_connect(&handler, parts, body, respond, push.scheme).await;
+                            // Boxed, as the push cycle below: the request task stays small
+                            // for the common pull (tokio moves it on spawn and completion).
+                            Box::pin(crate::downstream::ws::h2_connect(&handler, parts, body, respond, push.scheme)).await;
                             return;
                         }
                         // GET/HEAD bodies are not read: dropping the stream's receive side
@@ -256,29 +259,37 @@ async fn serve_request(
 ) -> Result<u16, h2::Error> {
     let started = std::time::Instant::now();
     let policy = request_policy(req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
-    let target = Target::resolve(&gw.origins(), conn.scheme, req.host.as_deref(), &req.path);
-    if let (RequestPolicy::Directive { header, .. }, Some(target), true) =
-        (&policy, &target, req.method == Method::GET)
+    let resolve = || Target::resolve(&gw.origins(), conn.scheme, req.host.as_deref(), &req.path);
+    if let (RequestPolicy::Directive { header, .. }, true) = (&policy, req.method == Method::GET)
+        && let Some(target) = resolve()
     {
         let mut t = H2Push::new(respond, conn, header.ack_name(), &req);
         let input = DirectiveInput::from(&policy);
-        return Ok(cycle::run(gw, &conn.push, &mut t, &req, target, input).await);
+        let cycle = Box::pin(cycle::run(gw, &conn.push, &mut t, &req, &target, input));
+        return Ok(cycle.await);
     }
-    // Plain pull. The planner follows what the client fetches (what not to push later).
-    if let Some(target) = &target {
-        let settings = gw.push_settings();
-        conn.push.plan(&settings.plan, |s| {
-            s.on_request(
-                &Request {
-                    url: &target.url,
-                    directive: DirectiveInput::Absent,
-                    push_allowed: conn.push_enabled.get(),
-                    byte_budget: None,
-                },
-                &gw.manifests().route(&target.origin),
-                Some(chrono::Utc::now()),
-            )
-        });
+    // Plain pull. While the client lets the connection push, the planner follows what it
+    // fetches (nothing it asked for is pushed to it later; its position in each
+    // AdaptationSet, Annex H). A client that turned push off (every browser) pays for none of
+    // it: no URL is built unless the answer needs one (docs/spec-decisions.md).
+    let mut target = None;
+    if conn.push_enabled.get() {
+        target = resolve();
+        if let Some(target) = &target {
+            let settings = gw.push_settings();
+            conn.push.plan(&settings.plan, |s| {
+                s.on_request(
+                    &Request {
+                        url: &target.url,
+                        directive: DirectiveInput::Absent,
+                        push_allowed: true,
+                        byte_budget: None,
+                    },
+                    &gw.manifests().route(&target.origin),
+                    Some(chrono::Utc::now()),
+                )
+            });
+        }
     }
     // A reset stops the work at once (the origin fetch goes on only for whoever else waits
     // for it, see `Gateway::handle`).
@@ -305,8 +316,13 @@ async fn serve_request(
             return Ok(CLIENT_CLOSED);
         }
     };
-    if let Some(t) = &target {
-        remember_mpd(gw, t, &resp).await;
+    if may_carry_mpd(resp.status, &req.path) {
+        if target.is_none() {
+            target = resolve();
+        }
+        if let Some(t) = &target {
+            remember_mpd(gw, t, &resp).await;
+        }
     }
     // A directive that could not run (not a GET, no route): push-none (spec §6.1.4).
     if let Some(ack) = crate::delivery::none_ack(&policy) {
@@ -323,7 +339,7 @@ async fn serve_request(
     let sent = if end {
         0
     } else {
-        match send_body(&mut stream, body, &|| None, conn.send_timeout).await {
+        match send_body(&mut stream, body, &|| None, conn.send_timeout, None).await {
             Ok(n) => n,
             Err((Stop::Refused, n)) => {
                 log(CLIENT_CLOSED, n, cache.as_deref());
@@ -333,7 +349,7 @@ async fn serve_request(
         }
     };
     log(status, sent, cache.as_deref());
-    after_pull(gw, status, &req.path, || target);
+    after_pull(gw, status, &req.path, || target.or_else(resolve));
     Ok(status)
 }
 
@@ -444,23 +460,24 @@ impl PushTransport for H2Push {
             return Ok(0);
         }
         Ok(
-            match send_body(&mut parent, body, &|| None, self.send_timeout).await {
+            match send_body(&mut parent, body, &|| None, self.send_timeout, None).await {
                 Ok(n) | Err((_, n)) => n,
             },
         )
     }
 
-    fn refused(&mut self, promised: &mut Self::Promised) -> bool {
+    fn refused(&self, promised: &mut Self::Promised) -> bool {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         promised.poll_reset(&mut cx).is_ready()
     }
 
     async fn send(
-        &mut self,
+        &self,
         mut promised: Self::Promised,
         _push: &Push,
         resp: Pushable,
         cancelled: &(dyn Fn() -> Option<Stop> + Send + Sync),
+        turn: &Turn,
     ) -> Result<u64, (Stop, u64)> {
         let mut builder = http::Response::builder().status(200);
         for (n, v) in &resp.headers {
@@ -482,14 +499,21 @@ impl PushTransport for H2Push {
         if empty {
             return Ok(0);
         }
-        let sent = send_body(&mut out, resp.body, cancelled, self.send_timeout).await;
+        let sent = send_body(
+            &mut out,
+            resp.body,
+            cancelled,
+            self.send_timeout,
+            Some(turn),
+        )
+        .await;
         if let Err((Stop::Replaced, _)) = sent {
             out.send_reset(h2::Reason::CANCEL);
         }
         sent
     }
 
-    async fn withdraw(&mut self, mut promised: Self::Promised, _push: &Push, why: Withdrawal) {
+    async fn withdraw(&self, mut promised: Self::Promised, _push: &Push, why: Withdrawal) {
         if let Withdrawal::Dropped(_) = why {
             promised.send_reset(h2::Reason::CANCEL);
         }
@@ -527,23 +551,33 @@ pub(crate) fn response_head(
 /// ([`Stop::Refused`]), `cancelled` said so, the connection failed or the client granted no
 /// window for `send_timeout` ([`Stop::Gone`]: the stream is then reset), or the origin broke
 /// off ([`Stop::OriginBroke`]: the stream is then reset, so the client never takes it as
-/// complete).
+/// complete). A push sends in its `turn` (see `delivery::turns`).
 pub(crate) async fn send_body(
     stream: &mut h2::SendStream<Bytes>,
     body: Body,
     cancelled: &(dyn Fn() -> Option<Stop> + Send + Sync),
     send_timeout: Duration,
+    turn: Option<&Turn>,
 ) -> Result<u64, (Stop, u64)> {
     let mut sent = 0u64;
     match body {
         Body::Full(b) => {
-            send_within_window(stream, b, true, cancelled, send_timeout, &mut sent).await?;
+            let pace = Pace {
+                cancelled,
+                send_timeout,
+                turn,
+            };
+            send_within_window(stream, b, true, &pace, &mut sent).await?;
         }
         Body::Stream(mut reader) => loop {
             match reader.chunk().await {
                 Some(Ok(chunk)) => {
-                    send_within_window(stream, chunk, false, cancelled, send_timeout, &mut sent)
-                        .await?;
+                    let pace = Pace {
+                        cancelled,
+                        send_timeout,
+                        turn,
+                    };
+                    send_within_window(stream, chunk, false, &pace, &mut sent).await?;
                 }
                 Some(Err(_)) => {
                     stream.send_reset(h2::Reason::INTERNAL_ERROR);
@@ -561,16 +595,29 @@ pub(crate) async fn send_body(
     Ok(sent)
 }
 
+/// How a body is sent: stopped when `cancelled` says so, reset when no window is granted for
+/// `send_timeout`, in its `turn` when it is a push.
+struct Pace<'a> {
+    cancelled: &'a (dyn Fn() -> Option<Stop> + Send + Sync),
+    send_timeout: Duration,
+    turn: Option<&'a Turn>,
+}
+
+/// Largest DATA chunk a push asks window for while an earlier push of its cycle is not done
+/// (one default frame): what it holds when the earlier one gets its window back is small.
+const CHUNK_BEHIND: usize = 16 * 1024;
+
 /// Sends `body` within the stream's flow-control window, one granted chunk at a time (never
 /// buffering more than the window allows); ends the stream after it if `end`. Stops at once
 /// when the client resets the stream or `cancelled` says so, and resets the stream when no
 /// window is granted for `send_timeout` (a reader that stopped reading holds nothing longer).
+/// A push asks for window only in its turn, and while none is granted at once (its own
+/// stream's window, or the connection's, is spent) it lets the next push of its cycle send.
 async fn send_within_window(
     stream: &mut h2::SendStream<Bytes>,
     mut body: Bytes,
     end: bool,
-    cancelled: &(dyn Fn() -> Option<Stop> + Send + Sync),
-    send_timeout: Duration,
+    pace: &Pace<'_>,
     sent: &mut u64,
 ) -> Result<(), (Stop, u64)> {
     if body.is_empty() && end {
@@ -579,10 +626,22 @@ async fn send_within_window(
             .map_err(|_| (Stop::Gone, *sent));
     }
     while !body.is_empty() {
-        if let Some(stop) = cancelled() {
+        if let Some(stop) = (pace.cancelled)() {
             return Err((stop, *sent));
         }
-        stream.reserve_capacity(body.len().min(CHUNK));
+        let mut chunk = CHUNK;
+        if let Some(turn) = pace.turn {
+            turn.mine().await;
+            if !turn.leading() {
+                chunk = CHUNK_BEHIND;
+            }
+        }
+        stream.reserve_capacity(body.len().min(chunk));
+        if stream.capacity() == 0
+            && let Some(turn) = pace.turn
+        {
+            turn.blocked();
+        }
         let capacity = poll_fn(|cx| {
             if stream.poll_reset(cx).is_ready() {
                 return Poll::Ready(Err(Stop::Refused));
@@ -592,7 +651,7 @@ async fn send_within_window(
                 Some(Err(_)) | None => Err(Stop::Gone),
             })
         });
-        let granted = match tokio::time::timeout(send_timeout, capacity).await {
+        let granted = match tokio::time::timeout(pace.send_timeout, capacity).await {
             Ok(r) => r.map_err(|stop| (stop, *sent))?,
             Err(_) => {
                 stream.send_reset(h2::Reason::CANCEL);
@@ -602,10 +661,10 @@ async fn send_within_window(
         if granted == 0 {
             continue;
         }
-        let chunk = body.split_to(granted.min(body.len()));
-        let n = chunk.len() as u64;
+        let piece = body.split_to(granted.min(body.len()));
+        let n = piece.len() as u64;
         stream
-            .send_data(chunk, end && body.is_empty())
+            .send_data(piece, end && body.is_empty())
             .map_err(|_| (Stop::Gone, *sent))?;
         *sent += n;
     }

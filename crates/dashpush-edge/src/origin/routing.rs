@@ -24,6 +24,8 @@ pub struct Route {
 /// The routes with their origin clients; index 0 is the default origin.
 pub struct Origins {
     routes: Vec<(Route, Arc<Upstream>)>,
+    /// Each route's origin as `http://host:port`, serialized once.
+    keys: Vec<String>,
 }
 
 impl std::fmt::Debug for Origins {
@@ -37,7 +39,11 @@ impl std::fmt::Debug for Origins {
 impl Origins {
     /// Routes in configuration order, after the default (index 0, prefix `/`, any host).
     pub fn new(routes: Vec<(Route, Arc<Upstream>)>) -> Self {
-        Self { routes }
+        let keys = routes
+            .iter()
+            .map(|(r, _)| r.origin.origin().ascii_serialization())
+            .collect();
+        Self { routes, keys }
     }
 
     /// The route for a request: `(index, origin client)`.
@@ -48,7 +54,7 @@ impl Origins {
 
     /// How many distinct origins the routes lead to.
     pub fn origin_count(&self) -> usize {
-        let mut origins: Vec<String> = (0..self.routes.len())
+        let mut origins: Vec<&str> = (0..self.routes.len())
             .filter_map(|i| self.origin_key(i))
             .collect();
         origins.sort();
@@ -63,10 +69,8 @@ impl Origins {
 
     /// The origin of route `i` as `http://host:port`: the identity cache entries and parsed
     /// MPDs are keyed by, so they stay right when a reload reorders or changes routes.
-    pub fn origin_key(&self, i: usize) -> Option<String> {
-        self.routes
-            .get(i)
-            .map(|(r, _)| r.origin.origin().ascii_serialization())
+    pub fn origin_key(&self, i: usize) -> Option<&str> {
+        self.keys.get(i).map(String::as_str)
     }
 
     /// Every origin client, default first.

@@ -129,17 +129,20 @@ impl PushTransport for WsPush {
         }
     }
 
-    fn refused(&mut self, _id: &mut Self::Promised) -> bool {
+    fn refused(&self, _id: &mut Self::Promised) -> bool {
         // Segment cancels arrive on the socket and set the push's cancel flag.
         false
     }
 
+    /// The socket has no window per stream: a push holds its turn until it ends, so pushes
+    /// go out one after the other.
     async fn send(
-        &mut self,
+        &self,
         id: Self::Promised,
         push: &Push,
         resp: Pushable,
         cancelled: &(dyn Fn() -> Option<Stop> + Send + Sync),
+        _turn: &crate::delivery::turns::Turn,
     ) -> Result<u64, (Stop, u64)> {
         let head = Received {
             url: path_of(&push.url),
@@ -163,7 +166,7 @@ impl PushTransport for WsPush {
         sent
     }
 
-    async fn withdraw(&mut self, id: Self::Promised, push: &Push, why: Withdrawal) {
+    async fn withdraw(&self, id: Self::Promised, push: &Push, why: Withdrawal) {
         let (reason, status, detail) = match why {
             Withdrawal::Refused => (EndReason::Cancelled, None, path_of(&push.url)),
             Withdrawal::Dropped(DropReason::ByteCap) => {

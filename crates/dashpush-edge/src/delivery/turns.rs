@@ -1,0 +1,198 @@
+//! The order of one cycle's pushes on the wire: ordered and work-conserving
+//! (docs/spec-decisions.md, "Push scheduling").
+//!
+//! Pushes go out in push order (the order the player needs them). A push takes its turn once
+//! every earlier push has finished or is *blocked*: waiting for flow-control window of its own
+//! stream (an HTTP/2 WINDOW_UPDATE), which no other stream's bytes can hasten. While an earlier
+//! push is blocked, the next one may use the connection's window; when the earlier one gets its
+//! window back it sends what it was granted at once, and later pushes stop asking for more
+//! until it is blocked or done again. A transport without per-stream windows (the WebSocket
+//! socket) never reports a push blocked, so its pushes go strictly one after the other.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::Notify;
+
+/// Where a push is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Not yet sending (or asking for more window).
+    Waiting,
+    /// Sending, or about to: later pushes wait.
+    Sending,
+    /// Waiting for window of its own stream: later pushes may send.
+    Blocked,
+    /// Sent, withdrawn or given up.
+    Done,
+}
+
+/// The turns of one cycle's pushes.
+#[derive(Debug)]
+pub(crate) struct Turns {
+    states: Mutex<Vec<State>>,
+    changed: Notify,
+}
+
+impl Turns {
+    /// The turns of `n` pushes, in push order.
+    pub(crate) fn new(n: usize) -> Arc<Self> {
+        Arc::new(Self {
+            states: Mutex::new(vec![State::Waiting; n]),
+            changed: Notify::new(),
+        })
+    }
+
+    /// The turn of push `index` (its place in push order).
+    pub(crate) fn turn(self: &Arc<Self>, index: usize) -> Turn {
+        Turn {
+            turns: Arc::clone(self),
+            index,
+        }
+    }
+
+    fn set(&self, index: usize, state: State) {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = states.get_mut(index)
+            && *s != State::Done
+        {
+            *s = state;
+        }
+        drop(states);
+        self.changed.notify_waiters();
+    }
+
+    /// Whether every push before `index` is done or blocked.
+    fn clear_before(&self, index: usize) -> bool {
+        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        states
+            .iter()
+            .take(index)
+            .all(|s| matches!(s, State::Done | State::Blocked))
+    }
+}
+
+/// One push's turn; dropping it marks the push done.
+#[derive(Debug)]
+pub(crate) struct Turn {
+    turns: Arc<Turns>,
+    index: usize,
+}
+
+impl Turn {
+    /// Resolves when this push may send: every earlier push is done or blocked. The push is
+    /// then sending (later pushes wait) until it reports itself [`Turn::blocked`] or ends.
+    pub(crate) async fn mine(&self) {
+        loop {
+            let changed = self.turns.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so a change between the two is not missed.
+            changed.as_mut().enable();
+            if self.turns.clear_before(self.index) {
+                self.turns.set(self.index, State::Sending);
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// True when every earlier push is done: this one is the first still to be sent.
+    pub(crate) fn leading(&self) -> bool {
+        let states = self
+            .turns
+            .states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        states.iter().take(self.index).all(|s| *s == State::Done)
+    }
+
+    /// This push waits for window of its own stream: later pushes may send meanwhile.
+    pub(crate) fn blocked(&self) {
+        self.turns.set(self.index, State::Blocked);
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.turns.set(self.index, State::Done);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn resolves(f: impl std::future::Future<Output = ()>) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), f)
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn the_first_push_goes_at_once_and_the_next_waits_for_it() {
+        let turns = Turns::new(3);
+        let (a, b, c) = (turns.turn(0), turns.turn(1), turns.turn(2));
+        assert!(resolves(a.mine()).await);
+        assert!(!resolves(b.mine()).await, "b waits while a sends");
+        drop(a);
+        assert!(resolves(b.mine()).await, "a done: b's turn");
+        assert!(!resolves(c.mine()).await, "c waits while b sends");
+    }
+
+    #[tokio::test]
+    async fn a_blocked_push_lets_the_next_send_until_it_sends_again() {
+        let turns = Turns::new(3);
+        let (a, b, c) = (turns.turn(0), turns.turn(1), turns.turn(2));
+        a.mine().await;
+        a.blocked();
+        assert!(resolves(b.mine()).await, "a blocked on its window: b sends");
+        assert!(!resolves(c.mine()).await, "b sending: c waits");
+        b.blocked();
+        assert!(resolves(c.mine()).await, "a and b blocked: c sends");
+        // a's window opens: it sends again, and c asks for no more until a is blocked or done.
+        a.mine().await;
+        assert!(!resolves(c.mine()).await);
+        drop(a);
+        b.mine().await;
+        drop(b);
+        assert!(resolves(c.mine()).await);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_when_the_earlier_push_is_dropped() {
+        let turns = Turns::new(2);
+        let (a, b) = (turns.turn(0), turns.turn(1));
+        a.mine().await;
+        let waiting = tokio::spawn(async move {
+            b.mine().await;
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        drop(a);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), waiting)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_push_alone_has_its_turn_at_once() {
+        let t = Turns::new(1).turn(0);
+        assert!(t.turns.clear_before(0));
+        assert!(t.leading());
+    }
+
+    #[tokio::test]
+    async fn a_push_leads_once_every_earlier_one_is_done() {
+        let turns = Turns::new(2);
+        let (a, b) = (turns.turn(0), turns.turn(1));
+        a.mine().await;
+        a.blocked();
+        b.mine().await;
+        assert!(a.leading());
+        assert!(!b.leading(), "a blocked is not a done");
+        drop(a);
+        assert!(b.leading());
+    }
+}
