@@ -15,6 +15,7 @@
 //
 // Needs: a built binary (DASHPUSH_BIN, default target/release/dashpush, else target/debug),
 // `npm ci && npm run build:player` in clients/js, Debian's chromium and ffmpeg.
+import { onStop } from './children.mjs'; // first: every child is stopped by PID on any way out
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -65,6 +66,15 @@ async function one(cell, transport) {
     executablePath,
     headless: true,
     args: ['--autoplay-policy=no-user-gesture-required', '--mute-audio', '--no-sandbox', '--disable-background-networking', '--disable-web-security'],
+    // children.mjs handles the signals: it closes the browser, relay and gateway, then exits.
+    handleSIGINT: false,
+    handleSIGTERM: false,
+    handleSIGHUP: false,
+  });
+  const unregister = onStop(async () => {
+    await browser.close().catch(() => {});
+    await relay.close().catch(() => {});
+    await gw.stop();
   });
   try {
     const page = await browser.newPage();
@@ -116,6 +126,7 @@ async function one(cell, transport) {
       wallSeconds: Math.round((Date.now() - t0) / 1000),
     };
   } finally {
+    unregister();
     await browser.close();
     await relay.close();
     await gw.stop();

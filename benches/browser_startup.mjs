@@ -36,6 +36,7 @@
 // included), wire→frame = firstFrame - mpdSend (excludes the wait for the socket), player→frame,
 // page→frame (= firstFrame, includes loading the page through the relay), the socket wait
 // (mpdSend - mpdLoad), the MPD round trip (mpdEnd - mpdSend) and the socket's open time.
+import { onStop } from './children.mjs'; // first: every child is stopped by PID on any way out
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -280,7 +281,12 @@ const browser = await chromium.launch({
   executablePath,
   headless: true,
   args: ['--autoplay-policy=no-user-gesture-required', '--mute-audio', '--no-sandbox'],
+  // children.mjs handles the signals: it closes the browser, then stops the relay and gateway.
+  handleSIGINT: false,
+  handleSIGTERM: false,
+  handleSIGHUP: false,
 });
+onStop(() => browser.close());
 const results = [];
 try {
   for (const rtt of rtts) {

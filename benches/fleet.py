@@ -22,6 +22,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from procs import Procs, exit_on_signals  # noqa: E402
 from startup import free_port, wait_http  # noqa: E402
 
 TOKEN = "bench-fleet-token-0123456789"
@@ -43,12 +44,13 @@ def client(port, rep, out):
 
 def run(binary, replicas, sharded, clients, rtt_ms):
     op, cp = free_port(), free_port()
-    procs = [subprocess.Popen([binary, "origin", "--listen", f"127.0.0.1:{op}",
-                               "--control-listen", f"127.0.0.1:{cp}", "--demo", "vod",
-                               "--latency-ms", str(rtt_ms)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = Procs()
     files = []
     try:
+        procs.start([binary, "origin", "--listen", f"127.0.0.1:{op}",
+                     "--control-listen", f"127.0.0.1:{cp}", "--demo", "vod",
+                     "--latency-ms", str(rtt_ms)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(cp, "/_origin/hits")
         ports = [free_port() for _ in range(replicas)]
         peers = ", ".join(f'"http://127.0.0.1:{p}"' for p in ports)
@@ -61,8 +63,8 @@ def run(binary, replicas, sharded, clients, rtt_ms):
                         f"token: {TOKEN}}}\n")
             f.close()
             files.append(f.name)
-            procs.append(subprocess.Popen([binary, "run", "-c", f.name, "--ready-without-origin"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.start([binary, "run", "-c", f.name, "--ready-without-origin"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for p in ports:
             wait_http(p, "/vod/init-stream0.m4s")
         # The readiness probes above fetched one object per replica: start from the counts now.
@@ -84,10 +86,7 @@ def run(binary, replicas, sharded, clients, rtt_ms):
         per_object = max(after[p] - before.get(p, 0) for p in objects)
         return per_object, statistics.median(times), max(times)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait()
+        procs.stop_all()
         for f in files:
             os.unlink(f)
 
@@ -98,6 +97,7 @@ def main():
     ap.add_argument("--clients", type=int, default=30)
     ap.add_argument("--rtt-ms", type=int, default=50)
     args = ap.parse_args()
+    exit_on_signals()
     print(f"{args.clients} clients, origin +{args.rtt_ms} ms")
     print("| replicas | sharding | origin fetches per segment (max) | start-up median | start-up max |")
     print("|---|---|---|---|---|")

@@ -25,6 +25,7 @@ import time
 from datetime import datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from procs import Procs, exit_on_signals  # noqa: E402
 from startup import H2Client, Relay, connect, free_port, h1_get, wait_http  # noqa: E402
 
 SEG = 1.0
@@ -98,16 +99,18 @@ def main():
     ap.add_argument("--segments", type=int, default=9, help="per client (push: at most 9)")
     ap.add_argument("--bin", default="target/release/dashpush")
     args = ap.parse_args()
+    exit_on_signals()
     op, gp, adm = free_port(), free_port(), free_port()
-    procs = [subprocess.Popen([args.bin, "origin", "--listen", f"127.0.0.1:{op}", "--demo", "live",
-                               "--live-segment-ms", "1000"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    wait_http(op, "/live/manifest.mpd")
-    procs.append(subprocess.Popen([args.bin, "run", "--listen", f"127.0.0.1:{gp}", "--admin",
-                                   f"127.0.0.1:{adm}", "--origin", f"http://127.0.0.1:{op}",
-                                   "--prefetch-next", "0"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    procs = Procs()
     try:
+        procs.start([args.bin, "origin", "--listen", f"127.0.0.1:{op}", "--demo", "live",
+                     "--live-segment-ms", "1000"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(op, "/live/manifest.mpd")
+        procs.start([args.bin, "run", "--listen", f"127.0.0.1:{gp}", "--admin",
+                     f"127.0.0.1:{adm}", "--origin", f"http://127.0.0.1:{op}",
+                     "--prefetch-next", "0"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(gp, "/live/manifest.mpd")
         ast = ast_of(gp)
         while time.time() < ast + 2 * SEG:
@@ -129,9 +132,7 @@ def main():
         print("(ms from availability at the origin to complete arrival, minus the one-way delay;"
               f" {args.segments} segments of 1 s each)")
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait()
+        procs.stop_all()
 
 
 if __name__ == "__main__":

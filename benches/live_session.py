@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from live import ast_of  # noqa: E402
+from procs import Procs, exit_on_signals  # noqa: E402
 from startup import H2Client, free_port, wait_http  # noqa: E402
 
 SEG = 2.0
@@ -29,18 +30,20 @@ def main():
     ap.add_argument("--minutes", type=float, default=4)
     ap.add_argument("--bin", default="target/release/dashpush")
     args = ap.parse_args()
+    exit_on_signals()
     op, gp, adm = free_port(), free_port(), free_port()
     cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     cfg.write(f"origin: http://127.0.0.1:{op}\nlisten: 127.0.0.1:{gp}\nadmin: 127.0.0.1:{adm}\n"
               "push: {max_time_ms: 600000, live_horizon_ms: 600000, max_promises_per_request: 256,"
               " max_in_flight: 256, max_bytes_in_flight: 1073741824}\n")
     cfg.close()
-    procs = [subprocess.Popen([args.bin, "origin", "--listen", f"127.0.0.1:{op}", "--demo", "live"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    wait_http(op, "/live/manifest.mpd")
-    procs.append(subprocess.Popen([args.bin, "run", "-c", cfg.name],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    procs = Procs()
     try:
+        procs.start([args.bin, "origin", "--listen", f"127.0.0.1:{op}", "--demo", "live"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(op, "/live/manifest.mpd")
+        procs.start([args.bin, "run", "-c", cfg.name],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(gp, "/live/manifest.mpd")
         ast = ast_of(gp)
         while time.time() < ast + 2 * SEG:
@@ -77,9 +80,7 @@ def main():
               f" availability-to-arrival median {statistics.median(delays) * 1000:.1f} ms,"
               f" max {max(delays) * 1000:.1f} ms")
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait()
+        procs.stop_all()
         os.unlink(cfg.name)
 
 

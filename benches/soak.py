@@ -45,6 +45,7 @@ import h2.events
 import h2.settings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from procs import Procs, exit_on_signals  # noqa: E402
 from startup import free_port, wait_http  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -57,6 +58,7 @@ stop = threading.Event()
 lock = threading.Lock()
 windows = []      # (start, end, fault)
 errors = []       # (t, client, kind, detail)
+procs = Procs()   # every process started here (servers, the WebSocket clients' node)
 counts = {"pull": 0, "push_requests": 0, "pushed": 0, "live_requests": 0, "live_pushed": 0}
 
 
@@ -231,8 +233,8 @@ def live_client(port, ast):
 
 def ws_clients(port, seconds, out):
     script = os.path.join(ROOT, "clients", "js", "scripts", "soak-ws.mjs")
-    p = subprocess.Popen(["node", script, f"ws://127.0.0.1:{port}/dashpush", str(seconds), "2"],
-                         stdout=subprocess.PIPE, text=True)
+    p = procs.start(["node", script, f"ws://127.0.0.1:{port}/dashpush", str(seconds), "2"],
+                    stdout=subprocess.PIPE, text=True)
     for line in p.stdout:
         msg = json.loads(line)
         if "summary" in msg:
@@ -301,6 +303,7 @@ def main():
     ap.add_argument("--warmup", type=float, default=2, help="minutes")
     ap.add_argument("--bin", default="target/release/dashpush")
     args = ap.parse_args()
+    exit_on_signals()
     seconds = int(args.minutes * 60)
     op, gp, adm, cp = free_port(), free_port(), free_port(), free_port()
     cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
@@ -310,16 +313,15 @@ def main():
     cfg.write(f"origin: http://127.0.0.1:{op}\nlisten: 127.0.0.1:{gp}\nadmin: 127.0.0.1:{adm}\n"
               "cache: {max_bytes: 1048576, segment_ttl_ms: 60000}\n")
     cfg.close()
-    procs = [subprocess.Popen([args.bin, "origin", "--listen", f"127.0.0.1:{op}",
-                               "--control-listen", f"127.0.0.1:{cp}", "--demo", "vod"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    wait_http(op, "/vod/manifest.mpd")
-    gw = subprocess.Popen([args.bin, "run", "-c", cfg.name],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs.append(gw)
     samples = []
     ws_summary = {}
     try:
+        procs.start([args.bin, "origin", "--listen", f"127.0.0.1:{op}",
+                     "--control-listen", f"127.0.0.1:{cp}", "--demo", "vod"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(op, "/vod/manifest.mpd")
+        gw = procs.start([args.bin, "run", "-c", cfg.name],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(gp, "/vod/manifest.mpd")
         ast = live_ast(gp)
         threads = [threading.Thread(target=pull_client, args=(gp, f"stream{i % 3}"))
@@ -341,10 +343,7 @@ def main():
         samples.append(usage(gw.pid, adm))
     finally:
         stop.set()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait()
+        procs.stop_all()
         os.unlink(cfg.name)
 
     t0 = samples[0]["t"]

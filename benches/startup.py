@@ -35,6 +35,9 @@ import h2.connection
 import h2.events
 import h2.settings
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from procs import Procs, exit_on_signals  # noqa: E402
+
 VIDEO, AUDIO = "1", "2"  # the demo's fast-start default picks these (see `dashpush plan`)
 FAST_START = 'urn:mpeg:dash:fdh:2016:push-fast-start;{"segments":2}'
 
@@ -187,10 +190,15 @@ class H2Client:
                 self.pushed[ev.pushed_stream_id] = dict(ev.headers)[":path"]
             elif isinstance(ev, h2.events.StreamEnded):
                 ended.append(ev.stream_id)
-            elif isinstance(ev, h2.events.StreamReset):
-                raise SystemExit(f"stream {ev.stream_id} reset")
+            self.on_event(ev)
         self.sock.sendall(self.conn.data_to_send())
         return ended
+
+    def on_event(self, ev):
+        """Called for every event after the bookkeeping above; benches/startup_matrix.py
+        overrides it to record statuses, lengths and resets."""
+        if isinstance(ev, h2.events.StreamReset):
+            raise SystemExit(f"stream {ev.stream_id} reset")
 
 
 def client_b(port):
@@ -247,20 +255,21 @@ def prefetch_bench(args):
     of added latency: after the MPD and segment 1, it asks for segments 2 and 3 at a player's pace
     (300 ms apart). Prints their median fetch time with the prefetcher off and on."""
     op = free_port()
-    origin = subprocess.Popen([args.bin, "origin", "--listen", f"127.0.0.1:{op}", "--demo", "vod",
-                               "--latency-ms", "100"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = Procs()
     try:
+        procs.start([args.bin, "origin", "--listen", f"127.0.0.1:{op}", "--demo", "vod",
+                     "--latency-ms", "100"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(op, "/vod/manifest.mpd")
         res = {}
         for k in (0, 2):
             times = []
             for _ in range(args.runs):
                 gp, adm = free_port(), free_port()
-                gw = subprocess.Popen([args.bin, "run", "--listen", f"127.0.0.1:{gp}", "--admin",
-                                       f"127.0.0.1:{adm}", "--origin", f"http://127.0.0.1:{op}",
-                                       "--prefetch-next", str(k), "--ready-without-origin"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                gw = procs.start([args.bin, "run", "--listen", f"127.0.0.1:{gp}", "--admin",
+                                  f"127.0.0.1:{adm}", "--origin", f"http://127.0.0.1:{op}",
+                                  "--prefetch-next", str(k), "--ready-without-origin"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 try:
                     for _ in range(200):
                         try:
@@ -277,14 +286,12 @@ def prefetch_bench(args):
                         h1_get(s, path)
                         times.append((time.monotonic() - t0) * 1000)
                 finally:
-                    gw.terminate()
-                    gw.wait()
+                    procs.stop(gw)
             res[k] = statistics.median(times)
         print(f"pull client, origin +100 ms: segment fetch median without prefetch {res[0]:.1f} ms,"
               f" with prefetch-next 2 {res[2]:.1f} ms, ratio {res[2] / res[0]:.3f}")
     finally:
-        origin.terminate()
-        origin.wait()
+        procs.stop_all()
 
 
 def main():
@@ -296,18 +303,20 @@ def main():
     ap.add_argument("--bin", default="target/release/dashpush")
     ap.add_argument("--svg")
     args = ap.parse_args()
+    exit_on_signals()
     if args.prefetch:
         prefetch_bench(args)
         return
     op, gp, ap_ = free_port(), free_port(), free_port()
-    procs = [subprocess.Popen([args.bin, "origin", "--listen", f"127.0.0.1:{op}", "--demo", "vod"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    wait_http(op, "/vod/manifest.mpd")
-    procs.append(subprocess.Popen([args.bin, "run", "--listen", f"127.0.0.1:{gp}", "--admin",
-                                   f"127.0.0.1:{ap_}", "--origin", f"http://127.0.0.1:{op}",
-                                   "--prefetch-next", "0"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    procs = Procs()
     try:
+        procs.start([args.bin, "origin", "--listen", f"127.0.0.1:{op}", "--demo", "vod"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(op, "/vod/manifest.mpd")
+        procs.start([args.bin, "run", "--listen", f"127.0.0.1:{gp}", "--admin",
+                     f"127.0.0.1:{ap_}", "--origin", f"http://127.0.0.1:{op}",
+                     "--prefetch-next", "0"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(gp, "/vod/manifest.mpd")
         # Warm the gateway's cache: start-up is measured with the edge hot, as in production.
         for rep in (VIDEO, AUDIO):
@@ -340,9 +349,7 @@ def main():
         if args.svg:
             write_svg(args.svg, rows)
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait()
+        procs.stop_all()
 
 
 def write_svg(path, rows):
