@@ -199,7 +199,9 @@ impl EdgeApp {
                 tracing::warn!("TLS listener: not a TCP stream");
                 return None;
             };
-            stream = match tokio::time::timeout_at(deadline, acceptor.tls_handshake(*l4)).await {
+            // Boxed: the handshake's state is large, and only TLS connections need it.
+            let handshake = Box::pin(acceptor.tls_handshake(*l4));
+            stream = match tokio::time::timeout_at(deadline, handshake).await {
                 Ok(Ok(tls)) => Box::new(tls),
                 Ok(Err(e)) => {
                     tracing::debug!("TLS handshake: {e}");

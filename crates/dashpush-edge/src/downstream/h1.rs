@@ -111,97 +111,119 @@ pub(crate) async fn serve<H: Handler>(
             }
         }
         first = false;
-        // Boxed: the session is large, and the connection future would otherwise move it.
-        let mut session = Box::new(HttpSession::new(stream));
-        if let Some(prefix) = prefix {
-            session.set_pipelined_prefix(prefix);
-        }
-        session.set_write_timeout(Some(limits.send));
-        match tokio::time::timeout(limits.header, session.read_request()).await {
-            Ok(Ok(Some(_))) => {}
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => {
-                tracing::debug!("h1 read: {e}");
-                return;
-            }
-            Err(_) => {
-                handler.closed(Closed::HeaderTimeout);
-                return;
-            }
-        }
-        let _inflight = drain.begin();
-        if crate::downstream::ws::is_upgrade(&session) {
-            handler.websocket(session, scheme, client.clone()).await;
-            return;
-        }
-        let head = session.req_header();
-        let req = Req {
-            method: head.method.clone(),
-            path: head
-                .uri
-                .path_and_query()
-                .map_or_else(|| head.uri.path().to_owned(), |p| p.as_str().to_owned()),
-            headers: head
-                .headers
-                .iter()
-                .map(|(n, v)| (n.clone(), v.clone()))
-                .collect(),
-            client: client.clone(),
-            host: head
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-                .or_else(|| head.uri.host().map(str::to_owned)),
+        // The exchange is boxed: an idle connection holds only this loop's small state, not
+        // the largest state of a request in progress.
+        let exchange = Box::pin(exchange(
+            handler, stream, prefix, limits, drain, scheme, &client,
+        ));
+        stream = match exchange.await {
+            Some(s) => s,
+            None => return,
         };
-        let (host, path) = (req.host.clone(), req.path.clone());
-        let started = std::time::Instant::now();
-        let method = req.method.clone();
-        let log = |status: u16, bytes: u64, cache: Option<&str>| {
-            handler.served(
-                scheme,
-                &Served {
-                    protocol: "h1",
-                    client: client.as_deref(),
-                    method: method.as_str(),
-                    authority: host.as_deref(),
-                    path: path.as_str(),
-                    status,
-                    bytes,
-                    started,
-                    cache,
-                },
-            );
-        };
-        let Some(mut resp) = answer_unless_gone(handler.as_ref(), &mut session, req).await else {
-            handler.record("h1", CLIENT_CLOSED);
-            log(CLIENT_CLOSED, 0, None);
-            return;
-        };
-        handler
-            .before_write(scheme, host.as_deref(), &path, &resp)
-            .await;
-        if drain.is_draining() {
-            session.set_server_keepalive(None);
+    }
+}
+
+/// One request and its answer on `stream` (its first bytes in `prefix`); the stream back if
+/// the connection stays open for another.
+async fn exchange<H: Handler>(
+    handler: &Arc<H>,
+    stream: Stream,
+    prefix: Option<BytesMut>,
+    limits: Limits,
+    drain: &Arc<Drain>,
+    scheme: &'static str,
+    client: &Option<String>,
+) -> Option<Stream> {
+    // Boxed: the session is large, and the connection future would otherwise move it.
+    let mut session = Box::new(HttpSession::new(stream));
+    if let Some(prefix) = prefix {
+        session.set_pipelined_prefix(prefix);
+    }
+    session.set_write_timeout(Some(limits.send));
+    match tokio::time::timeout(limits.header, session.read_request()).await {
+        Ok(Ok(Some(_))) => {}
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => {
+            tracing::debug!("h1 read: {e}");
+            return None;
         }
-        let mut bytes = 0u64;
-        let written = write(&mut session, &mut resp, &mut bytes).await;
-        let cache = crate::access::cache_of(&resp.headers);
-        if let Err(e) = written {
-            tracing::debug!("h1 write: {e}");
-            if e.etype() == &pingora::ErrorType::WriteTimedout {
-                handler.closed(Closed::SendTimeout);
-            }
-            log(resp.status, bytes, cache);
-            return;
+        Err(_) => {
+            handler.closed(Closed::HeaderTimeout);
+            return None;
         }
-        handler.record("h1", resp.status);
+    }
+    let _inflight = drain.begin();
+    if crate::downstream::ws::is_upgrade(&session) {
+        handler.websocket(session, scheme, client.clone()).await;
+        return None;
+    }
+    let head = session.req_header();
+    let req = Req {
+        method: head.method.clone(),
+        path: head
+            .uri
+            .path_and_query()
+            .map_or_else(|| head.uri.path().to_owned(), |p| p.as_str().to_owned()),
+        headers: head
+            .headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect(),
+        client: client.clone(),
+        host: head
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| head.uri.host().map(str::to_owned)),
+    };
+    let (host, path) = (req.host.clone(), req.path.clone());
+    let started = std::time::Instant::now();
+    let method = req.method.clone();
+    let log = |status: u16, bytes: u64, cache: Option<&str>| {
+        handler.served(
+            scheme,
+            &Served {
+                protocol: "h1",
+                client: client.as_deref(),
+                method: method.as_str(),
+                authority: host.as_deref(),
+                path: path.as_str(),
+                status,
+                bytes,
+                started,
+                cache,
+            },
+        );
+    };
+    let Some(mut resp) = answer_unless_gone(handler.as_ref(), &mut session, req).await else {
+        handler.record("h1", CLIENT_CLOSED);
+        log(CLIENT_CLOSED, 0, None);
+        return None;
+    };
+    handler
+        .before_write(scheme, host.as_deref(), &path, &resp)
+        .await;
+    if drain.is_draining() {
+        session.set_server_keepalive(None);
+    }
+    let mut bytes = 0u64;
+    let written = write(&mut session, &mut resp, &mut bytes).await;
+    let cache = crate::access::cache_of(&resp.headers);
+    if let Err(e) = written {
+        tracing::debug!("h1 write: {e}");
+        if e.etype() == &pingora::ErrorType::WriteTimedout {
+            handler.closed(Closed::SendTimeout);
+        }
         log(resp.status, bytes, cache);
-        handler.after_response(scheme, host.as_deref(), &path, resp.status);
-        stream = match session.reuse().await {
-            Ok(Some(reusable)) => reusable.into_parts().0,
-            _ => return,
-        };
+        return None;
+    }
+    handler.record("h1", resp.status);
+    log(resp.status, bytes, cache);
+    handler.after_response(scheme, host.as_deref(), &path, resp.status);
+    match session.reuse().await {
+        Ok(Some(reusable)) => Some(reusable.into_parts().0),
+        _ => None,
     }
 }
 
