@@ -16,6 +16,7 @@ mod drain;
 mod fleet;
 mod gateway;
 mod guard;
+mod listener;
 mod manifests;
 pub mod metrics;
 mod origin;

@@ -1,20 +1,18 @@
 //! The pingora server: one plain listener serving HTTP/1.1 and h2c (told apart by the
 //! connection preface), the admin listener, graceful shutdown.
 
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use pingora::apps::ServerApp;
 use pingora::listeners::tls::{Acceptor, TlsSettings};
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::ALPN;
 use pingora::protocols::Stream;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownWatch};
-use pingora::services::listening::Service;
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::{GenBackgroundService, background_service};
 use prometheus::Registry;
 use url::Url;
 
@@ -26,6 +24,7 @@ use crate::downstream::h2 as h2srv;
 use crate::drain::{Drain, DrainingSignal};
 use crate::gateway::{Gateway, Req, Resp};
 use crate::guard::{Admitted, Closed, Connections};
+use crate::listener::{Accepting, Serve};
 use crate::metrics::Metrics;
 use crate::origin::routing::{Origins, Route};
 use crate::origin::upstream::{OriginTlsPeer, Upstream, UpstreamConfig};
@@ -34,6 +33,9 @@ use crate::settings::EdgeConfig;
 use crate::settings::{H2Limits, Limits};
 use crate::target::Target;
 use dashpush_proto::http2::request_policy;
+
+/// Worker threads of each runtime (traffic, TLS, admin).
+const THREADS: usize = 2;
 
 /// The app on a traffic listener (cleartext, or TLS with `tls`).
 #[derive(Clone)]
@@ -111,12 +113,8 @@ impl Handler for Gateway {
 const H2_PREFACE_START: &[u8; 4] = b"PRI ";
 
 #[async_trait::async_trait]
-impl ServerApp for EdgeApp {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        _shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+impl Serve for EdgeApp {
+    async fn serve(self: Arc<Self>, stream: Stream) {
         let metrics = self.gateway.metrics();
         // Caps first: a refused connection costs nothing more (it is closed as it is dropped).
         let client = stream.get_socket_digest().and_then(|d| {
@@ -128,10 +126,12 @@ impl ServerApp for EdgeApp {
             Ok(a) => a,
             Err(why) => {
                 why.count(metrics, "tcp");
-                return None;
+                return;
             }
         };
-        let (stream, is_h2) = self.handshake(stream, &admitted).await?;
+        let Some((stream, is_h2)) = self.handshake(stream, &admitted).await else {
+            return;
+        };
         let tls = self.tls.is_some();
         let protocol = if is_h2 { "h2" } else { "h1" };
         // Counted while the connection lives, however its task ends.
@@ -161,7 +161,6 @@ impl ServerApp for EdgeApp {
             ))
             .await;
         }
-        None
     }
 }
 
@@ -228,13 +227,11 @@ struct AdminApp(Arc<Admin>, Arc<Drain>, Arc<Connections>);
 const ADMIN_CONNECTIONS: usize = 64;
 
 #[async_trait::async_trait]
-impl ServerApp for AdminApp {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        _shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        let admitted = self.2.admit(None).ok()?;
+impl Serve for AdminApp {
+    async fn serve(self: Arc<Self>, stream: Stream) {
+        let Ok(admitted) = self.2.admit(None) else {
+            return;
+        };
         h1::serve(
             &self.0,
             stream,
@@ -244,31 +241,20 @@ impl ServerApp for AdminApp {
             false,
         )
         .await;
-        None
     }
 }
 
-/// Resolves `addr`; port 0 is replaced by a free port picked now, so the address can be logged
-/// and handed to pingora (which binds by address). Another process could take the port in
-/// between; tests retry on that rare failure.
-fn concrete(addr: &str) -> Result<SocketAddr, EdgeError> {
-    let bind_err = |source| EdgeError::Bind {
-        addr: addr.to_owned(),
-        source,
-    };
-    let resolved = addr
-        .to_socket_addrs()
-        .map_err(bind_err)?
-        .next()
-        .ok_or_else(|| EdgeError::Bind {
-            addr: addr.to_owned(),
-            source: std::io::Error::other("no address"),
-        })?;
-    if resolved.port() != 0 {
-        return Ok(resolved);
-    }
-    let probe = TcpListener::bind(resolved).map_err(bind_err)?;
-    probe.local_addr().map_err(bind_err)
+/// A pingora background service running the accept loop of `listener` for `app` on a runtime
+/// of `threads` worker threads.
+fn accepting<A: Serve>(
+    name: &str,
+    listener: std::net::TcpListener,
+    app: A,
+    threads: usize,
+) -> GenBackgroundService<Accepting<A>> {
+    let mut svc = background_service(name, Accepting::new(listener, app));
+    svc.threads = Some(threads);
+    svc
 }
 
 /// Starts the reload watcher: `SIGHUP`, and a check of the watched file every 2 s. The signal
@@ -530,14 +516,15 @@ pub fn run_with_reload(
         watch_config(Arc::clone(&gateway), metrics, reload)?;
     }
 
-    let listen = concrete(&config.listen)?;
-    let admin = concrete(&config.admin)?;
+    // Bound here, before anything says where the gateway listens (port 0 included).
+    let (listener, listen) = crate::listener::bind(&config.listen)?;
+    let (admin_listener, admin) = crate::listener::bind(&config.admin)?;
 
     let conf = ServerConf {
         // Draining happens before pingora sees the signal (see `drain`), so no fixed sleep.
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
-        threads: 2,
+        threads: THREADS,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -572,19 +559,14 @@ pub fn run_with_reload(
         drain: drain.clone(),
         tls: None,
     };
-    // No per-connection buffers in pingora's stream: an idle connection holds none (h2 has
-    // its own codec buffers, HTTP/1.1 coalesces a head with its body in `Coalesce`), and
-    // HTTP/2 DATA leaves by vectored writes without being copied.
-    let tcp = |addr: SocketAddr| {
-        ListenerConfig::tcp(addr.to_string())
-            .l4_buffer(L4BufferSettings::default().read(0).write(0))
-    };
-    let mut traffic = Service::new("dashpush".into(), app.clone());
-    traffic.add_listener(tcp(listen));
+    // Our own accept loops (see `listener`), on a runtime of the configured threads. The
+    // streams carry no buffers of pingora's: an idle connection holds none (h2 has its own
+    // codec buffers, HTTP/1.1 coalesces a head with its body in `Coalesce`), and HTTP/2 DATA
+    // leaves by vectored writes without being copied.
+    let traffic = accepting("dashpush", listener, app.clone(), THREADS);
     let mut tls_svc = None;
     let tls_addr = match &config.tls {
         Some(tls) => {
-            let addr = concrete(&tls.listen)?;
             for path in [&tls.cert, &tls.key] {
                 std::fs::File::open(path)
                     .map_err(|e| EdgeError::Config(format!("{}: {e}", path.display())))?;
@@ -595,22 +577,20 @@ pub fn run_with_reload(
             let mut settings = TlsSettings::intermediate(cert, key)
                 .map_err(|e| EdgeError::Config(format!("TLS: {e}")))?;
             settings.enable_h2();
+            let (listener, addr) = crate::listener::bind(&tls.listen)?;
             // A TCP listener: the app does the handshake (see `EdgeApp::handshake`).
-            let mut svc = Service::new(
-                "dashpush-tls".into(),
-                EdgeApp {
-                    tls: Some(Arc::new(settings.build())),
-                    ..app
-                },
-            );
-            svc.add_listener(tcp(addr));
-            tls_svc = Some(svc);
+            let app = EdgeApp {
+                tls: Some(Arc::new(settings.build())),
+                ..app
+            };
+            tls_svc = Some(accepting("dashpush-tls", listener, app, THREADS));
             Some(addr)
         }
         None => None,
     };
-    let mut admin_svc = Service::new(
-        "dashpush-admin".into(),
+    let admin_svc = accepting(
+        "dashpush-admin",
+        admin_listener,
         AdminApp(
             Arc::new(Admin {
                 gateway,
@@ -621,8 +601,8 @@ pub fn run_with_reload(
             drain.clone(),
             Connections::new(ADMIN_CONNECTIONS, ADMIN_CONNECTIONS, 0),
         ),
+        1,
     );
-    admin_svc.add_tcp(&admin.to_string());
     server.add_service(traffic);
     if let Some(svc) = tls_svc {
         server.add_service(svc);
