@@ -255,7 +255,9 @@ async fn answer_unless_gone<H: Handler>(
 
 /// Writes the answer; `sent` counts the body bytes written.
 async fn write(session: &mut HttpSession, resp: &mut Resp, sent: &mut u64) -> pingora::Result<()> {
-    let mut h = ResponseHeader::build(resp.status, Some(resp.headers.len() + 2))?;
+    // Without a case map: header names go out in lower case (RFC 9110 §5.1: case-insensitive),
+    // and no second copy of every name is kept per response.
+    let mut h = ResponseHeader::build_no_case(resp.status, Some(resp.headers.len() + 2))?;
     for (n, v) in &resp.headers {
         h.append_header(n.clone(), v.clone())?;
     }
