@@ -329,17 +329,29 @@ async fn serve_request(
         resp.headers.push(ack);
     }
     let status = resp.status;
+    let length = resp.content_length.map(|l| l as u64);
     let cache = crate::access::cache_of(&resp.headers).map(str::to_owned);
     let Some((head, body)) = response_head(&mut respond, resp) else {
         log(status, 0, cache.as_deref());
         return Ok(status);
     };
-    let end = matches!(&body, Body::Full(b) if b.is_empty());
+    let Ok(body) = read_ahead(body).await else {
+        // The origin broke off before the first byte: the stream is reset, never a short 200.
+        respond.send_reset(h2::Reason::INTERNAL_ERROR);
+        log(status, 0, cache.as_deref());
+        return Ok(status);
+    };
+    let end = body.empty;
     let mut stream = respond.send_response(head, end)?;
     let sent = if end {
         0
     } else {
-        match send_body(&mut stream, body, &|| None, conn.send_timeout, None).await {
+        let pace = Pace {
+            cancelled: &|| None,
+            send_timeout: conn.send_timeout,
+            turn: None,
+        };
+        match send_body(&mut stream, body, length, &pace).await {
             Ok(n) => n,
             Err((Stop::Refused, n)) => {
                 log(CLIENT_CLOSED, n, cache.as_deref());
@@ -459,11 +471,19 @@ impl PushTransport for H2Push {
             let _ = parent.send_data(Bytes::new(), true);
             return Ok(0);
         }
-        Ok(
-            match send_body(&mut parent, body, &|| None, self.send_timeout, None).await {
-                Ok(n) | Err((_, n)) => n,
-            },
-        )
+        let pace = Pace {
+            cancelled: &|| None,
+            send_timeout: self.send_timeout,
+            turn: None,
+        };
+        let body = Ahead {
+            empty: false,
+            first: None,
+            rest: body,
+        };
+        Ok(match send_body(&mut parent, body, None, &pace).await {
+            Ok(n) | Err((_, n)) => n,
+        })
     }
 
     fn refused(&self, promised: &mut Self::Promised) -> bool {
@@ -492,21 +512,25 @@ impl PushTransport for H2Push {
             promised.send_reset(h2::Reason::INTERNAL_ERROR);
             return Err((Stop::OriginBroke, 0));
         };
-        let empty = matches!(&resp.body, Body::Full(b) if b.is_empty());
+        let body = match read_ahead(resp.body).await {
+            Ok(b) => b,
+            Err(stop) => {
+                promised.send_reset(h2::Reason::INTERNAL_ERROR);
+                return Err((stop, 0));
+            }
+        };
         let mut out = promised
-            .send_response(head, empty)
+            .send_response(head, body.empty)
             .map_err(|_| (Stop::Gone, 0))?;
-        if empty {
+        if body.empty {
             return Ok(0);
         }
-        let sent = send_body(
-            &mut out,
-            resp.body,
+        let pace = Pace {
             cancelled,
-            self.send_timeout,
-            Some(turn),
-        )
-        .await;
+            send_timeout: self.send_timeout,
+            turn: Some(turn),
+        };
+        let sent = send_body(&mut out, body, resp.length, &pace).await;
         if let Err((Stop::Replaced, _)) = sent {
             out.send_reset(h2::Reason::CANCEL);
         }
@@ -546,61 +570,107 @@ pub(crate) fn response_head(
     }
 }
 
-/// Sends a body within the flow-control windows and ends the stream. `Ok(bytes)` when all
-/// was sent; else why it stopped and the bytes sent: the client reset the stream
-/// ([`Stop::Refused`]), `cancelled` said so, the connection failed or the client granted no
-/// window for `send_timeout` ([`Stop::Gone`]: the stream is then reset), or the origin broke
-/// off ([`Stop::OriginBroke`]: the stream is then reset, so the client never takes it as
-/// complete). A push sends in its `turn` (see `delivery::turns`).
-pub(crate) async fn send_body(
-    stream: &mut h2::SendStream<Bytes>,
-    body: Body,
-    cancelled: &(dyn Fn() -> Option<Stop> + Send + Sync),
-    send_timeout: Duration,
-    turn: Option<&Turn>,
-) -> Result<u64, (Stop, u64)> {
-    let mut sent = 0u64;
+/// A body about to be sent, its first chunk read ahead, so that the response HEADERS leave
+/// with the first DATA instead of in a write of their own (a live push would otherwise send
+/// its head the moment it is due and its bytes a moment later).
+pub(crate) struct Ahead {
+    first: Option<Bytes>,
+    rest: Body,
+    /// Nothing to send after the head.
+    pub(crate) empty: bool,
+}
+
+/// Reads the first chunk of a streamed body; `Err` if the origin broke off before it.
+pub(crate) async fn read_ahead(body: Body) -> Result<Ahead, Stop> {
     match body {
-        Body::Full(b) => {
-            let pace = Pace {
-                cancelled,
-                send_timeout,
-                turn,
-            };
-            send_within_window(stream, b, true, &pace, &mut sent).await?;
-        }
-        Body::Stream(mut reader) => loop {
-            match reader.chunk().await {
-                Some(Ok(chunk)) => {
-                    let pace = Pace {
-                        cancelled,
-                        send_timeout,
-                        turn,
-                    };
-                    send_within_window(stream, chunk, false, &pace, &mut sent).await?;
-                }
-                Some(Err(_)) => {
-                    stream.send_reset(h2::Reason::INTERNAL_ERROR);
-                    return Err((Stop::OriginBroke, sent));
-                }
-                None => {
-                    if stream.send_data(Bytes::new(), true).is_err() {
-                        return Err((Stop::Gone, sent));
-                    }
-                    break;
-                }
-            }
+        Body::Full(b) => Ok(Ahead {
+            empty: b.is_empty(),
+            first: None,
+            rest: Body::Full(b),
+        }),
+        Body::Stream(mut reader) => match reader.chunk().await {
+            Some(Ok(c)) => Ok(Ahead {
+                empty: false,
+                first: Some(c),
+                rest: Body::Stream(reader),
+            }),
+            None => Ok(Ahead {
+                empty: true,
+                first: None,
+                rest: Body::Full(Bytes::new()),
+            }),
+            Some(Err(_)) => Err(Stop::OriginBroke),
         },
     }
-    Ok(sent)
+}
+
+/// Sends a body within the flow-control windows and ends the stream: with its last DATA frame
+/// when `length` says which one that is (no empty frame of its own), else with an empty one at
+/// the end of the stream. `Ok(bytes)` when all was sent; else why it stopped and the bytes
+/// sent: the client reset the stream ([`Stop::Refused`]), `cancelled` said so, the connection
+/// failed or the client granted no window for `send_timeout` ([`Stop::Gone`]: the stream is then
+/// reset), or the origin broke off ([`Stop::OriginBroke`]: the stream is then reset, so the
+/// client never takes it as complete). A push sends in its `turn` (see `delivery::turns`).
+pub(crate) async fn send_body(
+    stream: &mut h2::SendStream<Bytes>,
+    body: Ahead,
+    length: Option<u64>,
+    pace: &Pace<'_>,
+) -> Result<u64, (Stop, u64)> {
+    let mut sent = 0u64;
+    let Ahead { first, rest, .. } = body;
+    let mut reader = match rest {
+        Body::Full(b) => {
+            send_within_window(stream, b, true, pace, &mut sent).await?;
+            return Ok(sent);
+        }
+        Body::Stream(reader) => reader,
+    };
+    let mut next = first.map(Ok);
+    loop {
+        if next.is_none() {
+            next = reader.chunk().await;
+        }
+        match next.take() {
+            Some(Ok(mut chunk)) => {
+                // The chunk that completes the announced length ends the stream.
+                let last = match length {
+                    Some(total) => {
+                        let left = total.saturating_sub(sent);
+                        if chunk.len() as u64 >= left {
+                            chunk.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                    None => false,
+                };
+                send_within_window(stream, chunk, last, pace, &mut sent).await?;
+                if last {
+                    return Ok(sent);
+                }
+            }
+            Some(Err(_)) => {
+                stream.send_reset(h2::Reason::INTERNAL_ERROR);
+                return Err((Stop::OriginBroke, sent));
+            }
+            None => {
+                if stream.send_data(Bytes::new(), true).is_err() {
+                    return Err((Stop::Gone, sent));
+                }
+                return Ok(sent);
+            }
+        }
+    }
 }
 
 /// How a body is sent: stopped when `cancelled` says so, reset when no window is granted for
 /// `send_timeout`, in its `turn` when it is a push.
-struct Pace<'a> {
-    cancelled: &'a (dyn Fn() -> Option<Stop> + Send + Sync),
-    send_timeout: Duration,
-    turn: Option<&'a Turn>,
+pub(crate) struct Pace<'a> {
+    pub(crate) cancelled: &'a (dyn Fn() -> Option<Stop> + Send + Sync),
+    pub(crate) send_timeout: Duration,
+    pub(crate) turn: Option<&'a Turn>,
 }
 
 /// Largest DATA chunk a push asks window for while an earlier push of its cycle is not done
