@@ -355,7 +355,7 @@ impl Gateway {
             use dashpush_plan::Manifests;
             let view = self.manifests().route(&target.origin);
             match view.for_segment(&target.url) {
-                Some(m) => dashpush_plan::prefetch_after(&m, &target.url, k),
+                Some(m) => dashpush_plan::prefetch_after(&m, &target.url, k, Some(Utc::now())),
                 None => return,
             }
         };

@@ -141,3 +141,19 @@ fn live_fast_start_and_init_requests_start_at_the_live_edge() {
     let p = c.get(&s("hi-init.mp4"), Some(&urn("push-next;2")));
     assert_eq!(pushed(&p), [s("hi-8.m4s"), s("hi-9.m4s")]);
 }
+
+#[test]
+fn a_live_pull_prefetches_only_segments_already_out() {
+    let m = live();
+    let url = url::Url::parse(&s("lo-5.m4s")).unwrap();
+    // Segment N is out from 2N s: at 14 s, 6 and 7 are out, 8 is not.
+    let got: Vec<String> = dashpush_plan::prefetch_after(&m.0, &url, 5, Some(at(14)))
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(got, [s("lo-6.m4s"), s("lo-7.m4s")]);
+    // At the edge nothing follows yet; without a clock nothing is guessed.
+    let edge = url::Url::parse(&s("lo-7.m4s")).unwrap();
+    assert!(dashpush_plan::prefetch_after(&m.0, &edge, 5, Some(at(14))).is_empty());
+    assert!(dashpush_plan::prefetch_after(&m.0, &url, 5, None).is_empty());
+}

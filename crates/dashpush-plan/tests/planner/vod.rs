@@ -598,25 +598,34 @@ fn ffmpeg_mpds_push_next_and_fast_start() {
 fn prefetch_follows_the_representation_and_stays_same_origin() {
     let m = demo();
     assert_eq!(
-        prefetch_after(&m.0, &u(&chunk(0, 1)), 5)
+        prefetch_after(&m.0, &u(&chunk(0, 1)), 5, None)
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>(),
         [chunk(0, 2), chunk(0, 3)]
     );
     assert_eq!(
-        prefetch_after(&m.0, &u(&v("init-stream2.m4s")), 1),
+        prefetch_after(&m.0, &u(&v("init-stream2.m4s")), 1, None),
         [u(&chunk(2, 1))]
     );
-    assert!(prefetch_after(&m.0, &u(&chunk(0, 3)), 5).is_empty());
-    assert!(prefetch_after(&m.0, &u("http://edge.test/vod/other.m4s"), 5).is_empty());
+    assert!(prefetch_after(&m.0, &u(&chunk(0, 3)), 5, None).is_empty());
+    assert!(prefetch_after(&m.0, &u("http://edge.test/vod/other.m4s"), 5, None).is_empty());
     // Segments the MPD puts on another host are not prefetched for this one.
     let xml = crate::DEMO.replace(
         "<Period id=\"0\" start=\"PT0.0S\">",
         "<BaseURL>http://cdn.test/vod/</BaseURL><Period id=\"0\" start=\"PT0.0S\">",
     );
     let m = parse(&xml, DEMO_URL);
-    assert!(prefetch_after(&m.0, &u("http://cdn.test/vod/chunk-stream0-00001.m4s"), 2).len() == 2);
+    assert!(
+        prefetch_after(
+            &m.0,
+            &u("http://cdn.test/vod/chunk-stream0-00001.m4s"),
+            2,
+            None
+        )
+        .len()
+            == 2
+    );
     let mut c = Conn::new(m);
     // The request came to the edge host; the MPD's segments live on the CDN: pushing them
     // would cross origins.
