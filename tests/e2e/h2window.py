@@ -6,13 +6,14 @@
 Fetches MPD, then SEGMENT with DIRECTIVE (accept-push-policy) on one h2c connection whose
 connection window is 16 MiB.
 
---hold-first  every stream starts with a 4 KiB window; each push but the first gets 1 MiB more
-              as soon as it is promised; the first gets nothing until every other push has
-              ended (or 3 s passed). A work-conserving server sends the others meanwhile.
---open        every stream has a 16 MiB window: nothing blocks, pushes should end in push order.
+--hold-first  every stream starts with a 4 KiB window; each push but the first gets 16 MiB more
+              as soon as its response head arrives; the first gets nothing until every other
+              push has ended (or 3 s passed). A work-conserving server sends the others
+              meanwhile.
+--open        every stream has a 16 MiB window: nothing blocks, pushes should start in push order.
 
 Prints one JSON object: the pushed paths in promise order, each with its length and the order
-in which pushed streams ended, and whether the other pushes had all ended while the first was
+in which pushed streams started (first DATA) and ended, and whether the other pushes had all ended while the first was
 still held back (`others_ended_while_first_held`).
 """
 import json
@@ -59,15 +60,20 @@ def main(argv):
     paths = {}
     lengths = {}
     ended = []
+    started_data = []  # pushed streams in the order their first DATA arrived
     parents_done = set()
     first_released = [not hold]
     others_ended_while_first_held = None
     started = time.monotonic()
+    closed = False
+
+    resets = {}  # stream -> error code, for the record
 
     def release_first():
         if not first_released[0] and pushes:
             first_released[0] = True
-            conn.increment_flow_control_window(BIG, stream_id=pushes[0])
+            if pushes[0] not in ended:
+                conn.increment_flow_control_window(BIG, stream_id=pushes[0])
 
     mpd_sid = request(mpd, [])
     seg_sid = None
@@ -86,6 +92,7 @@ def main(argv):
             sock.sendall(conn.data_to_send())
             continue
         if not data:
+            closed = True
             break
         for ev in conn.receive_data(data):
             if isinstance(ev, h2.events.PushedStreamReceived):
@@ -94,12 +101,22 @@ def main(argv):
                         v.decode() if isinstance(v, bytes) else v for k, v in ev.headers}
                 paths[ev.pushed_stream_id] = hdrs.get(":path")
                 lengths[ev.pushed_stream_id] = 0
-                if hold and len(pushes) > 1:
-                    conn.increment_flow_control_window(BIG, stream_id=ev.pushed_stream_id)
+            elif isinstance(ev, h2.events.ResponseReceived):
+                # A pushed stream's window is opened once its response head arrived: a
+                # WINDOW_UPDATE for a promised stream whose HEADERS the server has queued but
+                # not yet sent is refused by the h2 library as a frame on an idle stream.
+                if hold and ev.stream_id in pushes[1:]:
+                    conn.increment_flow_control_window(BIG, stream_id=ev.stream_id)
             elif isinstance(ev, h2.events.DataReceived):
                 if ev.stream_id in lengths:
+                    if ev.stream_id not in started_data:
+                        started_data.append(ev.stream_id)
                     lengths[ev.stream_id] += len(ev.data)
-                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                # The held push's bytes are not acknowledged (that would reopen its window);
+                # the connection window is large enough without.
+                held = hold and not first_released[0] and pushes and ev.stream_id == pushes[0]
+                if not held:
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
             elif isinstance(ev, h2.events.StreamEnded):
                 if ev.stream_id in lengths:
                     ended.append(ev.stream_id)
@@ -111,6 +128,7 @@ def main(argv):
                 else:
                     parents_done.add(ev.stream_id)
             elif isinstance(ev, h2.events.StreamReset):
+                resets[ev.stream_id] = int(ev.error_code)
                 if ev.stream_id in lengths:
                     ended.append(ev.stream_id)
                 else:
@@ -119,8 +137,11 @@ def main(argv):
     sock.close()
     print(json.dumps({
         "pushes": [{"path": paths[p], "len": lengths[p],
+                    "start_order": started_data.index(p) if p in started_data else None,
                     "end_order": ended.index(p) if p in ended else None} for p in pushes],
         "others_ended_while_first_held": others_ended_while_first_held,
+        "resets": {str(k): v for k, v in resets.items()},
+        "closed_by_server": closed,
     }))
 
 

@@ -673,6 +673,10 @@ pub(crate) struct Pace<'a> {
     pub(crate) turn: Option<&'a Turn>,
 }
 
+/// How long a push that has sent nothing may wait for its first window before it counts as
+/// blocked (the connection task opens a stream whose HEADERS were just queued well within it).
+const OPENING: Duration = Duration::from_millis(10);
+
 /// Largest DATA chunk a push asks window for while an earlier push of its cycle is not done
 /// (one default frame): what it holds when the earlier one gets its window back is small.
 const CHUNK_BEHIND: usize = 16 * 1024;
@@ -707,10 +711,19 @@ async fn send_within_window(
             }
         }
         stream.reserve_capacity(body.len().min(chunk));
+        // A push granted nothing waits for a window: the next push may send meanwhile. A
+        // stream that has sent nothing yet may only be waiting for the connection to open it
+        // (its HEADERS queued, not yet written: the h2 library grants no window until then),
+        // which takes a moment; it counts as blocked only if that moment passes.
+        let mut blocked_at = None;
         if stream.capacity() == 0
             && let Some(turn) = pace.turn
         {
-            turn.blocked();
+            if *sent == 0 {
+                blocked_at = Some(tokio::time::Instant::now() + OPENING);
+            } else {
+                turn.blocked();
+            }
         }
         let capacity = poll_fn(|cx| {
             if stream.poll_reset(cx).is_ready() {
@@ -721,11 +734,27 @@ async fn send_within_window(
                 Some(Err(_)) | None => Err(Stop::Gone),
             })
         });
-        let granted = match tokio::time::timeout(pace.send_timeout, capacity).await {
-            Ok(r) => r.map_err(|stop| (stop, *sent))?,
-            Err(_) => {
-                stream.send_reset(h2::Reason::CANCEL);
-                return Err((Stop::Gone, *sent));
+        tokio::pin!(capacity);
+        let deadline = tokio::time::sleep(pace.send_timeout);
+        tokio::pin!(deadline);
+        let granted = loop {
+            tokio::select! {
+                r = &mut capacity => break r.map_err(|stop| (stop, *sent))?,
+                () = &mut deadline => {
+                    stream.send_reset(h2::Reason::CANCEL);
+                    return Err((Stop::Gone, *sent));
+                }
+                () = async {
+                    match blocked_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    blocked_at = None;
+                    if let Some(turn) = pace.turn {
+                        turn.blocked();
+                    }
+                }
             }
         };
         if granted == 0 {
