@@ -438,11 +438,15 @@ async fn deliver<T: PushTransport>(
             acct.prefetch_dropped();
         }
         let ending = ending_of(stop, 0, total);
+        // Its end is told in its turn too: a transport that sends one push after the other
+        // (WebSocket) tells the ends in push order.
+        turn.mine().await;
         return end(gw, conn, transport, acct, p, ending).await;
     }
     let fetch = std::mem::replace(&mut p.job.fetch, Fetch::Done(None));
     let Some(src) = fetch.source().await else {
         acct.prefetch_dropped();
+        turn.mine().await;
         return end(
             gw,
             conn,
