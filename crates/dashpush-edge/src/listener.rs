@@ -52,6 +52,15 @@ pub(crate) fn bind(addr: &str) -> Result<(std::net::TcpListener, SocketAddr), Ed
     Ok((listener, local))
 }
 
+/// A failed accept that more accepts would fail alike: out of descriptors or memory.
+fn out_of_resources(e: &std::io::Error) -> bool {
+    const ENOMEM: i32 = 12;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    const ENOBUFS: i32 = 105;
+    matches!(e.raw_os_error(), Some(ENOMEM | ENFILE | EMFILE | ENOBUFS))
+}
+
 /// What serves an accepted connection.
 #[async_trait::async_trait]
 pub(crate) trait Serve: Send + Sync + 'static {
@@ -105,12 +114,14 @@ impl<A: Serve> BackgroundService for Accepting<A> {
                         let app = std::sync::Arc::clone(&self.app);
                         tokio::spawn(app.serve(Box::new(stream)));
                     }
-                    Err(e) => {
-                        // The wording is what `dashpush_accept_errors_total` counts (the same
-                        // line pingora's own listener logs for the admin listener).
+                    Err(e) if out_of_resources(&e) => {
+                        // The wording is what `dashpush_accept_errors_total` counts.
                         tracing::error!("Accept() failed: {e}");
                         tokio::time::sleep(ACCEPT_PAUSE).await;
                     }
+                    // A connection that failed before it was accepted (ECONNABORTED and the
+                    // like) costs this listener nothing.
+                    Err(e) => tracing::debug!("accept: {e}"),
                 },
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {

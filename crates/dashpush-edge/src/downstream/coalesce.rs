@@ -79,7 +79,9 @@ impl Coalesce {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             let held = self.pending.len();
-            if written < held {
+            if written <= held {
+                // Only held bytes went out (all of them, maybe): none of the caller's yet, and
+                // `Ok(0)` would read as a closed socket to the caller.
                 self.pending.drain(..written);
                 continue;
             }

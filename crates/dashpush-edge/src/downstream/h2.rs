@@ -648,6 +648,11 @@ pub(crate) async fn send_body(
                 };
                 send_within_window(stream, chunk, last, pace, &mut sent).await?;
                 if last {
+                    // The stream is complete; the fill is read to its end still (it ends a
+                    // moment after its last byte), so a fill read by this request alone is not
+                    // taken for abandoned and is stored.
+                    let drain = async { while let Some(Ok(_)) = reader.chunk().await {} };
+                    let _ = tokio::time::timeout(FILL_END, drain).await;
                     return Ok(sent);
                 }
             }
@@ -672,6 +677,9 @@ pub(crate) struct Pace<'a> {
     pub(crate) send_timeout: Duration,
     pub(crate) turn: Option<&'a Turn>,
 }
+
+/// How long a body whose announced length is sent waits for its fill to end.
+const FILL_END: Duration = Duration::from_secs(1);
 
 /// How long a push that has sent nothing may wait for its first window before it counts as
 /// blocked (the connection task opens a stream whose HEADERS were just queued well within it).
