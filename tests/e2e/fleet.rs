@@ -8,12 +8,22 @@ use crate::harness::*;
 
 const TOKEN: &str = "fleet-token-0123456789";
 
+/// A free port for a gateway that must know its peers' ports before they start. Picked below
+/// the kernel's ephemeral range (32768–60999 by default), so no other test's port-0 bind can
+/// take it between this pick and the gateway's own bind.
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seed = std::process::id() % 12_000;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + (seed + n * 7) % 12_000;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A gateway of the fleet on `port`, its peers on `ports`.
