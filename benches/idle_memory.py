@@ -45,7 +45,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from procs import Procs, exit_on_signals  # noqa: E402
+from procs import Procs, exit_on_signals, free_port  # noqa: E402
 
 MPD = "/vod/manifest.mpd"
 SEGMENT = "/vod/chunk-stream0-00001.m4s"
@@ -282,14 +282,6 @@ def cache_bytes(admin_port):
     _, text = http_get(admin_port, "/metrics")
     m = re.search(rb"^dashpush_cache_size_bytes (\S+)$", text, re.M)
     return int(float(m.group(1))) if m else None
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def nofile_preexec(limit):

@@ -134,3 +134,13 @@ def exit_on_signals():
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a server started next)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p

@@ -36,7 +36,7 @@ import h2.events
 import h2.settings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from procs import Procs, exit_on_signals  # noqa: E402
+from procs import Procs, exit_on_signals, free_port  # noqa: E402,F401 (free_port: re-exported)
 
 VIDEO, AUDIO = "1", "2"  # the demo's fast-start default picks these (see `dashpush plan`)
 FAST_START = 'urn:mpeg:dash:fdh:2016:push-fast-start;{"segments":2}'
@@ -230,14 +230,6 @@ def client_c(port, window):
 
 
 # ---------------------------------------------------------------- harness
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def wait_http(port, path):
     for _ in range(200):
         try:
