@@ -496,3 +496,75 @@ fn with_open_windows_pushes_go_out_in_push_order() {
     }
     assert_eq!(r["others_ended_while_first_held"], Value::Null);
 }
+
+/// The `h2drain.py` client on the live channel behind `gw`: `push-next;1` on a segment, every
+/// body taken at `rate` bytes per second (0: as fast as it comes), then `directive` on the
+/// segment two later; what that second request promised.
+fn drain_run(gw: std::net::SocketAddr, directive: &str, rate: u32) -> Value {
+    const LIVE_MPD: &str = "/live/manifest.mpd";
+    const SEG_MS: i64 = 2000;
+    let (status, body) = get(gw, LIVE_MPD);
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let ast = text
+        .split("availabilityStartTime=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap();
+    let ast = chrono::DateTime::parse_from_rfc3339(ast).unwrap();
+    // A minute of history: segments well inside the 30 s time-shift buffer, all available.
+    let edge = chrono::Utc::now()
+        .signed_duration_since(ast)
+        .num_milliseconds()
+        / SEG_MS;
+    assert!(edge > 20, "the channel has a history: {edge}");
+    let live_seg = |n: i64| format!("/live/chunk-stream0-{n:05}.m4s");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/h2drain.py");
+    let (code, out, err) = tool(
+        "/usr/bin/python3",
+        &[
+            script,
+            &gw.to_string(),
+            LIVE_MPD,
+            &live_seg(edge - 12),
+            &live_seg(edge - 10),
+            &format!("{URN}{directive}"),
+            &rate.to_string(),
+        ],
+    );
+    assert_eq!(code, 0, "h2drain.py failed: {err}");
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[test]
+fn pushes_in_flight_stay_within_what_the_connection_drains() {
+    // Live segments of the 60 kbit/s Representation: about 15 kB each, by its @bandwidth.
+    let (_o, _, origin) = demo_origin("live", &["--live-history-ms", "60000"]);
+    let dir = Scratch::new("drain");
+    let file = dir.0.join("dashpush.yaml");
+    std::fs::write(
+        &file,
+        format!("origin: http://{origin}\npush:\n  drain_buffer_ms: 1000\n"),
+    )
+    .unwrap();
+    let gw = gateway_with(&["-c", file.to_str().unwrap()]);
+    // A connection that takes 10 kB/s has room for one such segment in a 1 s buffer: of the
+    // eight asked for, the first (nothing else in flight) and no more; the ack says so.
+    let slow = drain_run(gw.addr, "push-next;8", 10_000);
+    let promised = slow["second_promised"].as_array().unwrap();
+    assert_eq!(promised.len(), 1, "{slow}");
+    assert_eq!(slow["second_ack"], format!("{URN}push-next;1"), "{slow}");
+    assert!(
+        slow["first_took_s"].as_f64().unwrap() > 2.0,
+        "the client took its first 30 kB slowly: {slow}"
+    );
+    // Another connection of the same gateway that takes what it is sent at once gets all
+    // eight: the bound is each connection's own.
+    let fast = drain_run(gw.addr, "push-next;8", 0);
+    assert_eq!(
+        fast["second_promised"].as_array().unwrap().len(),
+        8,
+        "{fast}"
+    );
+    assert_eq!(fast["second_ack"], format!("{URN}push-next;8"), "{fast}");
+}

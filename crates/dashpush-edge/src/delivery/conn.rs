@@ -68,9 +68,12 @@ impl DrainMeter {
     /// The resolution of the window.
     pub(crate) const SLOT: Duration = Duration::from_millis(250);
 
-    /// Counts `bytes` taken at `now`.
-    pub(crate) fn record(&mut self, bytes: u64, now: Instant) {
-        self.since.get_or_insert(now);
+    /// Counts `bytes` taken by `now` in a transfer that began at `started`. The rate's history
+    /// starts with the earliest transfer's start, not its end: a connection's first body, counted
+    /// when it ended, would otherwise read as taken in no time (twice its rate, or more).
+    pub(crate) fn record(&mut self, bytes: u64, started: Instant, now: Instant) {
+        let started = started.min(now);
+        self.since = Some(self.since.map_or(started, |s| s.min(started)));
         match self.slots.back_mut() {
             Some((start, n)) if now.saturating_duration_since(*start) < Self::SLOT => *n += bytes,
             _ => self.slots.push_back((now, bytes)),
@@ -113,10 +116,10 @@ impl PushConn {
         f(session)
     }
 
-    /// Counts body bytes the connection took.
-    pub(crate) fn drained(&self, bytes: u64) {
+    /// Counts body bytes the connection took in a transfer that began at `started`.
+    pub(crate) fn drained(&self, bytes: u64, started: Instant) {
         if bytes > 0 {
-            lock(&self.drained).record(bytes, Instant::now());
+            lock(&self.drained).record(bytes, started, Instant::now());
         }
     }
 
@@ -200,16 +203,28 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         assert_eq!(m.rate(t0), None);
-        m.record(100_000, t0);
+        m.record(100_000, t0, t0);
         assert_eq!(m.rate(at(500)), None, "under a second of history");
         for s in 1..=4 {
-            m.record(100_000, at(s * 1000));
+            m.record(100_000, at(s * 1000), at(s * 1000));
         }
         // 500,000 bytes over the 4 s window.
         let r = m.rate(at(4000)).unwrap();
         assert!((r - 125_000.0).abs() < 1.0, "{r}");
         // Ten seconds later nothing is left in the window: nothing drains.
         assert_eq!(m.rate(at(14_000)), Some(0.0));
+    }
+
+    #[test]
+    fn a_first_transfer_counted_at_its_end_is_timed_from_its_start() {
+        let mut m = DrainMeter::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // 30,000 bytes taken over 3 s, counted when the transfers ended (2.9 s and 3 s).
+        m.record(14_000, t0, at(2900));
+        m.record(16_000, at(100), at(3000));
+        let r = m.rate(at(3000)).unwrap();
+        assert!((r - 10_000.0).abs() < 1.0, "{r}");
     }
 
     #[test]

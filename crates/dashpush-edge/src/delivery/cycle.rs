@@ -2,6 +2,7 @@
 //! [`PushTransport`].
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use dashpush_plan::{DirectiveInput, Outcome, Plan, Push, Request};
@@ -387,9 +388,10 @@ async fn announce<T: PushTransport>(
         }
     }
     let mut sent = 0;
+    let started = Instant::now();
     match transport.answer_body(body).await {
         Ok(n) => {
-            conn.drained(n);
+            conn.drained(n, started);
             sent = n;
         }
         Err(_) => {
@@ -476,13 +478,15 @@ async fn deliver<T: PushTransport>(
         flag,
         outstanding,
     } = p;
+    let started = Instant::now();
     let sent = transport
         .send(handle, &job.push, resp, &cancelled, &turn)
         .await;
     drop(turn);
-    conn.drained(match &sent {
+    let bytes = match &sent {
         Ok(n) | Err((_, n)) => *n,
-    });
+    };
+    conn.drained(bytes, started);
     let ending = match sent {
         Ok(n) => {
             acct.observe_live(&job.push, LiveEdge::LastByte);
