@@ -10,6 +10,12 @@ const transport = params.get('transport') === 'http' ? 'http' : 'ws';
 const wsUrl = params.get('ws') || `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/dashpush`;
 const next = params.has('next') ? Number(params.get('next')) : 2;
 const loop = params.get('loop') !== '0';
+// Live over the socket: seconds behind the edge beyond one segment (the integration's default
+// when absent).
+const liveMargin = params.has('liveMargin') ? Number(params.get('liveMargin')) : undefined;
+// How many seconds dash.js buffers ahead (its defaults when absent: 12 s, 30 s at the top
+// quality); the benchmark's step cell caps it so a drop in the link is felt before the end.
+const bufferSeconds = params.has('bufferSeconds') ? Number(params.get('bufferSeconds')) : undefined;
 
 const video = document.getElementById('video');
 const $ = (id) => document.getElementById(id);
@@ -57,6 +63,11 @@ player.updateSettings({
   debug: { logLevel: 1 },
   streaming: { abr: { initialBitrate: { video: 1000 } } },
 });
+if (bufferSeconds > 0) {
+  player.updateSettings({
+    streaming: { buffer: { stableBufferTime: bufferSeconds, bufferTimeAtTopQuality: bufferSeconds, bufferTimeAtTopQualityLongForm: bufferSeconds } },
+  });
+}
 let handle = null;
 // Live: the MPD's availabilityStartTime in ms since the epoch (undefined: not fetched yet).
 let availabilityStart;
@@ -68,6 +79,7 @@ if (transport === 'ws') {
     connecting: early && early.url === wsUrl ? early.connecting : undefined,
     directive: params.get('directive') || DEFAULT_MPD_DIRECTIVE,
     segmentDirective: next > 0 ? `urn:mpeg:dash:fdh:2016:push-next;${next}` : null,
+    ...(Number.isFinite(liveMargin) ? { liveMarginSeconds: liveMargin } : {}),
     onEvent: (name, d) => {
       if (stats.events.length >= 200) stats.events.shift();
       const what = d?.url ? new URL(d.url, location.href).pathname : (d?.streamId ?? d?.reason ?? '');

@@ -32,8 +32,10 @@
 // abandoned load the push it was waiting for. Pushes being received are cancelled on the wire.
 //
 // Live: while the socket is up and live segments arrive pushed at their availability, dash.js is
-// told to play closer to the live edge (one segment duration plus a margin, with catch-up on);
-// when pushes stop arriving in time, or the socket is given up, its own defaults come back.
+// told to play closer to the live edge: one segment duration (the floor for a segment that exists
+// only once it has ended) plus a margin driven by what the pushes deliver (how long dash.js's
+// loads had to wait for them, plus its look-again interval), with catch-up on; when pushes stop
+// arriving in time, or the socket is given up, its own defaults come back.
 
 import { DashPushClient, ClosedError, ConnectError, DashPushError, RequestError } from './client.js';
 
@@ -43,6 +45,7 @@ export const DEFAULT_MPD_DIRECTIVE = 'urn:mpeg:dash:fdh:2016:push-fast-start;{"s
 export const DEFAULT_SEGMENT_DIRECTIVE = 'urn:mpeg:dash:fdh:2016:push-next;2';
 
 const MPD = 'MPD';
+const now = () => globalThis.performance?.now?.() ?? Date.now();
 const SEGMENT_TYPES = new Set(['InitializationSegment', 'MediaSegment', 'IndexSegment', 'BitstreamSwitchingSegment']);
 
 /**
@@ -57,6 +60,9 @@ const SEGMENT_TYPES = new Set(['InitializationSegment', 'MediaSegment', 'IndexSe
  * @param {string|null} [opts.segmentDirective] directive on segment requests (null: none)
  * @param {number} [opts.pushWaitMs] how long a segment load waits for a push that has not
  *   started while a push cycle is still running (DashPushClient.takePushed's waitMs)
+ * @param {boolean} [opts.liveEdge] live over the socket: play near the live edge (default true)
+ * @param {number} [opts.liveMarginSeconds] live: the least margin over one segment duration
+ *   behind the edge (default 0.1; more when pushes arrive later, see `liveMargin`)
  * @param {object} [opts.client] DashPushClient options (bounds, timeouts)
  * @param {Promise<DashPushClient>} [opts.connecting] a connection already being opened (the demo
  *   player opens it while dash.js is still loading); used instead of connecting here
@@ -72,7 +78,7 @@ export function attachDashPush(player, opts = {}) {
     segmentDirective = DEFAULT_SEGMENT_DIRECTIVE,
     pushWaitMs = 2000,
     liveEdge = true,
-    liveMarginSeconds = 0.5,
+    liveMarginSeconds = 0.1,
     onEvent = () => {},
   } = opts;
   if (!player || typeof player.extend !== 'function') throw new TypeError('attachDashPush needs a dash.js MediaPlayer');
@@ -94,6 +100,8 @@ export function attachDashPush(player, opts = {}) {
     liveDelayGivenUp: false,
     /** The live delay the integration set when the stream started, if it did. */
     liveDelayApplied: null,
+    /** Every live delay set while pushes drive it (the last 50), in seconds. */
+    liveDelayHistory: [],
     /** Segment requests by the push-next K adaptive K chose: [none, 1, K >= 2]. */
     pushAhead: [0, 0, 0],
   };
@@ -110,7 +118,7 @@ export function attachDashPush(player, opts = {}) {
   let detached = false;
   let mpdDirectiveSent = false;
 
-  const live = liveController(player, stats, { enabled: liveEdge, marginSeconds: liveMarginSeconds, onEvent });
+  const live = liveController(player, stats, { enabled: liveEdge, minMarginSeconds: liveMarginSeconds, onEvent });
 
   const fallback = (reason) => {
     if (stats.transport !== 'http') {
@@ -184,10 +192,11 @@ export function attachDashPush(player, opts = {}) {
       // Live pushes start at their segment's availability, which dash.js may compute a little
       // ahead of the gateway: while a cycle runs, wait for them up to a segment duration.
       const waitMs = media ? Math.max(pushWaitMs, live.waitMs()) : pushWaitMs;
+      const asked = now();
       const hit = await client.takePushed(url, { waitMs, mediaType: fragment?.mediaType, representation: fragment?.representation?.id });
       if (hit) {
         stats.pushHits++;
-        if (media) live.onSegment(true, fragment?.mediaType);
+        if (media) live.onSegment(true, fragment?.mediaType, now() - asked);
         return hit;
       }
     }
@@ -382,24 +391,42 @@ export function segmentSeconds(mpdText) {
 
 /**
  * Where dash.js plays a live stream from. While the socket is up and live segments are taken
- * from pushes that arrived by the time dash.js asked for them, the target delay is one segment
- * duration plus `marginSeconds`, with catch-up on and dash.js's buffer-based ABR rule (BOLA) off;
- * three live segment loads in a row that were not
- * served by a push (late pushes, a slow link) or a given-up socket bring dash.js's defaults back.
+ * from pushes, the target delay is one segment duration plus a margin, with catch-up on and
+ * dash.js's buffer-based ABR rule (BOLA) off. The margin is [`liveMargin`] of what the last
+ * pushed live segments cost: how long dash.js's loads waited for them to complete, plus dash.js's
+ * look-again interval for a segment not yet available (set to `schedulingMs`). Three live segment
+ * loads in a row that were not served by a push (late pushes, a slow link) or a given-up socket
+ * bring dash.js's defaults back.
  */
-function liveController(player, stats, { enabled, marginSeconds, onEvent }) {
+function liveController(player, stats, { enabled, minMarginSeconds, onEvent, schedulingMs = LIVE_SCHEDULING_MS }) {
   let dynamic = false;
   let segment = null;
   // Live segment loads in a row not served by a push, per media type.
   const misses = new Map();
+  // How long the last pushed live segment loads waited for their push to complete (ms).
+  const waits = [];
   const apply = (settings) => {
     if (typeof player.updateSettings === 'function') player.updateSettings(settings);
+  };
+  const setDelay = (delay) => {
+    stats.liveDelaySeconds = delay;
+    stats.liveDelayHistory.push(delay);
+    if (stats.liveDelayHistory.length > 50) stats.liveDelayHistory.shift();
+    apply({ streaming: { delay: { liveDelay: delay } } });
+    onEvent('live-delay', { mode: 'push', seconds: delay });
   };
   const useDefaults = (why) => {
     if (stats.liveDelayMode !== 'push') return;
     stats.liveDelayMode = 'default';
     stats.liveDelaySeconds = null;
-    apply({ streaming: { delay: { liveDelay: NaN }, liveCatchup: { enabled: null }, abr: { rules: { bolaRule: { active: true } } } } });
+    apply({
+      streaming: {
+        delay: { liveDelay: NaN },
+        liveCatchup: { enabled: null },
+        scheduling: { defaultTimeout: 500 },
+        abr: { rules: { bolaRule: { active: true }, insufficientBufferRule: { active: true } } },
+      },
+    });
     onEvent('live-delay', { mode: 'default', why });
   };
   return {
@@ -409,28 +436,31 @@ function liveController(player, stats, { enabled, marginSeconds, onEvent }) {
       dynamic = /type="dynamic"/.test(text);
       segment = segmentSeconds(text);
       if (!enabled || !dynamic || !overSocket || !segment || stats.liveDelayMode === 'push' || stats.liveDelayGivenUp) return;
-      const delay = Number((segment + marginSeconds).toFixed(3));
+      const delay = liveDelayFor(segment, liveMargin(waits, { minSeconds: minMarginSeconds, schedulingMs, segmentSeconds: segment }));
       stats.liveDelayMode = 'push';
-      stats.liveDelaySeconds = delay;
       stats.liveDelayApplied = delay;
       apply({
         streaming: {
-          delay: { liveDelay: delay },
           liveCatchup: { enabled: true, maxDrift: segment * 2, playbackRate: { min: -0.2, max: 0.2 } },
+          // dash.js looks again for a segment that is not yet available after this long (500 ms
+          // by default), which would otherwise be lost on top of the margin.
+          scheduling: { defaultTimeout: schedulingMs },
           // BOLA picks by buffer level against a buffer target far above a one-segment live
-          // delay, so close to the edge it drops to the lowest bitrate and back in turns (each
-          // turn a discarded push and often a stall); the throughput rules, fed per-message
-          // timing, decide instead.
-          abr: { rules: { bolaRule: { active: false } } },
+          // delay, and the insufficient-buffer rule drops to the lowest bitrate whenever the
+          // buffer runs under a segment, which near the edge it does before every push arrives:
+          // both dropped to the lowest bitrate and back in turns (each turn a discarded push
+          // and often a stall). The throughput rules, fed per-message timing, decide instead.
+          abr: { rules: { bolaRule: { active: false }, insufficientBufferRule: { active: false } } },
         },
       });
-      onEvent('live-delay', { mode: 'push', seconds: delay });
+      setDelay(delay);
     },
     /** How long a live segment load waits for its push to start (0 when not live). */
     waitMs() {
       return dynamic && stats.liveDelayMode === 'push' && segment ? segment * 1000 : 0;
     },
-    onSegment(pushed, mediaType) {
+    /** A live media segment load served by a push (after waiting `waitedMs` for it) or not. */
+    onSegment(pushed, mediaType, waitedMs = 0) {
       if (!dynamic) return;
       const n = pushed ? 0 : (misses.get(mediaType) ?? 0) + 1;
       misses.set(mediaType, n);
@@ -438,7 +468,42 @@ function liveController(player, stats, { enabled, marginSeconds, onEvent }) {
       if (n >= 3) {
         stats.liveDelayGivenUp = true;
         useDefaults('live segments not arriving pushed');
+        return;
       }
+      if (!pushed || stats.liveDelayMode !== 'push') return;
+      waits.push(waitedMs);
+      if (waits.length > LIVE_WAITS_KEPT) waits.shift();
+      const delay = liveDelayFor(segment, liveMargin(waits, { minSeconds: minMarginSeconds, schedulingMs, segmentSeconds: segment }));
+      // Later on at once (a push late again would stall); closer only by a clear step, so
+      // catch-up does not chase every few milliseconds.
+      if (delay > stats.liveDelaySeconds || stats.liveDelaySeconds - delay >= 0.05) setDelay(delay);
     },
   };
+}
+
+/** dash.js's look-again interval for a segment not yet available while the push delay applies. */
+const LIVE_SCHEDULING_MS = 25;
+/** What the live margin keeps over the worst recent wait and the look-again interval (appending
+ * the segment, jitter). */
+const LIVE_GUARD_MS = 50;
+/** How many pushed live segment loads the margin looks back over. */
+const LIVE_WAITS_KEPT = 8;
+
+/**
+ * The margin over one segment duration at which a live player plays pushed segments. The player
+ * asks for a segment at most `schedulingMs` after it became available, the load waits for its
+ * push to complete, and the segment must be appended before the playhead gets there: the longest
+ * recent wait, plus that interval, plus a guard (`guardMs`), never under `minSeconds` nor over a
+ * segment duration. In seconds, to the 10 ms.
+ */
+export function liveMargin(waitsMs, { minSeconds, schedulingMs, guardMs = LIVE_GUARD_MS, segmentSeconds: seg }) {
+  const worst = waitsMs.length ? Math.max(...waitsMs) : 0;
+  const ms = Math.max(0, worst) + schedulingMs + guardMs;
+  const s = Math.min(Math.max(minSeconds, ms / 1000), seg ?? Infinity);
+  return Math.round(s * 100) / 100;
+}
+
+/** One segment duration plus `margin`, in seconds to the millisecond. */
+export function liveDelayFor(segment, margin) {
+  return Number((segment + margin).toFixed(3));
 }

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { progressEvents, resourceTiming, segmentSeconds } from '../src/dashjs.js';
+import { liveDelayFor, liveMargin, progressEvents, resourceTiming, segmentSeconds } from '../src/dashjs.js';
 
 // A pushed segment of 300 bytes carried in three messages of 100 bytes, 200 ms each on the socket,
 // taken by the player long after it arrived.
@@ -66,4 +66,16 @@ test('segment duration from the MPD', () => {
   assert.equal(segmentSeconds('<MPD><SegmentTemplate timescale="1000000" duration="2000000" media="x"/>'), 2);
   assert.equal(segmentSeconds('<MPD><SegmentTemplate duration="4" media="x"/>'), 4);
   assert.equal(segmentSeconds('<MPD/>'), null);
+});
+
+test('the live margin follows how long loads waited for their pushes', () => {
+  const o = { minSeconds: 0.1, schedulingMs: 25, guardMs: 50, segmentSeconds: 2 };
+  // Pushes complete before dash.js asks: the least margin.
+  assert.equal(liveMargin([], o), 0.1);
+  assert.equal(liveMargin([0, 0, 0], o), 0.1);
+  // The worst recent wait (100 ms) + the look-again interval + the guard.
+  assert.equal(liveMargin([0, 100, 10], o), 0.18);
+  // Never more than a segment: beyond that the defaults are the better policy.
+  assert.equal(liveMargin([5000], o), 2);
+  assert.equal(liveDelayFor(2, 0.3), 2.3);
 });
