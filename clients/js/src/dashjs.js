@@ -208,10 +208,8 @@ export function attachDashPush(player, opts = {}) {
     return client.requestSegment(url, { directive: media ? adaptiveDirective(fragment) : undefined, range, tag });
   }
 
-  // Adaptive K (Xiao et al., NOSSDAV 2016): push only as far ahead as the link has room for.
-  // With dash.js's throughput estimate at least twice the Representation's bitrate, the
-  // configured push-next K; at least 1.3 times, one segment; below that, none (pull, as HTTP
-  // would, so push never makes a constrained viewer worse off). No estimate yet: the configured K.
+  // Adaptive K (Xiao et al., NOSSDAV 2016): push only as far ahead as the link has room for
+  // (`pushAhead`). No estimate yet: the configured K.
   function adaptiveDirective(fragment) {
     if (!segmentDirective) return undefined;
     const m = /push-next;(\d+)/.exec(segmentDirective);
@@ -223,9 +221,7 @@ export function attachDashPush(player, opts = {}) {
       // no estimate for this media type yet
     }
     if (!m || !(kbit > 0) || !(tput > 0)) return segmentDirective;
-    const k = Number(m[1]);
-    const ratio = tput / kbit;
-    const allowed = ratio >= 2 ? k : ratio >= 1.3 ? Math.min(k, 1) : 0;
+    const allowed = pushAhead(Number(m[1]), tput / kbit);
     stats.pushAhead[Math.min(allowed, 2)]++;
     return allowed > 0 ? segmentDirective.replace(/push-next;\d+/, `push-next;${allowed}`) : undefined;
   }
@@ -506,4 +502,17 @@ export function liveMargin(waitsMs, { minSeconds, schedulingMs, guardMs = LIVE_G
 /** One segment duration plus `margin`, in seconds to the millisecond. */
 export function liveDelayFor(segment, margin) {
   return Number((segment + margin).toFixed(3));
+}
+
+/**
+ * How many segments to push ahead of a requested one (at most `k`) when the link's estimated
+ * throughput is `ratio` times the Representation's bitrate. Pushing j ahead commits the link to
+ * j + 1 segments back to back, which take (j + 1) / ratio segment durations: j is allowed only
+ * while that fits in one (ratio >= j + 1). Below twice the bitrate nothing is pushed ahead (the
+ * next segment is pulled after ABR has seen this one, as over HTTP): a first estimate too high
+ * (a link's initial burst) must not commit a second top-quality segment before ABR corrects it.
+ */
+export function pushAhead(k, ratio) {
+  if (!(ratio > 0)) return k;
+  return Math.max(0, Math.min(k, Math.floor(ratio) - 1));
 }

@@ -257,6 +257,32 @@ test('timing: a push that arrived long before it was taken keeps the times of it
   assert.equal(hit.timing.busyMs, 400);
 });
 
+test('timing: messages handled after the event loop was held up are not read as a fast link', async () => {
+  const k = clock();
+  const [c, ws] = await connect({ now: k.now });
+  k.at(1000);
+  c.tick();
+  const mpd = c.requestMpd('/vod/manifest.mpd', { directive: 'urn:mpeg:dash:fdh:2016:push-next;1' });
+  // The answer reached the socket at about 1040, but the page was busy (no heartbeat after
+  // 1000) and handled it at 1800, with the first half of a push queued behind it.
+  k.at(1800);
+  ws.serve(received(1, '/vod/manifest.mpd', 'mpd'));
+  await mpd;
+  k.at(1801);
+  ws.serve({ ...received(2, '/vod/s1.m4s', 'xxxx'), end: false, pushed: true, parent: 1 });
+  c.tick();
+  // The loop runs freely again; the rest of the push takes 400 ms of the socket.
+  k.at(2201);
+  ws.serve({ ...received(2, '/vod/s1.m4s', 'yyyy'), pushed: false });
+  const hit = c.takePushed('/vod/s1.m4s');
+  // Counted from the last heartbeat before the hold-up (1000), not from when the queued
+  // messages were handled (1800): 1201 ms for the push, not 400.
+  assert.equal(hit.timing.startedAt, 1000);
+  assert.equal(hit.timing.lastByteAt, 2201);
+  assert.ok(hit.timing.busyMs >= 1201, `busy ${hit.timing.busyMs}`);
+  c.close();
+});
+
 test('discardPushes cancels the pushes being received and drops the stored ones it selects', async () => {
   const [c, ws] = await connect();
   const seg = c.requestSegment('/vod/v0-1.m4s', { directive: 'urn:mpeg:dash:fdh:2016:push-next;3' });

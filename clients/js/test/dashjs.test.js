@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { liveDelayFor, liveMargin, progressEvents, resourceTiming, segmentSeconds } from '../src/dashjs.js';
+import { liveDelayFor, liveMargin, progressEvents, pushAhead, resourceTiming, segmentSeconds } from '../src/dashjs.js';
 
 // A pushed segment of 300 bytes carried in three messages of 100 bytes, 200 ms each on the socket,
 // taken by the player long after it arrived.
@@ -78,4 +78,15 @@ test('the live margin follows how long loads waited for their pushes', () => {
   // Never more than a segment: beyond that the defaults are the better policy.
   assert.equal(liveMargin([5000], o), 2);
   assert.equal(liveDelayFor(2, 0.3), 2.3);
+});
+
+test('push-ahead K needs room for the requested segment and the pushed ones back to back', () => {
+  // 863 kbit/s estimated for a 600 kbit/s Representation: pull the next one.
+  assert.equal(pushAhead(2, 863 / 600), 0);
+  assert.equal(pushAhead(2, 1.99), 0);
+  assert.equal(pushAhead(2, 2), 1);
+  assert.equal(pushAhead(2, 2.9), 1);
+  assert.equal(pushAhead(2, 3), 2);
+  assert.equal(pushAhead(2, 40), 2, 'never more than asked');
+  assert.equal(pushAhead(2, NaN), 2, 'no estimate yet: as configured');
 });
