@@ -208,12 +208,20 @@ export function attachDashPush(player, opts = {}) {
     return client.requestSegment(url, { directive: media ? adaptiveDirective(fragment) : undefined, range, tag });
   }
 
+  // The bitrate of the Representation last loaded per media type (bit/s): the media types
+  // share the link.
+  const playing = new Map();
+
   // Adaptive K (Xiao et al., NOSSDAV 2016): push only as far ahead as the link has room for
-  // (`pushAhead`). No estimate yet: the configured K.
+  // (`pushAhead`), against the bitrates of every media type being loaded (they share the link:
+  // audio pushed ahead takes the time the video segment needed now has). No estimate yet: the
+  // configured K.
   function adaptiveDirective(fragment) {
     if (!segmentDirective) return undefined;
     const m = /push-next;(\d+)/.exec(segmentDirective);
-    const kbit = fragment?.representation?.bandwidth ? fragment.representation.bandwidth / 1000 : NaN;
+    const own = fragment?.representation?.bandwidth;
+    if (own > 0 && fragment?.mediaType) playing.set(fragment.mediaType, own);
+    const kbit = own > 0 ? [...playing.values()].reduce((a, b) => a + b, 0) / 1000 : NaN;
     let tput = NaN;
     try {
       tput = player.getAverageThroughput?.(fragment?.mediaType);
