@@ -232,6 +232,8 @@ pub struct RawLimits {
     pub max_connections_per_client: Option<usize>,
     /// Open-files soft limit set at start (0: raise it to the hard limit).
     pub max_open_files: Option<u64>,
+    /// `TCP_NOTSENT_LOWAT` of downstream sockets, bytes (0: the kernel's default).
+    pub tcp_notsent_lowat_bytes: Option<u32>,
 }
 
 /// `http2:`.
@@ -826,6 +828,13 @@ impl TryFrom<RawConfig> for EdgeConfig {
                 dl.max_open_files,
                 0,
                 1 << 30,
+            )?,
+            notsent_lowat: in_range(
+                "limits.tcp_notsent_lowat_bytes",
+                l.tcp_notsent_lowat_bytes,
+                dl.notsent_lowat,
+                0,
+                64 << 20,
             )?,
         };
         c.fetch_slots.max = in_range(

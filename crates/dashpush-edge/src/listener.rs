@@ -61,6 +61,21 @@ fn out_of_resources(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(ENOMEM | ENFILE | EMFILE | ENOBUFS))
 }
 
+/// Socket options of an accepted connection: no Nagle delay (answers leave as soon as they are
+/// written), and at most `notsent_lowat` unsent bytes in the kernel (0: its default), so what
+/// is not yet sent waits in our queues, where priorities apply, not in a send buffer ahead of
+/// them (`limits.tcp_notsent_lowat_bytes`).
+fn tune(tcp: &tokio::net::TcpStream, notsent_lowat: u32) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!("TCP_NODELAY: {e}");
+    }
+    if notsent_lowat > 0
+        && let Err(e) = socket2::SockRef::from(tcp).set_tcp_notsent_lowat(notsent_lowat)
+    {
+        tracing::debug!("TCP_NOTSENT_LOWAT: {e}");
+    }
+}
+
 /// What serves an accepted connection.
 #[async_trait::async_trait]
 pub(crate) trait Serve: Send + Sync + 'static {
@@ -73,13 +88,16 @@ pub(crate) trait Serve: Send + Sync + 'static {
 pub(crate) struct Accepting<A> {
     listener: Mutex<Option<std::net::TcpListener>>,
     app: std::sync::Arc<A>,
+    /// `TCP_NOTSENT_LOWAT` of each accepted socket (0: left as the kernel has it).
+    notsent_lowat: u32,
 }
 
 impl<A: Serve> Accepting<A> {
-    pub(crate) fn new(listener: std::net::TcpListener, app: A) -> Self {
+    pub(crate) fn new(listener: std::net::TcpListener, app: A, notsent_lowat: u32) -> Self {
         Self {
             listener: Mutex::new(Some(listener)),
             app: std::sync::Arc::new(app),
+            notsent_lowat,
         }
     }
 }
@@ -106,8 +124,7 @@ impl<A: Serve> BackgroundService for Accepting<A> {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, _peer)) => {
-                        // Responses leave as soon as they are written (no Nagle delay).
-                        let _ = tcp.set_nodelay(true);
+                        tune(&tcp, self.notsent_lowat);
                         let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
                         let mut stream = L4Stream::from(tcp);
                         stream.set_socket_digest(SocketDigest::from_raw_fd(fd));

@@ -251,8 +251,9 @@ fn accepting<A: Serve>(
     listener: std::net::TcpListener,
     app: A,
     threads: usize,
+    notsent_lowat: u32,
 ) -> GenBackgroundService<Accepting<A>> {
-    let mut svc = background_service(name, Accepting::new(listener, app));
+    let mut svc = background_service(name, Accepting::new(listener, app, notsent_lowat));
     svc.threads = Some(threads);
     svc
 }
@@ -563,7 +564,8 @@ pub fn run_with_reload(
     // streams carry no buffers of pingora's: an idle connection holds none (h2 has its own
     // codec buffers, HTTP/1.1 coalesces a head with its body in `Coalesce`), and HTTP/2 DATA
     // leaves by vectored writes without being copied.
-    let traffic = accepting("dashpush", listener, app.clone(), THREADS);
+    let lowat = config.limits.notsent_lowat;
+    let traffic = accepting("dashpush", listener, app.clone(), THREADS, lowat);
     let mut tls_svc = None;
     let tls_addr = match &config.tls {
         Some(tls) => {
@@ -583,7 +585,7 @@ pub fn run_with_reload(
                 tls: Some(Arc::new(settings.build())),
                 ..app
             };
-            tls_svc = Some(accepting("dashpush-tls", listener, app, THREADS));
+            tls_svc = Some(accepting("dashpush-tls", listener, app, THREADS, lowat));
             Some(addr)
         }
         None => None,
@@ -602,6 +604,7 @@ pub fn run_with_reload(
             Connections::new(ADMIN_CONNECTIONS, ADMIN_CONNECTIONS, 0),
         ),
         1,
+        0,
     );
     server.add_service(traffic);
     if let Some(svc) = tls_svc {

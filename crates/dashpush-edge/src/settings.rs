@@ -146,6 +146,11 @@ pub struct Limits {
     /// The open-files soft limit the gateway sets at start, within the hard limit (0: raise it
     /// to the hard limit).
     pub max_open_files: u64,
+    /// `TCP_NOTSENT_LOWAT` of downstream sockets: bytes written but not yet sent that the
+    /// kernel holds before it stops taking more (0: the kernel's default, as much as the send
+    /// buffer). Kept small, what goes out next is still ours to choose: an answer before queued
+    /// pushes, a parent before its promises.
+    pub notsent_lowat: u32,
 }
 
 impl Default for Limits {
@@ -158,6 +163,7 @@ impl Default for Limits {
             max_connections: 0,
             max_connections_per_client: 512,
             max_open_files: 0,
+            notsent_lowat: 16 * 1024,
         }
     }
 }
