@@ -215,9 +215,12 @@ export function attachDashPush(player, opts = {}) {
   // Adaptive K (Xiao et al., NOSSDAV 2016): push only as far ahead as the link has room for
   // (`pushAhead`), against the bitrates of every media type being loaded (they share the link:
   // audio pushed ahead takes the time the video segment needed now has). No estimate yet: the
-  // configured K.
+  // configured K. Live, the configured K too: a live push goes out when its segment becomes
+  // available, one per segment duration, so pushes cannot pile up ahead of the player, and the
+  // estimates from small live segments are mostly round trips (they read a fraction of the link).
   function adaptiveDirective(fragment) {
     if (!segmentDirective) return undefined;
+    if (live.dynamic()) return segmentDirective;
     const m = /push-next;(\d+)/.exec(segmentDirective);
     const own = fragment?.representation?.bandwidth;
     if (own > 0 && fragment?.mediaType) playing.set(fragment.mediaType, own);
@@ -435,6 +438,8 @@ function liveController(player, stats, { enabled, minMarginSeconds, onEvent, sch
   };
   return {
     useDefaults,
+    /** True once the MPD read is dynamic (live). */
+    dynamic: () => dynamic,
     onMpd(result, overSocket) {
       const text = result?.body ? new TextDecoder().decode(result.body) : '';
       dynamic = /type="dynamic"/.test(text);
