@@ -194,6 +194,19 @@ pub fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
     (status, buf[split + 4..].to_vec())
 }
 
+/// The `availabilityStartTime` of the dynamic MPD at `path` behind `addr`.
+pub fn availability_start(addr: SocketAddr, path: &str) -> chrono::DateTime<chrono::FixedOffset> {
+    let (status, body) = get(addr, path);
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let ast = text
+        .split("availabilityStartTime=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap();
+    chrono::DateTime::parse_from_rfc3339(ast).unwrap()
+}
+
 /// The value of a metric line (exact name with labels) in a Prometheus text exposition.
 pub fn metric(admin: SocketAddr, series: &str) -> f64 {
     let (status, body) = get(admin, "/metrics");

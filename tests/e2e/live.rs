@@ -22,15 +22,7 @@ fn live_origin(extra: &[&str]) -> (Proc, SocketAddr) {
 /// The newest segment number available now, from the MPD's availabilityStartTime, once at
 /// least `min` segments exist.
 fn live_edge(gw: SocketAddr, min: u64) -> u64 {
-    let (status, body) = get(gw, MPD);
-    assert_eq!(status, 200);
-    let text = String::from_utf8(body).unwrap();
-    let ast = text
-        .split("availabilityStartTime=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap();
-    let ast = chrono::DateTime::parse_from_rfc3339(ast).unwrap();
+    let ast = availability_start(gw, MPD);
     loop {
         let elapsed = chrono::Utc::now().signed_duration_since(ast);
         let n = elapsed.num_milliseconds().max(0) as u64 / SEG_MS;

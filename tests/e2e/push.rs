@@ -503,15 +503,7 @@ fn with_open_windows_pushes_go_out_in_push_order() {
 fn drain_run(gw: std::net::SocketAddr, directive: &str, rate: u32) -> Value {
     const LIVE_MPD: &str = "/live/manifest.mpd";
     const SEG_MS: i64 = 2000;
-    let (status, body) = get(gw, LIVE_MPD);
-    assert_eq!(status, 200);
-    let text = String::from_utf8(body).unwrap();
-    let ast = text
-        .split("availabilityStartTime=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap();
-    let ast = chrono::DateTime::parse_from_rfc3339(ast).unwrap();
+    let ast = availability_start(gw, LIVE_MPD);
     // A minute of history: segments well inside the 30 s time-shift buffer, all available.
     let edge = chrono::Utc::now()
         .signed_duration_since(ast)
