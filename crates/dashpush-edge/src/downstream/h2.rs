@@ -685,6 +685,15 @@ const FILL_END: Duration = Duration::from_secs(1);
 /// blocked (the connection task opens a stream whose HEADERS were just queued well within it).
 const OPENING: Duration = Duration::from_millis(10);
 
+/// Largest first piece of a stream handed to the h2 library without asking for window: it is
+/// queued with the stream's HEADERS, so a pushed stream that opens when its body is ready (a
+/// live segment at its availability) leaves in one write, head and bytes together, instead of
+/// a write for the head and another once the opened stream's window is granted (live fan-out:
+/// writes per delivery). One maximum-size frame at the default SETTINGS_MAX_FRAME_SIZE; a
+/// slice of the cached body (never a copy), so a client that grants no window holds at most
+/// this much per open stream.
+const OPEN_PIECE: usize = 16 * 1024;
+
 /// Largest chunk a push asks window for while an earlier push of its cycle is not done: half a
 /// default (64 KiB) window, so the two pushes in play share each window about evenly and the
 /// client's credit (returned once half a stream's window is used, as nghttp2 and python-h2
@@ -692,7 +701,8 @@ const OPENING: Duration = Duration::from_millis(10);
 const CHUNK_BEHIND: usize = 32 * 1024;
 
 /// Sends `body` within the stream's flow-control window, one granted chunk at a time (never
-/// buffering more than the window allows); ends the stream after it if `end`. Stops at once
+/// buffering more than the window allows, apart from a stream's first [`OPEN_PIECE`], which
+/// goes with its HEADERS); ends the stream after it if `end`. Stops at once
 /// when the client resets the stream or `cancelled` says so, and resets the stream when no
 /// window is granted for `send_timeout` (a reader that stopped reading holds nothing longer).
 /// A push asks for window only in its turn, and while none is granted at once (its own
@@ -709,6 +719,9 @@ async fn send_within_window(
             .send_data(body, true)
             .map_err(|_| (Stop::Gone, *sent));
     }
+    // Until the stream has been granted window once, all it has sent may be the first piece
+    // still queued behind its HEADERS.
+    let mut opening = usize::try_from(*sent).is_ok_and(|s| s <= OPEN_PIECE);
     while !body.is_empty() {
         if let Some(stop) = (pace.cancelled)() {
             return Err((stop, *sent));
@@ -720,6 +733,15 @@ async fn send_within_window(
                 chunk = CHUNK_BEHIND;
             }
         }
+        if *sent == 0 {
+            let piece = body.split_to(body.len().min(OPEN_PIECE));
+            let n = piece.len() as u64;
+            stream
+                .send_data(piece, end && body.is_empty())
+                .map_err(|_| (Stop::Gone, *sent))?;
+            *sent += n;
+            continue;
+        }
         stream.reserve_capacity(body.len().min(chunk));
         // A push granted nothing waits for a window: the next push may send meanwhile. A
         // stream that has sent nothing yet may only be waiting for the connection to open it
@@ -729,7 +751,7 @@ async fn send_within_window(
         if stream.capacity() == 0
             && let Some(turn) = pace.turn
         {
-            if *sent == 0 {
+            if opening {
                 blocked_at = Some(tokio::time::Instant::now() + OPENING);
             } else {
                 turn.blocked();
@@ -770,6 +792,7 @@ async fn send_within_window(
         if granted == 0 {
             continue;
         }
+        opening = false;
         let piece = body.split_to(granted.min(body.len()));
         let n = piece.len() as u64;
         stream
