@@ -59,6 +59,8 @@ pub struct Gateway {
     origins: RwLock<Arc<Origins>>,
     manifests: Registry,
     prefetch_slots: crate::slots::PrefetchSlots,
+    /// Live segments being asked for, shared by their pushes.
+    live_asks: crate::prefetch::LiveAsksShared,
     /// Origin fetches at once, gateway-wide, and how long a fetch waits for a slot.
     fetch_slots: Arc<Semaphore>,
     /// Slots for client fetches that go on with no reader.
@@ -95,6 +97,7 @@ impl Gateway {
             origins: RwLock::new(Arc::new(origins)),
             manifests: Registry::new(metrics.mpd_parses.clone()),
             prefetch_slots: crate::slots::PrefetchSlots::new(push.prefetch_concurrency),
+            live_asks: crate::prefetch::LiveAsksShared::default(),
             fetch_slots: Arc::new(Semaphore::new(fetch_slots.max.max(1))),
             background: Background {
                 slots: Arc::new(Semaphore::new(fetch_slots.background)),
@@ -584,6 +587,11 @@ impl Gateway {
     /// The MPDs served so far, parsed.
     pub(crate) fn manifests(&self) -> &Registry {
         &self.manifests
+    }
+
+    /// The live segments being asked for.
+    pub(crate) fn live_asks(&self) -> &crate::prefetch::LiveAsksShared {
+        &self.live_asks
     }
 
     /// The gateway-wide prefetch cap.

@@ -7,6 +7,7 @@
 //! prefetched at their segment's availability and retried on a grid shared by every client
 //! until the end of the segment's availability slot ([`Gateway::prefetch_for`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dashpush_plan::Push;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared, WeakShared};
 use http::{HeaderName, HeaderValue};
 use tokio::task::JoinHandle;
 
@@ -26,24 +29,37 @@ use crate::target::{Target, path_of};
 
 /// The prefetch of one planned push. Dropping it (the push's request ended, or its client went
 /// away) stops the prefetch if it has not reached the origin yet (a fill already started goes
-/// on for everyone else).
-pub(crate) struct Prefetch(JoinHandle<Option<Source>>);
+/// on for everyone else; a live segment's asks go on while another push shares them).
+pub(crate) struct Prefetch(Fetching);
+
+enum Fetching {
+    /// A static resource: its own task.
+    Task(JoinHandle<Option<Source>>),
+    /// A live segment: the asks every push of it shares ([`LiveAsks`]).
+    Live(LiveAsk),
+}
 
 impl Prefetch {
-    /// Stops the prefetch if it has not reached the origin yet.
+    /// Stops the prefetch if it has not reached the origin yet (a shared live ask stops when its
+    /// last push lets go of it).
     pub(crate) fn abort(&self) {
-        self.0.abort();
+        if let Fetching::Task(t) = &self.0 {
+            t.abort();
+        }
     }
 
     /// True once the source is known (or the prefetch gave up).
     pub(crate) fn is_finished(&self) -> bool {
-        self.0.is_finished()
+        match &self.0 {
+            Fetching::Task(t) => t.is_finished(),
+            Fetching::Live(ask) => ask.peek().is_some(),
+        }
     }
 }
 
 impl Drop for Prefetch {
     fn drop(&mut self) {
-        self.0.abort();
+        self.abort();
     }
 }
 
@@ -54,13 +70,72 @@ impl std::future::Future for Prefetch {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.ok().flatten())
+        match &mut self.0 {
+            Fetching::Task(t) => std::pin::Pin::new(t).poll(cx).map(|r| r.ok().flatten()),
+            Fetching::Live(ask) => std::pin::Pin::new(ask).poll(cx),
+        }
+    }
+}
+
+/// One live segment's asks at the origin, shared by every push of it on the gateway.
+type LiveAsk = Shared<BoxFuture<'static, Option<Source>>>;
+
+/// What makes two live pushes the same asks: the same resource of the same origin routes, due
+/// in the same availability slot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct LiveKey {
+    /// The routes' identity (the `Arc` a reload replaces; alive while an ask holds it).
+    origins: usize,
+    route: usize,
+    path: String,
+    not_before: Option<DateTime<Utc>>,
+    until: DateTime<Utc>,
+}
+
+/// The live segments being asked for, gateway-wide: every push of a segment waits on one timer
+/// and one ask loop instead of one each (1,000 viewers of a channel: one wake-up per segment,
+/// not 1,000 timers and tasks). An entry lives as long as a push holds its ask.
+#[derive(Default)]
+pub(crate) struct LiveAsksShared(
+    std::sync::Mutex<HashMap<LiveKey, WeakShared<BoxFuture<'static, Option<Source>>>>>,
+);
+
+impl LiveAsksShared {
+    /// Entries kept before the dead ones are swept out.
+    const SWEEP_AT: usize = 1024;
+
+    /// The running ask of `key`, or the one `start` makes.
+    fn join(&self, key: LiveKey, start: impl FnOnce() -> LiveAsk) -> LiveAsk {
+        let mut asks = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(ask) = asks.get(&key).and_then(WeakShared::upgrade) {
+            return ask;
+        }
+        if asks.len() >= Self::SWEEP_AT {
+            asks.retain(|_, w| w.upgrade().is_some());
+        }
+        let ask = start();
+        if let Some(weak) = ask.downgrade() {
+            asks.insert(key, weak);
+        }
+        ask
+    }
+
+    /// Asks running now (for tests).
+    #[cfg(test)]
+    pub(crate) fn running(&self) -> usize {
+        let asks = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        asks.values().filter(|w| w.upgrade().is_some()).count()
     }
 }
 
 /// Where a pushed or prefetched body comes from.
+#[derive(Clone)]
 pub(crate) enum Source {
     /// A fresh cache entry.
     Entry(Arc<Entry>),
@@ -300,50 +375,27 @@ impl Gateway {
     pub(crate) fn prefetch_for(self: &Arc<Self>, target: &Target, push: &Push) -> Prefetch {
         let (origins, route) = (Arc::clone(&target.origins), target.route);
         let Some(until) = push.live_until else {
-            return Prefetch(self.prefetch(origins, route, path_of(&push.url), None));
+            return Prefetch(Fetching::Task(self.prefetch(
+                origins,
+                route,
+                path_of(&push.url),
+                None,
+            )));
         };
-        let gw = Arc::clone(self);
         let path = path_of(&push.url);
         let not_before = push.not_before;
-        Prefetch(tokio::spawn(async move {
-            let settings = gw.push_settings();
-            let guard = chrono::Duration::from_std(settings.live_guard).unwrap_or_default();
-            let asks = LiveAsks {
-                anchor: not_before.map_or(until, |at| at + guard),
-                step: chrono::Duration::from_std(settings.live_retry_interval).unwrap_or_default(),
-                until,
-            };
-            // Never early, however far ahead the horizon lets a segment be promised.
-            if let Some(at) = not_before {
-                sleep_until(at + guard).await;
-            }
-            let mut attempt = 0u32;
-            loop {
-                let src = gw.source_of(&origins, route, &path, User::Prefetch).await?;
-                let status = src.status().await;
-                let transient = status == 404 || status >= 500;
-                let next = asks.next_after(Utc::now());
-                let outcome = match (transient, attempt) {
-                    (false, 0) => Some(LiveOutcome::OnTime),
-                    (false, _) => Some(LiveOutcome::Late),
-                    (true, _) if next > asks.until || attempt >= settings.live_retries => {
-                        Some(LiveOutcome::Missed)
-                    }
-                    (true, _) => None,
-                };
-                if let Some(o) = outcome {
-                    gw.metrics()
-                        .live
-                        .segments
-                        .with_label_values(&[o.label()])
-                        .inc();
-                    return Some(src);
-                }
-                drop(src);
-                attempt += 1;
-                sleep_until(next).await;
-            }
-        }))
+        let key = LiveKey {
+            origins: Arc::as_ptr(&origins) as usize,
+            route,
+            path: path.clone(),
+            not_before,
+            until,
+        };
+        let gw = Arc::clone(self);
+        let ask = self.live_asks().join(key, move || {
+            live_asks(gw, origins, route, path, not_before, until)
+        });
+        Prefetch(Fetching::Live(ask))
     }
 
     /// After a client pulled a segment without a directive: fetch the next segments of its
@@ -384,6 +436,60 @@ impl Gateway {
             }
         }
     }
+}
+
+/// A live segment's asks (see [`Gateway::prefetch_for`]): the first at its availability start
+/// plus the guard, again on the shared grid while the origin answers 404, 5xx or not at all.
+/// Its outcome is counted once, however many pushes share it.
+fn live_asks(
+    gw: Arc<Gateway>,
+    origins: Arc<Origins>,
+    route: usize,
+    path: String,
+    not_before: Option<DateTime<Utc>>,
+    until: DateTime<Utc>,
+) -> LiveAsk {
+    async move {
+        let settings = gw.push_settings();
+        let guard = chrono::Duration::from_std(settings.live_guard).unwrap_or_default();
+        let asks = LiveAsks {
+            anchor: not_before.map_or(until, |at| at + guard),
+            step: chrono::Duration::from_std(settings.live_retry_interval).unwrap_or_default(),
+            until,
+        };
+        // Never early, however far ahead the horizon lets a segment be promised.
+        if let Some(at) = not_before {
+            sleep_until(at + guard).await;
+        }
+        let mut attempt = 0u32;
+        loop {
+            let src = gw.source_of(&origins, route, &path, User::Prefetch).await?;
+            let status = src.status().await;
+            let transient = status == 404 || status >= 500;
+            let next = asks.next_after(Utc::now());
+            let outcome = match (transient, attempt) {
+                (false, 0) => Some(LiveOutcome::OnTime),
+                (false, _) => Some(LiveOutcome::Late),
+                (true, _) if next > asks.until || attempt >= settings.live_retries => {
+                    Some(LiveOutcome::Missed)
+                }
+                (true, _) => None,
+            };
+            if let Some(o) = outcome {
+                gw.metrics()
+                    .live
+                    .segments
+                    .with_label_values(&[o.label()])
+                    .inc();
+                return Some(src);
+            }
+            drop(src);
+            attempt += 1;
+            sleep_until(next).await;
+        }
+    }
+    .boxed()
+    .shared()
 }
 
 #[cfg(test)]

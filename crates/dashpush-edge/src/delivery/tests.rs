@@ -330,6 +330,17 @@ impl Bench {
     }
 
     async fn request(&self, t: &mut Recorder, p: &str, directive: Option<&str>) -> u16 {
+        self.request_on(&self.conn, t, p, directive).await
+    }
+
+    /// A request on another connection of the same gateway.
+    async fn request_on(
+        &self,
+        conn: &PushConn,
+        t: &mut Recorder,
+        p: &str,
+        directive: Option<&str>,
+    ) -> u16 {
         let req = Req {
             method: Method::GET,
             path: p.to_owned(),
@@ -342,7 +353,7 @@ impl Bench {
             None => DirectiveInput::Absent,
         };
         let target = self.target(p);
-        cycle::run(&self.gw, &self.conn, t, &req, &target, input).await
+        cycle::run(&self.gw, conn, t, &req, &target, input).await
     }
 
     /// Registers the MPD (a plain request for it) and scripts segments 1..=10.
@@ -657,4 +668,49 @@ async fn a_live_push_that_never_comes_is_missed_after_its_slot() {
         t.events()
     );
     b.assert_counter_rule();
+}
+
+/// Two viewers' pushes of one live segment share its asks: one wait for its availability and
+/// one sequence of origin asks, whose outcome is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_of_one_live_segment_share_its_asks() {
+    let b = bench(PlanConfig::default()).await;
+    // Segment 5 becomes available 400 ms from now; the origin is late with it once.
+    let start = chrono::Utc::now() - chrono::TimeDelta::milliseconds(9_600);
+    script(&b.script, "/l/live.mpd", vec![ok(&live_mpd(start))]);
+    script(&b.script, "/l/l-4.m4s", vec![ok("seg04")]);
+    script(&b.script, "/l/l-5.m4s", vec![status(404), ok("seg05")]);
+    b.request(&mut Recorder::default(), "/l/live.mpd", None)
+        .await;
+    let other = PushConn::default();
+    let (mut t1, mut t2) = (Recorder::default(), Recorder::default());
+    let waiting = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        b.gw.live_asks().running()
+    };
+    let (_, _, running) = tokio::join!(
+        b.request(&mut t1, "/l/l-4.m4s", Some("push-next;1")),
+        b.request_on(&other, &mut t2, "/l/l-4.m4s", Some("push-next;1")),
+        waiting,
+    );
+    assert_eq!(running, 1, "one ask for both pushes while they wait");
+    for t in [&t1, &t2] {
+        assert!(
+            t.events().contains(&Ev::Send("/l/l-5.m4s".into(), Ok(5))),
+            "{:?}",
+            t.events()
+        );
+    }
+    let hits = b
+        .hits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| *p == "/l/l-5.m4s")
+        .count();
+    assert_eq!(hits, 2, "one 404, then the segment, for both viewers");
+    let live = &b.gw.metrics().live.segments;
+    assert_eq!(live.with_label_values(&["late"]).get(), 1, "counted once");
+    assert_eq!(live.with_label_values(&["on_time"]).get(), 0);
+    assert_eq!(b.gw.live_asks().running(), 0, "gone with its last push");
 }

@@ -9,7 +9,7 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashpush_plan::{DirectiveInput, Push, Request};
@@ -350,6 +350,7 @@ async fn serve_request(
             cancelled: &|| None,
             send_timeout: conn.send_timeout,
             turn: None,
+            first_with_head: true,
         };
         match send_body(&mut stream, body, length, &pace).await {
             Ok(n) => n,
@@ -397,7 +398,7 @@ impl H2Push {
 #[async_trait::async_trait]
 impl PushTransport for H2Push {
     type Reserved = http::Request<()>;
-    type Promised = SendPushedResponse<Bytes>;
+    type Promised = Promised;
 
     fn transport(&self) -> Transport {
         Transport::H2
@@ -456,9 +457,14 @@ impl PushTransport for H2Push {
     }
 
     fn promise(&mut self, request: Self::Reserved) -> Result<Self::Promised, DropReason> {
-        self.respond
+        let stream = self
+            .respond
             .push_request(request)
-            .map_err(|_| DropReason::PromiseRefused)
+            .map_err(|_| DropReason::PromiseRefused)?;
+        Ok(Promised {
+            stream,
+            at: Instant::now(),
+        })
     }
 
     /// A parent the client reset does not cancel promises already made (spec §7.3): the
@@ -475,6 +481,7 @@ impl PushTransport for H2Push {
             cancelled: &|| None,
             send_timeout: self.send_timeout,
             turn: None,
+            first_with_head: true,
         };
         let body = Ahead {
             empty: false,
@@ -488,7 +495,7 @@ impl PushTransport for H2Push {
 
     fn refused(&self, promised: &mut Self::Promised) -> bool {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        promised.poll_reset(&mut cx).is_ready()
+        promised.stream.poll_reset(&mut cx).is_ready()
     }
 
     async fn send(
@@ -509,17 +516,18 @@ impl PushTransport for H2Push {
             builder = builder.header(http::header::CONTENT_LENGTH, len);
         }
         let Ok(head) = builder.body(()) else {
-            promised.send_reset(h2::Reason::INTERNAL_ERROR);
+            promised.stream.send_reset(h2::Reason::INTERNAL_ERROR);
             return Err((Stop::OriginBroke, 0));
         };
         let body = match read_ahead(resp.body).await {
             Ok(b) => b,
             Err(stop) => {
-                promised.send_reset(h2::Reason::INTERNAL_ERROR);
+                promised.stream.send_reset(h2::Reason::INTERNAL_ERROR);
                 return Err((stop, 0));
             }
         };
         let mut out = promised
+            .stream
             .send_response(head, body.empty)
             .map_err(|_| (Stop::Gone, 0))?;
         if body.empty {
@@ -529,6 +537,7 @@ impl PushTransport for H2Push {
             cancelled,
             send_timeout: self.send_timeout,
             turn: Some(turn),
+            first_with_head: promised.at.elapsed() >= REFUSAL_GRACE,
         };
         let sent = send_body(&mut out, body, resp.length, &pace).await;
         if let Err((Stop::Replaced, _)) = sent {
@@ -539,7 +548,7 @@ impl PushTransport for H2Push {
 
     async fn withdraw(&self, mut promised: Self::Promised, _push: &Push, why: Withdrawal) {
         if let Withdrawal::Dropped(_) = why {
-            promised.send_reset(h2::Reason::CANCEL);
+            promised.stream.send_reset(h2::Reason::CANCEL);
         }
     }
 
@@ -676,7 +685,23 @@ pub(crate) struct Pace<'a> {
     pub(crate) cancelled: &'a (dyn Fn() -> Option<Stop> + Send + Sync),
     pub(crate) send_timeout: Duration,
     pub(crate) turn: Option<&'a Turn>,
+    /// The body's first piece may go with the response HEADERS ([`OPEN_PIECE`]).
+    pub(crate) first_with_head: bool,
 }
+
+/// A promised push: its stream, and when its PUSH_PROMISE was queued.
+pub(crate) struct Promised {
+    stream: SendPushedResponse<Bytes>,
+    at: Instant,
+}
+
+/// How long a push must have been promised before its first piece may go with its HEADERS. A
+/// client refuses a push (RST_STREAM) as soon as it reads the PUSH_PROMISE; once the piece is
+/// handed to the h2 library the push counts as sent, so a push sent right after its promise
+/// (fast start, a cached segment) waits for its stream to open, which gives a refusal in flight
+/// its moment, while one promised well before its body was ready (a live segment, promised
+/// ahead of its availability) has had that chance already.
+const REFUSAL_GRACE: Duration = Duration::from_millis(500);
 
 /// How long a body whose announced length is sent waits for its fill to end.
 const FILL_END: Duration = Duration::from_secs(1);
@@ -685,8 +710,9 @@ const FILL_END: Duration = Duration::from_secs(1);
 /// blocked (the connection task opens a stream whose HEADERS were just queued well within it).
 const OPENING: Duration = Duration::from_millis(10);
 
-/// Largest first piece of a stream handed to the h2 library without asking for window: it is
-/// queued with the stream's HEADERS, so a pushed stream that opens when its body is ready (a
+/// Largest first piece of a stream handed to the h2 library without asking for window (a
+/// response, or a push promised [`REFUSAL_GRACE`] or more before): it is queued with the
+/// stream's HEADERS, so a pushed stream that opens when its body is ready (a
 /// live segment at its availability) leaves in one write, head and bytes together, instead of
 /// a write for the head and another once the opened stream's window is granted (live fan-out:
 /// writes per delivery). One maximum-size frame at the default SETTINGS_MAX_FRAME_SIZE; a
@@ -733,7 +759,7 @@ async fn send_within_window(
                 chunk = CHUNK_BEHIND;
             }
         }
-        if *sent == 0 {
+        if *sent == 0 && pace.first_with_head {
             let piece = body.split_to(body.len().min(OPEN_PIECE));
             let n = piece.len() as u64;
             stream
