@@ -438,9 +438,33 @@ impl Gateway {
     }
 }
 
+/// A task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<Option<T>> {
+    type Output = Option<T>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.ok().flatten())
+    }
+}
+
 /// A live segment's asks (see [`Gateway::prefetch_for`]): the first at its availability start
 /// plus the guard, again on the shared grid while the origin answers 404, 5xx or not at all.
-/// Its outcome is counted once, however many pushes share it.
+/// Its outcome is counted once, however many pushes share it. The asks run in a task of their
+/// own, so the pushes sharing them are woken once, when the source is known (not at every
+/// step of the asks); the task stops when the last of them lets go.
 fn live_asks(
     gw: Arc<Gateway>,
     origins: Arc<Origins>,
@@ -449,7 +473,7 @@ fn live_asks(
     not_before: Option<DateTime<Utc>>,
     until: DateTime<Utc>,
 ) -> LiveAsk {
-    async move {
+    let asks = tokio::spawn(async move {
         let settings = gw.push_settings();
         let guard = chrono::Duration::from_std(settings.live_guard).unwrap_or_default();
         let asks = LiveAsks {
@@ -487,9 +511,8 @@ fn live_asks(
             attempt += 1;
             sleep_until(next).await;
         }
-    }
-    .boxed()
-    .shared()
+    });
+    AbortOnDrop(asks).boxed().shared()
 }
 
 #[cfg(test)]
