@@ -819,15 +819,34 @@ async fn send_within_window(
             continue;
         }
         opening = false;
-        let piece = body.split_to(granted.min(body.len()));
-        let n = piece.len() as u64;
-        stream
-            .send_data(piece, end && body.is_empty())
-            .map_err(|_| (Stop::Gone, *sent))?;
-        *sent += n;
+        let mut piece = body.split_to(granted.min(body.len()));
+        // Held back by the window: the last half window of the grant goes in frames of its own
+        // (see `CREDIT_MARK`).
+        let tail = if !body.is_empty() && piece.len() > CREDIT_MARK {
+            Some(piece.split_off(piece.len() - CREDIT_MARK))
+        } else {
+            None
+        };
+        for part in std::iter::once(piece).chain(tail) {
+            let n = part.len() as u64;
+            stream
+                .send_data(part, end && body.is_empty())
+                .map_err(|_| (Stop::Gone, *sent))?;
+            *sent += n;
+        }
     }
     Ok(())
 }
+
+/// Where a window-bound grant is split into frames: half of the default 65,535-byte window,
+/// rounded up. Clients with default windows return credit once half a window has been consumed
+/// (nghttp2 and python-h2: at 32,767 bytes, counted by whole DATA frames) and keep what they
+/// consumed past that mark for the next one. A grant of A bytes that spends the window arrives
+/// when the client holds 65,535 − A unreturned bytes; split at A − 32,768, its first frames bring
+/// the client to the mark exactly and the last 32,768 bytes reach it again, so the whole window
+/// comes back each round trip. Unsplit, about a quarter of it stayed with the client (start-up
+/// matrix, 64 KiB windows, one 630 KB segment: 33.5–48.4 KB per round trip; nginx 41–57 KB).
+const CREDIT_MARK: usize = 32 * 1024;
 
 /// Resolves once draining has started (the watch's guard is dropped before returning, so the
 /// future stays `Send`).
