@@ -60,7 +60,7 @@ pub struct Gateway {
     manifests: Registry,
     prefetch_slots: crate::slots::PrefetchSlots,
     /// Live segments being asked for, shared by their pushes.
-    live_asks: crate::prefetch::LiveAsksShared,
+    live_asks: crate::live_asks::LiveAsksShared,
     /// Origin fetches at once, gateway-wide, and how long a fetch waits for a slot.
     fetch_slots: Arc<Semaphore>,
     /// Slots for client fetches that go on with no reader.
@@ -97,7 +97,7 @@ impl Gateway {
             origins: RwLock::new(Arc::new(origins)),
             manifests: Registry::new(metrics.mpd_parses.clone()),
             prefetch_slots: crate::slots::PrefetchSlots::new(push.prefetch_concurrency),
-            live_asks: crate::prefetch::LiveAsksShared::default(),
+            live_asks: crate::live_asks::LiveAsksShared::default(),
             fetch_slots: Arc::new(Semaphore::new(fetch_slots.max.max(1))),
             background: Background {
                 slots: Arc::new(Semaphore::new(fetch_slots.background)),
@@ -590,7 +590,7 @@ impl Gateway {
     }
 
     /// The live segments being asked for.
-    pub(crate) fn live_asks(&self) -> &crate::prefetch::LiveAsksShared {
+    pub(crate) fn live_asks(&self) -> &crate::live_asks::LiveAsksShared {
         &self.live_asks
     }
 

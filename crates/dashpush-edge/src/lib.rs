@@ -17,6 +17,7 @@ mod fleet;
 mod gateway;
 mod guard;
 mod listener;
+mod live_asks;
 mod manifests;
 pub mod metrics;
 mod origin;

@@ -7,7 +7,6 @@
 //! prefetched at their segment's availability and retried on a grid shared by every client
 //! until the end of the segment's availability slot ([`Gateway::prefetch_for`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
@@ -16,16 +15,18 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use dashpush_plan::Push;
 use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Shared, WeakShared};
 use http::{HeaderName, HeaderValue};
 use tokio::task::JoinHandle;
 
-use crate::cache::fill::{Fill, Head};
-use crate::cache::{Entry, User};
+use crate::cache::User;
 use crate::gateway::{Body, Gateway, cache_key};
+use crate::live_asks::{AbortOnDrop, LiveAsk, LiveKey};
 use crate::origin::routing::Origins;
 use crate::slots::PrefetchPermit;
 use crate::target::{Target, path_of};
+
+pub(crate) use crate::cache::source::Source;
+use crate::cache::source::content_length;
 
 /// The prefetch of one planned push. Dropping it (the push's request ended, or its client went
 /// away) stops the prefetch if it has not reached the origin yet (a fill already started goes
@@ -77,72 +78,6 @@ impl std::future::Future for Prefetch {
     }
 }
 
-/// One live segment's asks at the origin, shared by every push of it on the gateway.
-type LiveAsk = Shared<BoxFuture<'static, Option<Source>>>;
-
-/// What makes two live pushes the same asks: the same resource of the same origin routes, due
-/// in the same availability slot.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct LiveKey {
-    /// The routes' identity (the `Arc` a reload replaces; alive while an ask holds it).
-    origins: usize,
-    route: usize,
-    path: String,
-    not_before: Option<DateTime<Utc>>,
-    until: DateTime<Utc>,
-}
-
-/// The live segments being asked for, gateway-wide: every push of a segment waits on one timer
-/// and one ask loop instead of one each (1,000 viewers of a channel: one wake-up per segment,
-/// not 1,000 timers and tasks). An entry lives as long as a push holds its ask.
-#[derive(Default)]
-pub(crate) struct LiveAsksShared(
-    std::sync::Mutex<HashMap<LiveKey, WeakShared<BoxFuture<'static, Option<Source>>>>>,
-);
-
-impl LiveAsksShared {
-    /// Entries kept before the dead ones are swept out.
-    const SWEEP_AT: usize = 1024;
-
-    /// The running ask of `key`, or the one `start` makes.
-    fn join(&self, key: LiveKey, start: impl FnOnce() -> LiveAsk) -> LiveAsk {
-        let mut asks = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(ask) = asks.get(&key).and_then(WeakShared::upgrade) {
-            return ask;
-        }
-        if asks.len() >= Self::SWEEP_AT {
-            asks.retain(|_, w| w.upgrade().is_some());
-        }
-        let ask = start();
-        if let Some(weak) = ask.downgrade() {
-            asks.insert(key, weak);
-        }
-        ask
-    }
-
-    /// Asks running now (for tests).
-    #[cfg(test)]
-    pub(crate) fn running(&self) -> usize {
-        let asks = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        asks.values().filter(|w| w.upgrade().is_some()).count()
-    }
-}
-
-/// Where a pushed or prefetched body comes from.
-#[derive(Clone)]
-pub(crate) enum Source {
-    /// A fresh cache entry.
-    Entry(Arc<Entry>),
-    /// A fill in progress (or just finished).
-    Fill(Arc<Fill>),
-}
-
 /// A response about to be pushed: the origin's answer as the cache or a fill has it.
 pub(crate) struct Pushable {
     /// Status.
@@ -166,36 +101,6 @@ impl Pushable {
 }
 
 impl Source {
-    /// The status the origin answered, or the status an origin failure maps to (502, 504).
-    pub(crate) async fn status(&self) -> u16 {
-        match self {
-            Self::Entry(e) => e.response.status,
-            Self::Fill(f) => match f.head().await {
-                Ok(h) => h.status,
-                Err(e) => e.status(),
-            },
-        }
-    }
-
-    /// The status and headers, if known without waiting.
-    pub(crate) fn head_now(&self) -> Option<Head> {
-        match self {
-            Self::Entry(e) => Some(Head {
-                status: e.response.status,
-                headers: e.response.headers.clone(),
-            }),
-            Self::Fill(f) => f.head_now(),
-        }
-    }
-
-    /// The length, if known without waiting.
-    pub(crate) fn length_now(&self) -> Option<u64> {
-        match self {
-            Self::Entry(e) => Some(e.response.body.len() as u64),
-            Self::Fill(f) => f.head_now().and_then(|h| content_length(&h.headers)),
-        }
-    }
-
     /// The response to push (streamed from a fill in progress), counting the prefetch as used
     /// by a push.
     pub(crate) async fn pushable(self, gw: &Gateway) -> Pushable {
@@ -238,13 +143,6 @@ impl Source {
             }
         }
     }
-}
-
-fn content_length(headers: &[(HeaderName, HeaderValue)]) -> Option<u64> {
-    headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.to_str().ok()?.parse().ok())
 }
 
 /// The outcome of a live push's origin asks (`dashpush_live_segments_total`).
@@ -435,28 +333,6 @@ impl Gateway {
                     .inc(),
             }
         }
-    }
-}
-
-/// A task that is aborted when its handle is dropped.
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl<T> std::future::Future for AbortOnDrop<Option<T>> {
-    type Output = Option<T>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.ok().flatten())
     }
 }
 

@@ -16,6 +16,7 @@ use moka::future::Cache as Moka;
 use moka::notification::RemovalCause;
 
 pub mod fill;
+pub(crate) mod source;
 
 use crate::metrics::Metrics;
 use crate::origin::response::Fetched;
