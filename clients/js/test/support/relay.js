@@ -12,6 +12,9 @@
 // link applies).
 import net from 'node:net';
 
+/** Bytes the link carries as one unit (an Ethernet MSS): they arrive together. */
+const PACKET = 1448;
+
 export async function startRelay({ upstreamPort, upstreamHost = '127.0.0.1', rateKbit = 1000, rttMs = 40, windowBytes = 64 * 1024 } = {}) {
   const started = performance.now();
   let rate = rateKbit;
@@ -48,24 +51,30 @@ export async function startRelay({ upstreamPort, upstreamHost = '127.0.0.1', rat
         throttled ? half : 0,
       );
     });
-    // Gateway to client: the shared link, then half a round trip.
-    upstream.on('data', (chunk) => {
+    // Gateway to client: the shared link, then half a round trip. What one read brings (up to
+    // 64 KiB) crosses the link packet by packet, each delivered when its own transmission ends,
+    // as on a real link: delivered whole at the end of the read's transmission, a message that
+    // began in it would seem to arrive in no time.
+    upstream.on('data', (data) => {
       const now = performance.now();
-      let deliverAt = now;
-      if (throttled) {
-        const kbit = Math.max(1, kbitNow());
-        const txMs = (chunk.length * 8) / kbit; // kbit/s = bits per ms
-        linkFreeAt = Math.max(linkFreeAt, now) + txMs;
-        deliverAt = linkFreeAt + half;
+      for (let at = 0; at < data.length; at += PACKET) {
+        const chunk = data.subarray(at, Math.min(at + PACKET, data.length));
+        let deliverAt = now;
+        if (throttled) {
+          const kbit = Math.max(1, kbitNow());
+          const txMs = (chunk.length * 8) / kbit; // kbit/s = bits per ms
+          linkFreeAt = Math.max(linkFreeAt, now) + txMs;
+          deliverAt = linkFreeAt + half;
+        }
+        queued += chunk.length;
+        if (queued > windowBytes) upstream.pause();
+        setTimeout(() => {
+          queued -= chunk.length;
+          carried += chunk.length;
+          if (!closed) client.write(chunk);
+          if (queued <= windowBytes / 2) upstream.resume();
+        }, Math.max(0, deliverAt - now));
       }
-      queued += chunk.length;
-      if (queued > windowBytes) upstream.pause();
-      setTimeout(() => {
-        queued -= chunk.length;
-        carried += chunk.length;
-        if (!closed) client.write(chunk);
-        if (queued <= windowBytes / 2) upstream.resume();
-      }, Math.max(0, deliverAt - now));
     });
     client.on('error', end);
     upstream.on('error', end);
