@@ -333,6 +333,16 @@ impl Bench {
         self.request_on(&self.conn, t, p, directive).await
     }
 
+    /// How many times the origin was asked for `path`.
+    fn hits_of(&self, path: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == path)
+            .count()
+    }
+
     /// A request on another connection of the same gateway.
     async fn request_on(
         &self,
@@ -633,13 +643,7 @@ async fn a_live_push_survives_transient_origin_errors_and_counts_late() {
         "{:?}",
         t.events()
     );
-    let hits = b
-        .hits
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|p| *p == "/l/l-5.m4s")
-        .count();
+    let hits = b.hits_of("/l/l-5.m4s");
     assert_eq!(hits, 3, "asked until it answered");
     let live = &b.gw.metrics().live.segments;
     assert_eq!(live.with_label_values(&["late"]).get(), 1);
@@ -701,13 +705,7 @@ async fn pushes_of_one_live_segment_share_its_asks() {
             t.events()
         );
     }
-    let hits = b
-        .hits
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|p| *p == "/l/l-5.m4s")
-        .count();
+    let hits = b.hits_of("/l/l-5.m4s");
     assert_eq!(hits, 2, "one 404, then the segment, for both viewers");
     let live = &b.gw.metrics().live.segments;
     assert_eq!(live.with_label_values(&["late"]).get(), 1, "counted once");
