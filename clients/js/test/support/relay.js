@@ -37,6 +37,7 @@ export async function startRelay({ upstreamPort, upstreamHost = '127.0.0.1', rat
     const end = () => {
       if (closed) return;
       closed = true;
+      if (timer !== null) clearTimeout(timer);
       client.destroy();
       upstream.destroy();
       sockets.delete(client);
@@ -54,7 +55,32 @@ export async function startRelay({ upstreamPort, upstreamHost = '127.0.0.1', rat
     // Gateway to client: the shared link, then half a round trip. What one read brings (up to
     // 64 KiB) crosses the link packet by packet, each delivered when its own transmission ends,
     // as on a real link: delivered whole at the end of the read's transmission, a message that
-    // began in it would seem to arrive in no time.
+    // began in it would seem to arrive in no time. The packets wait in one queue per connection
+    // and leave it in order: a timer each would not keep them in order (Node rounds a timer's
+    // delay down to the millisecond from a loop clock that lags, so a packet read later can come
+    // due before the one read just before it, and the stream arrives scrambled).
+    const pending = [];
+    let head = 0;
+    let timer = null;
+    let upstreamClosed = false;
+    const pump = () => {
+      timer = null;
+      const t = performance.now();
+      while (head < pending.length && pending[head].at <= t) {
+        const { chunk } = pending[head++];
+        queued -= chunk.length;
+        carried += chunk.length;
+        if (!closed) client.write(chunk);
+      }
+      if (head === pending.length) {
+        pending.length = 0;
+        head = 0;
+        if (upstreamClosed) end();
+      } else {
+        timer = setTimeout(pump, pending[head].at - t);
+      }
+      if (queued <= windowBytes / 2) upstream.resume();
+    };
     upstream.on('data', (data) => {
       const now = performance.now();
       for (let at = 0; at < data.length; at += PACKET) {
@@ -66,20 +92,22 @@ export async function startRelay({ upstreamPort, upstreamHost = '127.0.0.1', rat
           linkFreeAt = Math.max(linkFreeAt, now) + txMs;
           deliverAt = linkFreeAt + half;
         }
+        // Never before what this connection already queued (the link may be turned off).
+        const last = pending.length > head ? pending[pending.length - 1].at : 0;
+        pending.push({ at: Math.max(deliverAt, last), chunk });
         queued += chunk.length;
         if (queued > windowBytes) upstream.pause();
-        setTimeout(() => {
-          queued -= chunk.length;
-          carried += chunk.length;
-          if (!closed) client.write(chunk);
-          if (queued <= windowBytes / 2) upstream.resume();
-        }, Math.max(0, deliverAt - now));
       }
+      if (timer === null) timer = setTimeout(pump, Math.max(0, pending[head].at - now));
     });
     client.on('error', end);
     upstream.on('error', end);
     client.on('close', end);
-    upstream.on('close', () => setTimeout(end, half + Math.max(0, linkFreeAt - performance.now())));
+    // The gateway closed: the client's side closes once the link has carried what is queued.
+    upstream.on('close', () => {
+      upstreamClosed = true;
+      if (head === pending.length) setTimeout(end, throttled ? half : 0);
+    });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
