@@ -88,6 +88,7 @@ async function one(cell, transport) {
     const q = new URLSearchParams({ mpd: `http://${media}${liveMode ? '/live/manifest.mpd' : '/manifest.mpd'}`, loop: '0', ws: `ws://${media}/dashpush` });
     if (process.env.DIRECTIVE) q.set('directive', process.env.DIRECTIVE);
     if (process.env.LIVE_MARGIN) q.set('liveMargin', process.env.LIVE_MARGIN);
+    if (process.env.LIVE_GUARD) q.set('liveGuard', process.env.LIVE_GUARD);
     if (cell.bufferSeconds) q.set('bufferSeconds', String(cell.bufferSeconds));
     if (transport === 'http') q.set('transport', 'http');
     await page.goto(`${gw.httpBase}/player/index.html?${q}`);
@@ -101,6 +102,7 @@ async function one(cell, transport) {
       if (ended || s.played >= playSeconds - 0.5 || Date.now() > deadline) break;
     }
     if (process.env.VERBOSE) for (const e of s.events ?? []) console.error(`    ${e.join(' ')}`);
+    if (process.env.VERBOSE && s.liveLateness?.length) console.error('lateness', JSON.stringify(s.liveLateness));
     if (process.env.VERBOSE) console.error('switches', JSON.stringify(s.videoSwitches), 'throughput', JSON.stringify(s.throughput));
     const latencies = [];
     const dashLatencies = [];
@@ -126,6 +128,8 @@ async function one(cell, transport) {
       dashLiveLatency: mean(dashLatencies),
       liveDelayMode: s.liveDelayMode,
       liveDelays: s.liveDelayHistory ? [...new Set(s.liveDelayHistory)] : undefined,
+      // How late after availability the last pushed live segments were handed to dash.js (ms).
+      latenessMs: s.liveLateness?.length ? s.liveLateness.map(([, ms]) => ms) : undefined,
       transportUsed: s.transport,
       fallbackReason: s.fallbackReason,
       errors: (s.errors ?? []).slice(0, 2),

@@ -11,8 +11,8 @@
 //                   (ABR_KBIT, default 650 kbit/s, 40 ms RTT): dash.js must switch down over the
 //                   socket as it does over HTTP (its throughput samples see the link)
 //     live-ws       the live demo over the socket: dash.js is told to play one segment plus a
-//                   margin behind the live edge (the margin set from how long its loads waited
-//                   for the pushes), and does
+//                   margin behind the live edge (the margin set from how late after their
+//                   availability, on dash.js's clock, the pushes were handed over), and does
 //
 // Env: DASHPUSH_BIN (the binary; default target/debug/dashpush), CHROMIUM (default
 // /usr/bin/chromium), MPD (default /vod/manifest.mpd, looped; /live/manifest.mpd works too),
@@ -115,10 +115,18 @@ async function runMode(mode) {
       // The policy is applied when the live MPD arrives over the socket; whether it holds for the
       // whole run depends on pushes arriving in time (the benchmark measures the latency).
       check(s.liveDelayApplied === 2.1, `told dash.js to play one segment + 0.1 s behind the live edge to start with (${s.liveDelayApplied} s; now ${s.liveDelayMode})`);
-      // Then driven by how long its loads waited for the pushes: above the floor, under the
+      // Then driven by how late the pushes were handed over: above the floor, under the
       // defaults (two segments).
       const delays = s.liveDelayHistory ?? [];
       check(delays.length > 0 && delays.every((d) => d > 2 && d <= 4), `live delays set from the pushes: ${delays.join(', ')} s`);
+      // The hand-overs were read on dash.js's clock in the browser, and the delay in force covers
+      // the latest recent one.
+      const late = (s.liveLateness ?? []).map(([, ms]) => ms);
+      check(late.length > 0 && late.every((ms) => Number.isFinite(ms) && ms >= 0 && ms < 2000), `pushed live segments handed over after their availability: ${late.slice(-8).join(', ')} ms`);
+      if (s.liveDelayMode === 'push') {
+        const need = 2 + Math.max(...late.slice(-8)) / 1000;
+        check(s.liveDelaySeconds >= need - 0.001, `the live delay (${s.liveDelaySeconds} s) covers the latest recent hand-over (${need.toFixed(3)} s)`);
+      }
       check(s.liveLatency !== null, `plays live (latency ${s.liveLatency?.toFixed?.(2)} s)`);
     }
     check(s.firstFrameMs !== null, `first frame at ${s.firstFrameMs} ms`);

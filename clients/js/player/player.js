@@ -13,6 +13,9 @@ const loop = params.get('loop') !== '0';
 // Live over the socket: seconds behind the edge beyond one segment (the integration's default
 // when absent).
 const liveMargin = params.has('liveMargin') ? Number(params.get('liveMargin')) : undefined;
+// Live over the socket: ms the margin keeps over the latest recent push hand-over (the
+// integration's default when absent).
+const liveGuard = params.has('liveGuard') ? Number(params.get('liveGuard')) : undefined;
 // How many seconds dash.js buffers ahead (its defaults when absent: 12 s, 30 s at the top
 // quality); the benchmark's step cell caps it so a drop in the link is felt before the end.
 const bufferSeconds = params.has('bufferSeconds') ? Number(params.get('bufferSeconds')) : undefined;
@@ -80,6 +83,7 @@ if (transport === 'ws') {
     directive: params.get('directive') || DEFAULT_MPD_DIRECTIVE,
     segmentDirective: next > 0 ? `urn:mpeg:dash:fdh:2016:push-next;${next}` : null,
     ...(Number.isFinite(liveMargin) ? { liveMarginSeconds: liveMargin } : {}),
+    ...(Number.isFinite(liveGuard) ? { liveGuardMs: liveGuard } : {}),
     onEvent: (name, d) => {
       if (stats.events.length >= 200) stats.events.shift();
       const what = d?.url ? new URL(d.url, location.href).pathname : (d?.streamId ?? d?.reason ?? '');

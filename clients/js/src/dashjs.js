@@ -33,9 +33,9 @@
 //
 // Live: while the socket is up and live segments arrive pushed at their availability, dash.js is
 // told to play closer to the live edge: one segment duration (the floor for a segment that exists
-// only once it has ended) plus a margin driven by what the pushes deliver (how long dash.js's
-// loads had to wait for them, plus its look-again interval), with catch-up on; when pushes stop
-// arriving in time, or the socket is given up, its own defaults come back.
+// only once it has ended) plus a margin driven by what the pushes deliver (how long after its
+// availability, on dash.js's clock, each pushed segment was handed to dash.js), with catch-up on;
+// when pushes stop arriving in time, or the socket is given up, its own defaults come back.
 
 import { DashPushClient, ClosedError, ConnectError, DashPushError, RequestError } from './client.js';
 
@@ -63,6 +63,8 @@ const SEGMENT_TYPES = new Set(['InitializationSegment', 'MediaSegment', 'IndexSe
  * @param {boolean} [opts.liveEdge] live over the socket: play near the live edge (default true)
  * @param {number} [opts.liveMarginSeconds] live: the least margin over one segment duration
  *   behind the edge (default 0.1; more when pushes arrive later, see `liveMargin`)
+ * @param {number} [opts.liveGuardMs] live: what the margin keeps over the latest recent
+ *   delivery for appending the segment (default `LIVE_GUARD_MS`)
  * @param {object} [opts.client] DashPushClient options (bounds, timeouts)
  * @param {Promise<DashPushClient>} [opts.connecting] a connection already being opened (the demo
  *   player opens it while dash.js is still loading); used instead of connecting here
@@ -79,6 +81,7 @@ export function attachDashPush(player, opts = {}) {
     pushWaitMs = 2000,
     liveEdge = true,
     liveMarginSeconds = 0.1,
+    liveGuardMs = LIVE_GUARD_MS,
     onEvent = () => {},
   } = opts;
   if (!player || typeof player.extend !== 'function') throw new TypeError('attachDashPush needs a dash.js MediaPlayer');
@@ -102,6 +105,9 @@ export function attachDashPush(player, opts = {}) {
     liveDelayApplied: null,
     /** Every live delay set while pushes drive it (the last 50), in seconds. */
     liveDelayHistory: [],
+    /** Live: how long after its availability each pushed segment was handed to dash.js, on
+     * dash.js's clock: [media type, ms] (the last 60). */
+    liveLateness: [],
     /** Segment requests by the push-next K adaptive K chose: [none, 1, K >= 2]. */
     pushAhead: [0, 0, 0],
   };
@@ -118,7 +124,7 @@ export function attachDashPush(player, opts = {}) {
   let detached = false;
   let mpdDirectiveSent = false;
 
-  const live = liveController(player, stats, { enabled: liveEdge, minMarginSeconds: liveMarginSeconds, onEvent });
+  const live = liveController(player, stats, { enabled: liveEdge, minMarginSeconds: liveMarginSeconds, guardMs: liveGuardMs, onEvent });
 
   const fallback = (reason) => {
     if (stats.transport !== 'http') {
@@ -196,7 +202,7 @@ export function attachDashPush(player, opts = {}) {
       const hit = await client.takePushed(url, { waitMs, mediaType: fragment?.mediaType, representation: fragment?.representation?.id });
       if (hit) {
         stats.pushHits++;
-        if (media) live.onSegment(true, fragment?.mediaType, now() - asked);
+        if (media) live.onSegment(true, fragment?.mediaType, now() - asked, deliveredLateness(player, fragment));
         return hit;
       }
     }
@@ -399,19 +405,22 @@ export function segmentSeconds(mpdText) {
 /**
  * Where dash.js plays a live stream from. While the socket is up and live segments are taken
  * from pushes, the target delay is one segment duration plus a margin, with catch-up on and
- * dash.js's buffer-based ABR rule (BOLA) off. The margin is [`liveMargin`] of what the last
- * pushed live segments cost: how long dash.js's loads waited for them to complete, plus dash.js's
- * look-again interval for a segment not yet available (set to `schedulingMs`). Three live segment
- * loads in a row that were not served by a push (late pushes, a slow link) or a given-up socket
- * bring dash.js's defaults back.
+ * dash.js's buffer-based ABR rule (BOLA) off. The margin is [`liveMargin`] of how late the last
+ * pushed live segments were handed to dash.js after their availability, on dash.js's own clock
+ * (the clock it schedules by: a segment handed over L ms after it became available needs the
+ * playhead at least L ms behind the edge, plus what appending it takes). Where that cannot be
+ * read (no live latency from dash.js yet), how long the load waited for its push plus dash.js's
+ * look-again interval stands in. Three live segment loads in a row that were not served by a
+ * push (late pushes, a slow link) or a given-up socket bring dash.js's defaults back.
  */
-function liveController(player, stats, { enabled, minMarginSeconds, onEvent, schedulingMs = LIVE_SCHEDULING_MS }) {
+function liveController(player, stats, { enabled, minMarginSeconds, guardMs, onEvent, schedulingMs = LIVE_SCHEDULING_MS }) {
   let dynamic = false;
   let segment = null;
   // Live segment loads in a row not served by a push, per media type.
   const misses = new Map();
-  // How long the last pushed live segment loads waited for their push to complete (ms).
-  const waits = [];
+  // How late the last pushed live segments were handed to dash.js after their availability (ms).
+  const lateness = [];
+  const margin = () => liveMargin(lateness, { minSeconds: minMarginSeconds, guardMs, segmentSeconds: segment });
   const apply = (settings) => {
     if (typeof player.updateSettings === 'function') player.updateSettings(settings);
   };
@@ -445,7 +454,7 @@ function liveController(player, stats, { enabled, minMarginSeconds, onEvent, sch
       dynamic = /type="dynamic"/.test(text);
       segment = segmentSeconds(text);
       if (!enabled || !dynamic || !overSocket || !segment || stats.liveDelayMode === 'push' || stats.liveDelayGivenUp) return;
-      const delay = liveDelayFor(segment, liveMargin(waits, { minSeconds: minMarginSeconds, schedulingMs, segmentSeconds: segment }));
+      const delay = liveDelayFor(segment, margin());
       stats.liveDelayMode = 'push';
       stats.liveDelayApplied = delay;
       apply({
@@ -468,8 +477,12 @@ function liveController(player, stats, { enabled, minMarginSeconds, onEvent, sch
     waitMs() {
       return dynamic && stats.liveDelayMode === 'push' && segment ? segment * 1000 : 0;
     },
-    /** A live media segment load served by a push (after waiting `waitedMs` for it) or not. */
-    onSegment(pushed, mediaType, waitedMs = 0) {
+    /**
+     * A live media segment load served by a push or not. For a push: how long the load waited
+     * for it (`waitedMs`) and, when dash.js's clock could be read, how late after the segment's
+     * availability it was handed over (`lateMs`, see `deliveredLateness`).
+     */
+    onSegment(pushed, mediaType, waitedMs = 0, lateMs = null) {
       if (!dynamic) return;
       const n = pushed ? 0 : (misses.get(mediaType) ?? 0) + 1;
       misses.set(mediaType, n);
@@ -480,9 +493,14 @@ function liveController(player, stats, { enabled, minMarginSeconds, onEvent, sch
         return;
       }
       if (!pushed || stats.liveDelayMode !== 'push') return;
-      waits.push(waitedMs);
-      if (waits.length > LIVE_WAITS_KEPT) waits.shift();
-      const delay = liveDelayFor(segment, liveMargin(waits, { minSeconds: minMarginSeconds, schedulingMs, segmentSeconds: segment }));
+      // Without dash.js's clock: the load asked at most one look-again interval after the
+      // segment became available, then waited for the push.
+      const late = Number.isFinite(lateMs) ? Math.max(0, lateMs) : waitedMs + schedulingMs;
+      lateness.push(late);
+      if (lateness.length > LIVE_SAMPLES_KEPT) lateness.shift();
+      stats.liveLateness.push([mediaType, Math.round(late)]);
+      if (stats.liveLateness.length > 60) stats.liveLateness.shift();
+      const delay = liveDelayFor(segment, margin());
       // Later on at once (a push late again would stall); closer only by a clear step, so
       // catch-up does not chase every few milliseconds.
       if (delay > stats.liveDelaySeconds || stats.liveDelaySeconds - delay >= 0.05) setDelay(delay);
@@ -492,24 +510,48 @@ function liveController(player, stats, { enabled, minMarginSeconds, onEvent, sch
 
 /** dash.js's look-again interval for a segment not yet available while the push delay applies. */
 const LIVE_SCHEDULING_MS = 25;
-/** What the live margin keeps over the worst recent wait and the look-again interval (appending
- * the segment, jitter). */
-const LIVE_GUARD_MS = 50;
+/** What the live margin keeps over the latest recent hand-over: dash.js appending the segment
+ * before the playhead gets there (the hand-overs already carry the link's jitter: the margin
+ * follows the latest of the last few). On the benchmark's 1.5 Mbit/s link no stall came with
+ * no guard at all in 3 runs of 4 (docs/benchmarks.md). */
+export const LIVE_GUARD_MS = 25;
 /** How many pushed live segment loads the margin looks back over. */
-const LIVE_WAITS_KEPT = 8;
+const LIVE_SAMPLES_KEPT = 8;
 
 /**
- * The margin over one segment duration at which a live player plays pushed segments. The player
- * asks for a segment at most `schedulingMs` after it became available, the load waits for its
- * push to complete, and the segment must be appended before the playhead gets there: the longest
- * recent wait, plus that interval, plus a guard (`guardMs`), never under `minSeconds` nor over a
- * segment duration. In seconds, to the 10 ms.
+ * How many milliseconds after its availability a live media segment is being handed to dash.js,
+ * now, on dash.js's clock: dash.js's live latency (its clock's now − availabilityStartTime −
+ * the playhead) plus the playhead, minus where the segment ends (a segment is available once it
+ * has ended). `null` when dash.js cannot say (not playing yet, not live, a fake player).
  */
-export function liveMargin(waitsMs, { minSeconds, schedulingMs, guardMs = LIVE_GUARD_MS, segmentSeconds: seg }) {
-  const worst = waitsMs.length ? Math.max(...waitsMs) : 0;
-  const ms = Math.max(0, worst) + schedulingMs + guardMs;
+export function deliveredLateness(player, fragment) {
+  try {
+    const latency = player.getCurrentLiveLatency?.();
+    const playhead = player.getVideoElement?.()?.currentTime;
+    return latenessMs(latency, playhead, fragment?.startTime + fragment?.duration);
+  } catch {
+    // dash.js not ready to say
+    return null;
+  }
+}
+
+/** `latency` + `playhead` − `segmentEnd` (all seconds) in ms; `null` unless all are known and
+ * the latency is positive (dash.js reports 0 before playback starts). */
+export function latenessMs(latency, playhead, segmentEnd) {
+  if (![latency, playhead, segmentEnd].every(Number.isFinite) || latency <= 0) return null;
+  return Math.round((latency + playhead - segmentEnd) * 1000);
+}
+
+/**
+ * The margin over one segment duration at which a live player plays pushed segments: the latest
+ * of the recent hand-overs after availability (`latenessMs`), plus a guard for appending
+ * (`guardMs`), never under `minSeconds` nor over a segment duration. In seconds, to the ms.
+ */
+export function liveMargin(latenessMs, { minSeconds, guardMs = LIVE_GUARD_MS, segmentSeconds: seg }) {
+  const worst = latenessMs.length ? Math.max(...latenessMs) : 0;
+  const ms = Math.max(0, worst) + guardMs;
   const s = Math.min(Math.max(minSeconds, ms / 1000), seg ?? Infinity);
-  return Math.round(s * 100) / 100;
+  return Math.round(s * 1000) / 1000;
 }
 
 /** One segment duration plus `margin`, in seconds to the millisecond. */

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { liveDelayFor, liveMargin, progressEvents, pushAhead, resourceTiming, segmentSeconds } from '../src/dashjs.js';
+import { deliveredLateness, latenessMs, liveDelayFor, liveMargin, progressEvents, pushAhead, resourceTiming, segmentSeconds } from '../src/dashjs.js';
 
 // A pushed segment of 300 bytes carried in three messages of 100 bytes, 200 ms each on the socket,
 // taken by the player long after it arrived.
@@ -68,16 +68,35 @@ test('segment duration from the MPD', () => {
   assert.equal(segmentSeconds('<MPD/>'), null);
 });
 
-test('the live margin follows how long loads waited for their pushes', () => {
-  const o = { minSeconds: 0.1, schedulingMs: 25, guardMs: 50, segmentSeconds: 2 };
-  // Pushes complete before dash.js asks: the least margin.
+test('the live margin follows how late pushed segments were handed over after their availability', () => {
+  const o = { minSeconds: 0.1, guardMs: 25, segmentSeconds: 2 };
+  // Nothing yet, or pushes that were there when dash.js asked: the least margin.
   assert.equal(liveMargin([], o), 0.1);
   assert.equal(liveMargin([0, 0, 0], o), 0.1);
-  // The worst recent wait (100 ms) + the look-again interval + the guard.
-  assert.equal(liveMargin([0, 100, 10], o), 0.18);
+  // The latest recent hand-over (130 ms) + the guard, to the millisecond.
+  assert.equal(liveMargin([40, 130, 105], o), 0.155);
+  assert.equal(liveMargin([40, 131, 105], { ...o, guardMs: 0 }), 0.131);
   // Never more than a segment: beyond that the defaults are the better policy.
   assert.equal(liveMargin([5000], o), 2);
-  assert.equal(liveDelayFor(2, 0.3), 2.3);
+  assert.equal(liveDelayFor(2, 0.155), 2.155);
+});
+
+test("lateness after availability on dash.js's clock", () => {
+  // dash.js plays 2.2 s behind its clock's edge, the playhead at 100 s: its now is 102.2 s into
+  // the stream; the segment [100.0, 102.0) became available 0.2 s ago.
+  assert.equal(latenessMs(2.2, 100, 102), 200);
+  // Handed over before dash.js's clock says the segment exists (its clock is behind): negative,
+  // which the margin counts as 0.
+  assert.equal(latenessMs(2.1, 100, 102.3), -200);
+  // dash.js reports 0 before playback starts, NaN when not live: no reading.
+  assert.equal(latenessMs(0, 0, 2), null);
+  assert.equal(latenessMs(NaN, 1, 2), null);
+  assert.equal(latenessMs(2, 1, NaN), null);
+  const player = { getCurrentLiveLatency: () => 2.15, getVideoElement: () => ({ currentTime: 50 }) };
+  assert.equal(deliveredLateness(player, { startTime: 50, duration: 2 }), 150);
+  assert.equal(deliveredLateness({}, { startTime: 50, duration: 2 }), null);
+  const throws = { getCurrentLiveLatency: () => { throw new Error('not initialized'); } };
+  assert.equal(deliveredLateness(throws, { startTime: 50, duration: 2 }), null);
 });
 
 test('push-ahead K needs room for the requested segment and the pushed ones back to back', () => {
