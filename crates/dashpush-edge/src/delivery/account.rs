@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::Utc;
 use dashpush_plan::Push;
-use prometheus::IntCounter;
+use prometheus::{Histogram, IntCounter};
 
 use dashpush_proto::PushType;
 
@@ -50,14 +50,51 @@ pub(crate) fn register_series(m: &Metrics) {
 /// its pushes ended (for its access-log line).
 pub(crate) struct Account<'a> {
     m: &'a PushMetrics,
-    live: &'a LiveMetrics,
+    /// The cycle's series, looked up by label once for all its pushes (a live cycle pushes a
+    /// segment every few seconds for as long as its viewer stays).
+    series: Series,
     transport: &'static str,
-    push_type: &'static str,
     tally: [AtomicU32; 4],
     /// The request's client, for its pushes' access-log lines.
     client: Option<String>,
     /// When the cycle started.
     started: std::time::Instant,
+}
+
+/// The series of one (transport, push type).
+struct Series {
+    promises: IntCounter,
+    completed: IntCounter,
+    claimed: IntCounter,
+    reset: IntCounter,
+    bytes: IntCounter,
+    wasted_bytes: IntCounter,
+    saved_bytes: IntCounter,
+    first_byte: Histogram,
+    last_byte: Histogram,
+}
+
+impl Series {
+    fn new(
+        m: &PushMetrics,
+        live: &LiveMetrics,
+        transport: &'static str,
+        push_type: &'static str,
+    ) -> Self {
+        let tp = [transport, push_type];
+        let delay = |e: LiveEdge| live.delay.with_label_values(&[transport, e.label()]);
+        Self {
+            promises: m.promises.with_label_values(&tp),
+            completed: m.completed.with_label_values(&tp),
+            claimed: m.claimed.with_label_values(&tp),
+            reset: m.reset.with_label_values(&tp),
+            bytes: m.bytes.with_label_values(&tp),
+            wasted_bytes: m.wasted_bytes.with_label_values(&tp),
+            saved_bytes: m.saved_bytes.with_label_values(&tp),
+            first_byte: delay(LiveEdge::FirstByte),
+            last_byte: delay(LiveEdge::LastByte),
+        }
+    }
 }
 
 /// Indexes of [`Account`]'s tally.
@@ -75,9 +112,8 @@ impl<'a> Account<'a> {
     ) -> Self {
         Self {
             m,
-            live,
+            series: Series::new(m, live, transport.label(), push_type),
             transport: transport.label(),
-            push_type,
             tally: Default::default(),
             client: None,
             started: std::time::Instant::now(),
@@ -114,10 +150,6 @@ impl<'a> Account<'a> {
         [PROMISED, COMPLETED, RESET, DROPPED].map(|i| self.tally[i].load(Ordering::Relaxed))
     }
 
-    fn tp(&self) -> [&'static str; 2] {
-        [self.transport, self.push_type]
-    }
-
     /// `n` pushes planned but never promised.
     pub(crate) fn withheld(&self, reason: DropReason, n: usize) {
         self.m
@@ -129,34 +161,28 @@ impl<'a> Account<'a> {
     /// A promise made; the returned guard counts it as reset if nothing else ends it.
     pub(crate) fn promised(&self) -> Outstanding {
         self.tick(PROMISED);
-        self.m.promises.with_label_values(&self.tp()).inc();
-        Outstanding(Some(self.m.reset.with_label_values(&self.tp())))
+        self.series.promises.inc();
+        Outstanding(Some(self.series.reset.clone()))
     }
 
     /// Sent to the end.
     pub(crate) fn completed(&self, mut o: Outstanding, bytes: u64) {
         o.settle();
         self.tick(COMPLETED);
-        self.m.completed.with_label_values(&self.tp()).inc();
-        self.m.claimed.with_label_values(&self.tp()).inc();
-        self.m.bytes.with_label_values(&self.tp()).inc_by(bytes);
+        self.series.completed.inc();
+        self.series.claimed.inc();
+        self.series.bytes.inc_by(bytes);
     }
 
     /// Refused by the client (or its connection ended) after `sent` of `total` body bytes.
     pub(crate) fn reset(&self, mut o: Outstanding, sent: u64, total: Option<u64>) {
         o.settle();
         self.tick(RESET);
-        self.m.reset.with_label_values(&self.tp()).inc();
-        self.m.bytes.with_label_values(&self.tp()).inc_by(sent);
-        self.m
-            .wasted_bytes
-            .with_label_values(&self.tp())
-            .inc_by(sent);
+        self.series.reset.inc();
+        self.series.bytes.inc_by(sent);
+        self.series.wasted_bytes.inc_by(sent);
         if let Some(total) = total {
-            self.m
-                .saved_bytes
-                .with_label_values(&self.tp())
-                .inc_by(total.saturating_sub(sent));
+            self.series.saved_bytes.inc_by(total.saturating_sub(sent));
         }
     }
 
@@ -168,7 +194,7 @@ impl<'a> Account<'a> {
             .dropped
             .with_label_values(&[self.transport, reason.label()])
             .inc();
-        self.m.bytes.with_label_values(&self.tp()).inc_by(sent);
+        self.series.bytes.inc_by(sent);
     }
 
     /// A prefetch given up before it was used.
@@ -180,10 +206,11 @@ impl<'a> Account<'a> {
     pub(crate) fn observe_live(&self, p: &Push, edge: LiveEdge) {
         if let Some(at) = p.not_before {
             let secs = (Utc::now() - at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
-            self.live
-                .delay
-                .with_label_values(&[self.transport, edge.label()])
-                .observe(secs);
+            match edge {
+                LiveEdge::FirstByte => &self.series.first_byte,
+                LiveEdge::LastByte => &self.series.last_byte,
+            }
+            .observe(secs);
         }
     }
 }
