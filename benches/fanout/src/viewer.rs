@@ -190,9 +190,15 @@ pub async fn viewer(plan: Arc<Plan>, index: u64, shared: Arc<Shared>) -> ViewerL
         }
         sleep_until_us(join).await;
         match plan.mode {
-            Mode::Push => push_session(&plan, &client, &shared, &mut log, &phase).await,
-            Mode::Pull => pull_session(&plan, &client, &shared, &mut log, &phase).await,
+            Mode::Push => push_session(&plan, &client, &shared, &mut log, &phase).await?,
+            Mode::Pull => pull_session(&plan, &client, &shared, &mut log, &phase).await?,
         }
+        // Every viewer keeps its connection until the run ends: the first to be done closing
+        // theirs while others still receive the last segment would put the server's teardown
+        // of hundreds of connections into that segment's latency.
+        phase.set("done, holding the connection");
+        sleep_until_us(plan.end_us).await;
+        Ok(())
     };
     let stop = instant_at(plan.end_us + 2 * plan.stream.seg_us);
     match tokio::time::timeout_at(stop.into(), run).await {
