@@ -114,6 +114,20 @@ impl Turn {
         states.iter().take(self.index).all(|s| *s == State::Done)
     }
 
+    /// Resolves once every earlier push is done ([`Turn::leading`]).
+    pub(crate) async fn until_leading(&self) {
+        loop {
+            let changed = self.turns.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so a change between the two is not missed.
+            changed.as_mut().enable();
+            if self.leading() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
     /// This push waits for window of its own stream: later pushes may send meanwhile.
     pub(crate) fn blocked(&self) {
         self.turns.set(self.index, State::Blocked);
@@ -186,6 +200,19 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    #[tokio::test]
+    async fn a_push_learns_when_it_becomes_the_first() {
+        let turns = Turns::new(3);
+        let (a, b, c) = (turns.turn(0), turns.turn(1), turns.turn(2));
+        a.mine().await;
+        a.blocked();
+        b.mine().await;
+        assert!(!resolves(b.until_leading()).await, "a is not done");
+        drop(a);
+        assert!(resolves(b.until_leading()).await, "a done: b leads");
+        assert!(!resolves(c.until_leading()).await, "b is not done");
     }
 
     #[test]

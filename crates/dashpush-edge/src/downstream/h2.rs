@@ -759,6 +759,13 @@ async fn send_within_window(
                 chunk = CHUNK_BEHIND;
             }
         }
+        // A push behind another asks for half a window; once the one before it is done while
+        // it waits, it asks for a whole one (the connection's window would otherwise go unused
+        // until its half is granted and spent: a hand-over round trip only partly used).
+        let behind = match pace.turn {
+            Some(turn) if chunk == CHUNK_BEHIND => Some(turn),
+            _ => None,
+        };
         if *sent == 0 && pace.first_with_head {
             let piece = body.split_to(body.len().min(OPEN_PIECE));
             let n = piece.len() as u64;
@@ -797,7 +804,7 @@ async fn send_within_window(
         tokio::pin!(deadline);
         let granted = loop {
             tokio::select! {
-                r = &mut capacity => break r.map_err(|stop| (stop, *sent))?,
+                r = &mut capacity => break Some(r.map_err(|stop| (stop, *sent))?),
                 () = &mut deadline => {
                     stream.send_reset(h2::Reason::CANCEL);
                     return Err((Stop::Gone, *sent));
@@ -813,7 +820,17 @@ async fn send_within_window(
                         turn.blocked();
                     }
                 }
+                () = async {
+                    match behind {
+                        Some(turn) => turn.until_leading().await,
+                        None => std::future::pending().await,
+                    }
+                } => break None,
             }
+        };
+        // Now the first push of its cycle: ask again, for a whole window.
+        let Some(granted) = granted else {
+            continue;
         };
         if granted == 0 {
             continue;
