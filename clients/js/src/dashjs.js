@@ -503,7 +503,7 @@ function liveController(player, stats, { enabled, minMarginSeconds, guardMs, onE
       const delay = liveDelayFor(segment, margin());
       // Later on at once (a push late again would stall); closer only by a clear step, so
       // catch-up does not chase every few milliseconds.
-      if (delay > stats.liveDelaySeconds || stats.liveDelaySeconds - delay >= 0.05) setDelay(delay);
+      if (delay > stats.liveDelaySeconds || Math.round((stats.liveDelaySeconds - delay) * 1000) >= 50) setDelay(delay);
     },
   };
 }

@@ -63,11 +63,17 @@ export async function startRelay({ upstreamPort, upstreamHost = '127.0.0.1', rat
     let head = 0;
     let timer = null;
     let upstreamClosed = false;
+    // The gateway closed and the link has carried everything: the client's side ends after
+    // what it was written (destroying it would drop writes still buffered in the socket).
+    const finish = () => {
+      if (!closed) client.end(); // its 'close' then ends the rest
+    };
     const pump = () => {
       timer = null;
       const t = performance.now();
       while (head < pending.length && pending[head].at <= t) {
-        const { chunk } = pending[head++];
+        const { chunk } = pending[head];
+        pending[head++] = undefined; // sent: its buffer is not kept for the connection's life
         queued -= chunk.length;
         carried += chunk.length;
         if (!closed) client.write(chunk);
@@ -75,7 +81,7 @@ export async function startRelay({ upstreamPort, upstreamHost = '127.0.0.1', rat
       if (head === pending.length) {
         pending.length = 0;
         head = 0;
-        if (upstreamClosed) end();
+        if (upstreamClosed) finish();
       } else {
         timer = setTimeout(pump, pending[head].at - t);
       }
@@ -106,7 +112,7 @@ export async function startRelay({ upstreamPort, upstreamHost = '127.0.0.1', rat
     // The gateway closed: the client's side closes once the link has carried what is queued.
     upstream.on('close', () => {
       upstreamClosed = true;
-      if (head === pending.length) setTimeout(end, throttled ? half : 0);
+      if (head === pending.length) setTimeout(finish, throttled ? half : 0);
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
