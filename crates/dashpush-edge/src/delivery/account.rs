@@ -50,10 +50,12 @@ pub(crate) fn register_series(m: &Metrics) {
 /// its pushes ended (for its access-log line).
 pub(crate) struct Account<'a> {
     m: &'a PushMetrics,
+    live: &'a LiveMetrics,
     /// The cycle's series, looked up by label once for all its pushes (a live cycle pushes a
-    /// segment every few seconds for as long as its viewer stays).
-    series: Series,
+    /// segment every few seconds for as long as its viewer stays), at its first push.
+    series: std::sync::OnceLock<Series>,
     transport: &'static str,
+    push_type: &'static str,
     tally: [AtomicU32; 4],
     /// The request's client, for its pushes' access-log lines.
     client: Option<String>,
@@ -112,8 +114,10 @@ impl<'a> Account<'a> {
     ) -> Self {
         Self {
             m,
-            series: Series::new(m, live, transport.label(), push_type),
+            live,
+            series: std::sync::OnceLock::new(),
             transport: transport.label(),
+            push_type,
             tally: Default::default(),
             client: None,
             started: std::time::Instant::now(),
@@ -134,6 +138,11 @@ impl<'a> Account<'a> {
     /// When the cycle started.
     pub(crate) fn started(&self) -> std::time::Instant {
         self.started
+    }
+
+    fn series(&self) -> &Series {
+        self.series
+            .get_or_init(|| Series::new(self.m, self.live, self.transport, self.push_type))
     }
 
     fn tick(&self, i: usize) {
@@ -161,28 +170,28 @@ impl<'a> Account<'a> {
     /// A promise made; the returned guard counts it as reset if nothing else ends it.
     pub(crate) fn promised(&self) -> Outstanding {
         self.tick(PROMISED);
-        self.series.promises.inc();
-        Outstanding(Some(self.series.reset.clone()))
+        self.series().promises.inc();
+        Outstanding(Some(self.series().reset.clone()))
     }
 
     /// Sent to the end.
     pub(crate) fn completed(&self, mut o: Outstanding, bytes: u64) {
         o.settle();
         self.tick(COMPLETED);
-        self.series.completed.inc();
-        self.series.claimed.inc();
-        self.series.bytes.inc_by(bytes);
+        self.series().completed.inc();
+        self.series().claimed.inc();
+        self.series().bytes.inc_by(bytes);
     }
 
     /// Refused by the client (or its connection ended) after `sent` of `total` body bytes.
     pub(crate) fn reset(&self, mut o: Outstanding, sent: u64, total: Option<u64>) {
         o.settle();
         self.tick(RESET);
-        self.series.reset.inc();
-        self.series.bytes.inc_by(sent);
-        self.series.wasted_bytes.inc_by(sent);
+        self.series().reset.inc();
+        self.series().bytes.inc_by(sent);
+        self.series().wasted_bytes.inc_by(sent);
         if let Some(total) = total {
-            self.series.saved_bytes.inc_by(total.saturating_sub(sent));
+            self.series().saved_bytes.inc_by(total.saturating_sub(sent));
         }
     }
 
@@ -194,7 +203,7 @@ impl<'a> Account<'a> {
             .dropped
             .with_label_values(&[self.transport, reason.label()])
             .inc();
-        self.series.bytes.inc_by(sent);
+        self.series().bytes.inc_by(sent);
     }
 
     /// A prefetch given up before it was used.
@@ -207,8 +216,8 @@ impl<'a> Account<'a> {
         if let Some(at) = p.not_before {
             let secs = (Utc::now() - at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
             match edge {
-                LiveEdge::FirstByte => &self.series.first_byte,
-                LiveEdge::LastByte => &self.series.last_byte,
+                LiveEdge::FirstByte => &self.series().first_byte,
+                LiveEdge::LastByte => &self.series().last_byte,
             }
             .observe(secs);
         }

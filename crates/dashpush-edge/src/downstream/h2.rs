@@ -748,24 +748,29 @@ async fn send_within_window(
     // Until the stream has been granted window once, all it has sent may be the first piece
     // still queued behind its HEADERS.
     let mut opening = usize::try_from(*sent).is_ok_and(|s| s <= OPEN_PIECE);
+    let mut carried_deadline = None;
     while !body.is_empty() {
         if let Some(stop) = (pace.cancelled)() {
             return Err((stop, *sent));
         }
-        let mut chunk = CHUNK;
+        let mut behind = None;
         if let Some(turn) = pace.turn {
             turn.mine().await;
             if !turn.leading() {
-                chunk = CHUNK_BEHIND;
+                behind = Some(turn);
             }
         }
+        let chunk = if behind.is_some() {
+            CHUNK_BEHIND
+        } else {
+            CHUNK
+        };
         // A push behind another asks for half a window; once the one before it is done while
         // it waits, it asks for a whole one (the connection's window would otherwise go unused
         // until its half is granted and spent: a hand-over round trip only partly used).
-        let behind = match pace.turn {
-            Some(turn) if chunk == CHUNK_BEHIND => Some(turn),
-            _ => None,
-        };
+        if body.len() <= CHUNK_BEHIND {
+            behind = None;
+        }
         if *sent == 0 && pace.first_with_head {
             let piece = body.split_to(body.len().min(OPEN_PIECE));
             let n = piece.len() as u64;
@@ -800,7 +805,12 @@ async fn send_within_window(
             })
         });
         tokio::pin!(capacity);
-        let deadline = tokio::time::sleep(pace.send_timeout);
+        // Asking again for more keeps the deadline of the wait it interrupts.
+        let deadline = tokio::time::sleep_until(
+            carried_deadline
+                .take()
+                .unwrap_or_else(|| tokio::time::Instant::now() + pace.send_timeout),
+        );
         tokio::pin!(deadline);
         let granted = loop {
             tokio::select! {
@@ -825,7 +835,10 @@ async fn send_within_window(
                         Some(turn) => turn.until_leading().await,
                         None => std::future::pending().await,
                     }
-                } => break None,
+                } => {
+                    carried_deadline = Some(deadline.deadline());
+                    break None;
+                }
             }
         };
         // Now the first push of its cycle: ask again, for a whole window.
