@@ -12,6 +12,7 @@
 //   node benches/abr.mjs                    # VOD: 650k, 1.5M, 5M and a 5M -> 650k step; 3 runs
 //   RUNS=1 PLAY_SECONDS=30 CELLS=0 node benches/abr.mjs   # fewer runs, shorter, one cell
 //   node benches/abr.mjs live               # live latency, open and constrained links
+//   LIVE_HISTORY_MS=0 node benches/abr.mjs live   # a channel that starts with the player (default: on air 60 s)
 //
 // Needs: a built binary (DASHPUSH_BIN, default target/release/dashpush, else target/debug),
 // `npm ci && npm run build:player` in clients/js, Debian's chromium and ffmpeg.
@@ -62,7 +63,7 @@ async function one(cell, transport) {
   const gw = await startGateway({
     gatewayArgs: ['--static-dir', staticDir],
     dir: liveMode ? null : content(),
-    originArgs: liveMode ? ['--live-history-ms', '60000'] : [],
+    originArgs: liveMode ? ['--live-history-ms', process.env.LIVE_HISTORY_MS || '60000'] : [],
   });
   const relay = await startRelay({ upstreamPort: Number(gw.gateway.split(':').pop()), rateKbit: cell.rate, rttMs: 40 });
   const browser = await chromium.launch({
