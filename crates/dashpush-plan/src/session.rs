@@ -45,6 +45,8 @@ pub struct Session {
     estimated_in_flight: u64,
     /// The budget of the request being planned ([`Request::byte_budget`]).
     budget: Option<u64>,
+    /// The wall clock of the request being planned, if known.
+    now: Option<DateTime<Utc>>,
     next_seq: u64,
     /// Running push cycles (spec §4–5, Annex H).
     cycles: HashMap<CycleKey, Cycle>,
@@ -186,6 +188,7 @@ impl Session {
             bytes_in_flight: 0,
             estimated_in_flight: 0,
             budget: None,
+            now: None,
             next_seq: 0,
             cycles: HashMap::new(),
             tick: 0,
@@ -218,6 +221,7 @@ impl Session {
         let url = without_fragment(req.url);
         self.requested.insert(&url);
         self.budget = req.byte_budget;
+        self.now = now;
         let target = resolve(&url, manifests);
         if let Some((m, Target::Segment(s))) = &target {
             let key = set_key(m, s.rep);
@@ -881,8 +885,13 @@ impl Session {
             return Decision::Drop;
         }
         // No faster than the connection drains (spec §6.2 rule 4 (ours)): the estimated bytes
-        // in flight stay within the budget, but a first push always goes.
-        if let Some(budget) = self.budget {
+        // in flight stay within the budget, but a first push always goes. A live segment not yet
+        // available is paced by the clock: it leaves when it becomes available, one segment
+        // duration after the one before it, at the stream's own rate (a connection that cannot
+        // drain that cannot play the stream live at all), so the budget does not hold it back;
+        // the count and byte caps still do.
+        let paced = matches!((c.not_before, self.now), (Some(at), Some(now)) if at > now);
+        if let Some(budget) = self.budget.filter(|_| !paced) {
             let ahead = self.estimated_in_flight.saturating_add(new_estimated);
             let first = self.in_flight.is_empty() && new == 0;
             if !first && ahead.saturating_add(c.estimated) > budget {

@@ -157,3 +157,21 @@ fn a_live_pull_prefetches_only_segments_already_out() {
     assert!(dashpush_plan::prefetch_after(&m.0, &edge, 5, Some(at(14))).is_empty());
     assert!(dashpush_plan::prefetch_after(&m.0, &url, 5, None).is_empty());
 }
+
+#[test]
+fn live_segments_not_yet_out_are_paced_by_the_clock_not_held_to_the_drain_budget() {
+    // A connection that has drained little so far (a fresh one): 100 bytes of budget.
+    let mut c = conn(Some(21), 10);
+    c.budget = Some(100);
+    // 11 and 12 come out at 22 and 24 s, one segment duration apart: both promised.
+    let p = c.get(&s("hi-10.m4s"), Some(&urn("push-next;2")));
+    assert_eq!(pushed(&p), [s("hi-11.m4s"), s("hi-12.m4s")]);
+    assert_eq!(ack(&p).unwrap(), urn("push-next;2"));
+    // Segments already out (at 25 s: 11 and 12) would all leave at once: the budget holds
+    // them to the first.
+    let mut c = conn(Some(25), 10);
+    c.budget = Some(100);
+    let p = c.get(&s("hi-10.m4s"), Some(&urn("push-next;2")));
+    assert_eq!(pushed(&p), [s("hi-11.m4s")]);
+    assert_eq!(ack(&p).unwrap(), urn("push-next;1"));
+}
