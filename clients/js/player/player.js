@@ -135,6 +135,11 @@ video.addEventListener('waiting', () => {
   if (stats.firstFrameMs !== null && !seeking && !video.ended) {
     stats.stalls++;
     stalledAt = performance.now();
+    // Where it stalled: the playhead and the end of what is buffered there (events list).
+    const b = video.buffered;
+    const end = b.length ? b.end(b.length - 1) : 0;
+    if (stats.events.length >= 200) stats.events.shift();
+    stats.events.push([Math.round(performance.now()), 'stall', video.currentTime.toFixed(2), end.toFixed(2)]);
   }
 });
 player.on(MediaPlayer.events.PLAYBACK_ENDED, () => {
