@@ -60,6 +60,11 @@ const stats = {
   events: [],
 };
 window.dashpushStats = stats;
+// Keeps the last 200 events: [ms since page start, name, what, detail].
+const logEvent = (name, what, detail) => {
+  if (stats.events.length >= 200) stats.events.shift();
+  stats.events.push([Math.round(performance.now()), name, what, detail]);
+};
 
 const player = MediaPlayer().create();
 player.updateSettings({
@@ -85,9 +90,8 @@ if (transport === 'ws') {
     ...(Number.isFinite(liveMargin) ? { liveMarginSeconds: liveMargin } : {}),
     ...(Number.isFinite(liveGuard) ? { liveGuardMs: liveGuard } : {}),
     onEvent: (name, d) => {
-      if (stats.events.length >= 200) stats.events.shift();
       const what = d?.url ? new URL(d.url, location.href).pathname : (d?.streamId ?? d?.reason ?? '');
-      stats.events.push([Math.round(performance.now()), name, what, d?.pushed ?? d?.status ?? d?.streamId ?? null]);
+      logEvent(name, what, d?.pushed ?? d?.status ?? d?.streamId ?? null);
     },
   });
   window.dashpushClient = handle;
@@ -138,8 +142,7 @@ video.addEventListener('waiting', () => {
     // Where it stalled: the playhead and the end of what is buffered there (events list).
     const b = video.buffered;
     const end = b.length ? b.end(b.length - 1) : 0;
-    if (stats.events.length >= 200) stats.events.shift();
-    stats.events.push([Math.round(performance.now()), 'stall', video.currentTime.toFixed(2), end.toFixed(2)]);
+    logEvent('stall', video.currentTime.toFixed(2), end.toFixed(2));
   }
 });
 player.on(MediaPlayer.events.PLAYBACK_ENDED, () => {

@@ -91,17 +91,8 @@ impl Turn {
     /// Resolves when this push may send: every earlier push is done or blocked. The push is
     /// then sending (later pushes wait) until it reports itself [`Turn::blocked`] or ends.
     pub(crate) async fn mine(&self) {
-        loop {
-            let changed = self.turns.changed.notified();
-            tokio::pin!(changed);
-            // Registered before the check, so a change between the two is not missed.
-            changed.as_mut().enable();
-            if self.turns.clear_before(self.index) {
-                self.turns.set(self.index, State::Sending);
-                return;
-            }
-            changed.await;
-        }
+        self.until(|| self.turns.clear_before(self.index)).await;
+        self.turns.set(self.index, State::Sending);
     }
 
     /// True when every earlier push is done: this one is the first still to be sent.
@@ -116,12 +107,17 @@ impl Turn {
 
     /// Resolves once every earlier push is done ([`Turn::leading`]).
     pub(crate) async fn until_leading(&self) {
+        self.until(|| self.leading()).await;
+    }
+
+    /// Resolves once `ready` holds, looked at again after every change of the turns.
+    async fn until(&self, ready: impl Fn() -> bool) {
         loop {
             let changed = self.turns.changed.notified();
             tokio::pin!(changed);
             // Registered before the check, so a change between the two is not missed.
             changed.as_mut().enable();
-            if self.leading() {
+            if ready() {
                 return;
             }
             changed.await;
