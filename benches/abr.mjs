@@ -103,7 +103,7 @@ async function one(cell, transport) {
       if (ended || s.played >= playSeconds - 0.5 || Date.now() > deadline) break;
     }
     if (process.env.VERBOSE) for (const e of s.events ?? []) console.error(`    ${e.join(' ')}`);
-    if (process.env.VERBOSE && s.liveLateness?.length) console.error('lateness', JSON.stringify(s.liveLateness));
+    if (process.env.VERBOSE && s.liveNeeded?.length) console.error('needed', JSON.stringify(s.liveNeeded), 'stalls', JSON.stringify(s.liveStalls), 'reserve', JSON.stringify(s.liveReserveMs));
     if (process.env.VERBOSE) console.error('switches', JSON.stringify(s.videoSwitches), 'throughput', JSON.stringify(s.throughput));
     const latencies = [];
     const dashLatencies = [];
@@ -130,7 +130,8 @@ async function one(cell, transport) {
       liveDelayMode: s.liveDelayMode,
       liveDelays: s.liveDelayHistory ? [...new Set(s.liveDelayHistory)] : undefined,
       // How late after availability the last pushed live segments were handed to dash.js (ms).
-      latenessMs: s.liveLateness?.length ? s.liveLateness.map(([, ms]) => ms) : undefined,
+      neededMs: s.liveNeeded?.length ? s.liveNeeded.map(([, ms]) => ms) : undefined,
+      reserveMs: s.liveReserveMs,
       transportUsed: s.transport,
       fallbackReason: s.fallbackReason,
       errors: (s.errors ?? []).slice(0, 2),

@@ -104,9 +104,12 @@ async function runMode(mode) {
     const claimed = await metricSum(gw.admin, 'dashpush_push_claimed_total', { transport: 'ws' });
     const checks = [];
     const check = (ok, what) => checks.push([ok, what]);
-    // The constrained link (ABR) and the 2 s live demo stall at times on either transport; the
-    // benchmark (benches/abr.mjs) compares their stalls. Here the other modes must not stall.
-    if (!abr && !live) check(s.stalls === 0, `no stall after the first frame (stalls=${s.stalls})`);
+    // The constrained link (ABR) and live over plain HTTP stall at times (dash.js's defaults on a
+    // channel that starts with the test); the benchmark (benches/abr.mjs) compares their
+    // stalls. Live over the socket plays near the edge, and must not stall: the margin covers
+    // what each pushed segment needs when handed over (it stalled 4 times in 10 s when it
+    // counted only how late the pushes came).
+    if (!abr && (!live || base === 'ws')) check(s.stalls === 0, `no stall after the first frame (stalls=${s.stalls})`);
     if (abr) {
       const kbits = s.videoSwitches.map(([, k]) => k);
       check(kbits.length > 1 && Math.min(...kbits) < kbits[0], `dash.js switched the video down on a ${abrKbit} kbit/s link (${kbits.join(' -> ')} kbit/s)`);
@@ -114,18 +117,18 @@ async function runMode(mode) {
     if (live) {
       // The policy is applied when the live MPD arrives over the socket; whether it holds for the
       // whole run depends on pushes arriving in time (the benchmark measures the latency).
-      check(s.liveDelayApplied === 2.1, `told dash.js to play one segment + 0.1 s behind the live edge to start with (${s.liveDelayApplied} s; now ${s.liveDelayMode})`);
-      // Then driven by how late the pushes were handed over: above the floor, under the
-      // defaults (two segments).
+      check(s.liveDelayApplied === 2.25, `told dash.js to play one segment + 0.25 s behind the live edge to start with (${s.liveDelayApplied} s; now ${s.liveDelayMode})`);
+      // Then driven by what the pushed segments needed when handed over: above the floor,
+      // under the defaults (two segments).
       const delays = s.liveDelayHistory ?? [];
       check(delays.length > 0 && delays.every((d) => d > 2 && d <= 4), `live delays set from the pushes: ${delays.join(', ')} s`);
-      // The hand-overs were read on dash.js's clock in the browser, and the delay in force covers
-      // the latest recent one.
-      const late = (s.liveLateness ?? []).map(([, ms]) => ms);
-      check(late.length > 0 && late.every((ms) => Number.isFinite(ms) && ms >= 0 && ms < 2000), `pushed live segments handed over after their availability: ${late.slice(-8).join(', ')} ms`);
+      // The needs were read from dash.js in the browser (its live latency and buffer levels),
+      // and the delay in force covers the largest recent one.
+      const need = (s.liveNeeded ?? []).map(([, ms]) => ms);
+      check(need.length > 0 && need.every((ms) => Number.isFinite(ms) && Math.abs(ms) < 2000), `pushed live segments' needs at hand-over: ${need.slice(-8).join(', ')} ms`);
       if (s.liveDelayMode === 'push') {
-        const need = 2 + Math.max(...late.slice(-8)) / 1000;
-        check(s.liveDelaySeconds >= need - 0.001, `the live delay (${s.liveDelaySeconds} s) covers the latest recent hand-over (${need.toFixed(3)} s)`);
+        const floor = 2 + Math.max(...need.slice(-8)) / 1000;
+        check(s.liveDelaySeconds >= floor - 0.001, `the live delay (${s.liveDelaySeconds} s) covers the largest recent need (${floor.toFixed(3)} s)`);
       }
       check(s.liveLatency !== null, `plays live (latency ${s.liveLatency?.toFixed?.(2)} s)`);
     }

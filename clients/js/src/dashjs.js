@@ -33,9 +33,10 @@
 //
 // Live: while the socket is up and live segments arrive pushed at their availability, dash.js is
 // told to play closer to the live edge: one segment duration (the floor for a segment that exists
-// only once it has ended) plus a margin driven by what the pushes deliver (how long after its
-// availability, on dash.js's clock, each pushed segment was handed to dash.js), with catch-up on;
-// when pushes stop arriving in time, or the socket is given up, its own defaults come back.
+// only once it has ended) plus a margin driven by what the pushes deliver (how far behind the
+// edge, on dash.js's clock, the playhead had to be when each pushed segment was handed over for
+// the media before it to still hold what the browser keeps in reserve), with catch-up on; when
+// pushes stop arriving in time, or the socket is given up, its own defaults come back.
 
 import { DashPushClient, ClosedError, ConnectError, DashPushError, RequestError } from './client.js';
 
@@ -64,7 +65,10 @@ const SEGMENT_TYPES = new Set(['InitializationSegment', 'MediaSegment', 'IndexSe
  * @param {number} [opts.liveMarginSeconds] live: the least margin over one segment duration
  *   behind the edge (default 0.1; more when pushes arrive later, see `liveMargin`)
  * @param {number} [opts.liveGuardMs] live: what the margin keeps over the latest recent
- *   delivery for appending the segment (default `LIVE_GUARD_MS`)
+ *   need for appending the segment (default `LIVE_GUARD_MS`)
+ * @param {object} [opts.liveReserveMs] live: per media type, how much media the browser must
+ *   still hold ahead of the playhead when the next segment arrives (default `LIVE_RESERVE_MS`;
+ *   raised by a stall)
  * @param {object} [opts.client] DashPushClient options (bounds, timeouts)
  * @param {Promise<DashPushClient>} [opts.connecting] a connection already being opened (the demo
  *   player opens it while dash.js is still loading); used instead of connecting here
@@ -82,6 +86,7 @@ export function attachDashPush(player, opts = {}) {
     liveEdge = true,
     liveMarginSeconds = 0.1,
     liveGuardMs = LIVE_GUARD_MS,
+    liveReserveMs = LIVE_RESERVE_MS,
     onEvent = () => {},
   } = opts;
   if (!player || typeof player.extend !== 'function') throw new TypeError('attachDashPush needs a dash.js MediaPlayer');
@@ -105,9 +110,14 @@ export function attachDashPush(player, opts = {}) {
     liveDelayApplied: null,
     /** Every live delay set while pushes drive it (the last 50), in seconds. */
     liveDelayHistory: [],
-    /** Live: how long after its availability each pushed segment was handed to dash.js, on
-     * dash.js's clock: [media type, ms] (the last 60). */
-    liveLateness: [],
+    /** Live: per pushed segment handed to dash.js, how far past one segment behind the edge
+     * the playhead needed to be then (`marginNeededMs`, reserve included): [media type, ms]
+     * (the last 60). */
+    liveNeeded: [],
+    /** Live: the reserve kept per media type (ms; `LIVE_RESERVE_MS`, raised by stalls). */
+    liveReserveMs: { ...liveReserveMs },
+    /** Live: stalls while the pushed-live delay applied: [media type blamed, ms it held]. */
+    liveStalls: [],
     /** Segment requests by the push-next K adaptive K chose: [none, 1, K >= 2]. */
     pushAhead: [0, 0, 0],
   };
@@ -125,6 +135,8 @@ export function attachDashPush(player, opts = {}) {
   let mpdDirectiveSent = false;
 
   const live = liveController(player, stats, { enabled: liveEdge, minMarginSeconds: liveMarginSeconds, guardMs: liveGuardMs, onEvent });
+  const events = player.constructor?.events ?? globalThis.dashjs?.MediaPlayer?.events ?? {};
+  if (typeof player.on === 'function') player.on(events.PLAYBACK_WAITING ?? 'playbackWaiting', () => live.onStall());
 
   const fallback = (reason) => {
     if (stats.transport !== 'http') {
@@ -145,7 +157,6 @@ export function attachDashPush(player, opts = {}) {
       onEvent('discarded', { why, cancelled, dropped });
     }
   };
-  const events = player.constructor?.events ?? globalThis.dashjs?.MediaPlayer?.events ?? {};
   if (typeof player.on === 'function') {
     player.on(events.PLAYBACK_SEEKING ?? 'playbackSeeking', () => discard(() => true, 'seek'));
     player.on(events.QUALITY_CHANGE_REQUESTED ?? 'qualityChangeRequested', (e) => {
@@ -202,11 +213,11 @@ export function attachDashPush(player, opts = {}) {
       const hit = await client.takePushed(url, { waitMs, mediaType: fragment?.mediaType, representation: fragment?.representation?.id });
       if (hit) {
         stats.pushHits++;
-        if (media) live.onSegment(true, fragment?.mediaType, now() - asked, deliveredLateness(player, fragment));
+        if (media) live.onSegment(true, fragment, now() - asked);
         return hit;
       }
     }
-    if (media) live.onSegment(false, fragment?.mediaType);
+    if (media) live.onSegment(false, fragment);
     const tag = { mediaType: fragment?.mediaType, representation: fragment?.representation?.id };
     // Only a media segment asks for the segments after it: push-next on an initialization
     // segment would make the gateway guess where playback is (the live edge, or the first
@@ -405,22 +416,32 @@ export function segmentSeconds(mpdText) {
 /**
  * Where dash.js plays a live stream from. While the socket is up and live segments are taken
  * from pushes, the target delay is one segment duration plus a margin, with catch-up on and
- * dash.js's buffer-based ABR rule (BOLA) off. The margin is [`liveMargin`] of how late the last
- * pushed live segments were handed to dash.js after their availability, on dash.js's own clock
- * (the clock it schedules by: a segment handed over L ms after it became available needs the
- * playhead at least L ms behind the edge, plus what appending it takes). Where that cannot be
- * read (no live latency from dash.js yet), how long the load waited for its push plus dash.js's
- * look-again interval stands in. Three live segment loads in a row that were not served by a
- * push (late pushes, a slow link) or a given-up socket bring dash.js's defaults back.
+ * dash.js's buffer-based ABR rule (BOLA) off. The margin is [`liveMargin`] of what the last
+ * pushed live segments needed ([`marginNeededMs`]): when a segment is handed over, the media of
+ * its type already buffered must still hold what the browser keeps in reserve ahead of the
+ * playhead (Chromium's audio renderer stalls with about 120 ms of audio left: `LIVE_RESERVE_MS`),
+ * or playback waits although the segment is arriving. A stall while this delay applies raises
+ * the reserve of the media type that held least. Until a hand-over has been read the margin is
+ * `LIVE_START_MARGIN_MS`; where dash.js cannot say (no live latency yet), how long the load
+ * waited for its push plus dash.js's look-again interval plus the reserve stands in. Three live
+ * segment loads in a row that were not served by a push (late pushes, a slow link) or a given-up
+ * socket bring dash.js's defaults back. (Exported for its tests; `attachDashPush` makes one.)
  */
-function liveController(player, stats, { enabled, minMarginSeconds, guardMs, onEvent, schedulingMs = LIVE_SCHEDULING_MS }) {
+export function liveController(player, stats, { enabled, minMarginSeconds, guardMs, onEvent, schedulingMs = LIVE_SCHEDULING_MS }) {
   let dynamic = false;
   let segment = null;
   // Live segment loads in a row not served by a push, per media type.
   const misses = new Map();
-  // How late the last pushed live segments were handed to dash.js after their availability (ms).
-  const lateness = [];
-  const margin = () => liveMargin(lateness, { minSeconds: minMarginSeconds, guardMs, segmentSeconds: segment });
+  // What the last pushed live segments needed, before the reserve: [media type, ms].
+  const needs = [];
+  const reserve = (type) => stats.liveReserveMs[type] ?? 0;
+  const margin = () =>
+    needs.length
+      ? liveMargin(
+          needs.map(([type, ms]) => ms + reserve(type)),
+          { minSeconds: minMarginSeconds, guardMs, segmentSeconds: segment },
+        )
+      : Math.max(minMarginSeconds, LIVE_START_MARGIN_MS / 1000);
   const apply = (settings) => {
     if (typeof player.updateSettings === 'function') player.updateSettings(settings);
   };
@@ -430,6 +451,14 @@ function liveController(player, stats, { enabled, minMarginSeconds, guardMs, onE
     if (stats.liveDelayHistory.length > 50) stats.liveDelayHistory.shift();
     apply({ streaming: { delay: { liveDelay: delay } } });
     onEvent('live-delay', { mode: 'push', seconds: delay });
+  };
+  // Later on at once (a push late again would stall); closer only by a clear step, so catch-up
+  // does not chase every few milliseconds, and only once two segments of each media type have
+  // been read (the media before a boundary ends short of it by different amounts).
+  const follow = () => {
+    const delay = liveDelayFor(segment, margin());
+    const closer = needs.length >= LIVE_SAMPLES_BEFORE_CLOSER && Math.round((stats.liveDelaySeconds - delay) * 1000) >= 50;
+    if (delay > stats.liveDelaySeconds || closer) setDelay(delay);
   };
   const useDefaults = (why) => {
     if (stats.liveDelayMode !== 'push') return;
@@ -478,14 +507,14 @@ function liveController(player, stats, { enabled, minMarginSeconds, guardMs, onE
       return dynamic && stats.liveDelayMode === 'push' && segment ? segment * 1000 : 0;
     },
     /**
-     * A live media segment load served by a push or not. For a push: how long the load waited
-     * for it (`waitedMs`) and, when dash.js's clock could be read, how late after the segment's
-     * availability it was handed over (`lateMs`, see `deliveredLateness`).
+     * A live media segment load served by a push or not; for a push, `waitedMs` is how long the
+     * load waited for it.
      */
-    onSegment(pushed, mediaType, waitedMs = 0, lateMs = null) {
+    onSegment(pushed, fragment, waitedMs = 0) {
       if (!dynamic) return;
-      const n = pushed ? 0 : (misses.get(mediaType) ?? 0) + 1;
-      misses.set(mediaType, n);
+      const type = fragment?.mediaType;
+      const n = pushed ? 0 : (misses.get(type) ?? 0) + 1;
+      misses.set(type, n);
       // With push-next;K one load in K+1 is a request by design; three in a row are not.
       if (n >= 3) {
         stats.liveDelayGivenUp = true;
@@ -494,61 +523,136 @@ function liveController(player, stats, { enabled, minMarginSeconds, guardMs, onE
       }
       if (!pushed || stats.liveDelayMode !== 'push') return;
       // Without dash.js's clock: the load asked at most one look-again interval after the
-      // segment became available, then waited for the push.
-      const late = Number.isFinite(lateMs) ? Math.max(0, lateMs) : waitedMs + schedulingMs;
-      lateness.push(late);
-      if (lateness.length > LIVE_SAMPLES_KEPT) lateness.shift();
-      stats.liveLateness.push([mediaType, Math.round(late)]);
-      if (stats.liveLateness.length > 60) stats.liveLateness.shift();
-      const delay = liveDelayFor(segment, margin());
-      // Later on at once (a push late again would stall); closer only by a clear step, so
-      // catch-up does not chase every few milliseconds.
-      if (delay > stats.liveDelaySeconds || Math.round((stats.liveDelaySeconds - delay) * 1000) >= 50) setDelay(delay);
+      // segment became available, then waited for the push; the media before it is taken to
+      // end where the segment starts.
+      const read = handOverNeed(player, fragment, 0);
+      const need = read ?? Math.round(waitedMs + schedulingMs);
+      needs.push([type, need]);
+      if (needs.length > LIVE_SAMPLES_KEPT) needs.shift();
+      stats.liveNeeded.push([type, need + reserve(type)]);
+      if (stats.liveNeeded.length > 60) stats.liveNeeded.shift();
+      follow();
+    },
+    /**
+     * Playback is waiting. While the pushed-live delay applies, the media type that held least
+     * ahead of the playhead ran out first: its reserve becomes what it held plus
+     * `LIVE_RESERVE_STEP_MS` (a browser whose audio output runs further ahead than Chromium's
+     * stalls once, then keeps more), and the delay follows.
+     */
+    onStall() {
+      if (!dynamic || stats.liveDelayMode !== 'push') return;
+      let blamed = null;
+      let least = Infinity;
+      for (const type of ['audio', 'video']) {
+        const ahead = bufferAhead(player, type);
+        if (ahead !== null && ahead < least) [blamed, least] = [type, ahead];
+      }
+      // Nothing held at all (starting, or a push that did not come): nothing to learn.
+      if (blamed === null || !(least > 0)) return;
+      const held = Math.round(least * 1000);
+      stats.liveStalls.push([blamed, held]);
+      if (stats.liveStalls.length > 20) stats.liveStalls.shift();
+      const raised = Math.min(held + LIVE_RESERVE_STEP_MS, LIVE_RESERVE_MAX_MS);
+      if (raised <= reserve(blamed)) return;
+      stats.liveReserveMs[blamed] = raised;
+      onEvent('live-reserve', { mediaType: blamed, ms: raised });
+      if (needs.length) follow();
     },
   };
 }
 
 /** dash.js's look-again interval for a segment not yet available while the push delay applies. */
 const LIVE_SCHEDULING_MS = 25;
-/** What the live margin keeps over the latest recent hand-over: dash.js appending the segment
- * before the playhead gets there (the hand-overs already carry the link's jitter: the margin
- * follows the latest of the last few). On the benchmark's 1.5 Mbit/s link no stall came with
+/** What the live margin keeps over the largest recent need: dash.js appending the segment
+ * before the playhead gets there (the needs already carry the link's jitter: the margin
+ * follows the largest of the last few). On the benchmark's 1.5 Mbit/s link no stall came with
  * no guard at all in 3 runs of 4 (docs/benchmarks.md). */
 export const LIVE_GUARD_MS = 25;
-/** How many pushed live segment loads the margin looks back over. */
+/**
+ * Per media type, how much media (ms) the browser must still hold ahead of the playhead when
+ * the next segment is handed over, or playback waits although the segment is arriving. Audio:
+ * Chromium's audio renderer reads about 120 ms ahead of the reported playhead; it went to
+ * `waiting` with 120 ms of audio buffered in every such stall measured (docs/benchmarks.md).
+ * Video: none; Chromium kept playing with 14 ms of a 10 fps video left. A stall raises them.
+ */
+export const LIVE_RESERVE_MS = Object.freeze({ audio: 120, video: 0 });
+/** What a stall adds to what the blamed media type held, and the most a reserve grows to. */
+const LIVE_RESERVE_STEP_MS = 20;
+const LIVE_RESERVE_MAX_MS = 1000;
+/** The margin before any hand-over has been read: the audio reserve, the guard and about
+ * 100 ms for the first pushes to arrive after their availability. */
+export const LIVE_START_MARGIN_MS = 250;
+/** How many pushed live segment loads the margin looks back over, and how many it needs
+ * before it moves closer than it started. */
 const LIVE_SAMPLES_KEPT = 8;
+const LIVE_SAMPLES_BEFORE_CLOSER = 4;
 
 /**
- * How many milliseconds after its availability a live media segment is being handed to dash.js,
- * now, on dash.js's clock: dash.js's live latency (its clock's now − availabilityStartTime −
- * the playhead) plus the playhead, minus where the segment ends (a segment is available once it
- * has ended). `null` when dash.js cannot say (not playing yet, not live, a fake player).
+ * How many seconds of `type` are buffered ahead of the playhead, read from that type's
+ * SourceBuffer through dash.js's stream processors (dash.js's own `getBufferLength` is updated
+ * with the playhead's time updates and runs up to ~250 ms stale, more than the margins it would
+ * size). `null` when it cannot be read.
  */
-export function deliveredLateness(player, fragment) {
+export function bufferAhead(player, type) {
   try {
-    const latency = player.getCurrentLiveLatency?.();
-    const playhead = player.getVideoElement?.()?.currentTime;
-    return latenessMs(latency, playhead, fragment?.startTime + fragment?.duration);
+    const t = player.getVideoElement?.()?.currentTime;
+    const processor = player.getActiveStream?.()?.getStreamProcessors?.()?.find((p) => p.getType?.() === type);
+    const ranges = processor?.getBuffer?.()?.getAllBufferRanges?.();
+    if (!ranges || !Number.isFinite(t)) return null;
+    for (let i = 0; i < ranges.length; i++) {
+      // A range the playhead is in, or just short of (the first frame's start).
+      if (ranges.start(i) - BUFFER_GAP_S <= t && t < ranges.end(i)) return ranges.end(i) - t;
+    }
+    return 0;
   } catch {
     // dash.js not ready to say
     return null;
   }
 }
+/** The gap before a buffered range that still counts as the playhead being in it (seconds). */
+const BUFFER_GAP_S = 0.1;
 
-/** `latency` + `playhead` − `segmentEnd` (all seconds) in ms; `null` unless all are known and
- * the latency is positive (dash.js reports 0 before playback starts). */
-export function latenessMs(latency, playhead, segmentEnd) {
-  if (![latency, playhead, segmentEnd].every(Number.isFinite) || latency <= 0) return null;
-  return Math.round((latency + playhead - segmentEnd) * 1000);
+/**
+ * What a pushed live segment handed to dash.js now needs (`marginNeededMs`), read from dash.js:
+ * its live latency, on its own clock (the clock it schedules by), and how much of the
+ * segment's media type it holds ahead of the playhead. `null` when dash.js cannot say (not
+ * playing yet, not live, a fake player).
+ */
+export function handOverNeed(player, fragment, reserveMs) {
+  let latency;
+  try {
+    latency = player.getCurrentLiveLatency?.();
+  } catch {
+    // dash.js not ready to say
+    return null;
+  }
+  const duration = fragment?.duration;
+  return marginNeededMs(latency, bufferAhead(player, fragment?.mediaType), duration, reserveMs);
 }
 
 /**
- * The margin over one segment duration at which a live player plays pushed segments: the latest
- * of the recent hand-overs after availability (`latenessMs`), plus a guard for appending
+ * How far past one segment duration behind the live edge the playhead needed to be, at a
+ * segment's hand-over, for the media of its type already buffered (`aheadSeconds` ahead of the
+ * playhead) to still hold `reserveMs`: `latency` − `segmentSeconds` − `aheadSeconds` +
+ * `reserveMs`, in ms. A playhead further behind holds that much more ahead of it, so this is
+ * the margin at which the hand-over would have come with the reserve intact; it counts how late
+ * the segment came after its availability and how far short of the segment boundary the media
+ * before it ended (an audio segment ends on a whole audio frame). Negative: room to spare.
+ * `null` unless all are known and the latency is positive (dash.js reports 0 before playback
+ * starts).
+ */
+export function marginNeededMs(latency, aheadSeconds, segmentSeconds, reserveMs) {
+  if (![latency, aheadSeconds, segmentSeconds, reserveMs].every(Number.isFinite) || latency <= 0) return null;
+  return Math.round((latency - segmentSeconds - aheadSeconds) * 1000 + reserveMs);
+}
+
+/**
+ * The margin over one segment duration at which a live player plays pushed segments: the
+ * largest recent need (`marginNeededMs`, reserve included), plus a guard for appending
  * (`guardMs`), never under `minSeconds` nor over a segment duration. In seconds, to the ms.
  */
-export function liveMargin(latenessMs, { minSeconds, guardMs = LIVE_GUARD_MS, segmentSeconds: seg }) {
-  const worst = latenessMs.length ? Math.max(...latenessMs) : 0;
+export function liveMargin(neededMs, { minSeconds, guardMs = LIVE_GUARD_MS, segmentSeconds: seg }) {
+  const worst = neededMs.length ? Math.max(...neededMs) : 0;
   const ms = Math.max(0, worst) + guardMs;
   const s = Math.min(Math.max(minSeconds, ms / 1000), seg ?? Infinity);
   return Math.round(s * 1000) / 1000;
