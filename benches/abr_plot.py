@@ -2,12 +2,15 @@
 """Summarises benches/abr.mjs results and draws them as an SVG (no plotting library needed).
 
   python3 benches/abr_plot.py target/bench-abr.json docs/abr.svg
+  python3 benches/abr_plot.py target/bench-live.json docs/abr-live.svg [more.json ...]
 
 Prints a Markdown table (median of the runs per cell and transport, with the range) and writes
-one panel per measure: stall time, first frame, average video bitrate played, and the share of
-pushed bytes the player used.
+one panel per measure: VOD stall time, first frame and average video bitrate played; live
+latency, stalls and stall time. Live results from more than one file (say an on-air channel and
+one that starts with the player) are drawn side by side.
 """
 import json
+import os
 import statistics
 import sys
 from collections import OrderedDict
@@ -90,12 +93,19 @@ def table(cells):
     return "\n".join(out)
 
 
-def svg(cells, path):
-    measures = [
-        ("stall time (s)", lambda r: r["stallMs"] / 1000.0),
-        ("first frame (s)", lambda r: (r["firstFrameMs"] or 0) / 1000.0),
-        ("avg video kbit/s", lambda r: r["avgKbit"] or 0),
-    ]
+VOD_MEASURES = [
+    ("stall time (s)", lambda r: r["stallMs"] / 1000.0),
+    ("first frame (s)", lambda r: (r["firstFrameMs"] or 0) / 1000.0),
+    ("avg video kbit/s", lambda r: r["avgKbit"] or 0),
+]
+LIVE_MEASURES = [
+    ("live latency (s)", lambda r: r.get("liveLatency") or 0),
+    ("stalls", lambda r: r["stalls"]),
+    ("stall time (s)", lambda r: r["stallMs"] / 1000.0),
+]
+
+
+def svg(cells, path, measures=VOD_MEASURES):
     names = list(cells)
     pw, ph, pad = 300, 190, 40
     width = pad + len(measures) * (pw + pad)
@@ -121,8 +131,9 @@ def svg(cells, path):
                 bw = (gw - 12) / 2 - 2
                 parts.append(f'<rect x="{bx:.1f}" y="{30 + ph - h:.1f}" width="{bw:.1f}" height="{h:.1f}" fill="{colors[t]}"/>')
                 parts.append(f'<text x="{bx + bw / 2:.1f}" y="{26 + ph - h:.1f}" text-anchor="middle">{v:.1f}</text>')
-            label = name.replace(" -> ", "→")
-            parts.append(f'<text x="{x0 + ci * gw + gw / 2:.1f}" y="{48 + ph}" text-anchor="middle" font-size="9">{label}</text>')
+            # One line per comma-separated part of the cell's name.
+            for li, label in enumerate(name.replace(" -> ", "→").split(", ")):
+                parts.append(f'<text x="{x0 + ci * gw + gw / 2:.1f}" y="{48 + ph + li * 11}" text-anchor="middle" font-size="9">{label}</text>')
     ly = height - 30
     parts.append(f'<rect x="{pad}" y="{ly - 9}" width="10" height="10" fill="{colors["ws"]}"/><text x="{pad + 14}" y="{ly}">WebSocket push</text>')
     parts.append(f'<rect x="{pad + 130}" y="{ly - 9}" width="10" height="10" fill="{colors["http"]}"/><text x="{pad + 144}" y="{ly}">HTTP pull</text>')
@@ -133,13 +144,22 @@ def svg(cells, path):
 
 def main():
     rows = load(sys.argv[1])
-    cells, failed = summarise(rows)
     live = any(r.get("liveLatency") is not None for r in rows)
+    # Live: further result files after the SVG path (say one on a channel on air, one on a
+    # channel that starts with the player); each file's cells are then named by its file name.
+    if live and len(sys.argv) > 3:
+        rows = []
+        for path in [sys.argv[1]] + sys.argv[3:]:
+            name = os.path.splitext(os.path.basename(path))[0]
+            for r in load(path):
+                r["cell"] = f"{r['cell']}, {name}"
+                rows.append(r)
+    cells, failed = summarise(rows)
     print(live_table(cells) if live else table(cells))
     for (cell, t), n in failed.items():
         print(f"\n{n} run(s) of {cell} / {t} did not start (left out)")
-    if len(sys.argv) > 2 and not live:
-        svg(cells, sys.argv[2])
+    if len(sys.argv) > 2:
+        svg(cells, sys.argv[2], LIVE_MEASURES if live else VOD_MEASURES)
 
 
 if __name__ == "__main__":

@@ -547,12 +547,14 @@ export function liveController(player, stats, { enabled, minMarginSeconds, guard
         const ahead = bufferAhead(player, type);
         if (ahead !== null && ahead < least) [blamed, least] = [type, ahead];
       }
-      // Nothing held at all (starting, or a push that did not come): nothing to learn.
-      if (blamed === null || !(least > 0)) return;
+      if (blamed === null || player.getVideoElement?.()?.seeking) return;
       const held = Math.round(least * 1000);
       stats.liveStalls.push([blamed, held]);
       if (stats.liveStalls.length > 20) stats.liveStalls.shift();
-      const raised = Math.min(held + LIVE_RESERVE_STEP_MS, LIVE_RESERVE_MAX_MS);
+      // Nothing held (starting, or a push that did not come), or more than any audio output
+      // reads ahead (a wait that was not this media running low): nothing to learn.
+      if (!(held > 0) || held + LIVE_RESERVE_STEP_MS > LIVE_RESERVE_MAX_MS) return;
+      const raised = held + LIVE_RESERVE_STEP_MS;
       if (raised <= reserve(blamed)) return;
       stats.liveReserveMs[blamed] = raised;
       onEvent('live-reserve', { mediaType: blamed, ms: raised });
@@ -576,9 +578,11 @@ export const LIVE_GUARD_MS = 25;
  * Video: none; Chromium kept playing with 14 ms of a 10 fps video left. A stall raises them.
  */
 export const LIVE_RESERVE_MS = Object.freeze({ audio: 120, video: 0 });
-/** What a stall adds to what the blamed media type held, and the most a reserve grows to. */
+/** What a stall adds to what the blamed media type held, and the most a reserve grows to (a
+ * stall with more than that buffered of every media type was not a reserve running out: one
+ * was seen with 2 s of each buffered). */
 const LIVE_RESERVE_STEP_MS = 20;
-const LIVE_RESERVE_MAX_MS = 1000;
+const LIVE_RESERVE_MAX_MS = 500;
 /** The margin before any hand-over has been read: the audio reserve, the guard and about
  * 100 ms for the first pushes to arrive after their availability. */
 export const LIVE_START_MARGIN_MS = 250;

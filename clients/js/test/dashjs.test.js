@@ -202,7 +202,11 @@ test('a stall at the live edge raises the reserve of the media that held least, 
   player.ahead = { audio: 0, video: 0 };
   live.onStall();
   assert.deepEqual(stats.liveReserveMs, { audio: 270, video: 0 });
-  assert.equal(stats.liveStalls.length, 2);
+  // Nor does one with more of every type buffered than any audio output reads ahead.
+  player.ahead = { audio: 2.4, video: 2.05 };
+  live.onStall();
+  assert.deepEqual(stats.liveReserveMs, { audio: 270, video: 0 });
+  assert.deepEqual(stats.liveStalls.slice(1), [['audio', 10], ['audio', 0], ['video', 2050]]);
 });
 
 test('push-ahead K needs room for the requested segment and the pushed ones back to back', () => {
