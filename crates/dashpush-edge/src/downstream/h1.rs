@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::protocols::Stream;
 use pingora::protocols::http::v1::server::HttpSession;
-use tokio::io::AsyncReadExt;
+use tokio::io::AsyncRead;
 
 use crate::access::Served;
 use crate::delivery::cycle::CLIENT_CLOSED;
@@ -16,8 +16,8 @@ use crate::gateway::{Body, Req, Resp};
 use crate::guard::{Admitted, Closed};
 use crate::settings::Limits;
 
-/// The buffer a kept-alive connection's next request head is read into, allocated when its
-/// first byte arrives (pingora's own first size).
+/// The buffer a kept-alive connection's next request head is read into, taken for each read
+/// (pingora's own first size).
 const HEAD_BUFFER: usize = 4096;
 
 /// Something that answers requests (the gateway, or the admin routes).
@@ -83,27 +83,21 @@ pub(crate) async fn serve<H: Handler>(
     // its next request's first byte.
     let mut first = !tls;
     loop {
-        // A kept-alive connection is idle until the next request's first byte, which is read
+        // A kept-alive connection is idle until its next request's bytes come; they are read
         // here (TLS cannot be peeked) and handed to the session as the start of the head.
         let mut prefix = None;
         if !first {
-            let mut b = [0u8; 1];
             let _idle = conn.idle();
             let next = tokio::select! {
-                next = tokio::time::timeout(limits.idle, stream.read(&mut b)) => next,
+                next = tokio::time::timeout(limits.idle, next_bytes(&mut stream)) => next,
                 () = conn.evicted() => {
                     handler.closed(Closed::Evicted);
                     return;
                 }
             };
             match next {
-                Ok(Ok(0) | Err(_)) => return,
-                Ok(Ok(_)) => {
-                    // Room for a whole head, so the session reads the rest in one call.
-                    let mut p = BytesMut::with_capacity(HEAD_BUFFER);
-                    p.extend_from_slice(&b);
-                    prefix = Some(p);
-                }
+                Ok(Ok(bytes)) if !bytes.is_empty() => prefix = Some(bytes),
+                Ok(_) => return,
                 Err(_) => {
                     handler.closed(Closed::Idle);
                     return;
@@ -121,6 +115,23 @@ pub(crate) async fn serve<H: Handler>(
             None => return,
         };
     }
+}
+
+/// What a kept-alive connection receives next (empty: the client closed). A head buffer is
+/// taken only for a read and given back when nothing has come, so an idle connection holds
+/// none, and a request's head arrives in one read (a one-byte read first cost a second
+/// system call per request).
+async fn next_bytes<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<BytesMut> {
+    std::future::poll_fn(|cx| {
+        let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
+        std::task::ready!(tokio_util::io::poll_read_buf(
+            std::pin::Pin::new(&mut *stream),
+            cx,
+            &mut buf
+        ))?;
+        std::task::Poll::Ready(Ok(buf))
+    })
+    .await
 }
 
 /// One request and its answer on `stream` (its first bytes in `prefix`); the stream back if
