@@ -781,69 +781,18 @@ async fn send_within_window(
             continue;
         }
         stream.reserve_capacity(body.len().min(chunk));
-        // A push granted nothing waits for a window: the next push may send meanwhile. A
-        // stream that has sent nothing yet may only be waiting for the connection to open it
-        // (its HEADERS queued, not yet written: the h2 library grants no window until then),
-        // which takes a moment; it counts as blocked only if that moment passes.
-        let mut blocked_at = None;
-        if stream.capacity() == 0
-            && let Some(turn) = pace.turn
-        {
-            if opening {
-                blocked_at = Some(tokio::time::Instant::now() + OPENING);
-            } else {
-                turn.blocked();
-            }
-        }
-        let capacity = poll_fn(|cx| {
-            if stream.poll_reset(cx).is_ready() {
-                return Poll::Ready(Err(Stop::Refused));
-            }
-            stream.poll_capacity(cx).map(|c| match c {
-                Some(Ok(n)) => Ok(n),
-                Some(Err(_)) | None => Err(Stop::Gone),
-            })
-        });
-        tokio::pin!(capacity);
         // Asking again for more keeps the deadline of the wait it interrupts.
-        let deadline = tokio::time::sleep_until(
-            carried_deadline
-                .take()
-                .unwrap_or_else(|| tokio::time::Instant::now() + pace.send_timeout),
-        );
-        tokio::pin!(deadline);
-        let granted = loop {
-            tokio::select! {
-                r = &mut capacity => break Some(r.map_err(|stop| (stop, *sent))?),
-                () = &mut deadline => {
-                    stream.send_reset(h2::Reason::CANCEL);
-                    return Err((Stop::Gone, *sent));
-                }
-                () = async {
-                    match blocked_at {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    blocked_at = None;
-                    if let Some(turn) = pace.turn {
-                        turn.blocked();
-                    }
-                }
-                () = async {
-                    match behind {
-                        Some(turn) => turn.until_leading().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    carried_deadline = Some(deadline.deadline());
-                    break None;
-                }
+        let deadline = carried_deadline
+            .take()
+            .unwrap_or_else(|| tokio::time::Instant::now() + pace.send_timeout);
+        let granted = match wait_for_window(stream, pace.turn, behind, opening, deadline).await {
+            Ok(Window::Granted(n)) => n,
+            // Now the first push of its cycle: ask again, for a whole window.
+            Ok(Window::Leading) => {
+                carried_deadline = Some(deadline);
+                continue;
             }
-        };
-        // Now the first push of its cycle: ask again, for a whole window.
-        let Some(granted) = granted else {
-            continue;
+            Err(stop) => return Err((stop, *sent)),
         };
         if granted == 0 {
             continue;
@@ -866,6 +815,77 @@ async fn send_within_window(
         }
     }
     Ok(())
+}
+
+/// How a push's wait for window ended.
+enum Window {
+    /// The window granted (0: none yet; the push asks again).
+    Granted(usize),
+    /// The push it waited behind is done: it now leads its cycle, and asks again for more.
+    Leading,
+}
+
+/// Waits for window on `stream` (its capacity already reserved) until `deadline`, after which
+/// the stream is reset. A push granted nothing waits for a window: the next push of its `turn`
+/// may send meanwhile ([`Turn::blocked`]). A stream that has sent nothing yet (`opening`) may
+/// only be waiting for the connection to open it (its HEADERS queued, not yet written: the h2
+/// library grants no window until then), which takes a moment; it counts as blocked only if
+/// that moment ([`OPENING`]) passes. A push `behind` another stops waiting once it leads.
+async fn wait_for_window(
+    stream: &mut h2::SendStream<Bytes>,
+    turn: Option<&Turn>,
+    behind: Option<&Turn>,
+    opening: bool,
+    deadline: tokio::time::Instant,
+) -> Result<Window, Stop> {
+    let mut blocked_at = None;
+    if stream.capacity() == 0
+        && let Some(turn) = turn
+    {
+        if opening {
+            blocked_at = Some(tokio::time::Instant::now() + OPENING);
+        } else {
+            turn.blocked();
+        }
+    }
+    let capacity = poll_fn(|cx| {
+        if stream.poll_reset(cx).is_ready() {
+            return Poll::Ready(Err(Stop::Refused));
+        }
+        stream.poll_capacity(cx).map(|c| match c {
+            Some(Ok(n)) => Ok(n),
+            Some(Err(_)) | None => Err(Stop::Gone),
+        })
+    });
+    tokio::pin!(capacity);
+    let expiry = tokio::time::sleep_until(deadline);
+    tokio::pin!(expiry);
+    loop {
+        tokio::select! {
+            r = &mut capacity => return r.map(Window::Granted),
+            () = &mut expiry => {
+                stream.send_reset(h2::Reason::CANCEL);
+                return Err(Stop::Gone);
+            }
+            () = async {
+                match blocked_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                blocked_at = None;
+                if let Some(turn) = turn {
+                    turn.blocked();
+                }
+            }
+            () = async {
+                match behind {
+                    Some(turn) => turn.until_leading().await,
+                    None => std::future::pending().await,
+                }
+            } => return Ok(Window::Leading),
+        }
+    }
 }
 
 /// Where a window-bound grant is split into frames: half of the default 65,535-byte window,
