@@ -129,7 +129,8 @@ async function one(cell, transport) {
       dashLiveLatency: mean(dashLatencies),
       liveDelayMode: s.liveDelayMode,
       liveDelays: s.liveDelayHistory ? [...new Set(s.liveDelayHistory)] : undefined,
-      // How late after availability the last pushed live segments were handed to dash.js (ms).
+      // What the last pushed live segments needed at hand-over (ms past one segment behind the
+      // edge, reserve included), and the reserves in force at the end.
       neededMs: s.liveNeeded?.length ? s.liveNeeded.map(([, ms]) => ms) : undefined,
       reserveMs: s.liveReserveMs,
       transportUsed: s.transport,

@@ -422,7 +422,7 @@ export function segmentSeconds(mpdText) {
  * playhead (Chromium's audio renderer stalls with about 120 ms of audio left: `LIVE_RESERVE_MS`),
  * or playback waits although the segment is arriving. A stall while this delay applies raises
  * the reserve of the media type that held least. Until a hand-over has been read the margin is
- * `LIVE_START_MARGIN_MS`; where dash.js cannot say (no live latency yet), how long the load
+ * [`startMarginMs`]; where dash.js cannot say (no live latency yet), how long the load
  * waited for its push plus dash.js's look-again interval plus the reserve stands in. Three live
  * segment loads in a row that were not served by a push (late pushes, a slow link) or a given-up
  * socket bring dash.js's defaults back. (Exported for its tests; `attachDashPush` makes one.)
@@ -441,7 +441,7 @@ export function liveController(player, stats, { enabled, minMarginSeconds, guard
           needs.map(([type, ms]) => ms + reserve(type)),
           { minSeconds: minMarginSeconds, guardMs, segmentSeconds: segment },
         )
-      : Math.max(minMarginSeconds, LIVE_START_MARGIN_MS / 1000);
+      : Math.max(minMarginSeconds, startMarginMs(stats.liveReserveMs, guardMs) / 1000);
   const apply = (settings) => {
     if (typeof player.updateSettings === 'function') player.updateSettings(settings);
   };
@@ -453,11 +453,17 @@ export function liveController(player, stats, { enabled, minMarginSeconds, guard
     onEvent('live-delay', { mode: 'push', seconds: delay });
   };
   // Later on at once (a push late again would stall); closer only by a clear step, so catch-up
-  // does not chase every few milliseconds, and only once two segments of each media type have
-  // been read (the media before a boundary ends short of it by different amounts).
+  // does not chase every few milliseconds, and only once two segments of each media type read
+  // so far, and four in all, have been read (the media before a boundary ends short of it by
+  // different amounts).
+  const readEnough = () => {
+    const perType = new Map();
+    for (const [type] of needs) perType.set(type, (perType.get(type) ?? 0) + 1);
+    return needs.length >= LIVE_SAMPLES_BEFORE_CLOSER && [...perType.values()].every((n) => n >= 2);
+  };
   const follow = () => {
     const delay = liveDelayFor(segment, margin());
-    const closer = needs.length >= LIVE_SAMPLES_BEFORE_CLOSER && Math.round((stats.liveDelaySeconds - delay) * 1000) >= 50;
+    const closer = readEnough() && Math.round((stats.liveDelaySeconds - delay) * 1000) >= 50;
     if (delay > stats.liveDelaySeconds || closer) setDelay(delay);
   };
   const useDefaults = (why) => {
@@ -525,7 +531,7 @@ export function liveController(player, stats, { enabled, minMarginSeconds, guard
       // Without dash.js's clock: the load asked at most one look-again interval after the
       // segment became available, then waited for the push; the media before it is taken to
       // end where the segment starts.
-      const read = handOverNeed(player, fragment, 0);
+      const read = handOverNeed(player, fragment);
       const need = read ?? Math.round(waitedMs + schedulingMs);
       needs.push([type, need]);
       if (needs.length > LIVE_SAMPLES_KEPT) needs.shift();
@@ -535,26 +541,29 @@ export function liveController(player, stats, { enabled, minMarginSeconds, guard
     },
     /**
      * Playback is waiting. While the pushed-live delay applies, the media type that held least
-     * ahead of the playhead ran out first: its reserve becomes what it held plus
+     * ahead of the playhead over its own reserve ran out first: its reserve becomes what it held plus
      * `LIVE_RESERVE_STEP_MS` (a browser whose audio output runs further ahead than Chromium's
      * stalls once, then keeps more), and the delay follows.
      */
     onStall() {
       if (!dynamic || stats.liveDelayMode !== 'push') return;
+      // The type with the least left over its own reserve ran out first.
       let blamed = null;
       let least = Infinity;
+      let held = 0;
       for (const type of ['audio', 'video']) {
         const ahead = bufferAhead(player, type);
-        if (ahead !== null && ahead < least) [blamed, least] = [type, ahead];
+        if (ahead === null) continue;
+        const ms = Math.round(ahead * 1000);
+        if (ms - reserve(type) < least) [blamed, least, held] = [type, ms - reserve(type), ms];
       }
       if (blamed === null || player.getVideoElement?.()?.seeking) return;
-      const held = Math.round(least * 1000);
       stats.liveStalls.push([blamed, held]);
       if (stats.liveStalls.length > 20) stats.liveStalls.shift();
       // Nothing held (starting, or a push that did not come), or more than any audio output
       // reads ahead (a wait that was not this media running low): nothing to learn.
-      if (!(held > 0) || held + LIVE_RESERVE_STEP_MS > LIVE_RESERVE_MAX_MS) return;
-      const raised = held + LIVE_RESERVE_STEP_MS;
+      if (!(held > 0) || held > LIVE_RESERVE_MAX_MS) return;
+      const raised = Math.min(held + LIVE_RESERVE_STEP_MS, LIVE_RESERVE_MAX_MS);
       if (raised <= reserve(blamed)) return;
       stats.liveReserveMs[blamed] = raised;
       onEvent('live-reserve', { mediaType: blamed, ms: raised });
@@ -583,9 +592,14 @@ export const LIVE_RESERVE_MS = Object.freeze({ audio: 120, video: 0 });
  * was seen with 2 s of each buffered). */
 const LIVE_RESERVE_STEP_MS = 20;
 const LIVE_RESERVE_MAX_MS = 500;
-/** The margin before any hand-over has been read: the audio reserve, the guard and about
- * 100 ms for the first pushes to arrive after their availability. */
-export const LIVE_START_MARGIN_MS = 250;
+/** What the margin allows, before any hand-over has been read, for the first pushes to arrive
+ * after their availability (with the default reserve and guard the start margin is 0.25 s). */
+const LIVE_START_LATE_MS = 105;
+/** The margin before any hand-over has been read (ms): the largest reserve, the guard and
+ * `LIVE_START_LATE_MS`. */
+export function startMarginMs(reserveMs, guardMs) {
+  return Math.max(0, ...Object.values(reserveMs)) + guardMs + LIVE_START_LATE_MS;
+}
 /** How many pushed live segment loads the margin looks back over, and how many it needs
  * before it moves closer than it started. */
 const LIVE_SAMPLES_KEPT = 8;
@@ -604,8 +618,9 @@ export function bufferAhead(player, type) {
     const ranges = processor?.getBuffer?.()?.getAllBufferRanges?.();
     if (!ranges || !Number.isFinite(t)) return null;
     for (let i = 0; i < ranges.length; i++) {
-      // A range the playhead is in, or just short of (the first frame's start).
-      if (ranges.start(i) - BUFFER_GAP_S <= t && t < ranges.end(i)) return ranges.end(i) - t;
+      // A range the playhead is in, or just short of (the first frame's start: what is
+      // buffered counts, not the gap before it).
+      if (ranges.start(i) - BUFFER_GAP_S <= t && t < ranges.end(i)) return ranges.end(i) - Math.max(t, ranges.start(i));
     }
     return 0;
   } catch {
@@ -617,12 +632,13 @@ export function bufferAhead(player, type) {
 const BUFFER_GAP_S = 0.1;
 
 /**
- * What a pushed live segment handed to dash.js now needs (`marginNeededMs`), read from dash.js:
+ * What a pushed live segment handed to dash.js now needs before any reserve (`marginNeededMs`
+ * with none; the controller adds the reserve of the segment's type), read from dash.js:
  * its live latency, on its own clock (the clock it schedules by), and how much of the
  * segment's media type it holds ahead of the playhead. `null` when dash.js cannot say (not
  * playing yet, not live, a fake player).
  */
-export function handOverNeed(player, fragment, reserveMs) {
+export function handOverNeed(player, fragment) {
   let latency;
   try {
     latency = player.getCurrentLiveLatency?.();
@@ -631,7 +647,7 @@ export function handOverNeed(player, fragment, reserveMs) {
     return null;
   }
   const duration = fragment?.duration;
-  return marginNeededMs(latency, bufferAhead(player, fragment?.mediaType), duration, reserveMs);
+  return marginNeededMs(latency, bufferAhead(player, fragment?.mediaType), duration, 0);
 }
 
 /**

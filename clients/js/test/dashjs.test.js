@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { bufferAhead, handOverNeed, LIVE_RESERVE_MS, LIVE_START_MARGIN_MS, liveController, liveDelayFor, liveMargin, marginNeededMs, progressEvents, pushAhead, resourceTiming, segmentSeconds } from '../src/dashjs.js';
+import { bufferAhead, handOverNeed, startMarginMs, LIVE_RESERVE_MS, liveController, liveDelayFor, liveMargin, marginNeededMs, progressEvents, pushAhead, resourceTiming, segmentSeconds } from '../src/dashjs.js';
 
 // A pushed segment of 300 bytes carried in three messages of 100 bytes, 200 ms each on the socket,
 // taken by the player long after it arrived.
@@ -94,11 +94,12 @@ test("what a hand-over needs: dash.js's latency past one segment, less what is b
   assert.equal(marginNeededMs(NaN, 0.1, 2, 120), null);
   assert.equal(marginNeededMs(2.1, NaN, 2, 120), null);
   const player = withBuffers({ getCurrentLiveLatency: () => 2.15 }, 50, { audio: [[48, 50.05]], video: [[48, 50.5]] });
-  assert.equal(handOverNeed(player, { mediaType: 'audio', duration: 2 }, 120), 220);
-  assert.equal(handOverNeed(player, { mediaType: 'video', duration: 2 }, 0), -350);
-  assert.equal(handOverNeed({}, { mediaType: 'audio', duration: 2 }, 120), null);
+  // Before any reserve (the controller adds the type's).
+  assert.equal(handOverNeed(player, { mediaType: 'audio', duration: 2 }), 100);
+  assert.equal(handOverNeed(player, { mediaType: 'video', duration: 2 }), -350);
+  assert.equal(handOverNeed({}, { mediaType: 'audio', duration: 2 }), null);
   const throws = { getCurrentLiveLatency: () => { throw new Error('not initialized'); } };
-  assert.equal(handOverNeed(throws, { mediaType: 'audio', duration: 2 }, 120), null);
+  assert.equal(handOverNeed(throws, { mediaType: 'audio', duration: 2 }), null);
 });
 
 // dash.js's stream processors with a SourceBuffer per media type: `ranges` [[start, end]] per
@@ -118,7 +119,7 @@ test('what is buffered ahead of the playhead, per media type, from its SourceBuf
   // Nothing where the playhead is: none ahead; a playhead just short of a range's first frame
   // counts as in it.
   assert.equal(bufferAhead(player, 'text'), 0);
-  assert.equal(bufferAhead(withBuffers({}, 5.95, { video: [[6, 8]] }), 'video').toFixed(2), '2.05');
+  assert.equal(bufferAhead(withBuffers({}, 5.95, { video: [[6, 8]] }), 'video'), 2);
   // dash.js not streaming yet (it throws), or no such media type: no reading.
   assert.equal(bufferAhead({ getActiveStream: () => { throw new Error('not initialized'); } }, 'audio'), null);
   assert.equal(bufferAhead(player, 'image'), null);
@@ -130,7 +131,8 @@ function livePlayer() {
   const p = { latency: 0, ahead: { audio: NaN, video: NaN } };
   p.updateSettings = () => {};
   p.getCurrentLiveLatency = () => p.latency;
-  p.getVideoElement = () => ({ currentTime: 100 });
+  p.seeking = false;
+  p.getVideoElement = () => ({ currentTime: 100, seeking: p.seeking });
   const processor = (type) => ({
     getType: () => type,
     getBuffer: () => ({ getAllBufferRanges: () => ({ length: 1, start: () => 99, end: () => 100 + p.ahead[type] }) }),
@@ -148,7 +150,9 @@ test('live over the socket: the start margin, then what each hand-over needed, r
   const live = liveController(player, stats, { enabled: true, minMarginSeconds: 0.1, guardMs: 25, onEvent: () => {} });
   live.onMpd(dynamicMpd, true);
   assert.equal(stats.liveDelayMode, 'push');
-  assert.equal(stats.liveDelaySeconds, 2 + LIVE_START_MARGIN_MS / 1000);
+  // The start: the largest reserve (audio 120 ms) + the guard + 105 ms for the first pushes.
+  assert.equal(stats.liveDelaySeconds, 2.25);
+  assert.equal(startMarginMs({ audio: 300, video: 0 }, 25), 430);
   // Playing 2.25 s behind; audio arrives with 0.2 s left, video with 0.25 s: audio needs
   // 250 - 200 + 120 = 170 ms, video 0 ms; 170 + 25 = 195 ms, but closer only after two
   // segments of each type.
@@ -158,14 +162,23 @@ test('live over the socket: the start margin, then what each hand-over needed, r
   live.onSegment(true, seg('video'), 10);
   assert.deepEqual(stats.liveNeeded, [['audio', 170], ['video', 0]]);
   assert.equal(stats.liveDelaySeconds, 2.25);
-  live.onSegment(true, seg('audio'), 10);
+  // Four readings, but one type read once: not yet.
   live.onSegment(true, seg('video'), 10);
+  live.onSegment(true, seg('video'), 10);
+  assert.equal(stats.liveDelaySeconds, 2.25);
+  live.onSegment(true, seg('audio'), 10);
   assert.equal(stats.liveDelaySeconds, 2.195);
   // A later audio hand-over with less left moves it back at once.
   player.latency = 2.2;
   player.ahead = { audio: 0.1, video: 0.3 };
   live.onSegment(true, seg('audio'), 10);
   assert.equal(stats.liveDelaySeconds, 2.245);
+  // Without dash.js's clock (no live latency yet): the load's wait + the look-again interval
+  // (25 ms) stands in, plus the reserve: 300 + 25 + 120 + 25.
+  player.latency = 0;
+  live.onSegment(true, seg('audio'), 300);
+  assert.deepEqual(stats.liveNeeded.at(-1), ['audio', 445]);
+  assert.equal(stats.liveDelaySeconds, 2.47);
   // A load not served by a push counts nothing; three in a row bring dash.js's defaults back.
   for (let i = 0; i < 3; i++) live.onSegment(false, seg('video'));
   assert.equal(stats.liveDelayMode, 'default');
@@ -185,8 +198,15 @@ test('a stall at the live edge raises the reserve of the media that held least, 
   for (const t of ['audio', 'video', 'audio', 'video']) live.onSegment(true, seg(t), 10);
   // 250 - 230 + 120 + 25
   assert.equal(stats.liveDelaySeconds, 2.165);
-  // This browser's audio output runs 250 ms ahead: it waits with 0.25 s of audio buffered.
-  player.ahead = { audio: 0.25, video: 0.4 };
+  // A wait while seeking is not a stall.
+  player.seeking = true;
+  player.ahead = { audio: 0.25, video: 0.2 };
+  live.onStall();
+  assert.deepEqual(stats.liveStalls, []);
+  player.seeking = false;
+  // This browser's audio output runs 250 ms ahead: it waits with 0.25 s of audio buffered
+  // (video held less, 0.2 s, but more over its own reserve, none).
+  player.ahead = { audio: 0.25, video: 0.2 };
   live.onStall();
   assert.deepEqual(stats.liveStalls, [['audio', 250]]);
   assert.equal(stats.liveReserveMs.audio, 270);
@@ -207,6 +227,10 @@ test('a stall at the live edge raises the reserve of the media that held least, 
   live.onStall();
   assert.deepEqual(stats.liveReserveMs, { audio: 270, video: 0 });
   assert.deepEqual(stats.liveStalls.slice(1), [['audio', 10], ['audio', 0], ['video', 2050]]);
+  // Past 500 ms held, nothing is learnt; up to it, the reserve stops at 500.
+  player.ahead = { audio: 0.49, video: 2 };
+  live.onStall();
+  assert.equal(stats.liveReserveMs.audio, 500);
 });
 
 test('push-ahead K needs room for the requested segment and the pushed ones back to back', () => {

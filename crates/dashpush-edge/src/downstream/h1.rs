@@ -62,7 +62,7 @@ pub(crate) trait Handler: Send + Sync + 'static {
 }
 
 /// Serves HTTP/1.1 requests on `stream` until the client, a deadline (`limits`) or a shutdown
-/// ends it. The whole request head must arrive within `limits.header` of its first byte; a
+/// ends it. The whole request head must arrive within `limits.header` of its first bytes; a
 /// keep-alive connection must start its next request within `limits.idle`; a response write
 /// that makes no progress for `limits.send` ends the connection. Between requests the
 /// connection is idle (`conn`): at the connection cap it may be closed to make room.
@@ -80,7 +80,7 @@ pub(crate) async fn serve<H: Handler>(
     let mut stream = super::coalesce::Coalesce::wrap(stream);
     // In cleartext the first request's bytes have arrived (the protocol was told by them);
     // after a TLS handshake, and on a kept-alive connection, the connection waits (idle) for
-    // its next request's first byte.
+    // its next request's first bytes.
     let mut first = !tls;
     loop {
         // A kept-alive connection is idle until its next request's bytes come; they are read
@@ -97,7 +97,12 @@ pub(crate) async fn serve<H: Handler>(
             };
             match next {
                 Ok(Ok(bytes)) if !bytes.is_empty() => prefix = Some(bytes),
-                Ok(_) => return,
+                // The client closed between requests.
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => {
+                    tracing::debug!("h1 read between requests: {e}");
+                    return;
+                }
                 Err(_) => {
                     handler.closed(Closed::Idle);
                     return;
