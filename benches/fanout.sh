@@ -21,6 +21,7 @@
 #   PULL_GATEWAY 1: also run the pull viewers against dashpush (a third row)
 #   RESULTS      directory to keep the JSON summaries in (default: discarded)
 #   PERF         file: record a CPU profile of the gateway (perf record -g) over the push run
+#   SVG          file: also draw the run's latency and CPU per GB (benches/fanout_plot.py)
 #
 # Prints one table (per run: segments delivered of expected, missed / duplicated / out of
 # order, p50/p99/max of complete arrival at the client minus availability at the origin, GB
@@ -197,3 +198,6 @@ fi
 echo
 echo "== live fan-out: $VIEWERS viewers each, ${SEG_MS} ms segments, ${WINDOW} s window (pinned: $PIN, nginx proxy_cache_lock $NGINX_LOCK, load client processes: $PROCS)"
 "$FANOUT" report "${files[@]}"
+if [ -n "${SVG:-}" ]; then
+  python3 benches/fanout_plot.py "$SVG" "${files[@]}" && echo "drawn: $SVG"
+fi

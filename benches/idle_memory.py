@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Memory per idle connection: dashpush against nginx, in one run. On demand, not in CI.
 
-  /usr/bin/python3 benches/idle_memory.py [--conns 10000] [--bin target/release/dashpush]
+  /usr/bin/python3 benches/idle_memory.py [--conns 10000] [--bin target/release/dashpush] [--svg P]
                                           [--variants h2c,h1,h2c-req] [--nginx-workers 1]
 
 Both servers stand in front of the same built-in origin (`dashpush origin --demo vod`); nginx
@@ -393,6 +393,18 @@ async def measure(server, mode, n, settle):
     return res
 
 
+def draw(results, variants, path, conns):
+    """KiB per idle connection by variant, each server a bar, the target dashed (bars.py)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bars
+    by = {(r["variant"], r["server"]): r["kib_per_conn"] for r in results}
+    groups = [{"label": LABEL[v].replace(" idle", "\nidle").replace(" after", "\nafter"),
+               "bars": {s: by[(v, s)] for s in ("dashpush", "nginx") if (v, s) in by},
+               "target": TARGET_KIB[v]} for v in variants]
+    bars.write({"title": f"RSS growth per connection, {conns} connections (benches/idle_memory.py)",
+                "panels": [{"title": "KiB per connection", "groups": groups}]}, path)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--conns", type=int, default=10000)
@@ -403,6 +415,7 @@ def main():
     ap.add_argument("--servers", default="dashpush,nginx")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds after the last connection")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--svg", help="also draw KiB per connection, dashpush against nginx, here")
     args = ap.parse_args()
     variants = args.variants.split(",")
     servers = args.servers.split(",")
@@ -515,6 +528,8 @@ def main():
               f" target <= cache + 100 MiB = {limit / 1048576:.1f} MiB: {met}"
               + ("" if r["wanted"] == 10000 else f" (scaled to 10,000: {scaled / 1024:.1f} MiB)"))
     print(json.dumps(results))
+    if args.svg:
+        draw(results, variants, args.svg, args.conns)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -4,6 +4,7 @@
 #
 #   bash benches/proxy_vs_nginx.sh [requests] [connections] [streams-per-connection]
 #   NO_BUILD=1 bash benches/proxy_vs_nginx.sh ...   # without building first
+#   SVG=docs/proxy_vs_nginx.svg bash benches/proxy_vs_nginx.sh ...   # also draw the run (bars.py)
 #
 # Needs: nginx (nginx-light), h2load (nghttp2-client), a release build (built here).
 # Servers are pinned to CPU 0 and the load generator to CPU 1 when taskset exists, so neither
@@ -135,3 +136,16 @@ echo
 echo "h2c      dashpush/nginx: req/s $(ratio "$d2_rps" "$n2_rps")x  p99 $(ratio "$d2_p99" "$n2_p99")x   (target: >= 1.30x req/s, <= 1.00x p99)"
 echo "http/1.1 dashpush/nginx: req/s $(ratio "$d1_rps" "$n1_rps")x  p99 $(ratio "$d1_p99" "$n1_p99")x   (target: >= 1.20x req/s)"
 echo "(n=$N, c=$C, h2 streams per connection=$M, body $(curl -s "http://127.0.0.1:$DP$path" | wc -c) bytes)"
+if [ -n "${SVG:-}" ]; then
+  cat <<JSON | python3 benches/bars.py - "$SVG"
+{"title": "Cache-hot dashpush vs nginx proxy_cache (benches/proxy_vs_nginx.sh $N $C $M)",
+ "panels": [
+  {"title": "requests per second", "groups": [
+    {"label": "h2c", "bars": {"dashpush": $d2_rps, "nginx": $n2_rps}, "target": $(awk -v n="$n2_rps" 'BEGIN {print n * 1.3}')},
+    {"label": "HTTP/1.1", "bars": {"dashpush": $d1_rps, "nginx": $n1_rps}, "target": $(awk -v n="$n1_rps" 'BEGIN {print n * 1.2}')}]},
+  {"title": "p99 latency (ms)", "groups": [
+    {"label": "h2c", "bars": {"dashpush": $d2_p99, "nginx": $n2_p99}, "target": $n2_p99},
+    {"label": "HTTP/1.1", "bars": {"dashpush": $d1_p99, "nginx": $n1_p99}}]}]}
+JSON
+  echo "drawn: $SVG"
+fi
