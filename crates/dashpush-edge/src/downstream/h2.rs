@@ -781,7 +781,7 @@ async fn send_within_window(
             continue;
         }
         stream.reserve_capacity(body.len().min(chunk));
-        // Asking again for more keeps the deadline of the wait it interrupts.
+        // Asking again keeps the deadline of the wait it interrupts.
         let deadline = carried_deadline
             .take()
             .unwrap_or_else(|| tokio::time::Instant::now() + pace.send_timeout);
@@ -794,7 +794,10 @@ async fn send_within_window(
             }
             Err(stop) => return Err((stop, *sent)),
         };
+        // Nothing granted after all: ask again, within the same deadline (zero grants must not
+        // stretch a stalled reader's send timeout).
         if granted == 0 {
+            carried_deadline = Some(deadline);
             continue;
         }
         opening = false;
