@@ -106,40 +106,20 @@ LIVE_MEASURES = [
 
 
 def svg(cells, path, measures=VOD_MEASURES):
-    names = list(cells)
-    pw, ph, pad = 300, 190, 40
-    width = pad + len(measures) * (pw + pad)
-    height = ph + 120
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
-             f'<rect width="{width}" height="{height}" fill="white"/>']
-    colors = {"ws": "#2b6cb0", "http": "#c05621"}
-    for mi, (title, get) in enumerate(measures):
-        x0 = pad + mi * (pw + pad)
-        vals = [get(r) for by in cells.values() for rs in by.values() for r in rs]
-        top = max(vals + [1e-9]) * 1.15
-        parts.append(f'<text x="{x0}" y="20" font-weight="bold">{title} (median of runs; bars)</text>')
-        parts.append(f'<line x1="{x0}" y1="{30 + ph}" x2="{x0 + pw}" y2="{30 + ph}" stroke="black"/>')
-        gw = pw / max(1, len(names))
-        for ci, name in enumerate(names):
-            for ti, t in enumerate(("ws", "http")):
-                rs = cells[name].get(t, [])
-                if not rs:
-                    continue
-                v = med([get(r) for r in rs])
-                h = 0 if v is None else v / top * ph
-                bx = x0 + ci * gw + 6 + ti * (gw - 12) / 2
-                bw = (gw - 12) / 2 - 2
-                parts.append(f'<rect x="{bx:.1f}" y="{30 + ph - h:.1f}" width="{bw:.1f}" height="{h:.1f}" fill="{colors[t]}"/>')
-                parts.append(f'<text x="{bx + bw / 2:.1f}" y="{26 + ph - h:.1f}" text-anchor="middle">{v:.1f}</text>')
-            # One line per comma-separated part of the cell's name.
-            for li, label in enumerate(name.replace(" -> ", "→").split(", ")):
-                parts.append(f'<text x="{x0 + ci * gw + gw / 2:.1f}" y="{48 + ph + li * 11}" text-anchor="middle" font-size="9">{label}</text>')
-    ly = height - 30
-    parts.append(f'<rect x="{pad}" y="{ly - 9}" width="10" height="10" fill="{colors["ws"]}"/><text x="{pad + 14}" y="{ly}">WebSocket push</text>')
-    parts.append(f'<rect x="{pad + 130}" y="{ly - 9}" width="10" height="10" fill="{colors["http"]}"/><text x="{pad + 144}" y="{ly}">HTTP pull</text>')
-    parts.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(parts) + "\n")
+    """One panel per measure, one group per cell (its name a line per comma-separated part), the
+    median of the runs per transport as bars (benches/bars.py)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bars
+    names = {"ws": "WebSocket push", "http": "HTTP pull"}
+    panels = []
+    for title, get in measures:
+        groups = []
+        for cell, by in cells.items():
+            values = {names[t]: med([get(r) for r in by[t]]) for t in ("ws", "http") if by.get(t)}
+            groups.append({"label": cell.replace(" -> ", "→").replace(", ", "\n"),
+                           "bars": {k: v for k, v in values.items() if v is not None}})
+        panels.append({"title": f"{title} (median of runs)", "groups": groups})
+    bars.write({"panels": panels}, path)
 
 
 def main():
