@@ -162,9 +162,13 @@ class H2Client:
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
         self.conn.initiate_connection()
-        if window:
-            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-            self.conn.increment_flow_control_window(window)
+        # window: None (the defaults), bytes for every stream and the connection, or a
+        # (stream, connection) pair, either None for the default.
+        stream, conn = window if isinstance(window, tuple) else (window, window)
+        if stream:
+            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream})
+        if conn:
+            self.conn.increment_flow_control_window(conn)
         self.sock.sendall(self.conn.data_to_send())
         self.done = set()
         self.pushed = {}

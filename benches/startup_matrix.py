@@ -21,8 +21,9 @@ only for what was not pushed), checks that every resource is a 200 of the origin
 is timed from the TCP connect to the last byte of the last resource.
 
 Matrix: RTT x client window (64 KiB = the HTTP/2 defaults, 65,535 bytes per stream and for the
-connection; 16 MiB = SETTINGS_INITIAL_WINDOW_SIZE plus a connection WINDOW_UPDATE) x N x origin
-delay. The client returns credit the way python3-h2 (and nghttp2) do: a WINDOW_UPDATE once half a
+connection; 16 MiB = SETTINGS_INITIAL_WINDOW_SIZE plus a connection WINDOW_UPDATE; on request,
+64 KiB/16 MiB = default stream windows and a 16 MiB connection window, where the pushes are held
+by their own streams' windows and the connection's is wide open) x N x origin delay. The client returns credit the way python3-h2 (and nghttp2) do: a WINDOW_UPDATE once half a
 window has been consumed, per stream and for the connection. Per cell and run, a first viewer (cold:
 a fresh nginx with an empty cache directory / a fresh gateway process, or with `--cold purge`
 the gateway's `POST /purge?prefix=/` with its admin token) and then a later viewer (warm, a new
@@ -376,8 +377,22 @@ def parse_size(s):
     return int(s.rstrip("km")) * mult
 
 
-def win_name(w):
+def size_name(w):
     return "64K" if w is None else (f"{w >> 20}M" if w % (1 << 20) == 0 else f"{w >> 10}K")
+
+
+def win_name(w):
+    """64K, 16M (stream and connection), or STREAM/CONNECTION (64K/16M)."""
+    return f"{size_name(w[0])}/{size_name(w[1])}" if isinstance(w, tuple) else size_name(w)
+
+
+def parse_window(spec):
+    """64k (or less): the HTTP/2 defaults; 16m: that much for every stream and the connection;
+    64k/16m: the default stream windows with that much more for the connection."""
+    if "/" in spec:
+        stream, conn = (parse_size(x) for x in spec.split("/"))
+        return (None if stream <= 65536 else stream, None if conn <= 65536 else conn)
+    return None if parse_size(spec) <= 65536 else parse_size(spec)
 
 
 def main():
@@ -385,7 +400,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rtt", default="50,100,200", help="ms, comma-separated")
     ap.add_argument("--windows", default="64k,16m",
-                    help="client windows; 64k means the HTTP/2 defaults (no SETTINGS change)")
+                    help="client windows; 64k means the HTTP/2 defaults (no SETTINGS change);"
+                         " STREAM/CONNECTION (64k/16m) sets them apart")
     ap.add_argument("--segments", default="1,2,4", help="N: media segments per Representation")
     ap.add_argument("--origin-delay", default="0,50", help="ms added by the origin per request")
     ap.add_argument("--cold", choices=["restart", "purge"], default="restart",
@@ -399,7 +415,7 @@ def main():
     args = ap.parse_args()
     rtts = [int(x) for x in args.rtt.split(",")]
     # 64k (or less) means the HTTP/2 defaults: 65,535-byte stream and connection windows.
-    windows = [None if parse_size(x) <= 65536 else parse_size(x) for x in args.windows.split(",")]
+    windows = [parse_window(x) for x in args.windows.split(",")]
     ns = [int(x) for x in args.segments.split(",")]
     delays = [int(x) for x in args.origin_delay.split(",")]
     if not os.access(args.bin, os.X_OK):
@@ -551,7 +567,7 @@ def report(results, args):
         cf = r["dashpush_cold"] / fl
         wfx = r["dashpush_warm"] / (fl + x0)
         cfx = r["dashpush_cold"] / (fl + 2 * d + x0)
-        big = r["window"] != "64K"
+        big = r["window"] not in ("64K",) and "/" not in r["window"]
 
         def mark(x, lim, on=True):
             return f"{x:.2f}" + ("*" if on and x > lim else " ")

@@ -478,6 +478,36 @@ fn a_push_blocked_on_its_own_window_lets_the_next_pushes_use_the_connection() {
 }
 
 #[test]
+fn pushes_blocked_on_their_own_windows_leave_no_connection_window_idle() {
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &["--prefetch-next", "0"]);
+    let r = window_run(
+        gw.addr,
+        "/vod/init-stream0.m4s",
+        "push-next;3",
+        "--hold-all",
+    );
+    let pushes = r["pushes"].as_array().unwrap();
+    assert_eq!(pushes.len(), 3, "{r}");
+    // Every stream's window is 4 KiB and the client opens none until each push has had its
+    // 4 KiB, while the connection's window is 16 MiB: the first two pushes block on their own
+    // windows, and the third must still get its share of the connection meanwhile (it is
+    // beyond the two in play, a spare).
+    assert_eq!(r["all_filled_while_held"], true, "{r}");
+    for (p, n) in pushes.iter().zip(1..) {
+        let path = seg(0, n);
+        assert_eq!(p["path"], path.as_str());
+        let want = demo_file(path.rsplit('/').next().unwrap()).len();
+        assert!(want > 4096, "each push is larger than its first window");
+        assert_eq!(p["len"], want, "{r}");
+    }
+    // Their first bytes in push order.
+    let order: Vec<_> = pushes.iter().map(|p| p["start_order"].clone()).collect();
+    assert_eq!(order, vec![0, 1, 2], "{r}");
+    assert_eq!(r["resets"], serde_json::json!({}), "{r}");
+}
+
+#[test]
 fn with_open_windows_pushes_go_out_in_push_order() {
     let (_o, origin) = origin(&[]);
     let gw = gateway(&format!("http://{origin}"), &["--prefetch-next", "0"]);

@@ -126,7 +126,7 @@ pub(crate) async fn run<T: PushTransport>(
     let (promised, parent_bytes) = announce(gw, conn, transport, &acct, plan, jobs, resp).await;
     // Sent concurrently, each in its turn: in push order, the next using the connection while
     // an earlier one waits for window of its own (see `turns`).
-    let turns = Turns::new(promised.len());
+    let turns = Turns::new(promised.len(), transport.connection_window());
     let shared: &T = transport;
     let sends = promised
         .into_iter()

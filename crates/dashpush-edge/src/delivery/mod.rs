@@ -169,6 +169,14 @@ pub(crate) trait PushTransport: Send + Sync {
     /// True when the client lets this connection push at all (HTTP/2 `SETTINGS_ENABLE_PUSH`).
     fn push_allowed(&self) -> bool;
 
+    /// The client's flow-control window for the whole connection against two streams'
+    /// windows, which decides whether pushes beyond the two in play may use what is left of
+    /// it ([`turns::Play::Spare`]). The default suits a transport without per-stream windows,
+    /// whose pushes never block.
+    fn connection_window(&self) -> turns::ConnWindow {
+        turns::ConnWindow::WithinTwoStreams
+    }
+
     /// Makes room for `push` before the ack is written; an `Err` withholds it.
     fn reserve(&mut self, push: &Push) -> Result<Self::Reserved, DropReason>;
 

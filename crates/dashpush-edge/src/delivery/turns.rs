@@ -6,18 +6,24 @@
 //! stream (an HTTP/2 WINDOW_UPDATE), which no other stream's bytes can hasten. While an earlier
 //! push is blocked, the next one may use the connection's window; when the earlier one gets its
 //! window back it sends what it was granted at once, and later pushes stop asking for more
-//! until it is blocked or done again. At most two pushes are in play at once ([`IN_PLAY`]). A
-//! transport without per-stream windows (the WebSocket socket) never reports a push blocked,
+//! until it is blocked or done again. At most two pushes are *in play* at once ([`IN_PLAY`]):
+//! they ask for window and wait for it. On a connection whose window is wider than two streams'
+//! ([`ConnWindow`]), a push whose turn comes while two earlier ones are in play and both
+//! blocked is a *spare* ([`Play::Spare`]): it takes only what the connection
+//! grants at once and, granted nothing, waits for the earlier pushes to change, not for window
+//! (so it never stands in line for the connection's next credit ahead of the pushes in play).
+//! A transport without per-stream windows (the WebSocket socket) never reports a push blocked,
 //! so its pushes go strictly one after the other.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-/// Pushes of one cycle sending at once at most. Two keep the connection busy while the first
-/// waits for its own window, and each of the two gets a good share of every window: a client
-/// that returns credit once half a stream's window is used (nghttp2, python-h2) gets it back
-/// each round trip, where a window spread over many streams comes back late.
+/// Pushes of one cycle that ask for window and wait for it, at most. Two keep the connection
+/// busy while the first waits for its own window, and each of the two gets a good share of every
+/// window: a client that returns credit once half a stream's window is used (nghttp2,
+/// python-h2) gets it back each round trip, where a window spread over many streams comes back
+/// late. Further pushes take only what is left over at once ([`Play::Spare`]).
 const IN_PLAY: usize = 2;
 
 /// Where a push is.
@@ -33,19 +39,57 @@ enum State {
     Done,
 }
 
+/// How a push may send in its turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Play {
+    /// One of the pushes in play (at most [`IN_PLAY`]): it asks for window and waits for it.
+    InPlay,
+    /// Two earlier pushes are in play and both blocked, on a connection wider than two streams:
+    /// this one may take what the connection grants at once, and granted nothing it waits for
+    /// [`Turn::earlier_changed`].
+    Spare,
+}
+
+/// The client's connection window against its streams' ([`Play::Spare`] needs it wider).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnWindow {
+    /// Two streams' windows hold it all (the HTTP/2 defaults: 64 KiB each): the two pushes in
+    /// play can use all of it, and a third would only take credit the first-needed push is
+    /// about to get back with its own stream's.
+    WithinTwoStreams,
+    /// Wider than two streams' windows (64 KiB streams on a 16 MiB connection): pushes beyond
+    /// the two in play are needed to use it.
+    WiderThanTwoStreams,
+}
+
+/// One push's place: its state, and how many times the state changed.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    state: State,
+    changes: u64,
+}
+
 /// The turns of one cycle's pushes.
 #[derive(Debug)]
 pub(crate) struct Turns {
-    states: Mutex<Vec<State>>,
+    slots: Mutex<Vec<Slot>>,
     changed: Notify,
+    window: ConnWindow,
 }
 
 impl Turns {
-    /// The turns of `n` pushes, in push order.
-    pub(crate) fn new(n: usize) -> Arc<Self> {
+    /// The turns of `n` pushes, in push order, on a connection whose `window` is as given.
+    pub(crate) fn new(n: usize, window: ConnWindow) -> Arc<Self> {
         Arc::new(Self {
-            states: Mutex::new(vec![State::Waiting; n]),
+            slots: Mutex::new(vec![
+                Slot {
+                    state: State::Waiting,
+                    changes: 0
+                };
+                n
+            ]),
             changed: Notify::new(),
+            window,
         })
     }
 
@@ -57,26 +101,49 @@ impl Turns {
         }
     }
 
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn set(&self, index: usize, state: State) {
-        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = states.get_mut(index)
-            && *s != State::Done
+        let mut slots = self.slots();
+        if let Some(s) = slots.get_mut(index)
+            && s.state != State::Done
+            && s.state != state
         {
-            *s = state;
+            s.state = state;
+            s.changes += 1;
         }
-        drop(states);
+        drop(slots);
         self.changed.notify_waiters();
     }
 
-    /// Whether push `index` may send: every push before it is done or blocked, and at most
-    /// one of them is not done (two pushes in play at most).
-    fn clear_before(&self, index: usize) -> bool {
-        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        let earlier = states.iter().take(index);
-        earlier
-            .clone()
-            .all(|s| matches!(s, State::Done | State::Blocked))
-            && earlier.filter(|s| **s != State::Done).count() < IN_PLAY
+    /// How push `index` may send now, if it may: every push before it is done or blocked; in
+    /// play while fewer than [`IN_PLAY`] of them are not done, else a spare if the connection's
+    /// window is wider than two streams' (else it waits for one of them to end).
+    fn clear_before(&self, index: usize) -> Option<Play> {
+        let slots = self.slots();
+        let mut open = 0;
+        for s in slots.iter().take(index) {
+            match s.state {
+                State::Done => {}
+                State::Blocked => open += 1,
+                State::Waiting | State::Sending => return None,
+            }
+        }
+        if open < IN_PLAY {
+            Some(Play::InPlay)
+        } else {
+            match self.window {
+                ConnWindow::WiderThanTwoStreams => Some(Play::Spare),
+                ConnWindow::WithinTwoStreams => None,
+            }
+        }
+    }
+
+    /// The changes of every push before `index`, summed: it grows whenever one of them changes.
+    fn earlier_changes(&self, index: usize) -> u64 {
+        self.slots().iter().take(index).map(|s| s.changes).sum()
     }
 }
 
@@ -89,20 +156,29 @@ pub(crate) struct Turn {
 
 impl Turn {
     /// Resolves when this push may send: every earlier push is done or blocked. The push is
-    /// then sending (later pushes wait) until it reports itself [`Turn::blocked`] or ends.
-    pub(crate) async fn mine(&self) {
-        self.until(|| self.turns.clear_before(self.index)).await;
+    /// then sending (later pushes wait) until it reports itself [`Turn::blocked`] or ends; how
+    /// it may send is the answer.
+    pub(crate) async fn mine(&self) -> Play {
+        let mut play = Play::InPlay;
+        self.until(|| match self.turns.clear_before(self.index) {
+            Some(p) => {
+                play = p;
+                true
+            }
+            None => false,
+        })
+        .await;
         self.turns.set(self.index, State::Sending);
+        play
     }
 
     /// True when every earlier push is done: this one is the first still to be sent.
     pub(crate) fn leading(&self) -> bool {
-        let states = self
-            .turns
-            .states
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        states.iter().take(self.index).all(|s| *s == State::Done)
+        self.turns
+            .slots()
+            .iter()
+            .take(self.index)
+            .all(|s| s.state == State::Done)
     }
 
     /// Resolves once every earlier push is done ([`Turn::leading`]).
@@ -111,7 +187,7 @@ impl Turn {
     }
 
     /// Resolves once `ready` holds, looked at again after every change of the turns.
-    async fn until(&self, ready: impl Fn() -> bool) {
+    async fn until(&self, mut ready: impl FnMut() -> bool) {
         loop {
             let changed = self.turns.changed.notified();
             tokio::pin!(changed);
@@ -124,9 +200,19 @@ impl Turn {
         }
     }
 
-    /// This push waits for window of its own stream: later pushes may send meanwhile.
-    pub(crate) fn blocked(&self) {
+    /// This push waits for window of its own stream: later pushes may send meanwhile. Returns
+    /// the earlier pushes' changes so far, for [`Turn::earlier_changed`].
+    pub(crate) fn blocked(&self) -> u64 {
         self.turns.set(self.index, State::Blocked);
+        self.turns.earlier_changes(self.index)
+    }
+
+    /// Resolves once a push before this one has changed since `seen` (from [`Turn::blocked`]):
+    /// one in play sent again, was blocked again or ended, which may have left the connection
+    /// window a spare can use. Changes of later pushes do not wake it.
+    pub(crate) async fn earlier_changed(&self, seen: u64) {
+        self.until(|| self.turns.earlier_changes(self.index) != seen)
+            .await;
     }
 }
 
@@ -141,7 +227,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    async fn resolves(f: impl std::future::Future<Output = ()>) -> bool {
+    async fn resolves<T>(f: impl std::future::Future<Output = T>) -> bool {
         tokio::time::timeout(Duration::from_millis(50), f)
             .await
             .is_ok()
@@ -149,7 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_push_goes_at_once_and_the_next_waits_for_it() {
-        let turns = Turns::new(3);
+        let turns = Turns::new(3, ConnWindow::WiderThanTwoStreams);
         let (a, b, c) = (turns.turn(0), turns.turn(1), turns.turn(2));
         assert!(resolves(a.mine()).await);
         assert!(!resolves(b.mine()).await, "b waits while a sends");
@@ -160,29 +246,98 @@ mod tests {
 
     #[tokio::test]
     async fn a_blocked_push_lets_the_next_send_until_it_sends_again() {
-        let turns = Turns::new(3);
+        let turns = Turns::new(3, ConnWindow::WiderThanTwoStreams);
         let (a, b, c) = (turns.turn(0), turns.turn(1), turns.turn(2));
         a.mine().await;
         a.blocked();
         assert!(resolves(b.mine()).await, "a blocked on its window: b sends");
         assert!(!resolves(c.mine()).await, "b sending: c waits");
         b.blocked();
-        assert!(
-            !resolves(c.mine()).await,
-            "two pushes in play already: c waits although both are blocked"
-        );
         // a's window opens: it sends again; b asks for no more until a is blocked or done.
         a.mine().await;
         assert!(!resolves(b.mine()).await);
+        assert!(!resolves(c.mine()).await);
         drop(a);
         assert!(resolves(b.mine()).await, "a done: b sends");
         b.blocked();
-        assert!(resolves(c.mine()).await, "a done, b blocked: c sends");
+        assert_eq!(
+            c.mine().await,
+            Play::InPlay,
+            "a done, b blocked: c is the second in play"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_two_in_play_and_both_blocked_the_next_is_a_spare() {
+        let turns = Turns::new(4, ConnWindow::WiderThanTwoStreams);
+        let (a, b, c, d) = (turns.turn(0), turns.turn(1), turns.turn(2), turns.turn(3));
+        assert_eq!(a.mine().await, Play::InPlay);
+        a.blocked();
+        assert_eq!(b.mine().await, Play::InPlay);
+        assert!(!resolves(c.mine()).await, "b sending: c waits");
+        b.blocked();
+        assert_eq!(
+            c.mine().await,
+            Play::Spare,
+            "a and b blocked: c may use what is left"
+        );
+        assert!(!resolves(d.mine()).await, "c sending: d waits");
+        c.blocked();
+        assert_eq!(d.mine().await, Play::Spare);
+        // a's window opens: it sends again, and the spares wait for it.
+        a.mine().await;
+        assert!(!resolves(c.mine()).await);
+        drop(a);
+        b.mine().await;
+        b.blocked();
+        assert_eq!(c.mine().await, Play::InPlay, "a done: c is in play now");
+    }
+
+    #[tokio::test]
+    async fn within_two_streams_windows_a_third_waits_for_one_in_play_to_end() {
+        let turns = Turns::new(3, ConnWindow::WithinTwoStreams);
+        let (a, b, c) = (turns.turn(0), turns.turn(1), turns.turn(2));
+        a.mine().await;
+        a.blocked();
+        b.mine().await;
+        b.blocked();
+        assert!(
+            !resolves(c.mine()).await,
+            "two in play can use all the connection's window: c waits although both are blocked"
+        );
+        drop(a);
+        assert_eq!(c.mine().await, Play::InPlay);
+    }
+
+    #[tokio::test]
+    async fn a_spare_wakes_on_changes_of_earlier_pushes_only() {
+        let turns = Turns::new(4, ConnWindow::WiderThanTwoStreams);
+        let (a, b, c, d) = (turns.turn(0), turns.turn(1), turns.turn(2), turns.turn(3));
+        a.mine().await;
+        a.blocked();
+        b.mine().await;
+        b.blocked();
+        c.mine().await;
+        let seen = c.blocked();
+        assert!(!resolves(c.earlier_changed(seen)).await, "nothing changed");
+        d.mine().await;
+        d.blocked();
+        assert!(
+            !resolves(c.earlier_changed(seen)).await,
+            "a later push changing is no news to c"
+        );
+        a.mine().await;
+        assert!(resolves(c.earlier_changed(seen)).await, "a sends again");
+        a.blocked();
+        assert!(
+            resolves(c.earlier_changed(seen)).await,
+            "a sent and blocked again: seen as a change although its state is as it was"
+        );
     }
 
     #[tokio::test]
     async fn a_waiter_wakes_when_the_earlier_push_is_dropped() {
-        let turns = Turns::new(2);
+        let turns = Turns::new(2, ConnWindow::WiderThanTwoStreams);
         let (a, b) = (turns.turn(0), turns.turn(1));
         a.mine().await;
         let waiting = tokio::spawn(async move {
@@ -200,7 +355,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_push_learns_when_it_becomes_the_first() {
-        let turns = Turns::new(3);
+        let turns = Turns::new(3, ConnWindow::WiderThanTwoStreams);
         let (a, b, c) = (turns.turn(0), turns.turn(1), turns.turn(2));
         a.mine().await;
         a.blocked();
@@ -213,14 +368,14 @@ mod tests {
 
     #[test]
     fn a_push_alone_has_its_turn_at_once() {
-        let t = Turns::new(1).turn(0);
-        assert!(t.turns.clear_before(0));
+        let t = Turns::new(1, ConnWindow::WiderThanTwoStreams).turn(0);
+        assert_eq!(t.turns.clear_before(0), Some(Play::InPlay));
         assert!(t.leading());
     }
 
     #[tokio::test]
     async fn a_push_leads_once_every_earlier_one_is_done() {
-        let turns = Turns::new(2);
+        let turns = Turns::new(2, ConnWindow::WiderThanTwoStreams);
         let (a, b) = (turns.turn(0), turns.turn(1));
         a.mine().await;
         a.blocked();

@@ -21,9 +21,9 @@ use pingora::protocols::Stream;
 use crate::access::Served;
 use crate::delivery::conn::PushConn;
 use crate::delivery::cycle::{self, CLIENT_CLOSED};
-use crate::delivery::turns::Turn;
+use crate::delivery::turns::{ConnWindow, Play, Turn};
 use crate::delivery::{AnswerHead, DropReason, PushTransport, Stop, Transport, Withdrawal};
-use crate::downstream::h2settings::{PushEnabled, PushSetting};
+use crate::downstream::h2settings::{Peer, PushSetting};
 use crate::drain::Drain;
 use crate::gateway::{Body, Gateway, Req, Resp};
 use crate::guard::{Admitted, Closed, ResetBudget};
@@ -40,8 +40,8 @@ const PROMISE_HEADERS: &[&str] = &["accept", "accept-encoding", "user-agent"];
 
 /// One HTTP/2 connection's state.
 pub(crate) struct H2Conn {
-    /// The client's SETTINGS_ENABLE_PUSH, read off the wire.
-    push_enabled: PushEnabled,
+    /// The client's SETTINGS_ENABLE_PUSH and window shape, read off the wire.
+    peer: Peer,
     /// `http` (h2c) or `https` (TLS).
     scheme: &'static str,
     /// Its push state.
@@ -66,9 +66,9 @@ pub(crate) async fn serve(
 ) {
     let metrics = handler.metrics();
     let client = super::client_ip(&stream);
-    let (stream, push_enabled) = PushSetting::new(stream);
+    let (stream, peer) = PushSetting::new(stream);
     let push = Arc::new(H2Conn {
-        push_enabled,
+        peer,
         scheme: if tls { "https" } else { "http" },
         push: PushConn::default(),
         send_timeout: limits.send,
@@ -273,7 +273,7 @@ async fn serve_request(
     // AdaptationSet, Annex H). A client that turned push off (every browser) pays for none of
     // it: no URL is built unless the answer needs one (docs/spec-decisions.md).
     let mut target = None;
-    if conn.push_enabled.get() {
+    if conn.peer.push_enabled() {
         target = resolve();
         if let Some(target) = &target {
             let settings = gw.push_settings();
@@ -371,6 +371,8 @@ pub(crate) struct H2Push {
     respond: SendResponse<Bytes>,
     parent: Option<h2::SendStream<Bytes>>,
     enabled: bool,
+    /// The connection's window against two streams' when the request came.
+    window: ConnWindow,
     send_timeout: Duration,
     ack_name: &'static str,
     /// The parent's headers a promised request copies.
@@ -382,7 +384,8 @@ impl H2Push {
         Self {
             respond,
             parent: None,
-            enabled: conn.push_enabled.get(),
+            enabled: conn.peer.push_enabled(),
+            window: conn.peer.connection_window(),
             send_timeout: conn.send_timeout,
             ack_name,
             copied: req
@@ -406,6 +409,10 @@ impl PushTransport for H2Push {
 
     fn push_allowed(&self) -> bool {
         self.enabled
+    }
+
+    fn connection_window(&self) -> ConnWindow {
+        self.window
     }
 
     /// The PUSH_PROMISE's request: GET of the pushed URL with the parent's `accept`,
@@ -754,8 +761,11 @@ async fn send_within_window(
             return Err((stop, *sent));
         }
         let mut behind = None;
+        let mut spare = None;
         if let Some(turn) = pace.turn {
-            turn.mine().await;
+            if turn.mine().await == Play::Spare {
+                spare = Some(turn);
+            }
             if !turn.leading() {
                 behind = Some(turn);
             }
@@ -781,6 +791,17 @@ async fn send_within_window(
             continue;
         }
         stream.reserve_capacity(body.len().min(chunk));
+        if let Some(turn) = spare {
+            match spare_window(stream, turn, opening).await {
+                Ok(0) => continue,
+                Ok(granted) => {
+                    opening = false;
+                    send_granted(stream, &mut body, granted, end, sent)?;
+                    continue;
+                }
+                Err(stop) => return Err((stop, *sent)),
+            }
+        }
         // Asking again keeps the deadline of the wait it interrupts.
         let deadline = carried_deadline
             .take()
@@ -801,23 +822,89 @@ async fn send_within_window(
             continue;
         }
         opening = false;
-        let mut piece = body.split_to(granted.min(body.len()));
-        // Held back by the window: the last half window of the grant goes in frames of its own
-        // (see `CREDIT_MARK`).
-        let tail = if !body.is_empty() && piece.len() > CREDIT_MARK {
-            Some(piece.split_off(piece.len() - CREDIT_MARK))
-        } else {
-            None
-        };
-        for part in std::iter::once(piece).chain(tail) {
-            let n = part.len() as u64;
-            stream
-                .send_data(part, end && body.is_empty())
-                .map_err(|_| (Stop::Gone, *sent))?;
-            *sent += n;
-        }
+        send_granted(stream, &mut body, granted, end, sent)?;
     }
     Ok(())
+}
+
+/// Hands the next `granted` bytes of `body` to the h2 library (ending the stream with the last
+/// if `end`). Held back by the window, the last half window of the grant goes in frames of its
+/// own (see [`CREDIT_MARK`]).
+fn send_granted(
+    stream: &mut h2::SendStream<Bytes>,
+    body: &mut Bytes,
+    granted: usize,
+    end: bool,
+    sent: &mut u64,
+) -> Result<(), (Stop, u64)> {
+    let mut piece = body.split_to(granted.min(body.len()));
+    let tail = if !body.is_empty() && piece.len() > CREDIT_MARK {
+        Some(piece.split_off(piece.len() - CREDIT_MARK))
+    } else {
+        None
+    };
+    for part in std::iter::once(piece).chain(tail) {
+        let n = part.len() as u64;
+        stream
+            .send_data(part, end && body.is_empty())
+            .map_err(|_| (Stop::Gone, *sent))?;
+        *sent += n;
+    }
+    Ok(())
+}
+
+/// The window of a spare push ([`Play::Spare`]: two earlier pushes are in play and both wait
+/// for window), its capacity already reserved: what the connection grants at once. A stream
+/// that has sent nothing yet (`opening`) gets window only once the connection task has written
+/// its HEADERS, which it is given [`OPENING`] for. Granted nothing, the spare gives its
+/// reservation back — waiting in the library's queue it would take the connection's next
+/// credit ahead of the pushes in play, which are the first needed — reports itself blocked
+/// (a later push may try in turn) and waits until an earlier push changes (sends again, is
+/// blocked again, ends), which may have left window over; then `Ok(0)`: ask again. Stops when
+/// the client resets the stream. No send deadline runs meanwhile: the spare waits for the
+/// pushes before it, each of which has its own.
+async fn spare_window(
+    stream: &mut h2::SendStream<Bytes>,
+    turn: &Turn,
+    opening: bool,
+) -> Result<usize, Stop> {
+    let granted = stream.capacity();
+    if granted > 0 {
+        return Ok(granted);
+    }
+    if opening {
+        let opened = tokio::time::timeout(OPENING, window_or_reset(stream)).await;
+        match opened {
+            Ok(Ok(n)) if n > 0 => return Ok(n),
+            Ok(Err(stop)) => return Err(stop),
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    stream.reserve_capacity(0);
+    let seen = turn.blocked();
+    tokio::select! {
+        () = turn.earlier_changed(seen) => Ok(0),
+        () = reset_of(stream) => Err(Stop::Refused),
+    }
+}
+
+/// Resolves with the window next granted to `stream`, or the stop when it is reset or gone.
+async fn window_or_reset(stream: &mut h2::SendStream<Bytes>) -> Result<usize, Stop> {
+    poll_fn(|cx| {
+        if stream.poll_reset(cx).is_ready() {
+            return Poll::Ready(Err(Stop::Refused));
+        }
+        stream.poll_capacity(cx).map(|c| match c {
+            Some(Ok(n)) => Ok(n),
+            Some(Err(_)) | None => Err(Stop::Gone),
+        })
+    })
+    .await
+}
+
+/// Resolves when the client resets `stream`.
+async fn reset_of(stream: &mut h2::SendStream<Bytes>) {
+    let _ = poll_fn(|cx| stream.poll_reset(cx)).await;
 }
 
 /// How a push's wait for window ended.
@@ -851,44 +938,40 @@ async fn wait_for_window(
             turn.blocked();
         }
     }
-    let capacity = poll_fn(|cx| {
-        if stream.poll_reset(cx).is_ready() {
-            return Poll::Ready(Err(Stop::Refused));
-        }
-        stream.poll_capacity(cx).map(|c| match c {
-            Some(Ok(n)) => Ok(n),
-            Some(Err(_)) | None => Err(Stop::Gone),
-        })
-    });
-    tokio::pin!(capacity);
     let expiry = tokio::time::sleep_until(deadline);
     tokio::pin!(expiry);
-    loop {
-        tokio::select! {
-            r = &mut capacity => return r.map(Window::Granted),
-            () = &mut expiry => {
-                stream.send_reset(h2::Reason::CANCEL);
-                return Err(Stop::Gone);
+    // `None`: the deadline passed (the stream is reset once the wait no longer holds it).
+    let ended = {
+        let capacity = window_or_reset(stream);
+        tokio::pin!(capacity);
+        loop {
+            tokio::select! {
+                r = &mut capacity => break Some(r.map(Window::Granted)),
+                () = &mut expiry => break None,
+                () = async {
+                    match blocked_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    blocked_at = None;
+                    if let Some(turn) = turn {
+                        turn.blocked();
+                    }
+                }
+                () = async {
+                    match behind {
+                        Some(turn) => turn.until_leading().await,
+                        None => std::future::pending().await,
+                    }
+                } => break Some(Ok(Window::Leading)),
             }
-            () = async {
-                match blocked_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                blocked_at = None;
-                if let Some(turn) = turn {
-                    turn.blocked();
-                }
-            }
-            () = async {
-                match behind {
-                    Some(turn) => turn.until_leading().await,
-                    None => std::future::pending().await,
-                }
-            } => return Ok(Window::Leading),
         }
-    }
+    };
+    ended.unwrap_or_else(|| {
+        stream.send_reset(h2::Reason::CANCEL);
+        Err(Stop::Gone)
+    })
 }
 
 /// Where a window-bound grant is split into frames: half of the default 65,535-byte window,

@@ -1,34 +1,76 @@
-//! Watches the client's `SETTINGS_ENABLE_PUSH` on an HTTP/2 connection.
+//! Watches what the client tells an HTTP/2 connection that the `h2` crate keeps to itself:
+//! `SETTINGS_ENABLE_PUSH`, and the shape of its flow-control windows.
 //!
 //! The `h2` crate refuses a push the client disabled but does not say so in advance, and the
 //! push acknowledgement (spec §7.2) must be decided before the response head is sent. So the
 //! connection's read side passes through [`PushSetting`], which follows the client's frame
 //! headers (after the 24-byte preface) and records every `SETTINGS_ENABLE_PUSH` value the
-//! client sends (RFC 9113 §6.5.2; the default is 1). It only reads frame headers and SETTINGS
-//! payloads; everything else is skipped by length, and every byte is handed on unchanged.
+//! client sends (RFC 9113 §6.5.2; the default is 1). It also records the client's
+//! `SETTINGS_INITIAL_WINDOW_SIZE` (a stream's window) and the largest increment it has given the
+//! connection's window in one `WINDOW_UPDATE` (RFC 9113 §6.9), which together tell the push
+//! scheduler whether two streams can fill the connection's window ([`ConnWindow`]). It only
+//! reads frame headers and the payloads of SETTINGS and of the connection's WINDOW_UPDATEs;
+//! everything else is skipped by length, and every byte is handed on unchanged.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::delivery::turns::ConnWindow;
+
 const PREFACE_LEN: usize = 24;
 const FRAME_HEADER_LEN: usize = 9;
 const SETTINGS: u8 = 0x4;
+const WINDOW_UPDATE: u8 = 0x8;
 const ACK: u8 = 0x1;
 const ENABLE_PUSH: u16 = 0x2;
+const INITIAL_WINDOW_SIZE: u16 = 0x4;
+/// Every flow-control window's size before SETTINGS or WINDOW_UPDATE change it (RFC 9113 §6.9.2).
+const DEFAULT_WINDOW: u32 = 65_535;
 
-/// The client's current `SETTINGS_ENABLE_PUSH`, shared with the request handlers.
+/// What the client has told the connection, shared with the request handlers.
 #[derive(Debug, Clone)]
-pub struct PushEnabled(Arc<AtomicBool>);
+pub struct Peer(Arc<PeerState>);
 
-impl PushEnabled {
+#[derive(Debug)]
+struct PeerState {
+    push: AtomicBool,
+    stream_window: AtomicU32,
+    widest_grant: AtomicU32,
+}
+
+impl Peer {
+    fn new() -> Self {
+        Self(Arc::new(PeerState {
+            push: AtomicBool::new(true),
+            stream_window: AtomicU32::new(DEFAULT_WINDOW),
+            widest_grant: AtomicU32::new(0),
+        }))
+    }
+
     /// Whether the client allows push now.
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+    pub fn push_enabled(&self) -> bool {
+        self.0.push.load(Ordering::Acquire)
+    }
+
+    /// Whether the connection's window is wider than two streams' windows: its default size
+    /// plus the largest increment the client has given it at once (a client that wants a wide
+    /// connection says so in one WINDOW_UPDATE, usually its first; one that returns credit as
+    /// it reads gives at most a window back) against twice a stream's window as the client
+    /// set it.
+    pub fn connection_window(&self) -> ConnWindow {
+        let connection =
+            u64::from(DEFAULT_WINDOW) + u64::from(self.0.widest_grant.load(Ordering::Acquire));
+        let streams = 2 * u64::from(self.0.stream_window.load(Ordering::Acquire));
+        if connection > streams {
+            ConnWindow::WiderThanTwoStreams
+        } else {
+            ConnWindow::WithinTwoStreams
+        }
     }
 }
 
@@ -48,13 +90,18 @@ enum State {
         entry: [u8; 6],
         have: usize,
     },
+    /// Reading the 4-byte increment of a WINDOW_UPDATE for the connection.
+    Grant {
+        buf: [u8; 4],
+        have: usize,
+    },
 }
 
 /// The parser, separate from I/O so it can be tested byte by byte.
 #[derive(Debug)]
 pub struct Tracker {
     state: State,
-    enabled: PushEnabled,
+    peer: Peer,
 }
 
 impl Default for Tracker {
@@ -68,13 +115,13 @@ impl Tracker {
     pub fn new() -> Self {
         Self {
             state: State::Preface(PREFACE_LEN),
-            enabled: PushEnabled(Arc::new(AtomicBool::new(true))),
+            peer: Peer::new(),
         }
     }
 
-    /// The shared flag.
-    pub fn enabled(&self) -> PushEnabled {
-        self.enabled.clone()
+    /// What the client has told so far, shared.
+    pub fn peer(&self) -> Peer {
+        self.peer.clone()
     }
 
     /// Feeds bytes the client sent, in order.
@@ -119,6 +166,11 @@ impl Tracker {
                                 entry: [0; 6],
                                 have: 0,
                             }
+                        } else if kind == WINDOW_UPDATE && len == 4 && stream0 {
+                            State::Grant {
+                                buf: [0; 4],
+                                have: 0,
+                            }
                         } else {
                             State::Skip(len)
                         };
@@ -136,12 +188,32 @@ impl Tracker {
                     if *have == 6 {
                         let id = u16::from_be_bytes([entry[0], entry[1]]);
                         let value = u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]);
-                        if id == ENABLE_PUSH {
-                            self.enabled.0.store(value != 0, Ordering::Release);
+                        match id {
+                            ENABLE_PUSH => self.peer.0.push.store(value != 0, Ordering::Release),
+                            INITIAL_WINDOW_SIZE => {
+                                self.peer.0.stream_window.store(value, Ordering::Release);
+                            }
+                            _ => {}
                         }
                         *have = 0;
                     }
                     if *left == 0 {
+                        self.state = header();
+                    }
+                }
+                State::Grant { buf, have } => {
+                    let n = (4 - *have).min(data.len());
+                    if let (Some(dst), Some(src)) = (buf.get_mut(*have..*have + n), data.get(..n)) {
+                        dst.copy_from_slice(src);
+                    }
+                    *have += n;
+                    data = data.get(n..).unwrap_or_default();
+                    if *have == 4 {
+                        let increment = u32::from_be_bytes(*buf) & 0x7fff_ffff;
+                        self.peer
+                            .0
+                            .widest_grant
+                            .fetch_max(increment, Ordering::AcqRel);
                         self.state = header();
                     }
                 }
@@ -165,10 +237,10 @@ pub struct PushSetting<S> {
 
 impl<S> PushSetting<S> {
     /// Wraps a connection from its first byte (the preface).
-    pub fn new(inner: S) -> (Self, PushEnabled) {
+    pub fn new(inner: S) -> (Self, Peer) {
         let tracker = Tracker::new();
-        let enabled = tracker.enabled();
-        (Self { inner, tracker }, enabled)
+        let peer = tracker.peer();
+        (Self { inner, tracker }, peer)
     }
 }
 
@@ -258,13 +330,48 @@ mod tests {
             let bytes = connection(push);
             let mut t = Tracker::new();
             t.feed(&bytes);
-            assert_eq!(t.enabled().get(), push == 1);
+            assert_eq!(t.peer().push_enabled(), push == 1);
             let mut t = Tracker::new();
             for b in &bytes {
                 t.feed(std::slice::from_ref(b));
             }
-            assert_eq!(t.enabled().get(), push == 1, "byte by byte");
+            assert_eq!(t.peer().push_enabled(), push == 1, "byte by byte");
         }
+    }
+
+    #[test]
+    fn the_connection_is_wider_than_two_streams_when_the_client_says_so() {
+        let mut t = Tracker::new();
+        let mut c = PREFACE.to_vec();
+        c.extend(frame(SETTINGS, 0, 0, &[]));
+        t.feed(&c);
+        assert_eq!(
+            t.peer().connection_window(),
+            ConnWindow::WithinTwoStreams,
+            "defaults"
+        );
+        // Credit given back as a client reads: at most a window at a time.
+        t.feed(&frame(WINDOW_UPDATE, 0, 0, &65_535u32.to_be_bytes()));
+        // A stream's WINDOW_UPDATE is not the connection's.
+        t.feed(&frame(WINDOW_UPDATE, 0, 1, &(16u32 << 20).to_be_bytes()));
+        assert_eq!(t.peer().connection_window(), ConnWindow::WithinTwoStreams);
+        // 64 KiB streams, a 16 MiB connection, byte by byte.
+        for b in frame(WINDOW_UPDATE, 0, 0, &(16u32 << 20).to_be_bytes()) {
+            t.feed(&[b]);
+        }
+        assert_eq!(
+            t.peer().connection_window(),
+            ConnWindow::WiderThanTwoStreams
+        );
+        // Streams as wide as the connection.
+        t.feed(&frame(
+            SETTINGS,
+            0,
+            0,
+            &setting(INITIAL_WINDOW_SIZE, 16 << 20),
+        ));
+        assert_eq!(t.peer().connection_window(), ConnWindow::WithinTwoStreams);
+        assert!(t.peer().push_enabled(), "nothing else changed");
     }
 
     #[test]
@@ -273,13 +380,13 @@ mod tests {
         let mut c = PREFACE.to_vec();
         c.extend(frame(SETTINGS, 0, 0, &[]));
         t.feed(&c);
-        assert!(t.enabled().get());
+        assert!(t.peer().push_enabled());
         t.feed(&frame(SETTINGS, 0, 0, &setting(ENABLE_PUSH, 0)));
-        assert!(!t.enabled().get());
+        assert!(!t.peer().push_enabled());
         // A SETTINGS ack carries no entries and changes nothing.
         t.feed(&frame(SETTINGS, ACK, 0, &[]));
-        assert!(!t.enabled().get());
+        assert!(!t.peer().push_enabled());
         t.feed(&frame(SETTINGS, 0, 0, &setting(ENABLE_PUSH, 1)));
-        assert!(t.enabled().get());
+        assert!(t.peer().push_enabled());
     }
 }
