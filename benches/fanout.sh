@@ -14,8 +14,9 @@
 #   PROCS        load client processes (1)
 #   PUSH_NEXT    K of push-next;K (64, the hard limit: one directive covers the run; a viewer
 #                whose cycle ends before the run does sends a new one)
-#   PIN          1: the servers on CPU 0, the origin and the load client on CPU 1 (needs
-#                taskset); 0: no pinning (nginx then runs 2 workers)
+#   PIN          1: the servers on CPU 0 (the gateway with `threads: 1`, nginx with one
+#                worker), the origin and the load client on CPU 1 (needs taskset); 0: no
+#                pinning (the gateway then runs 2 threads, nginx 2 workers)
 #   NGINX_LOCK   on: proxy_cache_lock (one origin fetch per segment; waiting requests poll the
 #                lock every 500 ms, as nginx does); off: every miss goes to the origin
 #   PULL_GATEWAY 1: also run the pull viewers against dashpush (a third row)
@@ -106,11 +107,14 @@ pids+=($!)
 wait_http "http://127.0.0.1:$OP/live/manifest.mpd"
 
 # The gateway: room for every viewer from 127.0.0.1, and push cycles long enough that one
-# directive covers the run (push-next is capped at 64 by the standard's hard limit here).
+# directive covers the run (push-next is capped at 64 by the standard's hard limit here). One
+# worker thread per core it runs on, as nginx gets one worker process per core below.
+gw_threads=2; [ "$PIN" = 1 ] && [ ${#cpu0[@]} -gt 0 ] && gw_threads=1
 cat >"$work/dashpush.yaml" <<YAML
 origin: http://127.0.0.1:$OP
 listen: 127.0.0.1:$GP
 admin: 127.0.0.1:$GA
+threads: $gw_threads
 limits:
   max_open_files: 0
   max_connections: $(( VIEWERS * 2 + 1024 ))

@@ -228,3 +228,36 @@ fn the_access_log_has_a_line_per_request_and_per_push() {
     }
     assert_eq!(metric(gw.admin, "dashpush_access_log_dropped_total"), 0.0);
 }
+
+/// The names of the process's threads (`/proc/PID/task/*/comm`).
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let comm = task.unwrap().path().join("comm");
+        if let Ok(name) = std::fs::read_to_string(comm) {
+            names.push(name.trim_end().to_owned());
+        }
+    }
+    names
+}
+
+#[test]
+fn threads_sets_the_traffic_runtime_and_it_serves() {
+    let (_o, origin) = origin(&[]);
+    for threads in [1, 3] {
+        let dir = Scratch::new(&format!("threads-{threads}"));
+        let file = dir.0.join("dashpush.yaml");
+        std::fs::write(
+            &file,
+            format!("origin: http://{origin}\nthreads: {threads}\n"),
+        )
+        .unwrap();
+        let gw = gateway_with(&["-c", file.to_str().unwrap()]);
+        let traffic = thread_names(gw.proc.pid())
+            .iter()
+            .filter(|n| *n == "BG dashpush")
+            .count();
+        assert_eq!(traffic, threads, "{:?}", thread_names(gw.proc.pid()));
+        assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    }
+}

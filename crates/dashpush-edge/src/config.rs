@@ -69,6 +69,8 @@ pub struct RawConfig {
     pub http2: RawHttp2,
     /// Deadlines and connection caps.
     pub limits: RawLimits,
+    /// Worker threads serving traffic (each listener's runtime).
+    pub threads: Option<usize>,
     /// Drain grace on SIGTERM, milliseconds.
     pub shutdown_grace_ms: Option<u64>,
     /// Ready without waiting for the origin.
@@ -556,6 +558,7 @@ impl TryFrom<RawConfig> for EdgeConfig {
             1,
             1 << 30,
         )?;
+        c.threads = in_range("threads", raw.threads, c.threads, 1, 256)?;
         c.grace = match raw.shutdown_grace_ms {
             Some(ms) => Duration::from_millis(ms),
             None => c.grace,
@@ -905,6 +908,16 @@ mod tests {
         let c = check("origin: http://origin.test:8081\n").unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.h2.max_frame_size, 16_384);
+        assert_eq!(c.threads, 2);
+    }
+
+    #[test]
+    fn threads_are_one_or_more() {
+        assert_eq!(check("origin: http://o\nthreads: 1\n").unwrap().threads, 1);
+        let e = check("origin: http://o\nthreads: 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("threads:"), "{e}");
     }
 
     #[test]

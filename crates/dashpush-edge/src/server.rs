@@ -34,7 +34,8 @@ use crate::settings::{H2Limits, Limits};
 use crate::target::Target;
 use dashpush_proto::http2::request_policy;
 
-/// Worker threads of each runtime (traffic, TLS, admin).
+/// Worker threads of the admin listener's runtime, and pingora's default for its own services
+/// (the traffic listeners take `threads` from the configuration).
 const THREADS: usize = 2;
 
 /// The app on a traffic listener (cleartext, or TLS with `tls`).
@@ -565,7 +566,8 @@ pub fn run_with_reload(
     // codec buffers, HTTP/1.1 coalesces a head with its body in `Coalesce`), and HTTP/2 DATA
     // leaves by vectored writes without being copied.
     let lowat = config.limits.notsent_lowat;
-    let traffic = accepting("dashpush", listener, app.clone(), THREADS, lowat);
+    let threads = config.threads;
+    let traffic = accepting("dashpush", listener, app.clone(), threads, lowat);
     let mut tls_svc = None;
     let tls_addr = match &config.tls {
         Some(tls) => {
@@ -585,7 +587,7 @@ pub fn run_with_reload(
                 tls: Some(Arc::new(settings.build())),
                 ..app
             };
-            tls_svc = Some(accepting("dashpush-tls", listener, app, THREADS, lowat));
+            tls_svc = Some(accepting("dashpush-tls", listener, app, threads, lowat));
             Some(addr)
         }
         None => None,

@@ -42,6 +42,8 @@ pub struct EdgeConfig {
     pub total_timeout: Duration,
     /// Largest origin body accepted.
     pub max_body: usize,
+    /// Worker threads of each traffic listener's runtime (cleartext, TLS).
+    pub threads: usize,
     /// Grace period for in-flight requests on shutdown.
     pub grace: Duration,
     /// Report ready without waiting for the origin to answer.
@@ -201,6 +203,7 @@ impl EdgeConfig {
             read_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(60),
             max_body: 64 * 1024 * 1024,
+            threads: 2,
             grace: Duration::from_secs(10),
             ready_without_origin: false,
             h2: H2Limits::default(),
