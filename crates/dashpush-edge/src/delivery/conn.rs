@@ -40,8 +40,9 @@ impl CancelFlag {
 /// One connection's push state, shared by its request tasks.
 #[derive(Debug, Default)]
 pub(crate) struct PushConn {
-    /// Created with the first request that needs it.
-    session: Mutex<Option<Session>>,
+    /// Created with the first request that needs it; boxed, so a connection that never
+    /// pushes holds a pointer, not the session (memory per idle connection).
+    session: Mutex<Option<Box<Session>>>,
     /// Promised, unfinished pushes by URL.
     active: Mutex<HashMap<Url, Arc<CancelFlag>>>,
     /// URLs the client refused before any push of them was promised (a cancel can overtake
@@ -112,7 +113,7 @@ impl PushConn {
     /// Runs `f` on the connection's planner session (created with `cfg` if new).
     pub(crate) fn plan<R>(&self, cfg: &PlanConfig, f: impl FnOnce(&mut Session) -> R) -> R {
         let mut guard = lock(&self.session);
-        let session = guard.get_or_insert_with(|| Session::new(cfg.clone()));
+        let session = guard.get_or_insert_with(|| Box::new(Session::new(cfg.clone())));
         f(session)
     }
 

@@ -74,32 +74,39 @@ pub(crate) async fn serve(
         send_timeout: limits.send,
         resets: ResetBudget::new(h2.max_resets, h2.reset_window),
     });
-    let mut builder = h2::server::Builder::new();
-    builder
-        .max_concurrent_streams(h2.max_concurrent_streams)
-        .max_header_list_size(h2.max_header_list_size)
-        .max_frame_size(h2.max_frame_size)
-        .initial_window_size(h2.initial_window_size)
-        .initial_connection_window_size(h2.connection_window_size)
-        .max_concurrent_reset_streams(h2.max_concurrent_reset_streams)
-        .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
-        .max_local_error_reset_streams(Some(h2.max_local_error_reset_streams))
-        .max_send_buffer_size(h2.max_send_buffer_size)
-        // WebSocket over HTTP/2 (RFC 8441 extended CONNECT) for the sub-protocol.
-        .enable_connect_protocol();
-    // The client preface must arrive within the handshake deadline.
-    let mut conn =
-        match tokio::time::timeout(limits.handshake, builder.handshake::<_, Bytes>(stream)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                tracing::debug!("h2 handshake: {e}");
-                return;
-            }
-            Err(_) => {
-                Closed::Handshake.count(metrics, "h2");
-                return;
-            }
-        };
+    // The client preface must arrive within the handshake deadline. The handshake's state is
+    // boxed apart, and the builder dropped with its block: neither stays in this future for
+    // the connection's life (memory per idle connection).
+    let handshake = {
+        let mut builder = h2::server::Builder::new();
+        builder
+            .max_concurrent_streams(h2.max_concurrent_streams)
+            .max_header_list_size(h2.max_header_list_size)
+            .max_frame_size(h2.max_frame_size)
+            .initial_window_size(h2.initial_window_size)
+            .initial_connection_window_size(h2.connection_window_size)
+            .max_concurrent_reset_streams(h2.max_concurrent_reset_streams)
+            .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
+            .max_local_error_reset_streams(Some(h2.max_local_error_reset_streams))
+            .max_send_buffer_size(h2.max_send_buffer_size)
+            // WebSocket over HTTP/2 (RFC 8441 extended CONNECT) for the sub-protocol.
+            .enable_connect_protocol();
+        Box::pin(tokio::time::timeout(
+            limits.handshake,
+            builder.handshake::<_, Bytes>(stream),
+        ))
+    };
+    let mut conn = match handshake.await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!("h2 handshake: {e}");
+            return;
+        }
+        Err(_) => {
+            Closed::Handshake.count(metrics, "h2");
+            return;
+        }
+    };
     // Keep-alive PINGs: a peer that answers none within the timeout is gone, and the first,
     // sent at once, bounds the rest of the handshake (a peer that never reads our SETTINGS
     // answers no PING either).
