@@ -383,7 +383,10 @@ def size_name(w):
 
 def win_name(w):
     """64K, 16M (stream and connection), or STREAM/CONNECTION (64K/16M)."""
-    return f"{size_name(w[0])}/{size_name(w[1])}" if isinstance(w, tuple) else size_name(w)
+    if isinstance(w, tuple):
+        stream, conn = (size_name(x) for x in w)
+        return stream if stream == conn else f"{stream}/{conn}"
+    return size_name(w)
 
 
 def parse_window(spec):
@@ -553,7 +556,7 @@ def fmt_ms(xs):
 
 
 def report(results, args):
-    hdr = (f"{'delay':>5} {'N':>2} {'win':>4} {'rtt':>4} {'kB':>5} | {'cold dp':>8} {'cold ng':>8}"
+    hdr = (f"{'delay':>5} {'N':>2} {'win':>7} {'rtt':>4} {'kB':>5} | {'cold dp':>8} {'cold ng':>8}"
            f" {'dp/ng':>6} | {'warm dp':>8} {'warm ng':>8} {'dp/ng':>6} | {'floor':>5} {'x0':>5}"
            f" | {'warm/fl':>7} {'cold/fl':>7} | {'warm/(fl+x0)':>12} {'cold/(fl+2D+x0)':>15}")
     print(hdr)
@@ -571,7 +574,7 @@ def report(results, args):
 
         def mark(x, lim, on=True):
             return f"{x:.2f}" + ("*" if on and x > lim else " ")
-        print(f"{d:>5} {r['segments']:>2} {r['window']:>4} {r['rtt_ms']:>4} {r['bytes'] / 1000:>5.0f}"
+        print(f"{d:>5} {r['segments']:>2} {r['window']:>7} {r['rtt_ms']:>4} {r['bytes'] / 1000:>5.0f}"
               f" | {r['dashpush_cold']:>8.1f} {r['nginx_cold']:>8.1f} {mark(cn, 1.0):>6}"
               f" | {r['dashpush_warm']:>8.1f} {r['nginx_warm']:>8.1f} {mark(wn, 1.0):>6}"
               f" | {fl:>5} {x0:>5.1f} | {mark(wf, 1.1, big):>7} {mark(cf, 1.1, big):>7}"
@@ -640,6 +643,9 @@ def write_svg(path, results):
         out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" fill="{fill}" stroke="{c}" stroke-width="1.5"/>')
     legend = [("#d62728", True, "64 KiB windows, warm"), ("#d62728", False, "64 KiB windows, cold"),
               ("#1f77b4", True, "16 MiB windows, warm"), ("#1f77b4", False, "16 MiB windows, cold")]
+    if any("/" in win for _, _, win, _ in pts):
+        legend += [("#2ca02c", True, "stream/connection apart, warm"),
+                   ("#2ca02c", False, "stream/connection apart, cold")]
     for i, (c, filled, label) in enumerate(legend):
         y = top + 10 + i * 18
         out.append(f'<circle cx="{w-right+15}" cy="{y-3}" r="4" fill="{c if filled else "none"}" stroke="{c}" stroke-width="1.5"/>')

@@ -465,7 +465,7 @@ pub fn run(config: EdgeConfig, registry: Registry) -> Result<(), EdgeError> {
 
 /// Like [`run`], reloading the configuration on `SIGHUP` and when the watched file changes:
 /// origins and routes, push and prefetch caps and default TTLs take effect for new requests;
-/// listeners, TLS, HTTP/2 limits and the cache budget need a restart. A configuration that
+/// listeners, TLS, worker threads, HTTP/2 limits and the cache budget need a restart. A configuration that
 /// does not load is logged and counted, and the running one stays.
 pub fn run_with_reload(
     config: EdgeConfig,

@@ -10,8 +10,9 @@
 //! they ask for window and wait for it. On a connection whose window is wider than two streams'
 //! ([`ConnWindow`]), a push whose turn comes while two earlier ones are in play and both
 //! blocked is a *spare* ([`Play::Spare`]): it takes only what the connection
-//! grants at once and, granted nothing, waits for the earlier pushes to change, not for window
-//! (so it never stands in line for the connection's next credit ahead of the pushes in play).
+//! grants at once and, granted nothing, gives its request back and waits for the earlier pushes
+//! to change, not for window (so it does not wait in line for the connection's next credit
+//! ahead of the pushes in play).
 //! A transport without per-stream windows (the WebSocket socket) never reports a push blocked,
 //! so its pushes go strictly one after the other.
 
@@ -46,9 +47,15 @@ pub(crate) enum Play {
     InPlay,
     /// Two earlier pushes are in play and both blocked, on a connection wider than two streams:
     /// this one may take what the connection grants at once, and granted nothing it waits for
-    /// [`Turn::earlier_changed`].
-    Spare,
+    /// [`Turn::earlier_changed`] since the turn was given (the [`Since`]).
+    Spare(Since),
 }
+
+/// Where the earlier pushes' changes stood when a spare was given its turn (their count, read
+/// under the same lock as the states that made it a spare, so no change between the two is
+/// missed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Since(u64);
 
 /// The client's connection window against its streams' ([`Play::Spare`] needs it wider).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +142,9 @@ impl Turns {
             Some(Play::InPlay)
         } else {
             match self.window {
-                ConnWindow::WiderThanTwoStreams => Some(Play::Spare),
+                ConnWindow::WiderThanTwoStreams => {
+                    Some(Play::Spare(Since(changes_before(&slots, index))))
+                }
                 ConnWindow::WithinTwoStreams => None,
             }
         }
@@ -143,8 +152,13 @@ impl Turns {
 
     /// The changes of every push before `index`, summed: it grows whenever one of them changes.
     fn earlier_changes(&self, index: usize) -> u64 {
-        self.slots().iter().take(index).map(|s| s.changes).sum()
+        changes_before(&self.slots(), index)
     }
+}
+
+/// The changes of the slots before `index`, summed.
+fn changes_before(slots: &[Slot], index: usize) -> u64 {
+    slots.iter().take(index).map(|s| s.changes).sum()
 }
 
 /// One push's turn; dropping it marks the push done.
@@ -200,18 +214,16 @@ impl Turn {
         }
     }
 
-    /// This push waits for window of its own stream: later pushes may send meanwhile. Returns
-    /// the earlier pushes' changes so far, for [`Turn::earlier_changed`].
-    pub(crate) fn blocked(&self) -> u64 {
+    /// This push waits for window of its own stream: later pushes may send meanwhile.
+    pub(crate) fn blocked(&self) {
         self.turns.set(self.index, State::Blocked);
-        self.turns.earlier_changes(self.index)
     }
 
-    /// Resolves once a push before this one has changed since `seen` (from [`Turn::blocked`]):
-    /// one in play sent again, was blocked again or ended, which may have left the connection
-    /// window a spare can use. Changes of later pushes do not wake it.
-    pub(crate) async fn earlier_changed(&self, seen: u64) {
-        self.until(|| self.turns.earlier_changes(self.index) != seen)
+    /// Resolves once a push before this one has changed `since` it was made a spare: one in
+    /// play sent again, was blocked again or ended, which may have left the connection window
+    /// a spare can use (or made this one in play). Changes of later pushes do not wake it.
+    pub(crate) async fn earlier_changed(&self, since: Since) {
+        self.until(|| Since(self.turns.earlier_changes(self.index)) != since)
             .await;
     }
 }
@@ -276,14 +288,13 @@ mod tests {
         assert_eq!(b.mine().await, Play::InPlay);
         assert!(!resolves(c.mine()).await, "b sending: c waits");
         b.blocked();
-        assert_eq!(
-            c.mine().await,
-            Play::Spare,
+        assert!(
+            matches!(c.mine().await, Play::Spare(_)),
             "a and b blocked: c may use what is left"
         );
         assert!(!resolves(d.mine()).await, "c sending: d waits");
         c.blocked();
-        assert_eq!(d.mine().await, Play::Spare);
+        assert!(matches!(d.mine().await, Play::Spare(_)));
         // a's window opens: it sends again, and the spares wait for it.
         a.mine().await;
         assert!(!resolves(c.mine()).await);
@@ -317,8 +328,10 @@ mod tests {
         a.blocked();
         b.mine().await;
         b.blocked();
-        c.mine().await;
-        let seen = c.blocked();
+        let Play::Spare(seen) = c.mine().await else {
+            panic!("c is a spare");
+        };
+        c.blocked();
         assert!(!resolves(c.earlier_changed(seen)).await, "nothing changed");
         d.mine().await;
         d.blocked();

@@ -21,7 +21,7 @@ use pingora::protocols::Stream;
 use crate::access::Served;
 use crate::delivery::conn::PushConn;
 use crate::delivery::cycle::{self, CLIENT_CLOSED};
-use crate::delivery::turns::{ConnWindow, Play, Turn};
+use crate::delivery::turns::{ConnWindow, Play, Since, Turn};
 use crate::delivery::{AnswerHead, DropReason, PushTransport, Stop, Transport, Withdrawal};
 use crate::downstream::h2settings::{Peer, PushSetting};
 use crate::drain::Drain;
@@ -770,8 +770,8 @@ async fn send_within_window(
         let mut behind = None;
         let mut spare = None;
         if let Some(turn) = pace.turn {
-            if turn.mine().await == Play::Spare {
-                spare = Some(turn);
+            if let Play::Spare(since) = turn.mine().await {
+                spare = Some((turn, since));
             }
             if !turn.leading() {
                 behind = Some(turn);
@@ -798,8 +798,8 @@ async fn send_within_window(
             continue;
         }
         stream.reserve_capacity(body.len().min(chunk));
-        if let Some(turn) = spare {
-            match spare_window(stream, turn, opening).await {
+        if let Some((turn, since)) = spare {
+            match spare_window(stream, turn, since, opening).await {
                 Ok(0) => continue,
                 Ok(granted) => {
                     opening = false;
@@ -861,38 +861,41 @@ fn send_granted(
 }
 
 /// The window of a spare push ([`Play::Spare`]: two earlier pushes are in play and both wait
-/// for window), its capacity already reserved: what the connection grants at once. A stream
-/// that has sent nothing yet (`opening`) gets window only once the connection task has written
-/// its HEADERS, which it is given [`OPENING`] for. Granted nothing, the spare gives its
-/// reservation back — waiting in the library's queue it would take the connection's next
-/// credit ahead of the pushes in play, which are the first needed — reports itself blocked
-/// (a later push may try in turn) and waits until an earlier push changes (sends again, is
-/// blocked again, ends), which may have left window over; then `Ok(0)`: ask again. Stops when
-/// the client resets the stream. No send deadline runs meanwhile: the spare waits for the
-/// pushes before it, each of which has its own.
+/// for window), its capacity already reserved: what the connection grants at once. Granted
+/// nothing, the spare reports itself blocked (a later push may try in turn) and waits until an
+/// earlier push changes `since` its turn was given (sends again, is blocked again, ends), which
+/// may have left window over; then `Ok(0)`: ask again. Meanwhile it gives its reservation back:
+/// waiting in the library's queue it would take the connection's next credit ahead of the
+/// pushes in play, which are the first needed. A stream that has sent nothing yet (`opening`)
+/// gets window only once the connection task has written its HEADERS (until then the library
+/// queues nothing for it), so it keeps its reservation and takes the window that opening
+/// brings, or goes round again on an earlier change. Stops when the client resets the stream.
+/// No send deadline runs meanwhile: the spare waits for the pushes before it, each of which
+/// has its own.
 async fn spare_window(
     stream: &mut h2::SendStream<Bytes>,
     turn: &Turn,
+    since: Since,
     opening: bool,
 ) -> Result<usize, Stop> {
     let granted = stream.capacity();
     if granted > 0 {
         return Ok(granted);
     }
-    if opening {
-        let opened = tokio::time::timeout(OPENING, window_or_reset(stream)).await;
-        match opened {
-            Ok(Ok(n)) if n > 0 => return Ok(n),
-            Ok(Err(stop)) => return Err(stop),
-            Ok(Ok(_)) | Err(_) => {}
+    turn.blocked();
+    let outcome = if opening {
+        tokio::select! {
+            r = window_or_reset(stream) => Some(r),
+            () = turn.earlier_changed(since) => None,
         }
-    }
-    stream.reserve_capacity(0);
-    let seen = turn.blocked();
-    tokio::select! {
-        () = turn.earlier_changed(seen) => Ok(0),
-        () = reset_of(stream) => Err(Stop::Refused),
-    }
+    } else {
+        stream.reserve_capacity(0);
+        tokio::select! {
+            () = reset_of(stream) => Some(Err(Stop::Refused)),
+            () = turn.earlier_changed(since) => None,
+        }
+    };
+    outcome.unwrap_or(Ok(0))
 }
 
 /// Resolves with the window next granted to `stream`, or the stop when it is reset or gone.
