@@ -378,8 +378,9 @@ pub(crate) struct H2Push {
     respond: SendResponse<Bytes>,
     parent: Option<h2::SendStream<Bytes>>,
     enabled: bool,
-    /// The connection's window against two streams' when the request came.
-    window: ConnWindow,
+    /// What the client told the connection (its window shape is read when the pushes are
+    /// scheduled, after the parent's answer: a WINDOW_UPDATE sent just after the request counts).
+    peer: Peer,
     send_timeout: Duration,
     ack_name: &'static str,
     /// The parent's headers a promised request copies.
@@ -392,7 +393,7 @@ impl H2Push {
             respond,
             parent: None,
             enabled: conn.peer.push_enabled(),
-            window: conn.peer.connection_window(),
+            peer: conn.peer.clone(),
             send_timeout: conn.send_timeout,
             ack_name,
             copied: req
@@ -419,7 +420,7 @@ impl PushTransport for H2Push {
     }
 
     fn connection_window(&self) -> ConnWindow {
-        self.window
+        self.peer.connection_window()
     }
 
     /// The PUSH_PROMISE's request: GET of the pushed URL with the parent's `accept`,
