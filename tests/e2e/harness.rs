@@ -326,6 +326,16 @@ pub fn assert_counter_rule(admin: SocketAddr, transport: &str) {
 /// A scratch directory removed on drop.
 pub struct Scratch(pub std::path::PathBuf);
 
+/// A gateway started with a configuration file holding `yaml` (which names the origin), in a
+/// scratch directory named after `name`, kept as long as the returned [`Scratch`] (the file is
+/// `dashpush.yaml` in it: a reload test rewrites it there).
+pub fn gateway_with_yaml(name: &str, yaml: &str) -> (Gateway, Scratch) {
+    let dir = Scratch::new(name);
+    let file = dir.0.join("dashpush.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    (gateway_with(&["-c", file.to_str().unwrap()]), dir)
+}
+
 impl Scratch {
     pub fn new(name: &str) -> Self {
         // Unique per call: tests running at once may ask for the same name.

@@ -273,14 +273,11 @@ fn over_websocket_each_new_live_segment_arrives_on_its_own_stream_then_the_cycle
 fn a_live_cycle_straddling_a_reload_finishes_on_the_origin_it_started_with() {
     let (_a, a) = live_origin(&[]);
     let (_b, b) = live_origin(&[]);
-    let dir = Scratch::new("reload-straddle");
+    let (gw, dir) = gateway_with_yaml(
+        "reload-straddle",
+        &format!("origin: http://{a}\nprefetch: {{next: 0}}\n"),
+    );
     let file = dir.0.join("dashpush.yaml");
-    std::fs::write(
-        &file,
-        format!("origin: http://{a}\nprefetch: {{next: 0}}\n"),
-    )
-    .unwrap();
-    let gw = gateway_with(&["-c", file.to_str().unwrap()]);
     let n = live_edge(gw.addr, 1);
     // A cycle that runs about five seconds (push-next;5 of 1 s live segments)...
     let addr = gw.addr;

@@ -23,14 +23,10 @@ fn post(admin: std::net::SocketAddr, path: &str, token: Option<&str>) -> (String
 }
 
 fn with_token(origin: std::net::SocketAddr, name: &str) -> (Gateway, Scratch) {
-    let dir = Scratch::new(name);
-    let file = dir.0.join("dashpush.yaml");
-    std::fs::write(
-        &file,
-        format!("origin: http://{origin}\nadmin: {{token: {TOKEN}}}\nprefetch: {{next: 0}}\n"),
+    gateway_with_yaml(
+        name,
+        &format!("origin: http://{origin}\nadmin: {{token: {TOKEN}}}\nprefetch: {{next: 0}}\n"),
     )
-    .unwrap();
-    (gateway_with(&["-c", file.to_str().unwrap()]), dir)
 }
 
 #[test]
@@ -245,14 +241,10 @@ fn thread_names(pid: u32) -> Vec<String> {
 fn threads_sets_the_traffic_runtime_and_it_serves() {
     let (_o, origin) = origin(&[]);
     for threads in [1, 3] {
-        let dir = Scratch::new(&format!("threads-{threads}"));
-        let file = dir.0.join("dashpush.yaml");
-        std::fs::write(
-            &file,
-            format!("origin: http://{origin}\nthreads: {threads}\n"),
-        )
-        .unwrap();
-        let gw = gateway_with(&["-c", file.to_str().unwrap()]);
+        let (gw, _dir) = gateway_with_yaml(
+            &format!("threads-{threads}"),
+            &format!("origin: http://{origin}\nthreads: {threads}\n"),
+        );
         let traffic = thread_names(gw.proc.pid())
             .iter()
             .filter(|n| *n == "BG dashpush")

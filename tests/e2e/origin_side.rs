@@ -252,14 +252,10 @@ fn eighty_host_names_on_one_mpd_parse_it_once() {
 #[test]
 fn credentialed_requests_stream_through_and_are_capped() {
     let (_o, origin) = origin(&[]);
-    let dir = Scratch::new("bypass");
-    let conf = dir.0.join("dashpush.yaml");
-    std::fs::write(
-        &conf,
-        format!("origin: http://{origin}\nupstream: {{max_bypass_requests: 1}}\n"),
-    )
-    .unwrap();
-    let gw = gateway_with(&["-c", conf.to_str().unwrap()]);
+    let (gw, _dir) = gateway_with_yaml(
+        "bypass",
+        &format!("origin: http://{origin}\nupstream: {{max_bypass_requests: 1}}\n"),
+    );
     // The origin sends the first half of this body and holds the rest until /_origin/open.
     let mut first = std::net::TcpStream::connect(gw.addr).unwrap();
     first
