@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use http::header::{CACHE_CONTROL, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE, VARY};
 use http::{HeaderName, HeaderValue};
 use moka::Expiry;
 use moka::future::Cache as Moka;
@@ -505,19 +506,13 @@ pub fn freshness(
     key: &str,
     ttls: Ttls,
 ) -> Option<Freshness> {
-    if status != 200 {
+    // Names compared as names and directives without case-folded copies: this runs for every
+    // push (spec §6.2 rule 5), a thousand times per live segment on a busy gateway.
+    if status != 200 || per_user(headers) {
         return None;
     }
-    let header = |name: &'static str| {
-        headers
-            .iter()
-            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(name))
-            .filter_map(|(_, v)| v.to_str().ok())
-    };
-    if per_user(headers) {
-        return None;
-    }
-    let validated = header("etag").next().is_some() || header("last-modified").next().is_some();
+    let validated =
+        values(headers, &ETAG).next().is_some() || values(headers, &LAST_MODIFIED).next().is_some();
     // Delta-seconds beyond 2^31 mean 2^31 (RFC 9111 §1.2.2).
     let secs = |v: &str| {
         v.trim_matches('"')
@@ -525,30 +520,32 @@ pub fn freshness(
             .ok()
             .map(|n| Duration::from_secs(n.min(MAX_DELTA_SECONDS)))
     };
-    let (mut max_age, mut s_maxage, mut no_cache) = (None, None, false);
+    let (mut max_age, mut s_maxage, mut no_cache, mut revalidate) = (None, None, false, false);
     let (mut swr, mut sie) = (Duration::ZERO, ttls.stale_if_error);
-    for directive in header("cache-control").flat_map(|v| v.split(',')) {
-        let d = directive.trim().to_ascii_lowercase();
+    for directive in values(headers, &CACHE_CONTROL).flat_map(|v| v.split(',')) {
+        let d = directive.trim();
         match d.split_once('=') {
-            None if d == "no-store" => return None,
-            None if d == "no-cache" => no_cache = true,
-            Some(("max-age", v)) => max_age = secs(v),
-            Some(("s-maxage", v)) => s_maxage = secs(v),
-            Some(("stale-while-revalidate", v)) => swr = secs(v).unwrap_or(swr),
-            Some(("stale-if-error", v)) => sie = secs(v).unwrap_or(sie),
+            None if d.eq_ignore_ascii_case("no-store") => return None,
+            None if d.eq_ignore_ascii_case("no-cache") => no_cache = true,
+            None if d.eq_ignore_ascii_case("must-revalidate")
+                || d.eq_ignore_ascii_case("proxy-revalidate") =>
+            {
+                revalidate = true;
+            }
+            Some((k, v)) if k.eq_ignore_ascii_case("max-age") => max_age = secs(v),
+            Some((k, v)) if k.eq_ignore_ascii_case("s-maxage") => s_maxage = secs(v),
+            Some((k, v)) if k.eq_ignore_ascii_case("stale-while-revalidate") => {
+                swr = secs(v).unwrap_or(swr);
+            }
+            Some((k, v)) if k.eq_ignore_ascii_case("stale-if-error") => {
+                sie = secs(v).unwrap_or(sie);
+            }
             _ => {}
         }
     }
     // `must-revalidate`/`proxy-revalidate` (and `s-maxage`, which implies the latter, and
     // `no-cache`, revalidated before every use): never served stale.
-    if no_cache
-        || s_maxage.is_some()
-        || header("cache-control").any(|v| {
-            v.to_ascii_lowercase()
-                .split(',')
-                .any(|d| matches!(d.trim(), "must-revalidate" | "proxy-revalidate"))
-        })
-    {
+    if no_cache || s_maxage.is_some() || revalidate {
         swr = Duration::ZERO;
         sie = Duration::ZERO;
     }
@@ -559,7 +556,7 @@ pub fn freshness(
         Duration::ZERO
     } else if let Some(t) = s_maxage.or(max_age) {
         t
-    } else if let Some(expires) = header("expires").next() {
+    } else if let Some(expires) = values(headers, &EXPIRES).next() {
         let at = httpdate::parse_http_date(expires).ok()?;
         at.duration_since(SystemTime::now()).unwrap_or_default()
     } else {
@@ -581,26 +578,38 @@ pub fn freshness(
     })
 }
 
+/// The values of the fields named `name` that are text.
+fn values<'a>(
+    headers: &'a [(HeaderName, HeaderValue)],
+    name: &'a HeaderName,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .iter()
+        .filter(move |(n, _)| n == name)
+        .filter_map(|(_, v)| v.to_str().ok())
+}
+
 /// True for an answer meant for one user only, which is neither stored nor shared with other
 /// requests waiting on the same fetch (RFC 9111 §3.5, §5.2.2.7): `Set-Cookie`, `private`
 /// (also `private="…"`) and `no-cache="…"` naming fields, a `Vary` on anything but the
 /// encoding (the gateway does not forward it, so it always gets the identity encoding).
 pub fn per_user(headers: &[(HeaderName, HeaderValue)]) -> bool {
-    let header = |name: &'static str| {
-        headers
-            .iter()
-            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(name))
-            .filter_map(|(_, v)| v.to_str().ok())
+    // Case-insensitive prefix, without a lower-cased copy.
+    let starts = |d: &str, prefix: &str| {
+        d.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
     };
-    header("set-cookie").next().is_some()
-        || header("vary")
+    values(headers, &SET_COOKIE).next().is_some()
+        || values(headers, &VARY)
             .flat_map(|v| v.split(','))
             .map(str::trim)
             .any(|v| !v.is_empty() && !v.eq_ignore_ascii_case("accept-encoding"))
-        || header("cache-control")
+        || values(headers, &CACHE_CONTROL)
             .flat_map(|v| v.split(','))
-            .map(|d| d.trim().to_ascii_lowercase())
-            .any(|d| d == "private" || d.starts_with("private=") || d.starts_with("no-cache="))
+            .map(str::trim)
+            .any(|d| {
+                d.eq_ignore_ascii_case("private") || starts(d, "private=") || starts(d, "no-cache=")
+            })
 }
 
 /// Freshness lifetime of a response that may be shared and used without revalidation (what a
