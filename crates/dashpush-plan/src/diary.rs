@@ -5,7 +5,9 @@
 //! alone (16 bytes an entry, twice), however long the URLs a client sends. Two URLs with the
 //! same digest (a chance of about 2^-128 a pair) would count as one: at worst a push not made.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashSet, HashSetExt};
 use std::hash::{Hash, Hasher};
 
 use url::Url;

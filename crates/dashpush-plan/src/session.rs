@@ -1,6 +1,6 @@
 //! The per-connection push state machine (spec §4–5, §6.2, §7.3, Annex G, Annex H).
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::Arc;
 
 use std::time::Duration;

@@ -1,7 +1,9 @@
 //! The push state of one downstream connection, whatever its transport: the planner's session
 //! and the pushes in flight with their cancel flags.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
