@@ -270,29 +270,10 @@ async fn answer_unless_gone<H: Handler>(
 }
 
 /// Writes the answer; `sent` counts the body bytes written.
-/// The response head of `resp` for pingora's session. Built as `http` parts and handed over
-/// whole: the names are `HeaderName`s already, and pingora's own `append_header` would parse
-/// each again (about a tenth of a cached request's instructions, callgrind). Without a case
-/// map, as pingora's `build_no_case`: no second copy of every name is kept per response.
+/// The response head of `resp` for pingora's session, built as `http` parts and handed over
+/// whole ([`super::head_parts`]); without a case map, as pingora's `build_no_case`: no second
+/// copy of every name is kept per response.
 fn response_head(resp: &Resp) -> pingora::Result<ResponseHeader> {
-    let too_many = |_| {
-        pingora::Error::explain(
-            pingora::ErrorType::InvalidHTTPHeader,
-            "too many response headers",
-        )
-    };
-    let (mut head, ()) = http::Response::new(()).into_parts();
-    head.status = http::StatusCode::from_u16(resp.status).map_err(|_| {
-        pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "invalid status")
-    })?;
-    head.headers
-        .try_reserve(resp.headers.len() + 1)
-        .map_err(too_many)?;
-    for (n, v) in &resp.headers {
-        head.headers
-            .try_append(n.clone(), v.clone())
-            .map_err(too_many)?;
-    }
     // A 304 carries no body and no Content-Length of its own (RFC 9110 §8.6).
     // A streamed body goes out chunked even when its length is known: pingora flushes each
     // chunk then, where a Content-Length body would sit in the write buffer until it fills.
@@ -300,17 +281,21 @@ fn response_head(resp: &Resp) -> pingora::Result<ResponseHeader> {
         Body::Stream(_) => None,
         Body::Full(_) => resp.content_length,
     };
-    if resp.status != 304 {
-        let (name, value) = match length {
-            Some(len) => (http::header::CONTENT_LENGTH, HeaderValue::from(len)),
-            None => (
-                http::header::TRANSFER_ENCODING,
-                HeaderValue::from_static("chunked"),
-            ),
-        };
-        head.headers.try_insert(name, value).map_err(too_many)?;
-    }
-    Ok(ResponseHeader::from(head))
+    let framing = (resp.status != 304).then(|| match length {
+        Some(len) => (http::header::CONTENT_LENGTH, HeaderValue::from(len)),
+        None => (
+            http::header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        ),
+    });
+    super::head_parts(resp.status, resp.headers.iter(), framing)
+        .map(ResponseHeader::from)
+        .ok_or_else(|| {
+            pingora::Error::explain(
+                pingora::ErrorType::InvalidHTTPHeader,
+                "invalid status or too many response headers",
+            )
+        })
 }
 
 async fn write(session: &mut HttpSession, resp: &mut Resp, sent: &mut u64) -> pingora::Result<()> {

@@ -445,24 +445,23 @@ impl PushTransport for H2Push {
     }
 
     async fn answer_head(&mut self, head: AnswerHead) -> Result<(), Stop> {
-        let mut builder = http::Response::builder().status(head.status);
-        for (n, v) in &head.headers {
-            builder = builder.header(n, v);
-        }
-        if let Some(ack) = &head.ack
-            && let Ok(v) = HeaderValue::from_str(&ack.to_string())
-        {
-            builder = builder.header(self.ack_name, v);
-        }
-        if head.status != 304
-            && let Some(len) = head.content_length
-        {
-            builder = builder.header(http::header::CONTENT_LENGTH, len);
-        }
-        let Ok(h) = builder.body(()) else {
+        let ack = head.ack.as_ref().and_then(|ack| {
+            let name = HeaderName::from_bytes(self.ack_name.as_bytes()).ok()?;
+            Some((name, HeaderValue::from_str(&ack.to_string()).ok()?))
+        });
+        let length = head
+            .content_length
+            .filter(|_| head.status != 304)
+            .map(|len| (http::header::CONTENT_LENGTH, HeaderValue::from(len)));
+        let Some(parts) = super::head_parts(
+            head.status,
+            head.headers.iter(),
+            ack.into_iter().chain(length),
+        ) else {
             self.respond.send_reset(h2::Reason::INTERNAL_ERROR);
             return Err(Stop::Gone);
         };
+        let h = http::Response::from_parts(parts, ());
         // The parent stays open until its promises are sent (a PUSH_PROMISE on a closed stream
         // is a connection error, RFC 9113 §6.6), even when its own body is empty (a 304).
         let end = head.body_empty && !head.promises_follow;
@@ -521,19 +520,21 @@ impl PushTransport for H2Push {
         cancelled: &(dyn Fn() -> Option<Stop> + Send + Sync),
         turn: &Turn,
     ) -> Result<u64, (Stop, u64)> {
-        let mut builder = http::Response::builder().status(200);
-        for (n, v) in &resp.headers {
-            if n != "content-length" && n != "cache-status" {
-                builder = builder.header(n, v);
-            }
-        }
-        if let Some(len) = resp.length {
-            builder = builder.header(http::header::CONTENT_LENGTH, len);
-        }
-        let Ok(head) = builder.body(()) else {
+        // The origin's length is replaced by what is sent, and the gateway's Cache-Status is
+        // for the request that fetched it, not for this push.
+        const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+        let origin = resp
+            .headers
+            .iter()
+            .filter(|(n, _)| *n != http::header::CONTENT_LENGTH && *n != CACHE_STATUS);
+        let length = resp
+            .length
+            .map(|len| (http::header::CONTENT_LENGTH, HeaderValue::from(len)));
+        let Some(parts) = super::head_parts(200, origin, length) else {
             promised.stream.send_reset(h2::Reason::INTERNAL_ERROR);
             return Err((Stop::OriginBroke, 0));
         };
+        let head = http::Response::from_parts(parts, ());
         let body = match read_ahead(resp.body).await {
             Ok(b) => b,
             Err(stop) => {
@@ -576,18 +577,13 @@ pub(crate) fn response_head(
     respond: &mut SendResponse<Bytes>,
     resp: Resp,
 ) -> Option<(http::Response<()>, Body)> {
-    let mut builder = http::Response::builder().status(resp.status);
-    for (n, v) in &resp.headers {
-        builder = builder.header(n, v);
-    }
-    if resp.status != 304
-        && let Some(len) = resp.content_length
-    {
-        builder = builder.header(http::header::CONTENT_LENGTH, len);
-    }
-    match builder.body(()) {
-        Ok(h) => Some((h, resp.body)),
-        Err(_) => {
+    let length = resp
+        .content_length
+        .filter(|_| resp.status != 304)
+        .map(|len| (http::header::CONTENT_LENGTH, HeaderValue::from(len)));
+    match super::head_parts(resp.status, resp.headers.iter(), length) {
+        Some(parts) => Some((http::Response::from_parts(parts, ()), resp.body)),
+        None => {
             respond.send_reset(h2::Reason::INTERNAL_ERROR);
             None
         }
