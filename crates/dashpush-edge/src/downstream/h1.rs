@@ -269,7 +269,6 @@ async fn answer_unless_gone<H: Handler>(
     }
 }
 
-/// Writes the answer; `sent` counts the body bytes written.
 /// The response head of `resp` for pingora's session, built as `http` parts and handed over
 /// whole ([`super::head_parts`]); without a case map, as pingora's `build_no_case`: no second
 /// copy of every name is kept per response.
@@ -298,6 +297,7 @@ fn response_head(resp: &Resp) -> pingora::Result<ResponseHeader> {
         })
 }
 
+/// Writes the answer; `sent` counts the body bytes written.
 async fn write(session: &mut HttpSession, resp: &mut Resp, sent: &mut u64) -> pingora::Result<()> {
     session
         .write_response_header(Box::new(response_head(resp)?))

@@ -795,34 +795,29 @@ async fn send_within_window(
             continue;
         }
         stream.reserve_capacity(body.len().min(chunk));
-        if let Some((turn, since)) = spare {
-            match spare_window(stream, turn, since, opening).await {
-                Ok(0) => continue,
-                Ok(granted) => {
-                    opening = false;
-                    send_granted(stream, &mut body, granted, end, sent)?;
+        let granted = if let Some((turn, since)) = spare {
+            spare_window(stream, turn, since, opening)
+                .await
+                .map_err(|stop| (stop, *sent))?
+        } else {
+            // Asking again keeps the deadline of the wait it interrupts.
+            let deadline = carried_deadline
+                .take()
+                .unwrap_or_else(|| tokio::time::Instant::now() + pace.send_timeout);
+            match wait_for_window(stream, pace.turn, behind, opening, deadline).await {
+                // Nothing granted after all, or now the first push of its cycle (asking again,
+                // for a whole window): within the same deadline (zero grants must not stretch a
+                // stalled reader's send timeout).
+                Ok(Window::Granted(0) | Window::Leading) => {
+                    carried_deadline = Some(deadline);
                     continue;
                 }
+                Ok(Window::Granted(n)) => n,
                 Err(stop) => return Err((stop, *sent)),
             }
-        }
-        // Asking again keeps the deadline of the wait it interrupts.
-        let deadline = carried_deadline
-            .take()
-            .unwrap_or_else(|| tokio::time::Instant::now() + pace.send_timeout);
-        let granted = match wait_for_window(stream, pace.turn, behind, opening, deadline).await {
-            Ok(Window::Granted(n)) => n,
-            // Now the first push of its cycle: ask again, for a whole window.
-            Ok(Window::Leading) => {
-                carried_deadline = Some(deadline);
-                continue;
-            }
-            Err(stop) => return Err((stop, *sent)),
         };
-        // Nothing granted after all: ask again, within the same deadline (zero grants must not
-        // stretch a stalled reader's send timeout).
+        // A spare granted nothing asks again after an earlier push's change.
         if granted == 0 {
-            carried_deadline = Some(deadline);
             continue;
         }
         opening = false;
