@@ -202,6 +202,16 @@ impl Turn {
 
     /// Resolves once `ready` holds, looked at again after every change of the turns.
     async fn until(&self, mut ready: impl FnMut() -> bool) {
+        // Most asks find it so at once: then no waiter is registered, and the wait is boxed
+        // so that the futures awaiting this one (a push's, allocated for every push) stay small.
+        if ready() {
+            return;
+        }
+        Box::pin(self.wait_until(ready)).await;
+    }
+
+    /// [`Self::until`]'s wait.
+    async fn wait_until(&self, mut ready: impl FnMut() -> bool) {
         loop {
             let changed = self.turns.changed.notified();
             tokio::pin!(changed);
