@@ -88,6 +88,8 @@ pub(crate) struct Pushable {
     pub(crate) body: Body,
     /// Its length when known (a cached body, or the origin's `content-length`).
     pub(crate) length: Option<u64>,
+    /// How long it may be used fresh by anyone ([`Source::shared_ttl`]); `None` if never.
+    pub(crate) shared_ttl: Option<Duration>,
 }
 
 impl Pushable {
@@ -103,8 +105,8 @@ impl Pushable {
 impl Source {
     /// The response to push (streamed from a fill in progress), counting the prefetch as used
     /// by a push.
-    pub(crate) async fn pushable(self, gw: &Gateway) -> Pushable {
-        match self {
+    pub(crate) async fn pushable(self, gw: &Gateway, key: &str) -> Pushable {
+        let mut pushable = match &self {
             Source::Entry(e) => {
                 if e.unused_prefetch_take() {
                     gw.metrics()
@@ -122,26 +124,32 @@ impl Source {
                     headers,
                     length: Some(e.response.body.len() as u64),
                     body: Body::Full(e.response.body.clone()),
+                    shared_ttl: None,
                 }
             }
             Source::Fill(f) => {
-                gw.cache().claim(&f, User::Push);
+                gw.cache().claim(f, User::Push);
                 match f.head().await {
                     Ok(h) => Pushable {
                         status: h.status,
                         length: content_length(&h.headers),
                         headers: h.headers,
                         body: Body::Stream(f.reader()),
+                        shared_ttl: None,
                     },
                     Err(e) => Pushable {
                         status: e.status(),
                         headers: Vec::new(),
                         body: Body::Full(bytes::Bytes::new()),
                         length: Some(0),
+                        shared_ttl: None,
                     },
                 }
             }
-        }
+        };
+        // A fill's head is known by now.
+        pushable.shared_ttl = self.shared_ttl(key, gw.cache().ttls());
+        pushable
     }
 }
 

@@ -49,6 +49,9 @@ pub struct Fill {
     pinned: std::sync::atomic::AtomicUsize,
     /// Cut off by that budget: its readers get an error, its bytes are let go.
     cut: AtomicBool,
+    /// How long its response may be used fresh by anyone, worked out once from the head
+    /// ([`Fill::shared_ttl`]).
+    shared_ttl: std::sync::OnceLock<Option<std::time::Duration>>,
 }
 
 /// The gateway-wide budget for bytes held only for readers: bodies that will not be cached
@@ -154,6 +157,7 @@ impl Fill {
             pins: std::sync::OnceLock::new(),
             pinned: std::sync::atomic::AtomicUsize::new(0),
             cut: AtomicBool::new(false),
+            shared_ttl: std::sync::OnceLock::new(),
         })
     }
 
@@ -262,6 +266,20 @@ impl Fill {
             }
         });
         self.wake();
+    }
+
+    /// How long the response may be used fresh by anyone, as `of` says from its head (the
+    /// first caller's `of` counts: it is worked out once, not for every push of a live segment
+    /// to a thousand viewers); `None` if the origin has not answered yet.
+    pub fn shared_ttl(
+        &self,
+        of: impl FnOnce(&Head) -> Option<std::time::Duration>,
+    ) -> Option<Option<std::time::Duration>> {
+        if let Some(ttl) = self.shared_ttl.get() {
+            return Some(*ttl);
+        }
+        let ttl = self.with(|s| s.head.as_ref().map(of))?;
+        Some(*self.shared_ttl.get_or_init(|| ttl))
     }
 
     /// The head, if the origin has answered.

@@ -14,7 +14,6 @@ use super::conn::{CancelFlag, PushConn};
 use super::turns::{Turn, Turns};
 use super::{AnswerHead, DropReason, PushTransport, Stop, Withdrawal};
 use crate::access::{Line, PushSummary};
-use crate::cache::ttl_of;
 use crate::gateway::{Body, Gateway, Req, Resp};
 use crate::prefetch::{Prefetch, Source};
 use crate::served::remember_mpd;
@@ -323,7 +322,10 @@ async fn known_unpushable(
     if head.status != 200 {
         return Some(DropReason::OriginStatus);
     }
-    if ttl_of(200, &head.headers, job.push.url.path(), gw.cache().ttls()).is_none() {
+    if src
+        .shared_ttl(job.push.url.path(), gw.cache().ttls())
+        .is_none()
+    {
         return Some(DropReason::Uncacheable);
     }
     let len = src.length_now()?;
@@ -459,7 +461,7 @@ async fn deliver<T: PushTransport>(
         )
         .await;
     };
-    let resp = src.pushable(gw).await;
+    let resp = src.pushable(gw, p.job.push.url.path()).await;
     turn.mine().await;
     if let Some(stop) = stopped(transport, &mut p) {
         let ending = ending_of(stop, 0, resp.length);
@@ -524,7 +526,7 @@ fn unpushable(
     if resp.status != 200 {
         return Some(DropReason::OriginStatus);
     }
-    if ttl_of(200, &resp.headers, job.push.url.path(), gw.cache().ttls()).is_none() {
+    if resp.shared_ttl.is_none() {
         return Some(DropReason::Uncacheable);
     }
     let cfg = &gw.push_settings().plan;

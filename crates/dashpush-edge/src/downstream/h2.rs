@@ -555,7 +555,11 @@ impl PushTransport for H2Push {
             turn: Some(turn),
             first_with_head: promised.at.elapsed() >= REFUSAL_GRACE,
         };
-        let sent = send_body(&mut out, body, resp.length, &pace).await;
+        // Boxed on its own: a push's future is allocated for every push, and with the body's
+        // sending in it, it was a request at the top of glibc's per-thread cache (1,016 bytes)
+        // or beyond it (1,480 before the waits were boxed), which a thousand pushes at once
+        // take from the general allocator, each consolidating its free lists first.
+        let sent = Box::pin(send_body(&mut out, body, resp.length, &pace)).await;
         if let Err((Stop::Replaced, _)) = sent {
             out.send_reset(h2::Reason::CANCEL);
         }
@@ -796,11 +800,8 @@ async fn send_within_window(
             continue;
         }
         stream.reserve_capacity(body.len().min(chunk));
-        // The waits are boxed: most grants are there at once, and a push's future (allocated
-        // for every push) stays small without their timers and wake-ups, under the size glibc
-        // serves from its per-thread cache (1,480 -> 1,016 bytes, with the drain below and
-        // `Turn::mine`'s wait boxed too; a larger request made malloc consolidate its free
-        // lists on every push).
+        // The waits are boxed: most grants are there at once, and a push's futures (allocated
+        // for every push, see `H2Push::send`) stay small without their timers and wake-ups.
         let granted = if let Some((turn, since)) = spare {
             Box::pin(spare_window(stream, turn, since, opening))
                 .await
