@@ -106,7 +106,8 @@ impl Source {
     /// The response to push (streamed from a fill in progress), counting the prefetch as used
     /// by a push.
     pub(crate) async fn pushable(self, gw: &Gateway, key: &str) -> Pushable {
-        let mut pushable = match &self {
+        let ttls = gw.cache().ttls();
+        match &self {
             Source::Entry(e) => {
                 if e.unused_prefetch_take() {
                     gw.metrics()
@@ -124,7 +125,7 @@ impl Source {
                     headers,
                     length: Some(e.response.body.len() as u64),
                     body: Body::Full(e.response.body.clone()),
-                    shared_ttl: None,
+                    shared_ttl: self.shared_ttl(key, ttls),
                 }
             }
             Source::Fill(f) => {
@@ -135,7 +136,8 @@ impl Source {
                         length: content_length(&h.headers),
                         headers: h.headers,
                         body: Body::Stream(f.reader()),
-                        shared_ttl: None,
+                        // The head is there now.
+                        shared_ttl: self.shared_ttl(key, ttls),
                     },
                     Err(e) => Pushable {
                         status: e.status(),
@@ -146,10 +148,7 @@ impl Source {
                     },
                 }
             }
-        };
-        // A fill's head is known by now.
-        pushable.shared_ttl = self.shared_ttl(key, gw.cache().ttls());
-        pushable
+        }
     }
 }
 

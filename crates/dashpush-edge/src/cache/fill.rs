@@ -268,10 +268,11 @@ impl Fill {
         self.wake();
     }
 
-    /// How long the response may be used fresh by anyone, as `of` says from its head (the
-    /// first caller's `of` counts: it is worked out once, not for every push of a live segment
-    /// to a thousand viewers); `None` if the origin has not answered yet.
-    pub fn shared_ttl(
+    /// The memo behind `Source::shared_ttl`, the one caller (which passes `ttl_of`: the cache
+    /// module's rules stay out of this one): how long the response may be used fresh by anyone,
+    /// as `of` says from its head, worked out on the first call and kept (not for every push of
+    /// a live segment to a thousand viewers); `None` if the origin has not answered yet.
+    pub(crate) fn shared_ttl(
         &self,
         of: impl FnOnce(&Head) -> Option<std::time::Duration>,
     ) -> Option<Option<std::time::Duration>> {
@@ -280,6 +281,11 @@ impl Fill {
         }
         let ttl = self.with(|s| s.head.as_ref().map(of))?;
         Some(*self.shared_ttl.get_or_init(|| ttl))
+    }
+
+    /// The status, if the origin has answered.
+    pub fn status_now(&self) -> Option<u16> {
+        self.with(|s| s.head.as_ref().map(|h| h.status))
     }
 
     /// The head, if the origin has answered.

@@ -507,7 +507,7 @@ pub fn freshness(
     ttls: Ttls,
 ) -> Option<Freshness> {
     // Names compared as names and directives without case-folded copies: this runs for every
-    // push (spec §6.2 rule 5), a thousand times per live segment on a busy gateway.
+    // fill and store, and for every request that may share a fill.
     if status != 200 || per_user(headers) {
         return None;
     }

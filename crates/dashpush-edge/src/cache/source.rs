@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use super::Entry;
-use super::fill::{Fill, Head};
+use super::fill::Fill;
 
 /// Where a pushed or prefetched body comes from.
 #[derive(Clone)]
@@ -29,20 +29,18 @@ impl Source {
         }
     }
 
-    /// The status and headers, if known without waiting.
-    pub(crate) fn head_now(&self) -> Option<Head> {
+    /// The status, if known without waiting.
+    pub(crate) fn status_now(&self) -> Option<u16> {
         match self {
-            Self::Entry(e) => Some(Head {
-                status: e.response.status,
-                headers: e.response.headers.clone(),
-            }),
-            Self::Fill(f) => f.head_now(),
+            Self::Entry(e) => Some(e.response.status),
+            Self::Fill(f) => f.status_now(),
         }
     }
 
     /// How long the response may be used fresh by anyone ([`super::ttl_of`] of its head for
-    /// `key`: what every push needs, spec §6.2 rule 5), `None` if never; `None` too for a fill
-    /// whose head has not come yet. Worked out once per stored response or fill, not per push.
+    /// `key`: what every push needs, spec §6.2 rule 5), `None` if never. Worked out once per
+    /// stored response (when stored) or fill (when first asked), not per push. Ask once the
+    /// head is there ([`Self::status_now`] is `Some`): for a fill without it, `None` too.
     pub(crate) fn shared_ttl(&self, key: &str, ttls: super::Ttls) -> Option<Duration> {
         match self {
             // Stored with the freshness `ttl_of` reads.

@@ -318,8 +318,7 @@ async fn known_unpushable(
         None => return Some(DropReason::OriginError),
         Some(src) => src,
     };
-    let head = src.head_now()?;
-    if head.status != 200 {
+    if src.status_now()? != 200 {
         return Some(DropReason::OriginStatus);
     }
     if src

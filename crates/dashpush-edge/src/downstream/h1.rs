@@ -287,7 +287,8 @@ fn response_head(resp: &Resp) -> pingora::Result<ResponseHeader> {
             HeaderValue::from_static("chunked"),
         ),
     });
-    super::head_parts(resp.status, resp.headers.iter(), framing)
+    // Room for the two pingora adds (`Date`, `Connection`).
+    super::head_parts(resp.status, resp.headers.iter(), framing, 2)
         .map(ResponseHeader::from)
         .ok_or_else(|| {
             pingora::Error::explain(

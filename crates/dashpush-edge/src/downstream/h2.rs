@@ -457,6 +457,7 @@ impl PushTransport for H2Push {
             head.status,
             head.headers.iter(),
             ack.into_iter().chain(length),
+            0,
         ) else {
             self.respond.send_reset(h2::Reason::INTERNAL_ERROR);
             return Err(Stop::Gone);
@@ -530,7 +531,7 @@ impl PushTransport for H2Push {
         let length = resp
             .length
             .map(|len| (http::header::CONTENT_LENGTH, HeaderValue::from(len)));
-        let Some(parts) = super::head_parts(200, origin, length) else {
+        let Some(parts) = super::head_parts(200, origin, length, 0) else {
             promised.stream.send_reset(h2::Reason::INTERNAL_ERROR);
             return Err((Stop::OriginBroke, 0));
         };
@@ -585,7 +586,7 @@ pub(crate) fn response_head(
         .content_length
         .filter(|_| resp.status != 304)
         .map(|len| (http::header::CONTENT_LENGTH, HeaderValue::from(len)));
-    match super::head_parts(resp.status, resp.headers.iter(), length) {
+    match super::head_parts(resp.status, resp.headers.iter(), length, 0) {
         Some(parts) => Some((http::Response::from_parts(parts, ()), resp.body)),
         None => {
             respond.send_reset(h2::Reason::INTERNAL_ERROR);
@@ -803,9 +804,12 @@ async fn send_within_window(
         // The waits are boxed: most grants are there at once, and a push's futures (allocated
         // for every push, see `H2Push::send`) stay small without their timers and wake-ups.
         let granted = if let Some((turn, since)) = spare {
-            Box::pin(spare_window(stream, turn, since, opening))
-                .await
-                .map_err(|stop| (stop, *sent))?
+            match stream.capacity() {
+                0 => Box::pin(spare_window(stream, turn, since, opening))
+                    .await
+                    .map_err(|stop| (stop, *sent))?,
+                at_once => at_once,
+            }
         } else {
             // Asking again keeps the deadline of the wait it interrupts.
             let deadline = carried_deadline
@@ -869,8 +873,8 @@ fn send_granted(
 }
 
 /// The window of a spare push ([`Play::Spare`]: two earlier pushes are in play and both wait
-/// for window), its capacity already reserved: what the connection grants at once. Granted
-/// nothing, the spare reports itself blocked (a later push may try in turn) and waits until an
+/// for window), its capacity already reserved and none granted at once: the spare reports
+/// itself blocked (a later push may try in turn) and waits until an
 /// earlier push changes `since` its turn was given (sends again, is blocked again, ends), which
 /// may have left window over; then `Ok(0)`: ask again. Meanwhile it gives its reservation back:
 /// waiting in the library's queue it would take the connection's next credit ahead of the
@@ -886,10 +890,6 @@ async fn spare_window(
     since: Since,
     opening: bool,
 ) -> Result<usize, Stop> {
-    let granted = stream.capacity();
-    if granted > 0 {
-        return Ok(granted);
-    }
     turn.blocked();
     let outcome = if opening {
         tokio::select! {
@@ -906,32 +906,35 @@ async fn spare_window(
     outcome.unwrap_or(Ok(0))
 }
 
-/// What [`window_or_reset`] resolves with on its first poll, if it resolves then (the client
-/// reset the stream, or window was granted since `stream` last asked); `None` if it would wait.
+/// What [`window_or_reset`] resolves with on its first poll, if it resolves then: the client
+/// reset the stream, the stream or connection is gone, or window was granted since `stream`
+/// last asked; `None` if it would wait.
 fn window_at_once(stream: &mut h2::SendStream<Bytes>) -> Option<Result<usize, Stop>> {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    if stream.poll_reset(&mut cx).is_ready() {
-        return Some(Err(Stop::Refused));
-    }
-    match stream.poll_capacity(&mut cx) {
-        Poll::Ready(Some(Ok(n))) => Some(Ok(n)),
-        Poll::Ready(Some(Err(_)) | None) => Some(Err(Stop::Gone)),
+    match poll_window(stream, &mut cx) {
+        Poll::Ready(r) => Some(r),
         Poll::Pending => None,
     }
 }
 
 /// Resolves with the window next granted to `stream`, or the stop when it is reset or gone.
 async fn window_or_reset(stream: &mut h2::SendStream<Bytes>) -> Result<usize, Stop> {
-    poll_fn(|cx| {
-        if stream.poll_reset(cx).is_ready() {
-            return Poll::Ready(Err(Stop::Refused));
-        }
-        stream.poll_capacity(cx).map(|c| match c {
-            Some(Ok(n)) => Ok(n),
-            Some(Err(_)) | None => Err(Stop::Gone),
-        })
+    poll_fn(|cx| poll_window(stream, cx)).await
+}
+
+/// The window granted to `stream` since it last asked, or why it will get none: reset by the
+/// client ([`Stop::Refused`]), or gone with its connection ([`Stop::Gone`]).
+fn poll_window(
+    stream: &mut h2::SendStream<Bytes>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<usize, Stop>> {
+    if stream.poll_reset(cx).is_ready() {
+        return Poll::Ready(Err(Stop::Refused));
+    }
+    stream.poll_capacity(cx).map(|c| match c {
+        Some(Ok(n)) => Ok(n),
+        Some(Err(_)) | None => Err(Stop::Gone),
     })
-    .await
 }
 
 /// Resolves when the client resets `stream`.

@@ -15,18 +15,20 @@ use http::{HeaderName, HeaderValue};
 /// builder converts every pair, pingora's `append_header` re-parses every name: a tenth of a
 /// cached HTTP/1.1 request's instructions, and of a live push's). `None` for a status that is
 /// not one, or a head beyond the header map's size limit. The map is sized for exactly the
-/// pairs it gets: up to six fit `http`'s smallest table (624 bytes), seven or more take 1,248
-/// bytes or more, beyond the allocator's per-thread cache (built for every push).
+/// pairs it gets plus `room` more (what the transport adds after it): four to six pairs take
+/// 624 bytes, fewer less, seven or more 1,248 bytes or more, beyond the allocator's per-thread
+/// cache (a head is built for every response and push).
 pub(crate) fn head_parts<'a>(
     status: u16,
     headers: impl Iterator<Item = &'a (HeaderName, HeaderValue)> + Clone,
     extra: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+    room: usize,
 ) -> Option<http::response::Parts> {
     let (mut head, ()) = http::Response::new(()).into_parts();
     head.status = http::StatusCode::from_u16(status).ok()?;
     let extra = extra.into_iter();
     let (least, most) = extra.size_hint();
-    let pairs = headers.clone().count() + most.unwrap_or(least);
+    let pairs = headers.clone().count() + most.unwrap_or(least) + room;
     head.headers.try_reserve(pairs).ok()?;
     for (n, v) in headers {
         head.headers.try_append(n.clone(), v.clone()).ok()?;
