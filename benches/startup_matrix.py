@@ -7,7 +7,7 @@ On demand only (not in CI); about 17 minutes with the defaults, most of it in th
   /usr/bin/python3 benches/startup_matrix.py [--runs 3] [--rtt 50,100,200] [--windows 64k,16m]
       [--segments 1,2,4] [--origin-delay 0,50] [--cold restart|purge] [--bin target/release/dashpush]
       [--nginx /usr/sbin/nginx] [--content target/bench-content/startup_matrix]
-      [--svg PATH] [--json PATH]
+      [--svg PATH] [--json PATH] [--trace DIR]
 
 The fetch: the MPD, then init + first N segments of the one video and the one audio
 Representation (the Representations and URLs dashpush's fast start picks, from `dashpush plan`).
@@ -41,6 +41,9 @@ Misses are listed with the run-to-run spread of the cell.
 
 Content: ffmpeg (libx264 1280x720 testsrc2 with noise at 2.5 Mbit/s CBR, AAC 128 kbit/s, 2 s
 segments, `-f dash -use_template 1 -use_timeline 0`), made once into --content if missing.
+--trace DIR writes every fetch's reads from the socket as JSON ([ms since connect, {resource:
+DATA bytes}] per read; one file per server, viewer, cell and run), to see how each round trip's
+connection window was used.
 Every process this starts is stopped by its pid, also on errors and on SIGINT/SIGTERM.
 """
 import argparse
@@ -291,7 +294,15 @@ class Client(H2Client):
 
     def __init__(self, port, window):
         self.status, self.length, self.reset, self.headers = {}, {}, set(), {}
+        # --trace: per read from the socket, when (s since connect) and DATA bytes per stream.
+        self.reads, self.read, self.t0 = [], {}, time.monotonic()
         super().__init__(port, window)
+
+    def pump(self):
+        self.read = {}
+        ended = super().pump()
+        self.reads.append((round((time.monotonic() - self.t0) * 1000, 2), self.read))
+        return ended
 
     def on_event(self, ev):
         if isinstance(ev, h2.events.ResponseReceived):
@@ -300,14 +311,17 @@ class Client(H2Client):
             self.headers[ev.stream_id] = h
         elif isinstance(ev, h2.events.DataReceived):
             self.length[ev.stream_id] = self.length.get(ev.stream_id, 0) + len(ev.data)
+            self.read[ev.stream_id] = self.read.get(ev.stream_id, 0) + len(ev.data)
         elif isinstance(ev, h2.events.StreamReset):
             self.reset.add(ev.stream_id)
         elif isinstance(ev, h2.events.ConnectionTerminated):
             raise SystemExit(f"connection terminated: {ev}")
 
 
-def fetch(port, window, directive, want, sizes):
-    """The start-up fetch; returns (seconds, pushed count, requested count, push-policy ack)."""
+def fetch(port, window, directive, want, sizes, trace=None):
+    """The start-up fetch; returns (seconds, pushed count, requested count, push-policy ack).
+    With `trace` (a file path), writes the client's reads there as JSON: [ms since connect,
+    {path: DATA bytes}] per read from the socket."""
     t0 = time.monotonic()
     c = Client(port, window)
     c.sock.settimeout(30)
@@ -340,6 +354,11 @@ def fetch(port, window, directive, want, sizes):
     elapsed = time.monotonic() - t0
     ack = c.headers.get(mpd, {}).get("push-policy")
     c.sock.close()
+    if trace:
+        names = {**c.pushed, **by_sid}
+        with open(trace, "w") as f:
+            json.dump([[t, {names.get(sid, str(sid)): n for sid, n in r.items()}]
+                       for t, r in c.reads], f)
     for p, (status, length) in got.items():
         if status != "200" or length != sizes[p]:
             raise SystemExit(f"{p}: status {status}, {length} bytes; the origin has {sizes[p]}")
@@ -415,6 +434,7 @@ def main():
     ap.add_argument("--content", default=os.path.join(ROOT, "target/bench-content/startup_matrix"))
     ap.add_argument("--svg")
     ap.add_argument("--json")
+    ap.add_argument("--trace", help="directory: each fetch's reads as JSON (see fetch)")
     args = ap.parse_args()
     rtts = [int(x) for x in args.rtt.split(",")]
     # 64k (or less) means the HTTP/2 defaults: 65,535-byte stream and connection windows.
@@ -515,7 +535,11 @@ def main():
                                 relay.upstream_port = port
                                 try:
                                     for viewer in ("cold", "warm"):
-                                        t, pushed, req, ack = fetch(relay.port, w, directive, want, sizes)
+                                        trace = args.trace and os.path.join(
+                                            args.trace, f"{server}-{viewer}-d{d}-n{n}-"
+                                            f"{win_name(w)}-rtt{rtt}-run{run}.json")
+                                        t, pushed, req, ack = fetch(relay.port, w, directive,
+                                                                    want, sizes, trace)
                                         samples[(server, viewer)].append(t * 1000)
                                         counts.setdefault((server, viewer), []).append((pushed, req))
                                         time.sleep(0.1)  # let the cache store what it streamed
