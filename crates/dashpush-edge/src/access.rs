@@ -223,11 +223,7 @@ pub(crate) fn now() -> String {
 
 /// The cache's verdict from an answer's `Cache-Status` (`hit`, `fwd=miss`, …).
 pub(crate) fn cache_of(headers: &[(http::HeaderName, http::HeaderValue)]) -> Option<&str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == "cache-status")
-        .and_then(|(_, v)| v.to_str().ok())
-        .map(|v| v.strip_prefix("dashpush; ").unwrap_or(v))
+    crate::fields::first(headers, "cache-status").map(|v| v.strip_prefix("dashpush; ").unwrap_or(v))
 }
 
 #[cfg(test)]

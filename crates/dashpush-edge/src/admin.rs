@@ -27,10 +27,7 @@ impl Admin {
         let Some(token) = &self.token else {
             return true;
         };
-        req.headers
-            .iter()
-            .filter(|(n, _)| n == http::header::AUTHORIZATION)
-            .filter_map(|(_, v)| v.to_str().ok())
+        crate::fields::all(&req.headers, "authorization")
             .filter_map(|v| v.strip_prefix("Bearer "))
             .any(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
     }

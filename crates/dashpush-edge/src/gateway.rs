@@ -7,6 +7,7 @@ use http::{HeaderName, HeaderValue, Method};
 
 use crate::cache::fill::{Fill, FillReader, Head, Served};
 use crate::cache::{Cache, Entry, Lookup, State, User, freshness, per_user};
+use crate::fields;
 use crate::manifests::Registry;
 use crate::metrics::Metrics;
 use crate::origin::routing::Origins;
@@ -146,7 +147,7 @@ impl Gateway {
         {
             return static_file(dir, &req.path, head).await;
         }
-        let range = header(&req.headers, "range");
+        let range = fields::first(&req.headers, "range");
         let origins = self.origins();
         // A fill from a fleet peer (its token checked): routed by the Host its client used,
         // and fetched from the origin here, never passed on to another peer.
@@ -154,14 +155,14 @@ impl Gateway {
             .fleet
             .get()
             .is_some_and(|f| f.is_peer_fill(&req.headers));
-        let host = match header(&req.headers, crate::fleet::PEER_HOST_HEADER) {
+        let host = match fields::first(&req.headers, crate::fleet::PEER_HOST_HEADER) {
             Some(h) if peer_fill => Some(h),
             _ => req.host.as_deref(),
         };
         let Some((route, upstream)) = origins.select(host, &req.path) else {
             return short(404, "no origin for this host and path\n");
         };
-        if header(&req.headers, "authorization").is_some() {
+        if fields::first(&req.headers, "authorization").is_some() {
             return self.bypass(upstream, req).await;
         }
         let key = cache_key(origins.origin_key(route).unwrap_or_default(), &req.path);
@@ -202,7 +203,7 @@ impl Gateway {
         };
         let conditional = ["if-none-match", "if-modified-since"]
             .iter()
-            .any(|n| header(&req.headers, n).is_some());
+            .any(|n| fields::first(&req.headers, n).is_some());
         if range.is_some() || head || conditional {
             // These need the whole body (or its length): wait for the fill to end.
             let mut resp = match fill.complete().await {
@@ -949,7 +950,7 @@ fn upstream_error(e: &UpstreamError) -> Resp {
 
 /// A response streamed from a fill: the origin's headers, its `content-length` as the length.
 fn streamed(h: Head, reader: FillReader, cache_status: &'static str) -> Resp {
-    let content_length = header(&h.headers, "content-length").and_then(|v| v.parse().ok());
+    let content_length = fields::first(&h.headers, "content-length").and_then(|v| v.parse().ok());
     let mut headers = with_cache_status(h.headers, cache_status);
     if h.status == 200 {
         accept_ranges(&mut headers);
@@ -962,21 +963,14 @@ fn streamed(h: Head, reader: FillReader, cache_status: &'static str) -> Resp {
     }
 }
 
-fn header<'a>(headers: &'a [(HeaderName, HeaderValue)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.as_str() == name)
-        .and_then(|(_, v)| v.to_str().ok())
-}
-
 /// True when the client's validators match the cached response (RFC 9110 §13.1.2 and
 /// §13.1.3): `If-None-Match` (weak comparison) wins over `If-Modified-Since`.
 fn not_modified(req: &[(HeaderName, HeaderValue)], cached: &Fetched) -> bool {
     if cached.status != 200 {
         return false;
     }
-    let resp = |name: &str| header(&cached.headers, name);
-    if let Some(inm) = header(req, "if-none-match") {
+    let resp = |name: &str| fields::first(&cached.headers, name);
+    if let Some(inm) = fields::first(req, "if-none-match") {
         let Some(etag) = resp("etag") else {
             return false;
         };
@@ -984,7 +978,10 @@ fn not_modified(req: &[(HeaderName, HeaderValue)], cached: &Fetched) -> bool {
         let etag = strip(etag);
         return inm.split(',').any(|t| t.trim() == "*" || strip(t) == etag);
     }
-    match (header(req, "if-modified-since"), resp("last-modified")) {
+    match (
+        fields::first(req, "if-modified-since"),
+        resp("last-modified"),
+    ) {
         (Some(ims), Some(lm)) => match (
             httpdate::parse_http_date(ims),
             httpdate::parse_http_date(lm),

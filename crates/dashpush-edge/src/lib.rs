@@ -13,6 +13,7 @@ pub mod config;
 mod delivery;
 mod downstream;
 mod drain;
+mod fields;
 mod fleet;
 mod gateway;
 mod guard;

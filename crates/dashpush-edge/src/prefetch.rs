@@ -95,10 +95,7 @@ pub(crate) struct Pushable {
 impl Pushable {
     /// A header's value.
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.to_str().ok())
+        crate::fields::first(&self.headers, name)
     }
 }
 

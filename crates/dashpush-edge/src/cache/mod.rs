@@ -102,11 +102,8 @@ impl Entry {
 impl Entry {
     /// A new entry, stored now.
     pub(crate) fn new(response: Fetched, freshness: Freshness, prefetched: bool) -> Self {
-        let age_at_store = response
-            .headers
-            .iter()
-            .find(|(n, _)| n == "age")
-            .and_then(|(_, v)| v.to_str().ok()?.trim().parse::<u64>().ok())
+        let age_at_store = crate::fields::first(&response.headers, "age")
+            .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0)
             .min(MAX_DELTA_SECONDS);
         Self {
@@ -511,8 +508,8 @@ pub fn freshness(
     if status != 200 || per_user(headers) {
         return None;
     }
-    let validated =
-        values(headers, &ETAG).next().is_some() || values(headers, &LAST_MODIFIED).next().is_some();
+    let validated = crate::fields::all(headers, &ETAG).next().is_some()
+        || crate::fields::all(headers, &LAST_MODIFIED).next().is_some();
     // Delta-seconds beyond 2^31 mean 2^31 (RFC 9111 §1.2.2).
     let secs = |v: &str| {
         v.trim_matches('"')
@@ -522,7 +519,7 @@ pub fn freshness(
     };
     let (mut max_age, mut s_maxage, mut no_cache, mut revalidate) = (None, None, false, false);
     let (mut swr, mut sie) = (Duration::ZERO, ttls.stale_if_error);
-    for directive in values(headers, &CACHE_CONTROL).flat_map(|v| v.split(',')) {
+    for directive in crate::fields::all(headers, &CACHE_CONTROL).flat_map(|v| v.split(',')) {
         let d = directive.trim();
         match d.split_once('=') {
             None if d.eq_ignore_ascii_case("no-store") => return None,
@@ -556,7 +553,7 @@ pub fn freshness(
         Duration::ZERO
     } else if let Some(t) = s_maxage.or(max_age) {
         t
-    } else if let Some(expires) = values(headers, &EXPIRES).next() {
+    } else if let Some(expires) = crate::fields::all(headers, &EXPIRES).next() {
         let at = httpdate::parse_http_date(expires).ok()?;
         at.duration_since(SystemTime::now()).unwrap_or_default()
     } else {
@@ -578,17 +575,6 @@ pub fn freshness(
     })
 }
 
-/// The values of the fields named `name` that are text.
-fn values<'a>(
-    headers: &'a [(HeaderName, HeaderValue)],
-    name: &'a HeaderName,
-) -> impl Iterator<Item = &'a str> + 'a {
-    headers
-        .iter()
-        .filter(move |(n, _)| n == name)
-        .filter_map(|(_, v)| v.to_str().ok())
-}
-
 /// True for an answer meant for one user only, which is neither stored nor shared with other
 /// requests waiting on the same fetch (RFC 9111 §3.5, §5.2.2.7): `Set-Cookie`, `private`
 /// (also `private="…"`) and `no-cache="…"` naming fields, a `Vary` on anything but the
@@ -599,12 +585,12 @@ pub fn per_user(headers: &[(HeaderName, HeaderValue)]) -> bool {
         d.get(..prefix.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
     };
-    values(headers, &SET_COOKIE).next().is_some()
-        || values(headers, &VARY)
+    crate::fields::all(headers, &SET_COOKIE).next().is_some()
+        || crate::fields::all(headers, &VARY)
             .flat_map(|v| v.split(','))
             .map(str::trim)
             .any(|v| !v.is_empty() && !v.eq_ignore_ascii_case("accept-encoding"))
-        || values(headers, &CACHE_CONTROL)
+        || crate::fields::all(headers, &CACHE_CONTROL)
             .flat_map(|v| v.split(','))
             .map(str::trim)
             .any(|d| {

@@ -62,10 +62,7 @@ impl Source {
 
 /// The `content-length` of a header list, if it has a valid one.
 pub(crate) fn content_length(headers: &[(HeaderName, HeaderValue)]) -> Option<u64> {
-    headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.to_str().ok()?.parse().ok())
+    crate::fields::first(headers, "content-length").and_then(|v| v.parse().ok())
 }
 
 #[cfg(test)]

@@ -224,10 +224,7 @@ impl Upstream {
                     .map_err(map_err)?;
             }
         }
-        let forwarded = headers
-            .iter()
-            .filter(|(n, _)| n == "x-forwarded-for")
-            .filter_map(|(_, v)| v.to_str().ok())
+        let forwarded = crate::fields::all(headers, "x-forwarded-for")
             .chain(client)
             .collect::<Vec<_>>()
             .join(", ");

@@ -73,11 +73,7 @@ impl PushTransport for WsPush {
     }
 
     async fn answer_head(&mut self, head: AnswerHead) -> Result<(), Stop> {
-        let content_type = head
-            .headers
-            .iter()
-            .find(|(n, _)| n == "content-type")
-            .and_then(|(_, v)| v.to_str().ok())
+        let content_type = crate::fields::first(&head.headers, "content-type")
             .unwrap_or("application/octet-stream")
             .to_owned();
         self.head = Some(Received {
