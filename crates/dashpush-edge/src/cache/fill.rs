@@ -279,18 +279,13 @@ impl Fill {
         if let Some(ttl) = self.shared_ttl.get() {
             return Some(*ttl);
         }
-        let ttl = self.with(|s| s.head.as_ref().map(of))?;
+        let ttl = self.with_head(of)?;
         Some(*self.shared_ttl.get_or_init(|| ttl))
     }
 
-    /// The status, if the origin has answered.
-    pub fn status_now(&self) -> Option<u16> {
-        self.with(|s| s.head.as_ref().map(|h| h.status))
-    }
-
-    /// The head, if the origin has answered.
-    pub fn head_now(&self) -> Option<Head> {
-        self.with(|s| s.head.clone())
+    /// What `read` reads off the head, if the origin has answered (the head is not copied).
+    pub fn with_head<R>(&self, read: impl FnOnce(&Head) -> R) -> Option<R> {
+        self.with(|s| s.head.as_ref().map(read))
     }
 
     /// Waits for the head; an error if the fetch failed before it.

@@ -327,7 +327,7 @@ impl Cache {
     ) -> Option<(Arc<Fill>, Lookup)> {
         let mut filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(f) = filling.get(key) {
-            if !f.head_now().is_some_and(|h| per_user(&h.headers)) {
+            if f.with_head(|h| per_user(&h.headers)) != Some(true) {
                 if by != User::Prefetch {
                     self.metrics.coalesced_waits.inc();
                 }

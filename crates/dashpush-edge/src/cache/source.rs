@@ -33,7 +33,7 @@ impl Source {
     pub(crate) fn status_now(&self) -> Option<u16> {
         match self {
             Self::Entry(e) => Some(e.response.status),
-            Self::Fill(f) => f.status_now(),
+            Self::Fill(f) => f.with_head(|h| h.status),
         }
     }
 
@@ -55,7 +55,7 @@ impl Source {
     pub(crate) fn length_now(&self) -> Option<u64> {
         match self {
             Self::Entry(e) => Some(e.response.body.len() as u64),
-            Self::Fill(f) => f.head_now().and_then(|h| content_length(&h.headers)),
+            Self::Fill(f) => f.with_head(|h| content_length(&h.headers)).flatten(),
         }
     }
 }
