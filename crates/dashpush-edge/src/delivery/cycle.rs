@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use dashpush_plan::{DirectiveInput, Outcome, Plan, Push, Request};
+use futures_util::StreamExt;
 use url::Url;
 
 use super::account::Outstanding;
@@ -127,11 +128,16 @@ pub(crate) async fn run<T: PushTransport>(
     // an earlier one waits for window of its own (see `turns`).
     let turns = Turns::new(promised.len(), transport.connection_window());
     let shared: &T = transport;
-    let sends = promised
+    // Driven as a set that polls only the pushes whose wake-up came (`join_all` polls every
+    // unfinished one on each wake-up below 30 of them: a live cycle's pushes waiting for their
+    // segments were each polled again every time any of them moved).
+    let mut sends: futures_util::stream::FuturesUnordered<_> = promised
         .into_iter()
         .enumerate()
-        .map(|(i, p)| deliver(gw, conn, shared, &acct, p, turns.turn(i)));
-    futures_util::future::join_all(sends).await;
+        .map(|(i, p)| deliver(gw, conn, shared, &acct, p, turns.turn(i)))
+        .collect();
+    while sends.next().await.is_some() {}
+    drop(sends);
     transport.finish().await;
     if let Some(log) = gw.access_log() {
         let [promised, completed, reset, dropped] = acct.tally();
