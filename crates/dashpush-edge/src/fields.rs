@@ -17,6 +17,11 @@ where
         .find_map(|(_, v)| v.to_str().ok())
 }
 
+/// The `content-length` of a header list, if it has a valid one.
+pub(crate) fn content_length(headers: &[(HeaderName, HeaderValue)]) -> Option<u64> {
+    first(headers, &http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok())
+}
+
 /// Every text value of the field `name`, in order.
 pub(crate) fn all<'a, N>(
     headers: &'a [(HeaderName, HeaderValue)],
@@ -73,5 +78,15 @@ mod tests {
             super::all(&h, &http::header::CACHE_CONTROL).collect::<Vec<_>>(),
             ["max-age=1", "public"]
         );
+    }
+
+    #[test]
+    fn a_content_length_is_its_first_valid_number() {
+        let with =
+            |v: &'static str| vec![(http::header::CONTENT_LENGTH, HeaderValue::from_static(v))];
+        assert_eq!(super::content_length(&with("15456")), Some(15456));
+        assert_eq!(super::content_length(&with("-1")), None);
+        assert_eq!(super::content_length(&with("12, 12")), None);
+        assert_eq!(super::content_length(&list()), None);
     }
 }

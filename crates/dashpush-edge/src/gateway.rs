@@ -230,7 +230,7 @@ impl Gateway {
                 } else {
                     "dashpush; fwd=miss; stored=0"
                 };
-                let mut resp = streamed(h, reader, status);
+                let mut resp = streamed(&h, reader, status);
                 mark(&mut resp, XCache::of(&fill), None);
                 resp
             }
@@ -349,7 +349,7 @@ impl Gateway {
         let reader = fill.reader();
         match fill.head().await {
             Ok(h) => {
-                let mut resp = streamed(h, reader, "dashpush; fwd=bypass");
+                let mut resp = streamed(&h, reader, "dashpush; fwd=bypass");
                 if req.method == Method::HEAD {
                     resp.body = Body::Full(Bytes::new());
                 }
@@ -798,7 +798,7 @@ async fn fetch_or_revalidate(
 
 /// Copies an answer received in another fill (`h`, then `reader`'s chunks) into `fill`,
 /// ending it as that one ends.
-async fn relay(h: Head, reader: &mut FillReader, fill: &Fill) {
+async fn relay(h: Arc<Head>, reader: &mut FillReader, fill: &Fill) {
     fill.set_head(h);
     while let Some(chunk) = reader.chunk().await {
         match chunk {
@@ -949,9 +949,9 @@ fn upstream_error(e: &UpstreamError) -> Resp {
 }
 
 /// A response streamed from a fill: the origin's headers, its `content-length` as the length.
-fn streamed(h: Head, reader: FillReader, cache_status: &'static str) -> Resp {
-    let content_length = fields::first(&h.headers, "content-length").and_then(|v| v.parse().ok());
-    let mut headers = with_cache_status(h.headers, cache_status);
+fn streamed(h: &Head, reader: FillReader, cache_status: &'static str) -> Resp {
+    let content_length = fields::content_length(&h.headers).and_then(|l| usize::try_from(l).ok());
+    let mut headers = with_cache_status(h.headers.clone(), cache_status);
     if h.status == 200 {
         accept_ranges(&mut headers);
     }

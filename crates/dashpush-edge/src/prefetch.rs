@@ -25,8 +25,8 @@ use crate::origin::routing::Origins;
 use crate::slots::PrefetchPermit;
 use crate::target::{Target, path_of};
 
+use crate::cache::fill::Head;
 pub(crate) use crate::cache::source::Source;
-use crate::cache::source::content_length;
 
 /// The prefetch of one planned push. Dropping it (the push's request ended, or its client went
 /// away) stops the prefetch if it has not reached the origin yet (a fill already started goes
@@ -80,10 +80,9 @@ impl std::future::Future for Prefetch {
 
 /// A response about to be pushed: the origin's answer as the cache or a fill has it.
 pub(crate) struct Pushable {
-    /// Status.
-    pub(crate) status: u16,
-    /// The origin's headers.
-    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// The origin's status and headers: a fill's own head, shared by every push of it (a
+    /// live segment's thousand pushes copy nothing), or a stored entry's with its age.
+    pub(crate) head: Arc<Head>,
     /// The body, whole or streaming from the fill.
     pub(crate) body: Body,
     /// Its length when known (a cached body, or the origin's `content-length`).
@@ -93,9 +92,19 @@ pub(crate) struct Pushable {
 }
 
 impl Pushable {
+    /// The origin's status.
+    pub(crate) fn status(&self) -> u16 {
+        self.head.status
+    }
+
+    /// The origin's headers.
+    pub(crate) fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.head.headers
+    }
+
     /// A header's value.
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        crate::fields::first(&self.headers, name)
+        crate::fields::first(self.headers(), name)
     }
 }
 
@@ -118,8 +127,10 @@ impl Source {
                 headers.retain(|(n, _)| n != "age");
                 headers.push((HeaderName::from_static("age"), HeaderValue::from(e.age())));
                 Pushable {
-                    status: e.response.status,
-                    headers,
+                    head: Arc::new(Head {
+                        status: e.response.status,
+                        headers,
+                    }),
                     length: Some(e.response.body.len() as u64),
                     body: Body::Full(e.response.body.clone()),
                     shared_ttl: self.shared_ttl(key, ttls),
@@ -128,17 +139,18 @@ impl Source {
             Source::Fill(f) => {
                 gw.cache().claim(f, User::Push);
                 match f.head().await {
-                    Ok(h) => Pushable {
-                        status: h.status,
-                        length: content_length(&h.headers),
-                        headers: h.headers,
+                    Ok(head) => Pushable {
+                        head,
+                        length: f.length(),
                         body: Body::Stream(f.reader()),
                         // The head is there now.
                         shared_ttl: self.shared_ttl(key, ttls),
                     },
                     Err(e) => Pushable {
-                        status: e.status(),
-                        headers: Vec::new(),
+                        head: Arc::new(Head {
+                            status: e.status(),
+                            headers: Vec::new(),
+                        }),
                         body: Body::Full(bytes::Bytes::new()),
                         length: Some(0),
                         shared_ttl: None,

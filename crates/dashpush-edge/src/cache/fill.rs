@@ -17,7 +17,10 @@ use crate::origin::response::{Fetched, UpstreamError};
 
 #[derive(Debug, Default)]
 struct State {
-    head: Option<Head>,
+    /// The head, shared with every push and request that reads it (not copied for each).
+    head: Option<Arc<Head>>,
+    /// Its `content-length`, read once when it arrives.
+    length: Option<u64>,
     /// The body as received, in chunks; once whole and joined (see [`Fill::complete`]), one
     /// chunk, shared by every reader, range and the cache entry.
     chunks: Vec<Bytes>,
@@ -226,8 +229,13 @@ impl Fill {
     }
 
     /// Records the response head.
-    pub fn set_head(&self, head: Head) {
-        self.with(|s| s.head = Some(head));
+    pub fn set_head(&self, head: impl Into<Arc<Head>>) {
+        let head = head.into();
+        let length = crate::fields::content_length(&head.headers);
+        self.with(|s| {
+            s.head = Some(head);
+            s.length = length;
+        });
         self.wake();
         // Whoever started the fill has had a round trip to start following it.
         self.drop_starter();
@@ -285,15 +293,20 @@ impl Fill {
 
     /// What `read` reads off the head, if the origin has answered (the head is not copied).
     pub fn with_head<R>(&self, read: impl FnOnce(&Head) -> R) -> Option<R> {
-        self.with(|s| s.head.as_ref().map(read))
+        self.with(|s| s.head.as_deref().map(read))
     }
 
-    /// Waits for the head; an error if the fetch failed before it.
-    pub async fn head(&self) -> Result<Head, UpstreamError> {
+    /// The head's `content-length`, if the origin has answered with a valid one.
+    pub fn length(&self) -> Option<u64> {
+        self.with(|s| s.length)
+    }
+
+    /// Waits for the head (shared, not copied); an error if the fetch failed before it.
+    pub async fn head(&self) -> Result<Arc<Head>, UpstreamError> {
         let mut rx = self.subscribe();
         loop {
             let seen = self.with(|s| match (&s.head, &s.end) {
-                (Some(h), _) => Some(Ok(h.clone())),
+                (Some(h), _) => Some(Ok(Arc::clone(h))),
                 (None, Some(Err(e))) => Some(Err(e.clone())),
                 (None, Some(Ok(()))) => {
                     Some(Err(UpstreamError::Unreachable("no response header".into())))
@@ -449,5 +462,22 @@ mod tests {
         let mut late = fill.reader();
         let whole = late.chunk().await.unwrap().unwrap();
         assert_eq!(whole.as_ptr(), a.as_ptr(), "a view of the same bytes");
+    }
+
+    #[tokio::test]
+    async fn the_head_is_shared_and_its_length_read_once() {
+        let fill = Fill::new();
+        assert_eq!(fill.length(), None, "no head yet");
+        fill.set_head(Head {
+            status: 200,
+            headers: vec![(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from_static("6"),
+            )],
+        });
+        assert_eq!(fill.length(), Some(6));
+        let (a, b) = (fill.head().await.unwrap(), fill.head().await.unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "every reader gets the one head");
+        assert_eq!(fill.with_head(|h| h.status), Some(200));
     }
 }

@@ -3,8 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
-
 use super::Entry;
 use super::fill::Fill;
 
@@ -55,14 +53,9 @@ impl Source {
     pub(crate) fn length_now(&self) -> Option<u64> {
         match self {
             Self::Entry(e) => Some(e.response.body.len() as u64),
-            Self::Fill(f) => f.with_head(|h| content_length(&h.headers)).flatten(),
+            Self::Fill(f) => f.length(),
         }
     }
-}
-
-/// The `content-length` of a header list, if it has a valid one.
-pub(crate) fn content_length(headers: &[(HeaderName, HeaderValue)]) -> Option<u64> {
-    crate::fields::first(headers, "content-length").and_then(|v| v.parse().ok())
 }
 
 #[cfg(test)]

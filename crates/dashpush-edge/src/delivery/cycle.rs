@@ -528,7 +528,7 @@ fn unpushable(
     job: &Job,
     resp: &crate::prefetch::Pushable,
 ) -> Option<DropReason> {
-    if resp.status != 200 {
+    if resp.status() != 200 {
         return Some(DropReason::OriginStatus);
     }
     if resp.shared_ttl.is_none() {

@@ -522,7 +522,7 @@ impl PushTransport for H2Push {
         // for the request that fetched it, not for this push.
         const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
         let origin = resp
-            .headers
+            .headers()
             .iter()
             .filter(|(n, _)| *n != http::header::CONTENT_LENGTH && *n != CACHE_STATUS);
         let length = content_length(200, resp.length);

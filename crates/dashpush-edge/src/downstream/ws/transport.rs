@@ -142,7 +142,7 @@ impl PushTransport for WsPush {
     ) -> Result<u64, (Stop, u64)> {
         let head = Received {
             url: path_of(&push.url),
-            status: resp.status,
+            status: resp.status(),
             content_type: resp
                 .header("content-type")
                 .unwrap_or("application/octet-stream")
