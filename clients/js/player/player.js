@@ -153,13 +153,18 @@ player.on(MediaPlayer.events.PLAYBACK_ENDED, () => {
 });
 // Play again after a loop's seek. dash.js may pause the element while it seeks, which rejects a
 // play() already under way with an AbortError: that play was superseded, not failed, so it is
-// logged and tried again shortly (a few times); any other rejection is a player error. Whether
-// playback really went on is what the test's played-seconds check sees.
+// logged and tried again once the seek is over (or shortly, a few times), unless playback has
+// already gone on; any other rejection is a player error. Whether playback really went on is
+// what the test's played-seconds check sees.
 function resume(tries) {
   video.play().catch((e) => {
     if (e.name === 'AbortError' && tries > 0) {
       logEvent('play-superseded', video.currentTime.toFixed(2), e.message);
-      setTimeout(() => resume(tries - 1), 100);
+      const again = () => {
+        if (video.paused) resume(tries - 1);
+      };
+      if (video.seeking) video.addEventListener('seeked', again, { once: true });
+      else setTimeout(again, 100);
       return;
     }
     stats.errors.push(`play: ${e.message}`);

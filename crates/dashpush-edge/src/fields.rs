@@ -17,9 +17,12 @@ where
         .find_map(|(_, v)| v.to_str().ok())
 }
 
-/// The `content-length` of a header list, if it has a valid one.
+/// The `content-length` of a header list, if it has a valid one: digits only (RFC 9110 §8.6),
+/// not a sign, a list or spaces, and within `u64`.
 pub(crate) fn content_length(headers: &[(HeaderName, HeaderValue)]) -> Option<u64> {
-    first(headers, &http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok())
+    first(headers, &http::header::CONTENT_LENGTH)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse().ok())
 }
 
 /// Every text value of the field `name`, in order.
@@ -86,6 +89,12 @@ mod tests {
             |v: &'static str| vec![(http::header::CONTENT_LENGTH, HeaderValue::from_static(v))];
         assert_eq!(super::content_length(&with("15456")), Some(15456));
         assert_eq!(super::content_length(&with("-1")), None);
+        assert_eq!(super::content_length(&with("+12")), None);
+        assert_eq!(super::content_length(&with("")), None);
+        assert_eq!(
+            super::content_length(&with("99999999999999999999999")),
+            None
+        );
         assert_eq!(super::content_length(&with("12, 12")), None);
         assert_eq!(super::content_length(&list()), None);
     }
