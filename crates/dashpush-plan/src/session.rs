@@ -272,7 +272,7 @@ impl Session {
     /// `REFUSED_STREAM`; WebSocket Segment cancel): its slot and bytes are freed and it is never
     /// pushed again on this connection. Unknown or finished URLs are ignored.
     pub fn on_refused(&mut self, url: &Url) {
-        let url = without_fragment(url);
+        let url = fragmentless(url);
         if let Some(f) = self.in_flight.remove(&url) {
             self.forget_flight(&f);
             self.refused.insert(&url);
@@ -284,7 +284,7 @@ impl Session {
     /// push diary, so a later directive may push it again (spec §7.3 (ours)). Unknown or
     /// finished URLs are ignored.
     pub fn on_undelivered(&mut self, url: &Url) {
-        let url = without_fragment(url);
+        let url = fragmentless(url);
         if let Some(f) = self.in_flight.remove(&url) {
             self.forget_flight(&f);
             self.pushed.remove(&url);
@@ -336,7 +336,7 @@ impl Session {
     /// A push was sent in full: its slot and bytes are freed, and for a media segment the
     /// client's position in its AdaptationSet advances (Annex H). Unknown URLs are ignored.
     pub fn on_complete(&mut self, url: &Url) {
-        let url = without_fragment(url);
+        let url = fragmentless(url);
         let Some(f) = self.in_flight.remove(&url) else {
             return;
         };
@@ -354,7 +354,7 @@ impl Session {
     /// or is reset. False for a URL not in flight or bytes that do not fit: the edge then resets
     /// that promise and reports it with [`Session::on_undelivered`].
     pub fn admit_bytes(&mut self, url: &Url, len: u64) -> bool {
-        let url = without_fragment(url);
+        let url = fragmentless(url);
         let Some(f) = self.in_flight.get_mut(&url) else {
             return false;
         };
@@ -1120,9 +1120,18 @@ fn finish(basis: AckBasis, adm: Admitted) -> Plan {
 
 /// `url` without its fragment: fragments never reach a server and do not tell resources apart.
 fn without_fragment(url: &Url) -> Url {
+    fragmentless(url).into_owned()
+}
+
+/// `url` without its fragment, copied only if it has one: the lookups of every push's progress
+/// (admitted bytes, completion) take the URL as it is.
+fn fragmentless(url: &Url) -> std::borrow::Cow<'_, Url> {
+    if url.fragment().is_none() {
+        return std::borrow::Cow::Borrowed(url);
+    }
     let mut u = url.clone();
     u.set_fragment(None);
-    u
+    std::borrow::Cow::Owned(u)
 }
 
 /// Same scheme, host and port (spec §6.2 safety rule 2).
