@@ -76,10 +76,35 @@ struct Slot {
     changes: u64,
 }
 
+/// Every push's place, in push order, and how far the done ones reach from the front: a long
+/// cycle (push-next of 64 live segments) looks only past them, not at every earlier push.
+#[derive(Debug)]
+struct Places {
+    slots: Vec<Slot>,
+    /// The first push not done (every one before it is).
+    done: usize,
+    /// Their changes, summed (a done push changes no more).
+    done_changes: u64,
+}
+
+impl Places {
+    /// The slots before `index` that are not all done yet.
+    fn open_before(&self, index: usize) -> &[Slot] {
+        let end = index.min(self.slots.len());
+        self.slots.get(self.done.min(end)..end).unwrap_or_default()
+    }
+
+    /// The changes of every push before `index`, summed: it grows whenever one of them changes.
+    fn changes_before(&self, index: usize) -> u64 {
+        let open: u64 = self.open_before(index).iter().map(|s| s.changes).sum();
+        self.done_changes + open
+    }
+}
+
 /// The turns of one cycle's pushes.
 #[derive(Debug)]
 pub(crate) struct Turns {
-    slots: Mutex<Vec<Slot>>,
+    places: Mutex<Places>,
     changed: Notify,
     window: ConnWindow,
 }
@@ -88,13 +113,17 @@ impl Turns {
     /// The turns of `n` pushes, in push order, on a connection whose `window` is as given.
     pub(crate) fn new(n: usize, window: ConnWindow) -> Arc<Self> {
         Arc::new(Self {
-            slots: Mutex::new(vec![
-                Slot {
-                    state: State::Waiting,
-                    changes: 0
-                };
-                n
-            ]),
+            places: Mutex::new(Places {
+                slots: vec![
+                    Slot {
+                        state: State::Waiting,
+                        changes: 0
+                    };
+                    n
+                ],
+                done: 0,
+                done_changes: 0,
+            }),
             changed: Notify::new(),
             window,
         })
@@ -108,20 +137,30 @@ impl Turns {
         }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    fn places(&self) -> std::sync::MutexGuard<'_, Places> {
+        self.places.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn set(&self, index: usize, state: State) {
-        let mut slots = self.slots();
-        if let Some(s) = slots.get_mut(index)
+        let mut places = self.places();
+        if let Some(s) = places.slots.get_mut(index)
             && s.state != State::Done
             && s.state != state
         {
             s.state = state;
             s.changes += 1;
         }
-        drop(slots);
+        // The done ones at the front are passed over from now on.
+        let Places {
+            slots,
+            done,
+            done_changes,
+        } = &mut *places;
+        while let Some(s) = slots.get(*done).filter(|s| s.state == State::Done) {
+            *done_changes += s.changes;
+            *done += 1;
+        }
+        drop(places);
         self.changed.notify_waiters();
     }
 
@@ -129,9 +168,9 @@ impl Turns {
     /// play while fewer than [`IN_PLAY`] of them are not done, else a spare if the connection's
     /// window is wider than two streams' (else it waits for one of them to end).
     fn clear_before(&self, index: usize) -> Option<Play> {
-        let slots = self.slots();
+        let places = self.places();
         let mut open = 0;
-        for s in slots.iter().take(index) {
+        for s in places.open_before(index) {
             match s.state {
                 State::Done => {}
                 State::Blocked => open += 1,
@@ -143,7 +182,7 @@ impl Turns {
         } else {
             match self.window {
                 ConnWindow::WiderThanTwoStreams => {
-                    Some(Play::Spare(Since(changes_before(&slots, index))))
+                    Some(Play::Spare(Since(places.changes_before(index))))
                 }
                 ConnWindow::WithinTwoStreams => None,
             }
@@ -152,13 +191,8 @@ impl Turns {
 
     /// The changes of every push before `index`, summed: it grows whenever one of them changes.
     fn earlier_changes(&self, index: usize) -> u64 {
-        changes_before(&self.slots(), index)
+        self.places().changes_before(index)
     }
-}
-
-/// The changes of the slots before `index`, summed.
-fn changes_before(slots: &[Slot], index: usize) -> u64 {
-    slots.iter().take(index).map(|s| s.changes).sum()
 }
 
 /// One push's turn; dropping it marks the push done.
@@ -188,11 +222,7 @@ impl Turn {
 
     /// True when every earlier push is done: this one is the first still to be sent.
     pub(crate) fn leading(&self) -> bool {
-        self.turns
-            .slots()
-            .iter()
-            .take(self.index)
-            .all(|s| s.state == State::Done)
+        self.turns.places().done >= self.index
     }
 
     /// Resolves once every earlier push is done ([`Turn::leading`]).
@@ -264,6 +294,33 @@ mod tests {
         drop(a);
         assert!(resolves(b.mine()).await, "a done: b's turn");
         assert!(!resolves(c.mine()).await, "c waits while b sends");
+    }
+
+    #[tokio::test]
+    async fn pushes_ending_out_of_order_still_hold_the_ones_after_them() {
+        let turns = Turns::new(4, ConnWindow::WiderThanTwoStreams);
+        let (a, b, c, d) = (turns.turn(0), turns.turn(1), turns.turn(2), turns.turn(3));
+        a.mine().await;
+        a.blocked();
+        b.mine().await;
+        // b ends before a: a is still blocked, so c is second in play, d not yet leading.
+        drop(b);
+        assert!(!c.leading());
+        assert_eq!(c.mine().await, Play::InPlay);
+        c.blocked();
+        assert_eq!(d.mine().await, Play::Spare(Since(turns.earlier_changes(3))));
+        assert!(!d.leading());
+        // a ends: c leads (b ended before), and d with it once c ends.
+        drop(a);
+        assert!(c.leading());
+        assert!(!d.leading());
+        let since = Since(turns.earlier_changes(3));
+        drop(c);
+        assert!(d.leading());
+        assert!(
+            resolves(d.earlier_changed(since)).await,
+            "an earlier push ending is a change, however far the done ones reach"
+        );
     }
 
     #[tokio::test]
