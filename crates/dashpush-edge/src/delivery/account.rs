@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use chrono::Utc;
 use dashpush_plan::Push;
 use prometheus::{Histogram, IntCounter};
 
@@ -214,7 +213,11 @@ impl<'a> Account<'a> {
     /// A live push's delay from its segment's availability start, at its first or last byte.
     pub(crate) fn observe_live(&self, p: &Push, edge: LiveEdge) {
         if let Some(at) = p.not_before {
-            let secs = (Utc::now() - at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+            // On the system clock directly (as `Utc::now` reads it), without chrono's calendar
+            // arithmetic: this runs twice for every live push. Before its availability: 0.
+            let secs = std::time::SystemTime::now()
+                .duration_since(at.into())
+                .map_or(0.0, |d| d.as_secs_f64());
             match edge {
                 LiveEdge::FirstByte => &self.series().first_byte,
                 LiveEdge::LastByte => &self.series().last_byte,
