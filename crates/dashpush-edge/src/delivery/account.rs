@@ -286,3 +286,37 @@ impl Drop for LiveCycle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_push_is_timed_from_its_availability_start_and_never_below_zero() {
+        let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
+        let acct = Account::new(&metrics.push, &metrics.live, Transport::H2, "push-next");
+        let push = |ago_ms: i64| Push {
+            url: url::Url::parse("http://o.test/live/seg-1.m4s").unwrap(),
+            kind: dashpush_plan::PushKind::Media,
+            not_before: Some(chrono::Utc::now() - chrono::Duration::milliseconds(ago_ms)),
+            live_until: None,
+        };
+        acct.observe_live(&push(1500), LiveEdge::FirstByte);
+        let first = &acct.series().first_byte;
+        assert_eq!(first.get_sample_count(), 1);
+        let secs = first.get_sample_sum();
+        assert!(
+            (1.5..2.5).contains(&secs),
+            "about 1.5 s after availability: {secs}"
+        );
+        // Sent before its availability start (a clock step): counted as no delay.
+        acct.observe_live(&push(-60_000), LiveEdge::LastByte);
+        let last = &acct.series().last_byte;
+        assert_eq!((last.get_sample_count(), last.get_sample_sum()), (1, 0.0));
+        // A static push is not timed.
+        let mut vod = push(0);
+        vod.not_before = None;
+        acct.observe_live(&vod, LiveEdge::LastByte);
+        assert_eq!(last.get_sample_count(), 1);
+    }
+}
