@@ -96,6 +96,11 @@ impl Places {
 
     /// The changes of every push before `index`, summed: it grows whenever one of them changes.
     fn changes_before(&self, index: usize) -> u64 {
+        if self.done > index {
+            // Asked for a push that is done itself: the summed prefix reaches past it.
+            let end = index.min(self.slots.len());
+            return self.slots[..end].iter().map(|s| s.changes).sum();
+        }
         let open: u64 = self.open_before(index).iter().map(|s| s.changes).sum();
         self.done_changes + open
     }
