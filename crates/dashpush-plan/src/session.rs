@@ -272,10 +272,10 @@ impl Session {
     /// `REFUSED_STREAM`; WebSocket Segment cancel): its slot and bytes are freed and it is never
     /// pushed again on this connection. Unknown or finished URLs are ignored.
     pub fn on_refused(&mut self, url: &Url) {
-        let url = fragmentless(url);
-        if let Some(f) = self.in_flight.remove(&url) {
+        let url: &Url = &fragmentless(url);
+        if let Some(f) = self.in_flight.remove(url) {
             self.forget_flight(&f);
-            self.refused.insert(&url);
+            self.refused.insert(url);
         }
     }
 
@@ -284,10 +284,10 @@ impl Session {
     /// push diary, so a later directive may push it again (spec §7.3 (ours)). Unknown or
     /// finished URLs are ignored.
     pub fn on_undelivered(&mut self, url: &Url) {
-        let url = fragmentless(url);
-        if let Some(f) = self.in_flight.remove(&url) {
+        let url: &Url = &fragmentless(url);
+        if let Some(f) = self.in_flight.remove(url) {
             self.forget_flight(&f);
-            self.pushed.remove(&url);
+            self.pushed.remove(url);
         }
     }
 
@@ -336,8 +336,8 @@ impl Session {
     /// A push was sent in full: its slot and bytes are freed, and for a media segment the
     /// client's position in its AdaptationSet advances (Annex H). Unknown URLs are ignored.
     pub fn on_complete(&mut self, url: &Url) {
-        let url = fragmentless(url);
-        let Some(f) = self.in_flight.remove(&url) else {
+        let url: &Url = &fragmentless(url);
+        let Some(f) = self.in_flight.remove(url) else {
             return;
         };
         self.forget_flight(&f);
@@ -354,8 +354,8 @@ impl Session {
     /// or is reset. False for a URL not in flight or bytes that do not fit: the edge then resets
     /// that promise and reports it with [`Session::on_undelivered`].
     pub fn admit_bytes(&mut self, url: &Url, len: u64) -> bool {
-        let url = fragmentless(url);
-        let Some(f) = self.in_flight.get_mut(&url) else {
+        let url: &Url = &fragmentless(url);
+        let Some(f) = self.in_flight.get_mut(url) else {
             return false;
         };
         match self.bytes_in_flight.checked_add(len) {

@@ -127,12 +127,13 @@ pub(crate) async fn run<T: PushTransport>(
     // an earlier one waits for window of its own (see `turns`).
     let turns = Turns::new(promised.len(), transport.connection_window());
     let shared: &T = transport;
-    // `join_all` polls a cycle of fewer than 30 pushes in push order on every wake-up, so when
-    // one wake-up finds several pushes granted window, the earlier ones go first. A set that
-    // polls only the woken pushes, in the order their wake-ups came, polled each waiting push
-    // less often in the live fan-out (-4 % instructions per push), but the 64 KiB start-up then
-    // fell into a cycle of half-used round trips in 3 of 20 runs (none in 20 with `join_all`;
-    // docs/benchmarks.md), so it was taken back.
+    // `join_all` polls a cycle of at most 30 pushes in push order on every wake-up, so when one
+    // wake-up finds several pushes granted window, the earlier ones go first (a longer cycle, a
+    // push-next of more segments, goes through its `FuturesOrdered`: in wake-up order). A set
+    // that polls only the woken pushes, in the order their wake-ups came, polled each waiting
+    // push less often in the live fan-out (-4 % instructions per push), but the 64 KiB start-up
+    // then fell into a cycle of half-used round trips in 3 of 20 runs (none in 20 with
+    // `join_all`; docs/benchmarks.md), so it was taken back.
     let sends = promised
         .into_iter()
         .enumerate()

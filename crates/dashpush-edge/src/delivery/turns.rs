@@ -290,6 +290,13 @@ mod tests {
             .is_ok()
     }
 
+    /// `f`'s output; fails the test instead of hanging if it does not come.
+    async fn soon<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), f)
+            .await
+            .expect("resolves")
+    }
+
     #[tokio::test]
     async fn the_first_push_goes_at_once_and_the_next_waits_for_it() {
         let turns = Turns::new(3, ConnWindow::WiderThanTwoStreams);
@@ -305,15 +312,18 @@ mod tests {
     async fn pushes_ending_out_of_order_still_hold_the_ones_after_them() {
         let turns = Turns::new(4, ConnWindow::WiderThanTwoStreams);
         let (a, b, c, d) = (turns.turn(0), turns.turn(1), turns.turn(2), turns.turn(3));
-        a.mine().await;
+        soon(a.mine()).await;
         a.blocked();
-        b.mine().await;
+        soon(b.mine()).await;
         // b ends before a: a is still blocked, so c is second in play, d not yet leading.
         drop(b);
         assert!(!c.leading());
-        assert_eq!(c.mine().await, Play::InPlay);
+        assert_eq!(soon(c.mine()).await, Play::InPlay);
         c.blocked();
-        assert_eq!(d.mine().await, Play::Spare(Since(turns.earlier_changes(3))));
+        assert_eq!(
+            soon(d.mine()).await,
+            Play::Spare(Since(turns.earlier_changes(3)))
+        );
         assert!(!d.leading());
         // a ends: c leads (b ended before), and d with it once c ends.
         drop(a);
