@@ -325,14 +325,10 @@ async fn known_unpushable(
         None => return Some(DropReason::OriginError),
         Some(src) => src,
     };
-    if src.status_now()? != 200 {
-        return Some(DropReason::OriginStatus);
-    }
-    if src
-        .shared_ttl(job.push.url.path(), gw.cache().ttls())
-        .is_none()
-    {
-        return Some(DropReason::Uncacheable);
+    let status = src.status_now()?;
+    let shared_ttl = src.shared_ttl(job.push.url.path(), gw.cache().ttls());
+    if let Some(reason) = unshareable(status, shared_ttl) {
+        return Some(reason);
     }
     let len = src.length_now()?;
     if !conn.plan(cfg, |s| s.admit_bytes(&job.push.url, len)) {
@@ -529,11 +525,8 @@ fn unpushable(
     job: &Job,
     resp: &crate::prefetch::Pushable,
 ) -> Option<DropReason> {
-    if resp.status() != 200 {
-        return Some(DropReason::OriginStatus);
-    }
-    if resp.shared_ttl.is_none() {
-        return Some(DropReason::Uncacheable);
+    if let Some(reason) = unshareable(resp.status(), resp.shared_ttl) {
+        return Some(reason);
     }
     let cfg = &gw.push_settings().plan;
     let fits = job.admitted
@@ -541,6 +534,19 @@ fn unpushable(
             s.admit_bytes(&job.push.url, resp.length.unwrap_or(0))
         });
     (!fits).then_some(DropReason::ByteCap)
+}
+
+/// Why a response with `status`, fresh for anyone for `shared_ttl`, may not be pushed (spec
+/// §6.2 rule 5: only what may be cached is pushed; only a 200 is), if it may not. The one rule
+/// behind both the early check of a finished prefetch and the check in the push's turn.
+fn unshareable(status: u16, shared_ttl: Option<std::time::Duration>) -> Option<DropReason> {
+    if status != 200 {
+        Some(DropReason::OriginStatus)
+    } else if shared_ttl.is_none() {
+        Some(DropReason::Uncacheable)
+    } else {
+        None
+    }
 }
 
 /// Ends a promised push that was not sent: tells the transport, then counts it.

@@ -449,7 +449,7 @@ impl PushTransport for H2Push {
             let name = HeaderName::from_bytes(self.ack_name.as_bytes()).ok()?;
             Some((name, HeaderValue::from_str(&ack.to_string()).ok()?))
         });
-        let length = content_length(head.status, head.content_length.map(|l| l as u64));
+        let length = length_field(head.status, head.content_length.map(|l| l as u64));
         let Some(parts) = super::head_parts(
             head.status,
             head.headers.iter(),
@@ -525,7 +525,7 @@ impl PushTransport for H2Push {
             .headers()
             .iter()
             .filter(|(n, _)| *n != http::header::CONTENT_LENGTH && *n != CACHE_STATUS);
-        let length = content_length(200, resp.length);
+        let length = length_field(200, resp.length);
         let Some(parts) = super::head_parts(200, origin, length, 0) else {
             promised.stream.send_reset(h2::Reason::INTERNAL_ERROR);
             return Err((Stop::OriginBroke, 0));
@@ -573,7 +573,7 @@ impl PushTransport for H2Push {
 
 /// The `content-length` of an HTTP/2 answer with `status` whose body is `len` bytes, when
 /// known; a 304 carries none of its own (RFC 9110 §8.6).
-fn content_length(status: u16, len: Option<u64>) -> Option<(HeaderName, HeaderValue)> {
+fn length_field(status: u16, len: Option<u64>) -> Option<(HeaderName, HeaderValue)> {
     len.filter(|_| status != 304)
         .map(|len| (http::header::CONTENT_LENGTH, HeaderValue::from(len)))
 }
@@ -584,7 +584,7 @@ pub(crate) fn response_head(
     respond: &mut SendResponse<Bytes>,
     resp: Resp,
 ) -> Option<(http::Response<()>, Body)> {
-    let length = content_length(resp.status, resp.content_length.map(|l| l as u64));
+    let length = length_field(resp.status, resp.content_length.map(|l| l as u64));
     match super::head_parts(resp.status, resp.headers.iter(), length, 0) {
         Some(parts) => Some((http::Response::from_parts(parts, ()), resp.body)),
         None => {
