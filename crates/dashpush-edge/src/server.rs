@@ -47,6 +47,9 @@ struct EdgeApp {
     connections: Arc<Connections>,
     drain: Arc<Drain>,
     tls: Option<Arc<Acceptor>>,
+    /// The server's SETTINGS frame for parked HTTP/2 connections, captured from `h2` with the
+    /// first one (`None` inside: it could not be, and connections go to `h2` at once).
+    greeting: Arc<tokio::sync::OnceCell<Option<bytes::Bytes>>>,
 }
 
 #[async_trait::async_trait]
@@ -141,10 +144,29 @@ impl Serve for EdgeApp {
         // Each protocol's connection future is boxed on its own: a connection holds the state
         // of its protocol only, not the larger of the two (memory per idle connection).
         if is_h2 {
+            let greeting = match self.greeting.get() {
+                Some(greeting) => greeting,
+                // The first HTTP/2 connection captures it, boxed: the capture's state (an `h2`
+                // handshake) is not part of every connection's future.
+                None => {
+                    Box::pin(self.greeting.get_or_init(|| async {
+                        crate::downstream::h2park::greeting(&self.h2)
+                            .await
+                            .inspect_err(|e| {
+                                tracing::warn!("{e}: HTTP/2 connections are not parked");
+                            })
+                            .ok()
+                    }))
+                    .await
+                }
+            };
             Box::pin(h2srv::serve(
                 &self.gateway,
                 stream,
-                self.h2,
+                h2srv::Setup {
+                    h2: self.h2,
+                    greeting: greeting.as_ref(),
+                },
                 self.limits,
                 &self.drain,
                 &admitted,
@@ -560,6 +582,7 @@ pub fn run_with_reload(
         connections: connections.clone(),
         drain: drain.clone(),
         tls: None,
+        greeting: Arc::default(),
     };
     // Our own accept loops (see `listener`), on a runtime of the configured threads. The
     // streams carry no buffers of pingora's: an idle connection holds none (h2 has its own

@@ -23,6 +23,9 @@ use crate::delivery::conn::PushConn;
 use crate::delivery::cycle::{self, CLIENT_CLOSED};
 use crate::delivery::turns::{ConnWindow, Play, Since, Turn};
 use crate::delivery::{AnswerHead, DropReason, PushTransport, Stop, Transport, Withdrawal};
+use crate::downstream::h2park::{
+    self, GOAWAY, Parker, Resumed, SETTINGS_ACK, Step, Unsent, builder,
+};
 use crate::downstream::h2settings::{Peer, PushSetting};
 use crate::drain::Drain;
 use crate::gateway::{Body, Gateway, Req, Resp};
@@ -52,12 +55,48 @@ pub(crate) struct H2Conn {
     resets: ResetBudget,
 }
 
+/// How HTTP/2 connections are served.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Setup<'a> {
+    /// `h2`'s limits.
+    pub(crate) h2: H2Limits,
+    /// The server's SETTINGS frame, when connections are parked until their first request
+    /// (`h2park`).
+    pub(crate) greeting: Option<&'a Bytes>,
+}
+
 /// Serves one HTTP/2 connection (`tls`: whether it arrived on the TLS listener, for the
 /// `https` scheme of pushed URLs) until the client leaves, a deadline or budget ends it
 /// (`limits`, `crate::guard::Closed`), or the gateway drains.
 pub(crate) async fn serve(
     handler: &Arc<Gateway>,
     stream: Stream,
+    Setup { h2, greeting }: Setup<'_>,
+    limits: Limits,
+    drain: &Arc<Drain>,
+    admitted: &Admitted,
+    tls: bool,
+) {
+    // Until its first request the connection is parked, without h2's buffers (`h2park`).
+    // Each stage's state is boxed on its own: a parked connection holds none of the served
+    // one's, and a served one none of the parked one's.
+    let stream = match greeting {
+        Some(greeting) => {
+            let metrics = handler.metrics();
+            match Box::pin(park(stream, greeting, &limits, drain, admitted, metrics)).await {
+                Some(woken) => woken,
+                None => return,
+            }
+        }
+        None => Resumed::fresh(stream),
+    };
+    Box::pin(run(handler, stream, h2, limits, drain, admitted, tls)).await;
+}
+
+/// Serves a connection with `h2`, from its preface (or its bytes kept while parked) on.
+async fn run(
+    handler: &Arc<Gateway>,
+    stream: Resumed<Stream>,
     h2: H2Limits,
     limits: Limits,
     drain: &Arc<Drain>,
@@ -65,7 +104,7 @@ pub(crate) async fn serve(
     tls: bool,
 ) {
     let metrics = handler.metrics();
-    let client = super::client_ip(&stream);
+    let client = super::client_ip(stream.get_ref());
     let (stream, peer) = PushSetting::new(stream);
     let push = Arc::new(H2Conn {
         peer,
@@ -77,25 +116,10 @@ pub(crate) async fn serve(
     // The client preface must arrive within the handshake deadline. The handshake's state is
     // boxed apart, and the builder dropped with its block: neither stays in this future for
     // the connection's life (memory per idle connection).
-    let handshake = {
-        let mut builder = h2::server::Builder::new();
-        builder
-            .max_concurrent_streams(h2.max_concurrent_streams)
-            .max_header_list_size(h2.max_header_list_size)
-            .max_frame_size(h2.max_frame_size)
-            .initial_window_size(h2.initial_window_size)
-            .initial_connection_window_size(h2.connection_window_size)
-            .max_concurrent_reset_streams(h2.max_concurrent_reset_streams)
-            .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
-            .max_local_error_reset_streams(Some(h2.max_local_error_reset_streams))
-            .max_send_buffer_size(h2.max_send_buffer_size)
-            // WebSocket over HTTP/2 (RFC 8441 extended CONNECT) for the sub-protocol.
-            .enable_connect_protocol();
-        Box::pin(tokio::time::timeout(
-            limits.handshake,
-            builder.handshake::<_, Bytes>(stream),
-        ))
-    };
+    let handshake = Box::pin(tokio::time::timeout(
+        limits.handshake,
+        builder(&h2).handshake::<_, Bytes>(stream),
+    ));
     let mut conn = match handshake.await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -216,6 +240,112 @@ pub(crate) async fn serve(
         let flush = async { while let Some(Ok(_)) = conn.accept().await {} };
         let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
     }
+}
+
+/// Holds a connection without `h2` until the client's first request (`h2park`): sends the
+/// server's SETTINGS and acknowledges the client's, keeps the few bytes a client sends before a
+/// request, and hands the connection on when a frame needs `h2`. The client must acknowledge
+/// our SETTINGS within the handshake deadline (RFC 9113 §6.5.3; a peer that never reads is
+/// gone, as the first keep-alive PING tells a woken connection), and send a request within the
+/// idle time; meanwhile the connection is idle (closed first at the connection cap). Closed
+/// with GOAWAY (NO_ERROR, no stream) when idle, evicted or drained. `None`: the connection is
+/// over (counted).
+async fn park(
+    mut stream: Stream,
+    greeting: &Bytes,
+    limits: &Limits,
+    drain: &Arc<Drain>,
+    admitted: &Admitted,
+    metrics: &crate::metrics::Metrics,
+) -> Option<Resumed<Stream>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let started = tokio::time::Instant::now();
+    let sent = async {
+        stream.write_all(greeting).await?;
+        stream.flush().await
+    };
+    if !matches!(
+        tokio::time::timeout(limits.handshake, sent).await,
+        Ok(Ok(()))
+    ) {
+        Closed::Handshake.count(metrics, "h2");
+        return None;
+    }
+    let mut parker = Parker::default();
+    let mut kept = Vec::with_capacity(128);
+    let mut draining = drain.watch();
+    let _idle = admitted.idle();
+    loop {
+        // Reading room up to the bound: a read never takes more than the parker may keep
+        // (and the one byte that tells it went over).
+        let room = (h2park::KEPT_MAX + 1).saturating_sub(kept.len()) as u64;
+        let (deadline, why) = if parker.acknowledged() {
+            (started + limits.idle, Closed::Idle)
+        } else {
+            (started + limits.handshake, Closed::Handshake)
+        };
+        // Read, or why the connection ends (counted) and whether the peer is sent GOAWAY.
+        let read = {
+            let mut limited = (&mut stream).take(room);
+            tokio::select! {
+                r = limited.read_buf(&mut kept) => Ok(r),
+                () = tokio::time::sleep_until(deadline) => Err((Some(why), why == Closed::Idle)),
+                () = admitted.evicted() => Err((Some(Closed::Evicted), true)),
+                _ = until_draining(&mut draining) => Err((None, true)),
+            }
+        };
+        let read = match read {
+            Ok(read) => read,
+            Err((why, polite)) => {
+                if let Some(why) = why {
+                    why.count(metrics, "h2");
+                }
+                if polite {
+                    goaway(&mut stream).await;
+                }
+                return None;
+            }
+        };
+        match read {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!("h2 parked read: {e}");
+                return None;
+            }
+        }
+        loop {
+            match parker.scan(&kept) {
+                Step::More => break,
+                Step::Ack => {
+                    let acked = async {
+                        stream.write_all(&SETTINGS_ACK).await?;
+                        stream.flush().await
+                    };
+                    if !matches!(tokio::time::timeout(limits.send, acked).await, Ok(Ok(()))) {
+                        return None;
+                    }
+                }
+                Step::Wake(why) => {
+                    tracing::trace!(?why, bytes = kept.len(), "h2 connection woken");
+                    let unsent = Unsent::new(greeting.clone(), parker.acked());
+                    return Some(Resumed::new(stream, kept, unsent));
+                }
+            }
+        }
+    }
+}
+
+/// Sends a parked connection's GOAWAY, bounded: the peer may not read at all.
+async fn goaway(stream: &mut Stream) {
+    use tokio::io::AsyncWriteExt;
+
+    let sent = async {
+        stream.write_all(&GOAWAY).await?;
+        stream.flush().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), sent).await;
 }
 
 /// Aborts a task when dropped.

@@ -5,6 +5,7 @@
 pub(crate) mod coalesce;
 pub(crate) mod h1;
 pub(crate) mod h2;
+pub(crate) mod h2park;
 pub(crate) mod h2settings;
 pub(crate) mod ws;
 
