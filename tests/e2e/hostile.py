@@ -14,6 +14,12 @@
       "goaway_error"}: how many were answered before the server ended the connection.
   hostile.py HOST:PORT idle
       Sends the preface and SETTINGS, then nothing. Prints {"goaway_error", "closed", "seconds"}.
+  hostile.py HOST:PORT parked SECONDS PATH
+      What a browser or nghttp sends before a request (preface, SETTINGS, a WINDOW_UPDATE of the
+      connection, PRIORITY frames), then nothing for SECONDS (acknowledging the server's
+      SETTINGS), then a PING and GET PATH. Counts the frames received off the wire. Prints
+      {"settings", "settings_acks", "settings_acks_before_wait", "ping_acks", "status",
+      "body_bytes", "goaway_error"}.
 """
 import json
 import socket
@@ -155,6 +161,75 @@ def idle(target):
     return {"goaway_error": goaway, "closed": closed, "seconds": round(time.time() - start, 2)}
 
 
+def parked(target, seconds, path):
+    s, c = connect(target)
+    c.increment_flow_control_window(1 << 20)
+    # PRIORITY frames for idle streams, as nghttp sends them to build its dependency tree.
+    for sid in (3, 5):
+        c.prioritize(sid, weight=201, depends_on=0, exclusive=False)
+    s.sendall(c.data_to_send())
+    kinds, raw = [], bytearray()
+    state = {"status": None, "body": 0, "goaway": None, "ended": False}
+
+    def read(timeout):
+        s.settimeout(timeout)
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            return True
+        except OSError:
+            return False
+        if not data:
+            return False
+        raw.extend(data)
+        while len(raw) >= 9:
+            length = int.from_bytes(raw[0:3], "big")
+            if len(raw) < 9 + length:
+                break
+            kinds.append((raw[3], raw[4]))
+            del raw[: 9 + length]
+        for e in c.receive_data(data):
+            if isinstance(e, h2.events.ResponseReceived):
+                state["status"] = dict(e.headers).get(b":status", b"").decode()
+            if isinstance(e, h2.events.DataReceived):
+                state["body"] += len(e.data)
+                c.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+            if isinstance(e, h2.events.StreamEnded):
+                state["ended"] = True
+            if isinstance(e, h2.events.ConnectionTerminated):
+                state["goaway"] = code_name(e.error_code)
+        out = c.data_to_send()
+        if out:
+            s.sendall(out)
+        return True
+
+    def count(kind, flags):
+        return sum(1 for k, f in kinds if k == kind and f & 1 == flags)
+
+    end = time.time() + seconds
+    while time.time() < end and read(0.1):
+        pass
+    acks_before = count(4, 1)
+    c.ping(b"parked!!")
+    sid = c.get_next_available_stream_id()
+    c.send_headers(sid, headers(target, path), end_stream=True)
+    s.sendall(c.data_to_send())
+    end = time.time() + 5
+    while not state["ended"] and time.time() < end and read(0.2):
+        pass
+    # Anything that would follow (a repeated SETTINGS or ACK would come right away).
+    read(0.3)
+    return {
+        "settings": count(4, 0),
+        "settings_acks": count(4, 1),
+        "settings_acks_before_wait": acks_before,
+        "ping_acks": count(6, 1),
+        "status": state["status"],
+        "body_bytes": state["body"],
+        "goaway_error": state["goaway"],
+    }
+
+
 def requests(target, n, path):
     s, c = connect(target)
     answered, goaway = 0, None
@@ -195,6 +270,8 @@ def main(argv):
         out = requests(target, int(argv[2]), argv[3])
     elif mode == "idle":
         out = idle(target)
+    elif mode == "parked":
+        out = parked(target, float(argv[2]), argv[3])
     else:
         raise SystemExit(f"unknown mode {mode}")
     print(json.dumps(out))

@@ -755,3 +755,94 @@ fn bodies_held_only_for_slow_readers_stay_within_their_budget() {
     assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
     drop(held);
 }
+
+/// An HTTP/2 connection that has exchanged SETTINGS and not asked for anything yet: the
+/// preface, an empty SETTINGS, the server's SETTINGS and its ACK of ours read, and the server's
+/// SETTINGS acknowledged.
+fn h2_before_its_request(gw: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(gw).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!((head[3], head[4]), (4, 0), "the server's SETTINGS first");
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut rest = vec![0u8; len + 9];
+    s.read_exact(&mut rest).unwrap();
+    assert_eq!(
+        rest[len..],
+        [0, 0, 0, 4, 1, 0, 0, 0, 0],
+        "then the ACK of ours"
+    );
+    s.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).unwrap();
+    s
+}
+
+/// What `s` receives until the server closes it.
+fn rest_of(s: &mut TcpStream) -> Vec<u8> {
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// GOAWAY, last stream 0, NO_ERROR.
+const GOAWAY_NONE: [u8; 17] = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+#[test]
+fn an_http2_connection_waits_for_its_first_request_cheaply_and_is_served_closed_or_evicted() {
+    let (_o, origin) = origin(&[]);
+    let (gw, _dir) = configured(
+        origin,
+        "parked",
+        "limits: {max_connections: 3, handshake_timeout_ms: 800, idle_timeout_ms: 2500}\n",
+    );
+    // What a browser sends before a request, then a wait past the handshake deadline (the
+    // client has acknowledged our SETTINGS: it is idle, not stalled), then a PING and a GET:
+    // one SETTINGS and one ACK on the wire in all, the PING answered, the answer whole.
+    let out = hostile(gw.addr, &["parked", "1.5", "/vod/manifest.mpd"]);
+    let (status, body) = get(gw.addr, "/vod/manifest.mpd");
+    assert_eq!(status, 200);
+    assert_eq!(out["status"], "200", "{out}");
+    assert_eq!(out["body_bytes"], body.len(), "{out}");
+    assert_eq!(out["settings"], 1, "{out}");
+    assert_eq!(out["settings_acks"], 1, "{out}");
+    assert_eq!(out["settings_acks_before_wait"], 1, "{out}");
+    assert_eq!(out["ping_acks"], 1, "{out}");
+    assert_eq!(out["goaway_error"], serde_json::Value::Null, "{out}");
+
+    // At the cap, such a connection is idle: a newcomer is served and one of them is closed
+    // with GOAWAY (no stream, NO_ERROR) to make room.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut waiting: Vec<TcpStream> = (0..3).map(|_| h2_before_its_request(gw.addr)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
+    let gone = one_closed(&mut waiting, Duration::from_secs(2));
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="h2",reason="evicted_idle"}"#,
+        1.0,
+    );
+    drop(waiting.remove(gone));
+    // The others are closed at the idle time, counted from their start, with GOAWAY.
+    let started = Instant::now();
+    for s in &mut waiting {
+        let rest = rest_of(s);
+        assert_eq!(rest, GOAWAY_NONE, "GOAWAY, then closed");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited > Duration::from_millis(1500) && waited < Duration::from_secs(4),
+        "closed after {waited:?}"
+    );
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="h2",reason="idle"}"#,
+        2.0,
+    );
+    // Whoever was waiting, a new HTTP/2 client is served.
+    let again = hostile(gw.addr, &["parked", "0", "/vod/manifest.mpd"]);
+    assert_eq!(again["status"], "200", "{again}");
+}
