@@ -249,7 +249,7 @@ async fn run(
 /// gone, as the first keep-alive PING tells a woken connection), and send a request within the
 /// idle time; meanwhile the connection is idle (closed first at the connection cap). Closed
 /// with GOAWAY (NO_ERROR, no stream) when idle, evicted or drained. `None`: the connection is
-/// over (counted).
+/// over (a deadline or an eviction is counted; the client leaving or failing is not).
 async fn park(
     mut stream: Stream,
     greeting: &Bytes,
@@ -265,12 +265,16 @@ async fn park(
         stream.write_all(greeting).await?;
         stream.flush().await
     };
-    if !matches!(
-        tokio::time::timeout(limits.handshake, sent).await,
-        Ok(Ok(()))
-    ) {
-        Closed::Handshake.count(metrics, "h2");
-        return None;
+    match tokio::time::timeout(limits.handshake, sent).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!("h2 parked write: {e}");
+            return None;
+        }
+        Err(_) => {
+            Closed::Handshake.count(metrics, "h2");
+            return None;
+        }
     }
     let mut parker = Parker::default();
     let mut kept = Vec::with_capacity(128);
@@ -337,13 +341,15 @@ async fn park(
     }
 }
 
-/// Sends a parked connection's GOAWAY, bounded: the peer may not read at all.
+/// Sends a parked connection's GOAWAY and shuts its sending side (TLS: close_notify),
+/// bounded: the peer may not read at all.
 async fn goaway(stream: &mut Stream) {
     use tokio::io::AsyncWriteExt;
 
     let sent = async {
         stream.write_all(&GOAWAY).await?;
-        stream.flush().await
+        stream.flush().await?;
+        stream.shutdown().await
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), sent).await;
 }

@@ -38,6 +38,10 @@ const PRIORITY: u8 = 0x2;
 const SETTINGS: u8 = 0x4;
 const WINDOW_UPDATE: u8 = 0x8;
 const ACK: u8 = 0x1;
+/// Every flow-control window's size before WINDOW_UPDATE changes it (RFC 9113 §6.9.2).
+const DEFAULT_WINDOW: u32 = 65_535;
+/// The largest flow-control window (RFC 9113 §6.9.1).
+const MAX_WINDOW: u64 = 0x7fff_ffff;
 
 /// Most bytes a parked connection keeps (the preface and the frames before a request: about
 /// 100 from browsers and `nghttp`); a client that sends more is handed to `h2` at once.
@@ -72,15 +76,15 @@ pub(crate) fn builder(h2: &H2Limits) -> h2::server::Builder {
 /// Why the server's SETTINGS could not be captured (connections are then not parked).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum GreetingError {
-    /// The in-memory handshake failed to write.
+    /// Reading what the in-memory handshake wrote failed.
     #[error("capturing h2's SETTINGS: {0}")]
     Io(#[from] io::Error),
     /// `h2` wrote nothing within the time allowed.
     #[error("capturing h2's SETTINGS: nothing written")]
     Silent,
-    /// `h2`'s first frame was not a SETTINGS frame.
-    #[error("capturing h2's SETTINGS: the first frame is of type {0}")]
-    NotSettings(u8),
+    /// `h2`'s first frame was not a SETTINGS frame without flags: its type and flags.
+    #[error("capturing h2's SETTINGS: the first frame has type {0} and flags {1}")]
+    NotSettings(u8, u8),
 }
 
 /// The SETTINGS frame `h2` sends first on every connection, captured from an `h2` handshake
@@ -93,7 +97,7 @@ pub(crate) async fn greeting(h2: &H2Limits) -> Result<Bytes, GreetingError> {
         let mut head = [0u8; FRAME_HEADER_LEN];
         client.read_exact(&mut head).await?;
         if head[3] != SETTINGS || head[4] != 0 {
-            return Err(GreetingError::NotSettings(head[3]));
+            return Err(GreetingError::NotSettings(head[3], head[4]));
         }
         let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
         let mut frame = head.to_vec();
@@ -150,6 +154,8 @@ pub(crate) struct Parker {
     acked: bool,
     /// The client acknowledged the server's SETTINGS: it reads what it is sent.
     acknowledged: bool,
+    /// What the client's kept WINDOW_UPDATEs added to the connection's window.
+    granted: u64,
 }
 
 impl Parker {
@@ -185,41 +191,54 @@ impl Parker {
             let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
             let (kind, flags) = (head[3], head[4]);
             let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            // The preface ends with the client's SETTINGS (RFC 9113 §3.4); only that one is
+            // acknowledged here.
+            let settings = kind == SETTINGS && flags & ACK == 0;
+            let first = self.scanned == PREFACE.len();
+            if settings != first || (settings && stream != 0) {
+                return Step::Wake(Wake::Settings);
+            }
+            // Whether the frame may be kept is told by its header: anything else (a request
+            // among them) wakes the connection without waiting for its payload.
+            let keepable = settings
+                || match kind {
+                    SETTINGS => len == 0 && stream == 0,
+                    WINDOW_UPDATE => len == 4 && stream == 0,
+                    PRIORITY => len == 5 && stream != 0,
+                    _ => false,
+                };
+            if !keepable {
+                return Step::Wake(Wake::Frame(kind));
+            }
             let Some(payload) = rest.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len) else {
                 return self.more(FRAME_HEADER_LEN + len);
             };
-            let first = self.scanned == PREFACE.len();
-            if kind == SETTINGS && flags & ACK == 0 {
-                // The preface ends with the client's SETTINGS (RFC 9113 §3.4); only that one
-                // is acknowledged here.
-                if !first || stream != 0 || !valid_settings(payload) {
-                    return Step::Wake(Wake::Settings);
-                }
-                self.scanned += FRAME_HEADER_LEN + len;
-                self.acked = true;
-                return Step::Ack;
-            }
-            if first {
-                return Step::Wake(Wake::Settings);
-            }
-            let kept = match kind {
-                SETTINGS => {
-                    let ok = len == 0 && stream == 0;
-                    self.acknowledged |= ok;
-                    ok
-                }
-                WINDOW_UPDATE => {
-                    len == 4
-                        && stream == 0
-                        && u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
-                            & 0x7fff_ffff
-                            != 0
-                }
-                PRIORITY => len == 5 && stream != 0,
-                _ => false,
+            let word = |at: usize| {
+                payload.get(at..at + 4).map_or(0, |w| {
+                    u32::from_be_bytes([w[0], w[1], w[2], w[3]]) & 0x7fff_ffff
+                })
             };
-            if !kept {
-                return Step::Wake(Wake::Frame(kind));
+            match kind {
+                _ if settings => {
+                    if !valid_settings(payload) {
+                        return Step::Wake(Wake::Settings);
+                    }
+                    self.scanned += FRAME_HEADER_LEN + len;
+                    self.acked = true;
+                    return Step::Ack;
+                }
+                SETTINGS => self.acknowledged = true,
+                WINDOW_UPDATE => {
+                    // A zero increment, or a window past 2^31-1, is h2's to refuse at once
+                    // (RFC 9113 §6.9, §6.9.1).
+                    self.granted += u64::from(word(0));
+                    if word(0) == 0 || u64::from(DEFAULT_WINDOW) + self.granted > MAX_WINDOW {
+                        return Step::Wake(Wake::Frame(kind));
+                    }
+                }
+                // A stream that depends on itself is h2's to reset (RFC 9113 §5.3.1).
+                PRIORITY if word(0) == stream => return Step::Wake(Wake::Frame(kind)),
+                _ => {}
             }
             self.scanned += FRAME_HEADER_LEN + len;
         }
@@ -472,7 +491,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Resumed<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.at < this.kept.len() {
+        if this.at < this.kept.len() && buf.remaining() > 0 {
             let n = buf.remaining().min(this.kept.len() - this.at);
             buf.put_slice(&this.kept[this.at..this.at + n]);
             this.at += n;
@@ -496,15 +515,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Resumed<S> {
         if this.unsent.done() {
             return Pin::new(&mut this.inner).poll_write(cx, buf);
         }
+        ready!(this.poll_held(cx))?;
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
-        }
-        while !this.unsent.held().is_empty() {
-            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, this.unsent.held()))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            this.unsent.wrote_held(n);
         }
         match this.unsent.front(buf) {
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
@@ -537,11 +550,30 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Resumed<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        ready!(this.poll_held(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        ready!(this.poll_held(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Resumed<S> {
+    /// Writes the header bytes [`Unsent`] holds (taken from `h2` already, so they go out
+    /// before anything else, a flush included).
+    fn poll_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.unsent.held().is_empty() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, self.unsent.held()))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.unsent.wrote_held(n);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -647,10 +679,19 @@ mod tests {
             "a second SETTINGS"
         );
         assert_eq!(
-            start(frame(0x1, 0x4, 1, &[0; KEPT_MAX])[..FRAME_HEADER_LEN + 1].to_vec()),
-            vec![Step::Ack, Step::Wake(Wake::Bound)],
-            "more than is kept"
+            start(frame(0x1, 0x4, 1, &[0; KEPT_MAX])[..FRAME_HEADER_LEN].to_vec()),
+            woken(0x1),
+            "a request, woken by its frame header alone"
         );
+        assert_eq!(
+            start(frame(PRIORITY, 0, 3, &[0, 0, 0, 3, 7])),
+            woken(PRIORITY),
+            "a stream that depends on itself"
+        );
+        let mut grants = frame(WINDOW_UPDATE, 0, 0, &0x7fff_0000u32.to_be_bytes());
+        assert_eq!(start(grants.clone()), vec![Step::Ack], "up to 2^31-1");
+        grants.extend(frame(WINDOW_UPDATE, 0, 0, &0x1_0000u32.to_be_bytes()));
+        assert_eq!(start(grants), woken(WINDOW_UPDATE), "past 2^31-1");
         let mut c = PREFACE.to_vec();
         c.extend(frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]));
         assert_eq!(scan_in(&c, 1).0, vec![Step::Wake(Wake::Settings)]);
@@ -753,6 +794,32 @@ mod tests {
         // A greeting that is not the one sent is refused.
         let mut other = Unsent::new(greeting.clone(), true);
         assert!(other.front(&settings(&[(0x3, 99)])).is_err());
+    }
+
+    /// A frame header that comes in two writes is held until it is whole, and a flush sends it
+    /// even when no further write comes (an empty frame).
+    #[tokio::test]
+    async fn a_held_header_goes_out_with_a_flush() {
+        use tokio::io::AsyncWriteExt;
+
+        let greeting = Bytes::from(settings(&[]));
+        let (io, mut client) = tokio::io::duplex(4096);
+        let mut resumed = Resumed::new(io, Vec::new(), Unsent::new(greeting.clone(), true));
+        resumed.write_all(&greeting).await.unwrap();
+        let end = frame(0x0, 0x1, 1, &[]);
+        resumed.write_all(&end[..5]).await.unwrap();
+        resumed.write_all(&end[5..]).await.unwrap();
+        resumed.flush().await.unwrap();
+        let mut got = [0u8; FRAME_HEADER_LEN];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+            .await
+            .expect("the held header was sent")
+            .unwrap();
+        assert_eq!(
+            got[..],
+            end[..],
+            "only the empty DATA frame, the greeting taken out"
+        );
     }
 
     #[tokio::test]
