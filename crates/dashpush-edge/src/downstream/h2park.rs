@@ -29,19 +29,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
+use crate::downstream::h2wire::{
+    ACK, DEFAULT_WINDOW, ENABLE_CONNECT_PROTOCOL, ENABLE_PUSH, FRAME_HEADER_LEN, FrameHead,
+    INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_WINDOW, PREFACE, PRIORITY, SETTINGS, WINDOW_UPDATE,
+};
 use crate::settings::H2Limits;
-
-/// The client connection preface (RFC 9113 §3.4).
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const FRAME_HEADER_LEN: usize = 9;
-const PRIORITY: u8 = 0x2;
-const SETTINGS: u8 = 0x4;
-const WINDOW_UPDATE: u8 = 0x8;
-const ACK: u8 = 0x1;
-/// Every flow-control window's size before WINDOW_UPDATE changes it (RFC 9113 §6.9.2).
-const DEFAULT_WINDOW: u32 = 65_535;
-/// The largest flow-control window (RFC 9113 §6.9.1).
-const MAX_WINDOW: u64 = 0x7fff_ffff;
 
 /// Most bytes a parked connection keeps (the preface and the frames before a request: about
 /// 100 from browsers and `nghttp`); a client that sends more is handed to `h2` at once.
@@ -96,12 +88,12 @@ pub(crate) async fn greeting(h2: &H2Limits) -> Result<Bytes, GreetingError> {
     let read = async {
         let mut head = [0u8; FRAME_HEADER_LEN];
         client.read_exact(&mut head).await?;
-        if head[3] != SETTINGS || head[4] != 0 {
-            return Err(GreetingError::NotSettings(head[3], head[4]));
+        let h = FrameHead::parse(&head);
+        if h.kind != SETTINGS || h.flags != 0 {
+            return Err(GreetingError::NotSettings(h.kind, h.flags));
         }
-        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
         let mut frame = head.to_vec();
-        frame.resize(FRAME_HEADER_LEN + len, 0);
+        frame.resize(h.whole(), 0);
         client.read_exact(&mut frame[FRAME_HEADER_LEN..]).await?;
         Ok(Bytes::from(frame))
     };
@@ -185,12 +177,15 @@ impl Parker {
         }
         loop {
             let rest = bytes.get(self.scanned..).unwrap_or_default();
-            let Some(head) = rest.get(..FRAME_HEADER_LEN) else {
+            let Some(FrameHead {
+                len,
+                kind,
+                flags,
+                stream,
+            }) = FrameHead::at(rest)
+            else {
                 return self.more(FRAME_HEADER_LEN);
             };
-            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-            let (kind, flags) = (head[3], head[4]);
-            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
             // The preface ends with the client's SETTINGS (RFC 9113 §3.4); only that one is
             // acknowledged here.
             let settings = kind == SETTINGS && flags & ACK == 0;
@@ -262,12 +257,9 @@ fn valid_settings(payload: &[u8]) -> bool {
             let id = u16::from_be_bytes([e[0], e[1]]);
             let value = u32::from_be_bytes([e[2], e[3], e[4], e[5]]);
             match id {
-                // ENABLE_PUSH, ENABLE_CONNECT_PROTOCOL (RFC 8441)
-                0x2 | 0x8 => value <= 1,
-                // INITIAL_WINDOW_SIZE
-                0x4 => value <= 0x7fff_ffff,
-                // MAX_FRAME_SIZE
-                0x5 => (16_384..=16_777_215).contains(&value),
+                ENABLE_PUSH | ENABLE_CONNECT_PROTOCOL => value <= 1,
+                INITIAL_WINDOW_SIZE => u64::from(value) <= MAX_WINDOW,
+                MAX_FRAME_SIZE => (16_384..=16_777_215).contains(&value),
                 _ => true,
             }
         })
@@ -398,7 +390,7 @@ impl Unsent {
                     self.at = At::Done;
                     Front::Take(FRAME_HEADER_LEN)
                 } else {
-                    let whole = FRAME_HEADER_LEN + frame_len(&head);
+                    let whole = FrameHead::parse(&head).whole();
                     self.at = At::Within(whole);
                     Front::Send(whole.min(buf.len()))
                 }
@@ -416,7 +408,7 @@ impl Unsent {
                     At::Held {
                         head,
                         sent: 0,
-                        body: frame_len(&head),
+                        body: FrameHead::parse(&head).len,
                     }
                 };
                 Front::Take(n)
@@ -446,10 +438,6 @@ impl Unsent {
             At::Done
         }
     }
-}
-
-fn frame_len(head: &[u8; FRAME_HEADER_LEN]) -> usize {
-    usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2])
 }
 
 /// A connection handed to `h2`: reads give the bytes a parked connection kept before anything
@@ -580,23 +568,7 @@ impl<S: AsyncWrite + Unpin> Resumed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let len = payload.len();
-        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-        f.extend_from_slice(&stream.to_be_bytes());
-        f.extend_from_slice(payload);
-        f
-    }
-
-    fn settings(entries: &[(u16, u32)]) -> Vec<u8> {
-        let mut p = Vec::new();
-        for (id, v) in entries {
-            p.extend(id.to_be_bytes());
-            p.extend(v.to_be_bytes());
-        }
-        frame(SETTINGS, 0, 0, &p)
-    }
+    use crate::downstream::h2wire::test_frames::{frame, settings};
 
     /// Scans `bytes` as they arrive in pieces of `step`; the steps seen (More only once each
     /// time it is the answer to a piece) and the last one.
@@ -887,15 +859,15 @@ mod tests {
     /// The SETTINGS frames and SETTINGS ACKs in `wire`.
     fn settings_frames(wire: &[u8]) -> (usize, usize) {
         let (mut settings, mut acks, mut at) = (0, 0, 0);
-        while let Some(head) = wire.get(at..at + FRAME_HEADER_LEN) {
-            if head[3] == SETTINGS {
-                if head[4] & ACK == 0 {
+        while let Some(head) = FrameHead::at(&wire[at..]) {
+            if head.kind == SETTINGS {
+                if head.flags & ACK == 0 {
                     settings += 1;
                 } else {
                     acks += 1;
                 }
             }
-            at += FRAME_HEADER_LEN + frame_len(&<[u8; FRAME_HEADER_LEN]>::try_from(head).unwrap());
+            at += head.whole();
         }
         (settings, acks)
     }

@@ -21,16 +21,10 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::delivery::turns::ConnWindow;
-
-const PREFACE_LEN: usize = 24;
-const FRAME_HEADER_LEN: usize = 9;
-const SETTINGS: u8 = 0x4;
-const WINDOW_UPDATE: u8 = 0x8;
-const ACK: u8 = 0x1;
-const ENABLE_PUSH: u16 = 0x2;
-const INITIAL_WINDOW_SIZE: u16 = 0x4;
-/// Every flow-control window's size before SETTINGS or WINDOW_UPDATE change it (RFC 9113 §6.9.2).
-const DEFAULT_WINDOW: u32 = 65_535;
+use crate::downstream::h2wire::{
+    ACK, DEFAULT_WINDOW, ENABLE_PUSH, FRAME_HEADER_LEN, FrameHead, INITIAL_WINDOW_SIZE, PREFACE,
+    SETTINGS, WINDOW_UPDATE,
+};
 
 /// What the client has told the connection, shared with the request handlers.
 #[derive(Debug, Clone)]
@@ -114,7 +108,7 @@ impl Tracker {
     /// A tracker at the start of a connection, before the preface.
     pub fn new() -> Self {
         Self {
-            state: State::Preface(PREFACE_LEN),
+            state: State::Preface(PREFACE.len()),
             peer: Peer::new(),
         }
     }
@@ -152,12 +146,13 @@ impl Tracker {
                     *have += n;
                     data = data.get(n..).unwrap_or_default();
                     if *have == FRAME_HEADER_LEN {
-                        let len = usize::from(buf[0]) << 16
-                            | usize::from(buf[1]) << 8
-                            | usize::from(buf[2]);
-                        let (kind, flags) = (buf[3], buf[4]);
-                        let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]);
-                        let stream0 = stream & 0x7fff_ffff == 0;
+                        let FrameHead {
+                            len,
+                            kind,
+                            flags,
+                            stream,
+                        } = FrameHead::parse(buf);
+                        let stream0 = stream == 0;
                         self.state = if len == 0 {
                             header()
                         } else if kind == SETTINGS && flags & ACK == 0 && stream0 {
@@ -296,15 +291,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for PushSetting<S> {
 mod tests {
     use super::*;
 
-    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let len = payload.len();
-        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-        f.extend_from_slice(&stream.to_be_bytes());
-        f.extend_from_slice(payload);
-        f
-    }
+    use crate::downstream::h2wire::test_frames::frame;
 
     fn setting(id: u16, value: u32) -> Vec<u8> {
         let mut s = id.to_be_bytes().to_vec();

@@ -7,6 +7,7 @@ pub(crate) mod h1;
 pub(crate) mod h2;
 pub(crate) mod h2park;
 pub(crate) mod h2settings;
+pub(crate) mod h2wire;
 pub(crate) mod ws;
 
 use http::{HeaderName, HeaderValue};
