@@ -149,7 +149,8 @@ async function runMode(mode) {
       check(promises === 0, `no WebSocket pushes on the plain HTTP path (promises=${promises})`);
     }
     const ok = checks.every(([c]) => c);
-    if (process.env.VERBOSE) for (const e of s.events ?? []) console.log(`    ${e.join(' ')}`);
+    // A failed mode prints the player's event log: what CI shows is all there is to go on.
+    if (process.env.VERBOSE || !ok) for (const e of s.events ?? []) console.log(`    ${e.join(' ')}`);
     for (const [c, what] of checks) console.log(`  ${c ? 'ok  ' : 'FAIL'} ${what}`);
     results[mode] = { firstFrameMs: s.firstFrameMs, played: Number(s.played.toFixed(1)), stalls: s.stalls, pushed: s.pushed, claimed: s.claimed, discarded: s.discarded, loops: s.loops, videoKbit: s.videoKbit, liveLatency: s.liveLatency, seconds: (Date.now() - started) / 1000 };
     console.log(`${ok ? 'ok' : 'not ok'} - ${mode}: first frame ${s.firstFrameMs} ms, played ${s.played.toFixed(1)} s of ${q.get("mpd")} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
