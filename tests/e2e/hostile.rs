@@ -756,25 +756,27 @@ fn bodies_held_only_for_slow_readers_stay_within_their_budget() {
     drop(held);
 }
 
+/// The next frame on `s`: its type and flags.
+fn next_frame(s: &mut TcpStream) -> (u8, u8) {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).unwrap();
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    (head[3], head[4])
+}
+
 /// An HTTP/2 connection that has exchanged SETTINGS and not asked for anything yet: the
-/// preface, an empty SETTINGS, the server's SETTINGS and its ACK of ours read, and the server's
-/// SETTINGS acknowledged.
+/// preface and an empty SETTINGS sent, the server's SETTINGS (its first frame) and its ACK of
+/// ours read, and the server's SETTINGS acknowledged.
 fn h2_before_its_request(gw: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(gw).unwrap();
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .unwrap();
     s.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut head = [0u8; 9];
-    s.read_exact(&mut head).unwrap();
-    assert_eq!((head[3], head[4]), (4, 0), "the server's SETTINGS first");
-    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-    let mut rest = vec![0u8; len + 9];
-    s.read_exact(&mut rest).unwrap();
-    assert_eq!(
-        rest[len..],
-        [0, 0, 0, 4, 1, 0, 0, 0, 0],
-        "then the ACK of ours"
-    );
+    assert_eq!(next_frame(&mut s), (4, 0), "the server's SETTINGS first");
+    // h2 may send its WINDOW_UPDATE or PING before the ACK.
+    while next_frame(&mut s) != (4, 1) {}
     s.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).unwrap();
     s
 }
@@ -817,6 +819,7 @@ fn an_http2_connection_waits_for_its_first_request_cheaply_and_is_served_closed_
     // with GOAWAY (no stream, NO_ERROR) to make room.
     std::thread::sleep(Duration::from_millis(300));
     let mut waiting: Vec<TcpStream> = (0..3).map(|_| h2_before_its_request(gw.addr)).collect();
+    wait_metric(gw.admin, "dashpush_h2_parked_connections", 3.0);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(get(gw.addr, "/vod/manifest.mpd").0, 200);
     let gone = one_closed(&mut waiting, Duration::from_secs(2));
@@ -842,7 +845,41 @@ fn an_http2_connection_waits_for_its_first_request_cheaply_and_is_served_closed_
         r#"dashpush_connections_closed_total{protocol="h2",reason="idle"}"#,
         2.0,
     );
+    assert_eq!(metric(gw.admin, "dashpush_h2_parked_connections"), 0.0);
     // Whoever was waiting, a new HTTP/2 client is served.
     let again = hostile(gw.addr, &["parked", "0", "/vod/manifest.mpd"]);
     assert_eq!(again["status"], "200", "{again}");
+}
+
+#[test]
+fn with_parking_off_an_http2_connection_goes_to_h2_at_once() {
+    let (_o, origin) = origin(&[]);
+    let (gw, _dir) = configured(
+        origin,
+        "unparked",
+        "http2: {park_until_first_request: false}
+",
+    );
+    let mut waiting = TcpStream::connect(gw.addr).unwrap();
+    waiting
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    waiting.set_read_timeout(Some(DEADLINE)).unwrap();
+    // h2 sends its keep-alive PING at once (a parked connection sends nothing after its
+    // SETTINGS and ACK).
+    assert_eq!(
+        next_frame(&mut waiting),
+        (4, 0),
+        "the server's SETTINGS first"
+    );
+    assert!(
+        (0..4).any(|_| next_frame(&mut waiting) == (6, 0)),
+        "a PING from h2"
+    );
+    assert_eq!(metric(gw.admin, "dashpush_h2_parked_connections"), 0.0);
+    wait_metric(gw.admin, r#"dashpush_open_connections{protocol="h2"}"#, 1.0);
+    let out = hostile(gw.addr, &["parked", "0.3", "/vod/manifest.mpd"]);
+    assert_eq!(out["status"], "200", "{out}");
+    assert_eq!(out["settings"], 1, "{out}");
+    assert_eq!(out["settings_acks"], 1, "{out}");
 }

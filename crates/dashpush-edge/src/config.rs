@@ -270,6 +270,8 @@ pub struct RawHttp2 {
     pub ping_interval_ms: Option<u64>,
     /// Unanswered PING closes the connection after this, ms.
     pub ping_timeout_ms: Option<u64>,
+    /// Hold a connection without the h2 library until its first request.
+    pub park_until_first_request: Option<bool>,
 }
 
 /// `fleet:`.
@@ -799,6 +801,7 @@ impl TryFrom<RawConfig> for EdgeConfig {
                 d.ping_interval,
             )?,
             ping_timeout: positive_ms("http2.ping_timeout_ms", h.ping_timeout_ms, d.ping_timeout)?,
+            park: h.park_until_first_request.unwrap_or(d.park),
         };
         let l = raw.limits;
         let dl = c.limits;

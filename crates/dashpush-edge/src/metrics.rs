@@ -46,6 +46,8 @@ pub struct Metrics {
     pub coalesced_waits: IntCounter,
     /// Open downstream connections by protocol.
     pub open_connections: IntGaugeVec,
+    /// HTTP/2 connections held without the h2 library until their first request.
+    pub h2_parked: IntGauge,
     /// Downstream connections the gateway ended or refused, by protocol and reason
     /// (the series are created at start by the connection guard).
     pub connections_closed: IntCounterVec,
@@ -340,6 +342,11 @@ impl Metrics {
         registry.register(Box::new(origin_fetches.clone()))?;
         registry.register(Box::new(origin_seconds.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
+        let h2_parked = IntGauge::new(
+            "dashpush_h2_parked_connections",
+            "HTTP/2 connections held without the h2 library until their first request.",
+        )?;
+        registry.register(Box::new(h2_parked.clone()))?;
         let connections_closed = IntCounterVec::new(
             Opts::new(
                 "dashpush_connections_closed_total",
@@ -466,6 +473,7 @@ impl Metrics {
             origin_seconds,
             coalesced_waits,
             open_connections,
+            h2_parked,
             connections_closed,
             fills_unread,
         })

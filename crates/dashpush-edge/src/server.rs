@@ -145,6 +145,7 @@ impl Serve for EdgeApp {
         // of its protocol only, not the larger of the two (memory per idle connection).
         if is_h2 {
             let greeting = match self.greeting.get() {
+                _ if !self.h2.park => &None,
                 Some(greeting) => greeting,
                 // The first HTTP/2 connection captures it, boxed: the capture's state (an `h2`
                 // handshake) is not part of every connection's future.

@@ -248,6 +248,9 @@ pub struct H2Limits {
     pub ping_interval: Duration,
     /// A PING unanswered this long closes the connection.
     pub ping_timeout: Duration,
+    /// A connection is held without the h2 library until its first request
+    /// (`downstream::h2park`).
+    pub park: bool,
 }
 
 impl Default for H2Limits {
@@ -267,6 +270,7 @@ impl Default for H2Limits {
             max_requests: 10_000,
             ping_interval: Duration::from_secs(30),
             ping_timeout: Duration::from_secs(20),
+            park: true,
         }
     }
 }

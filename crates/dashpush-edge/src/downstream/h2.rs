@@ -280,6 +280,7 @@ async fn park(
     let mut kept = Vec::with_capacity(128);
     let mut draining = drain.watch();
     let _idle = admitted.idle();
+    let _parked = crate::metrics::Held::new(&metrics.h2_parked);
     loop {
         // Reading room up to the bound: a read never takes more than the parker may keep
         // (and the one byte that tells it went over).
