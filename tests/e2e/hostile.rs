@@ -883,3 +883,23 @@ fn with_parking_off_an_http2_connection_goes_to_h2_at_once() {
     assert_eq!(out["settings"], 1, "{out}");
     assert_eq!(out["settings_acks"], 1, "{out}");
 }
+
+#[test]
+fn a_parked_http2_connection_gets_goaway_when_the_gateway_drains_and_holds_nothing_up() {
+    let (_o, origin) = origin(&[]);
+    let (mut gw, _dir) = configured(origin, "parked-drain", "");
+    let mut waiting = h2_before_its_request(gw.addr);
+    wait_metric(gw.admin, "dashpush_h2_parked_connections", 1.0);
+    let (code, _, err) = tool("kill", &["-TERM", &gw.proc.pid().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(rest_of(&mut waiting), GOAWAY_NONE, "GOAWAY, then closed");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = gw.proc.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < DEADLINE, "the gateway did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+}
