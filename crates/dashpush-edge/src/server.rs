@@ -144,29 +144,13 @@ impl Serve for EdgeApp {
         // Each protocol's connection future is boxed on its own: a connection holds the state
         // of its protocol only, not the larger of the two (memory per idle connection).
         if is_h2 {
-            let greeting = match self.greeting.get() {
-                _ if !self.h2.park => &None,
-                Some(greeting) => greeting,
-                // The first HTTP/2 connection captures it, boxed: the capture's state (an `h2`
-                // handshake) is not part of every connection's future.
-                None => {
-                    Box::pin(self.greeting.get_or_init(|| async {
-                        crate::downstream::h2park::greeting(&self.h2)
-                            .await
-                            .inspect_err(|e| {
-                                tracing::warn!("{e}: HTTP/2 connections are not parked");
-                            })
-                            .ok()
-                    }))
-                    .await
-                }
-            };
+            let greeting = self.greeting().await;
             Box::pin(h2srv::serve(
                 &self.gateway,
                 stream,
                 h2srv::Setup {
                     h2: self.h2,
-                    greeting: greeting.as_ref(),
+                    greeting,
                 },
                 self.limits,
                 &self.drain,
@@ -189,6 +173,28 @@ impl Serve for EdgeApp {
 }
 
 impl EdgeApp {
+    /// The server's SETTINGS frame for parked HTTP/2 connections; `None` when parking is off
+    /// or the frame could not be captured. The first HTTP/2 connection captures it, boxed: the
+    /// capture's state (an `h2` handshake) is not part of every connection's future.
+    async fn greeting(&self) -> Option<&bytes::Bytes> {
+        if !self.h2.park {
+            return None;
+        }
+        let greeting = match self.greeting.get() {
+            Some(greeting) => greeting,
+            None => {
+                Box::pin(self.greeting.get_or_init(|| async {
+                    crate::downstream::h2park::greeting(&self.h2)
+                        .await
+                        .inspect_err(|e| tracing::warn!("{e}: HTTP/2 connections are not parked"))
+                        .ok()
+                }))
+                .await
+            }
+        };
+        greeting.as_ref()
+    }
+
     /// Everything before the first request, within the handshake deadline: the first bytes
     /// (until they arrive the connection is idle, one of the first closed at the cap), the TLS
     /// handshake on the TLS listener, and the protocol: ALPN under TLS, the first bytes in

@@ -26,7 +26,7 @@ use crate::delivery::{AnswerHead, DropReason, PushTransport, Stop, Transport, Wi
 use crate::downstream::h2park::{
     self, GOAWAY, Parker, Resumed, SETTINGS_ACK, Step, Unsent, builder,
 };
-use crate::downstream::h2settings::{Peer, PushSetting};
+use crate::downstream::h2settings::Peer;
 use crate::drain::Drain;
 use crate::gateway::{Body, Gateway, Req, Resp};
 use crate::guard::{Admitted, Closed, ResetBudget};
@@ -105,7 +105,7 @@ async fn run(
 ) {
     let metrics = handler.metrics();
     let client = super::client_ip(stream.get_ref());
-    let (stream, peer) = PushSetting::new(stream);
+    let peer = stream.peer();
     let push = Arc::new(H2Conn {
         peer,
         scheme: if tls { "https" } else { "http" },

@@ -29,6 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
+use crate::downstream::h2settings::{Peer, Tracker};
 use crate::downstream::h2wire::{
     ACK, DEFAULT_WINDOW, ENABLE_CONNECT_PROTOCOL, ENABLE_PUSH, FRAME_HEADER_LEN, FrameHead,
     INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_WINDOW, PREFACE, PRIORITY, SETTINGS, WINDOW_UPDATE,
@@ -440,14 +441,17 @@ impl Unsent {
     }
 }
 
-/// A connection handed to `h2`: reads give the bytes a parked connection kept before anything
-/// from the socket, and writes pass through [`Unsent`].
+/// The stream `h2` serves a connection on: reads give the bytes a parked connection kept
+/// before anything from the socket, and every byte read passes the connection's [`Tracker`]
+/// (what the client told that `h2` keeps to itself, `h2settings`); writes pass through
+/// [`Unsent`].
 pub(crate) struct Resumed<S> {
     inner: S,
     /// Kept bytes not read yet (freed once read).
     kept: Vec<u8>,
     at: usize,
     unsent: Unsent,
+    tracker: Tracker,
 }
 
 impl<S> Resumed<S> {
@@ -458,6 +462,7 @@ impl<S> Resumed<S> {
             kept,
             at: 0,
             unsent,
+            tracker: Tracker::new(),
         }
     }
 
@@ -470,6 +475,11 @@ impl<S> Resumed<S> {
     pub(crate) fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    /// What the client tells the connection, as it is read.
+    pub(crate) fn peer(&self) -> Peer {
+        self.tracker.peer()
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Resumed<S> {
@@ -479,6 +489,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Resumed<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         if this.at < this.kept.len() && buf.remaining() > 0 {
             let n = buf.remaining().min(this.kept.len() - this.at);
             buf.put_slice(&this.kept[this.at..this.at + n]);
@@ -487,9 +498,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Resumed<S> {
                 this.kept = Vec::new();
                 this.at = 0;
             }
-            return Poll::Ready(Ok(()));
+        } else {
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        if let Some(new) = buf.filled().get(before..) {
+            this.tracker.feed(new);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -2,8 +2,9 @@
 //! `SETTINGS_ENABLE_PUSH`, and the shape of its flow-control windows.
 //!
 //! The `h2` crate refuses a push the client disabled but does not say so in advance, and the
-//! push acknowledgement (spec §7.2) must be decided before the response head is sent. So the
-//! connection's read side passes through [`PushSetting`], which follows the client's frame
+//! push acknowledgement (spec §7.2) must be decided before the response head is sent. So every
+//! byte the connection reads passes a [`Tracker`] (in `h2park::Resumed`), which follows the
+//! client's frame
 //! headers (after the 24-byte preface) and records every `SETTINGS_ENABLE_PUSH` value the
 //! client sends (RFC 9113 §6.5.2; the default is 1). It also records the client's
 //! `SETTINGS_INITIAL_WINDOW_SIZE` (a stream's window) and the largest increment it has given the
@@ -12,13 +13,8 @@
 //! reads frame headers and the payloads of SETTINGS and of the connection's WINDOW_UPDATEs;
 //! everything else is skipped by length, and every byte is handed on unchanged.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::delivery::turns::ConnWindow;
 use crate::downstream::h2wire::{
@@ -221,69 +217,6 @@ fn header() -> State {
     State::Header {
         buf: [0; FRAME_HEADER_LEN],
         have: 0,
-    }
-}
-
-/// An I/O stream whose read side feeds a [`Tracker`].
-pub struct PushSetting<S> {
-    inner: S,
-    tracker: Tracker,
-}
-
-impl<S> PushSetting<S> {
-    /// Wraps a connection from its first byte (the preface).
-    pub fn new(inner: S) -> (Self, Peer) {
-        let tracker = Tracker::new();
-        let peer = tracker.peer();
-        (Self { inner, tracker }, peer)
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for PushSetting<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r
-            && let Some(new) = buf.filled().get(before..)
-        {
-            this.tracker.feed(new);
-        }
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for PushSetting<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
 
