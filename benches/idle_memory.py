@@ -8,7 +8,9 @@ Both servers stand in front of the same built-in origin (`dashpush origin --demo
 (/usr/sbin/nginx, nginx-light) is the proxy_cache set-up of benches/proxy_vs_nginx.sh. For each
 variant and server a fresh server process is started, warmed (the resources fetched once, one
 connection of the variant opened and closed), its RSS read, then --conns connections of the
-variant are opened from 127.0.0.1 and left idle, and after --settle seconds the RSS is read again:
+variant are opened from 127.0.0.1 and left idle, and after --settle seconds (--settle-served for
+h2c-req: longer than the gateway's http2.park_when_idle_ms, 5 s by default, after which an idle
+served connection drops its h2 state) the RSS is read again:
 (after - before) / conns is the growth per connection. Variants:
   h2c      TCP connect, client preface + empty SETTINGS, the server's SETTINGS read and ACKed
            (and any PING answered), then idle
@@ -278,10 +280,14 @@ def wait_http(port, path, proc, what):
     raise SystemExit(f"{what}: no 200 for {path} on {port}")
 
 
-def cache_bytes(admin_port):
+def gateway_metric(admin_port, series):
     _, text = http_get(admin_port, "/metrics")
-    m = re.search(rb"^dashpush_cache_size_bytes (\S+)$", text, re.M)
+    m = re.search(rb"^" + re.escape(series.encode()) + rb" (\S+)$", text, re.M)
     return int(float(m.group(1))) if m else None
+
+
+def cache_bytes(admin_port):
+    return gateway_metric(admin_port, "dashpush_cache_size_bytes")
 
 
 def nofile_preexec(limit):
@@ -376,6 +382,7 @@ async def measure(server, mode, n, settle):
     after = rss_kib(server)
     sm_after = smaps(pid)
     cache = cache_bytes(server["admin"]) if server["admin"] else None
+    parked = gateway_metric(server["admin"], "dashpush_h2_parked_connections") if server["admin"] else None
     lost = sum(1 for c in conns if c.closed or c.goaway)
     pings = sum(c.pings for c in conns)
     for c in conns:
@@ -387,7 +394,7 @@ async def measure(server, mode, n, settle):
            "kib_per_conn": round((after - before) / n, 2),
            "anon_kib_per_conn": round((sm_after.get("Anonymous", 0) - sm_before.get("Anonymous", 0)) / n, 2)
            if server["kind"] == "dashpush" else None,
-           "pings_answered": pings, "cache_bytes": cache}
+           "pings_answered": pings, "cache_bytes": cache, "parked": parked}
     if errors:
         res["first_error"] = errors[0]
     return res
@@ -414,6 +421,8 @@ def main():
     ap.add_argument("--variants", default="h2c,h1,h2c-req")
     ap.add_argument("--servers", default="dashpush,nginx")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds after the last connection")
+    ap.add_argument("--settle-served", type=float, default=6.5,
+                    help="the same for h2c-req (past dashpush's http2.park_when_idle_ms)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--svg", help="also draw KiB per connection, dashpush against nginx, here")
     args = ap.parse_args()
@@ -478,12 +487,14 @@ def main():
                         status, _ = http_get(server["h1"], path)
                         if status != 200:
                             raise SystemExit(f"{kind}: warm-up GET {path}: {status}")
-                    r = asyncio.run(measure(server, v, args.conns, args.settle))
+                    settle = args.settle_served if v == "h2c-req" else args.settle
+                    r = asyncio.run(measure(server, v, args.conns, settle))
                 finally:
                     procs.stop(server["proc"])
                 results.append(r)
                 extra = (f", {r['errors']} failed (first: {r['first_error']})" if r["errors"] else "")
                 extra += f", {r['closed_by_server']} closed by the server" if r["closed_by_server"] else ""
+                extra += f", {r['parked']} parked" if r.get("parked") is not None else ""
                 print(f"  {LABEL[v]:<26} {kind:<8} {r['conns']} open in {r['open_s']} s: RSS "
                       f"{r['rss_before_kib'] / 1024:.1f} -> {r['rss_after_kib'] / 1024:.1f} MiB, "
                       f"{r['kib_per_conn']:.2f} KiB/conn{extra}", flush=True)

@@ -20,6 +20,15 @@
       SETTINGS), then a PING and GET PATH. Counts the frames received off the wire. Prints
       {"settings", "settings_acks", "settings_acks_before_wait", "ping_acks", "status",
       "body_bytes", "goaway_error"}.
+  hostile.py HOST:PORT again SECONDS PATH NEXT [POLICY]
+      A client with a 1 MiB connection window reads the server's SETTINGS, GETs PATH (stream
+      1), then waits SECONDS (the
+      connection falls idle); half-way it sends a PING and a late WINDOW_UPDATE for stream 1.
+      Then, when NEXT is "reuse", it sends a request on stream 1 again (raw frames) and reads
+      until the server closes; else it GETs NEXT (with accept-push-policy: POLICY if given),
+      reads the answer and its pushes, waits SECONDS again and GETs NEXT once more. Prints
+      {"statuses", "bodies", "pushes", "pushed_bytes", "ping_acks", "settings",
+      "settings_acks", "goaway_error", "goaway_last_stream", "closed"}.
 """
 import json
 import socket
@@ -230,6 +239,125 @@ def parked(target, seconds, path):
     }
 
 
+class Wire:
+    """A python3-h2 client connection that also counts the frames it receives."""
+
+    def __init__(self, target):
+        self.s, self.c = connect(target)
+        self.kinds, self.raw = [], bytearray()
+        self.statuses, self.bodies, self.ended = {}, {}, set()
+        self.pushed = {}
+        self.goaway = self.last_stream = None
+        self.closed = False
+
+    def read(self, timeout):
+        """Reads what comes within `timeout`; False once the server has closed."""
+        if self.closed:
+            return False
+        self.s.settimeout(timeout)
+        try:
+            data = self.s.recv(65536)
+        except socket.timeout:
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            self.closed = True
+            return False
+        self.raw.extend(data)
+        while len(self.raw) >= 9:
+            length = int.from_bytes(self.raw[0:3], "big")
+            if len(self.raw) < 9 + length:
+                break
+            self.kinds.append((self.raw[3], self.raw[4]))
+            del self.raw[: 9 + length]
+        for e in self.c.receive_data(data):
+            if isinstance(e, h2.events.ResponseReceived):
+                self.statuses[e.stream_id] = dict(e.headers).get(b":status", b"").decode()
+            if isinstance(e, h2.events.PushedStreamReceived):
+                self.pushed[e.pushed_stream_id] = 0
+            if isinstance(e, h2.events.DataReceived):
+                if e.stream_id in self.pushed:
+                    self.pushed[e.stream_id] += len(e.data)
+                else:
+                    self.bodies[e.stream_id] = self.bodies.get(e.stream_id, 0) + len(e.data)
+                self.c.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+            if isinstance(e, h2.events.StreamEnded):
+                self.ended.add(e.stream_id)
+            if isinstance(e, h2.events.ConnectionTerminated):
+                self.goaway = code_name(e.error_code)
+                self.last_stream = e.last_stream_id
+        out = self.c.data_to_send()
+        if out:
+            self.s.sendall(out)
+        return True
+
+    def count(self, kind, flags):
+        return sum(1 for k, f in self.kinds if k == kind and f & 1 == flags)
+
+    def get(self, target, path, extra=()):
+        """GETs `path` and reads until it and every push so far have ended (or 10 s)."""
+        sid = self.c.get_next_available_stream_id()
+        self.c.send_headers(sid, headers(target, path) + list(extra), end_stream=True)
+        self.s.sendall(self.c.data_to_send())
+        end = time.time() + 10
+        while time.time() < end and self.read(0.2):
+            if sid in self.ended and all(p in self.ended for p in self.pushed):
+                break
+        return sid
+
+    def wait(self, seconds, midway=None):
+        end, half = time.time() + seconds, time.time() + seconds / 2
+        while time.time() < end and self.read(0.1):
+            if midway and time.time() >= half and self.goaway is None:
+                midway()
+                midway = None
+
+
+def again(target, seconds, path, nxt, policy=None):
+    w = Wire(target)
+    w.c.increment_flow_control_window(1 << 20)
+    w.s.sendall(w.c.data_to_send())
+    # The server's SETTINGS first (SETTINGS_HEADER_TABLE_SIZE 0): the first request's header
+    # block then starts with a table size update to 0 and leaves nothing in the server's table.
+    end = time.time() + 5
+    while w.count(4, 0) == 0 and time.time() < end and w.read(0.1):
+        pass
+    w.get(target, path)
+
+    def ping_and_late_credit():
+        w.c.ping(b"idle!!!!")
+        w.s.sendall(w.c.data_to_send())
+        # A WINDOW_UPDATE for stream 1, closed by now (raw: h2 would refuse to send it).
+        w.s.sendall(b"\x00\x00\x04\x08\x00\x00\x00\x00\x01" + (1000).to_bytes(4, "big"))
+
+    w.wait(seconds, ping_and_late_credit)
+    if w.closed or w.goaway is not None:
+        pass
+    elif nxt == "reuse":
+        block = w.c.encoder.encode(headers(target, path))
+        w.s.sendall(len(block).to_bytes(3, "big") + b"\x01\x05" + (1).to_bytes(4, "big") + block)
+        end = time.time() + 5
+        while time.time() < end and w.read(0.2):
+            pass
+    else:
+        w.get(target, nxt, [("accept-push-policy", policy)] if policy else [])
+        w.wait(seconds)
+        w.get(target, nxt)
+    return {
+        "statuses": [w.statuses[sid] for sid in sorted(w.statuses) if sid % 2],
+        "bodies": [w.bodies.get(sid, 0) for sid in sorted(w.statuses) if sid % 2],
+        "pushes": len(w.pushed),
+        "pushed_bytes": sum(w.pushed.values()),
+        "ping_acks": w.count(6, 1),
+        "settings": w.count(4, 0),
+        "settings_acks": w.count(4, 1),
+        "goaway_error": w.goaway,
+        "goaway_last_stream": w.last_stream,
+        "closed": w.closed,
+    }
+
+
 def requests(target, n, path):
     s, c = connect(target)
     answered, goaway = 0, None
@@ -272,6 +400,8 @@ def main(argv):
         out = idle(target)
     elif mode == "parked":
         out = parked(target, float(argv[2]), argv[3])
+    elif mode == "again":
+        out = again(target, float(argv[2]), argv[3], argv[4], argv[5] if len(argv) > 5 else None)
     else:
         raise SystemExit(f"unknown mode {mode}")
     print(json.dumps(out))

@@ -852,6 +852,90 @@ fn an_http2_connection_waits_for_its_first_request_cheaply_and_is_served_closed_
 }
 
 #[test]
+fn an_idle_http2_connection_is_parked_again_and_woken_by_its_next_request() {
+    let (_o, origin) = origin(&[]);
+    let (gw, _dir) = configured(origin, "again", "http2: {park_when_idle_ms: 300}\n");
+    let segment = "/vod/chunk-stream0-00001.m4s";
+    // A client GETs the MPD and falls idle: its h2 is dropped and it is parked (the gauge
+    // counts it); a PING and a late WINDOW_UPDATE for its closed stream leave it so. Its next
+    // request, with push-next, wakes a new h2, which pushes (the connection's first pushes,
+    // numbered from 2); after pushes it is not parked again, and is served on.
+    let addr = gw.addr;
+    let client = std::thread::spawn(move || {
+        hostile(
+            addr,
+            &[
+                "again",
+                "1.5",
+                "/vod/manifest.mpd",
+                segment,
+                "urn:mpeg:dash:fdh:2016:push-next;2",
+            ],
+        )
+    });
+    wait_metric(gw.admin, "dashpush_h2_parked_again_total", 1.0);
+    assert_eq!(metric(gw.admin, "dashpush_h2_parked_connections"), 1.0);
+    let out = client.join().unwrap();
+    let (_, mpd) = get(gw.addr, "/vod/manifest.mpd");
+    let (_, seg) = get(gw.addr, segment);
+    assert_eq!(
+        out["statuses"],
+        serde_json::json!(["200", "200", "200"]),
+        "{out}"
+    );
+    assert_eq!(
+        out["bodies"],
+        serde_json::json!([mpd.len(), seg.len(), seg.len()]),
+        "{out}"
+    );
+    assert_eq!(out["pushes"], 2, "{out}");
+    assert_eq!(out["ping_acks"], 1, "{out}");
+    assert_eq!(out["settings"], 1, "{out}");
+    assert_eq!(out["settings_acks"], 1, "{out}");
+    assert_eq!(out["goaway_error"], serde_json::Value::Null, "{out}");
+    assert_eq!(out["closed"], false, "{out}");
+    assert_eq!(
+        metric(gw.admin, "dashpush_h2_parked_again_total"),
+        1.0,
+        "not after pushes"
+    );
+    assert_eq!(metric(gw.admin, "dashpush_h2_woken_total"), 1.0);
+
+    // A request on a stream that closed before the connection was parked again: GOAWAY
+    // PROTOCOL_ERROR naming the last stream served (RFC 9113 §5.1.1).
+    let out = hostile(gw.addr, &["again", "1.0", "/vod/manifest.mpd", "reuse"]);
+    assert_eq!(out["goaway_error"], "PROTOCOL_ERROR", "{out}");
+    assert_eq!(out["goaway_last_stream"], 1, "{out}");
+    assert_eq!(out["closed"], true, "{out}");
+    assert_eq!(metric(gw.admin, "dashpush_h2_parked_again_total"), 2.0);
+    assert_eq!(metric(gw.admin, "dashpush_h2_woken_total"), 1.0);
+}
+
+#[test]
+fn a_connection_parked_again_is_closed_at_its_idle_time_with_goaway_naming_its_last_stream() {
+    let (_o, origin) = origin(&[]);
+    let (gw, _dir) = configured(
+        origin,
+        "again-idle",
+        "http2: {park_when_idle_ms: 200}\nlimits: {idle_timeout_ms: 2500}\n",
+    );
+    let out = hostile(
+        gw.addr,
+        &["again", "4.0", "/vod/manifest.mpd", "/vod/manifest.mpd"],
+    );
+    assert_eq!(out["statuses"], serde_json::json!(["200"]), "{out}");
+    assert_eq!(out["goaway_error"], "NO_ERROR", "{out}");
+    assert_eq!(out["goaway_last_stream"], 1, "{out}");
+    assert_eq!(out["closed"], true, "{out}");
+    assert_eq!(metric(gw.admin, "dashpush_h2_parked_again_total"), 1.0);
+    wait_metric(
+        gw.admin,
+        r#"dashpush_connections_closed_total{protocol="h2",reason="idle"}"#,
+        1.0,
+    );
+}
+
+#[test]
 fn with_parking_off_an_http2_connection_goes_to_h2_at_once() {
     let (_o, origin) = origin(&[]);
     let (gw, _dir) = configured(

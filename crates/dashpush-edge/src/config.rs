@@ -272,6 +272,8 @@ pub struct RawHttp2 {
     pub ping_timeout_ms: Option<u64>,
     /// Hold a connection without the h2 library until its first request.
     pub park_until_first_request: Option<bool>,
+    /// Park a connection again after it has had no request open for this long, ms; 0: never.
+    pub park_when_idle_ms: Option<u64>,
 }
 
 /// `fleet:`.
@@ -802,7 +804,22 @@ impl TryFrom<RawConfig> for EdgeConfig {
             )?,
             ping_timeout: positive_ms("http2.ping_timeout_ms", h.ping_timeout_ms, d.ping_timeout)?,
             park: h.park_until_first_request.unwrap_or(d.park),
+            park_when_idle: match h.park_when_idle_ms {
+                None => d.park_when_idle,
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+            },
         };
+        if !c.h2.park {
+            // Parking again uses what the first parking sets up (the captured SETTINGS).
+            if h.park_when_idle_ms.is_some_and(|ms| ms > 0) {
+                return Err(ConfigError::Invalid {
+                    key: "http2.park_when_idle_ms",
+                    message: "needs http2.park_until_first_request: true".into(),
+                });
+            }
+            c.h2.park_when_idle = None;
+        }
         let l = raw.limits;
         let dl = c.limits;
         c.limits = crate::settings::Limits {

@@ -46,8 +46,13 @@ pub struct Metrics {
     pub coalesced_waits: IntCounter,
     /// Open downstream connections by protocol.
     pub open_connections: IntGaugeVec,
-    /// HTTP/2 connections held without the h2 library until their first request.
+    /// HTTP/2 connections held without the h2 library until their first request, or until
+    /// their next one after falling idle.
     pub h2_parked: IntGauge,
+    /// HTTP/2 connections parked again after serving and falling idle.
+    pub h2_parked_again: IntCounter,
+    /// Connections parked again that a request woke.
+    pub h2_woken: IntCounter,
     /// Downstream connections the gateway ended or refused, by protocol and reason
     /// (the series are created at start by the connection guard).
     pub connections_closed: IntCounterVec,
@@ -344,9 +349,20 @@ impl Metrics {
         registry.register(Box::new(open_connections.clone()))?;
         let h2_parked = IntGauge::new(
             "dashpush_h2_parked_connections",
-            "HTTP/2 connections held without the h2 library until their first request.",
+            "HTTP/2 connections held without the h2 library until their first request, or until \
+             their next one after falling idle.",
         )?;
         registry.register(Box::new(h2_parked.clone()))?;
+        let h2_parked_again = IntCounter::new(
+            "dashpush_h2_parked_again_total",
+            "HTTP/2 connections parked again (their h2 state dropped) after serving and falling idle.",
+        )?;
+        registry.register(Box::new(h2_parked_again.clone()))?;
+        let h2_woken = IntCounter::new(
+            "dashpush_h2_woken_total",
+            "HTTP/2 connections parked again that the client woke with a new request.",
+        )?;
+        registry.register(Box::new(h2_woken.clone()))?;
         let connections_closed = IntCounterVec::new(
             Opts::new(
                 "dashpush_connections_closed_total",
@@ -474,6 +490,8 @@ impl Metrics {
             coalesced_waits,
             open_connections,
             h2_parked,
+            h2_parked_again,
+            h2_woken,
             connections_closed,
             fills_unread,
         })

@@ -251,6 +251,10 @@ pub struct H2Limits {
     /// A connection is held without the h2 library until its first request
     /// (`downstream::h2park`).
     pub park: bool,
+    /// A connection that has served and then had no request open for this long is parked
+    /// again (`downstream::h2idle`); `None`: never. Only with [`H2Limits::park`]; the server's
+    /// SETTINGS_HEADER_TABLE_SIZE is then 0.
+    pub park_when_idle: Option<Duration>,
 }
 
 impl Default for H2Limits {
@@ -271,6 +275,7 @@ impl Default for H2Limits {
             ping_interval: Duration::from_secs(30),
             ping_timeout: Duration::from_secs(20),
             park: true,
+            park_when_idle: Some(Duration::from_secs(5)),
         }
     }
 }

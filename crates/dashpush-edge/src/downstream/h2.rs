@@ -23,10 +23,10 @@ use crate::delivery::conn::PushConn;
 use crate::delivery::cycle::{self, CLIENT_CLOSED};
 use crate::delivery::turns::{ConnWindow, Play, Since, Turn};
 use crate::delivery::{AnswerHead, DropReason, PushTransport, Stop, Transport, Withdrawal};
-use crate::downstream::h2park::{
-    self, GOAWAY, Parker, Resumed, SETTINGS_ACK, Step, Unsent, builder,
-};
-use crate::downstream::h2settings::Peer;
+use crate::downstream::h2idle::Again;
+use crate::downstream::h2park::{self, Parker, Resumed, SETTINGS_ACK, Step, Unsent, Wake, builder};
+use crate::downstream::h2settings::{Peer, Tracker};
+use crate::downstream::h2wire::{self, ACK, DEFAULT_WINDOW, NO_ERROR, PING, PROTOCOL_ERROR};
 use crate::drain::Drain;
 use crate::gateway::{Body, Gateway, Req, Resp};
 use crate::guard::{Admitted, Closed, ResetBudget};
@@ -77,23 +77,72 @@ pub(crate) async fn serve(
     admitted: &Admitted,
     tls: bool,
 ) {
-    // Until its first request the connection is parked, without h2's buffers (`h2park`).
-    // Each stage's state is boxed on its own: a parked connection holds none of the served
-    // one's, and a served one none of the parked one's.
-    let stream = match greeting {
-        Some(greeting) => {
-            let metrics = handler.metrics();
-            match Box::pin(park(stream, greeting, &limits, drain, admitted, metrics)).await {
-                Some(woken) => woken,
-                None => return,
-            }
-        }
-        None => Resumed::fresh(stream),
+    let mut requests = 0;
+    let Some(greeting) = greeting else {
+        let stream = Resumed::fresh(stream);
+        Box::pin(run(
+            handler,
+            stream,
+            h2,
+            limits,
+            drain,
+            admitted,
+            tls,
+            &mut requests,
+        ))
+        .await;
+        return;
     };
-    Box::pin(run(handler, stream, h2, limits, drain, admitted, tls)).await;
+    // Until its first request the connection is parked, without h2's buffers (`h2park`), and
+    // again whenever it falls idle after serving (`h2idle`). Each stage's state is boxed on
+    // its own: a parked connection holds none of the served one's, and a served one none of
+    // the parked one's.
+    let metrics = handler.metrics();
+    let mut parked = Parked {
+        stream,
+        again: None,
+    };
+    loop {
+        let again = parked.again.is_some();
+        let Some(woken) = Box::pin(park(
+            parked, greeting, &h2, &limits, drain, admitted, metrics,
+        ))
+        .await
+        else {
+            return;
+        };
+        if again {
+            metrics.h2_woken.inc();
+        }
+        match Box::pin(run(
+            handler,
+            woken,
+            h2,
+            limits,
+            drain,
+            admitted,
+            tls,
+            &mut requests,
+        ))
+        .await
+        {
+            Some(idle) => parked = idle,
+            None => return,
+        }
+    }
+}
+
+/// A connection about to be parked: the first time (`again: None`), or again after serving,
+/// with what its next `h2` needs and when it is idle for good.
+struct Parked {
+    stream: Stream,
+    again: Option<(Again, tokio::time::Instant)>,
 }
 
 /// Serves a connection with `h2`, from its preface (or its bytes kept while parked) on.
+/// `requests`: how many the connection has had (its budget spans its `h2`s). `Some` when it
+/// has fallen idle and is to be parked again (`h2idle`, with `http2.park_when_idle_ms`).
+#[allow(clippy::too_many_arguments)]
 async fn run(
     handler: &Arc<Gateway>,
     stream: Resumed<Stream>,
@@ -102,10 +151,12 @@ async fn run(
     drain: &Arc<Drain>,
     admitted: &Admitted,
     tls: bool,
-) {
+    requests: &mut u64,
+) -> Option<Parked> {
     let metrics = handler.metrics();
-    let client = super::client_ip(stream.get_ref());
+    let client = stream.with(super::client_ip);
     let peer = stream.peer();
+    let link = stream.link();
     let push = Arc::new(H2Conn {
         peer,
         scheme: if tls { "https" } else { "http" },
@@ -124,11 +175,11 @@ async fn run(
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             tracing::debug!("h2 handshake: {e}");
-            return;
+            return None;
         }
         Err(_) => {
             Closed::Handshake.count(metrics, "h2");
-            return;
+            return None;
         }
     };
     // Keep-alive PINGs: a peer that answers none within the timeout is gone, and the first,
@@ -149,8 +200,11 @@ async fn run(
     // Request tasks (and the pushes they send, live ones included) end with the connection:
     // the set aborts whatever is left when it is dropped.
     let mut tasks = tokio::task::JoinSet::new();
-    let mut requests = 0u64;
     let mut idle_until = tokio::time::Instant::now() + limits.idle;
+    // When an idle connection is parked again (`h2idle`); not once GOAWAY is sent.
+    let mut park_at = h2
+        .park_when_idle
+        .map(|after| tokio::time::Instant::now() + after);
     // Nothing in flight: one of the first connections closed at the cap.
     let mut idle = Some(admitted.idle());
     let ended = loop {
@@ -159,15 +213,17 @@ async fn run(
                 if tasks.is_empty() {
                     idle_until = tokio::time::Instant::now() + limits.idle;
                     idle = Some(admitted.idle());
+                    park_at = park_at.and(h2.park_when_idle).map(|after| tokio::time::Instant::now() + after);
                 }
             }
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
                     idle = None;
-                    requests += 1;
-                    if requests == h2.max_requests {
+                    *requests += 1;
+                    if *requests == h2.max_requests {
                         // This one is served; then GOAWAY and the client opens a new connection.
                         conn.graceful_shutdown();
+                        park_at = None;
                         Closed::RequestBudget.count(metrics, "h2");
                     }
                     let handler = handler.clone();
@@ -209,18 +265,29 @@ async fn run(
                 }
                 None => break None,
             },
-            () = push.resets.spent.notified() => break Some((Closed::ResetFlood, h2::Reason::ENHANCE_YOUR_CALM)),
+            () = push.resets.spent.notified() => break Some(Ended::Closed(Closed::ResetFlood, h2::Reason::ENHANCE_YOUR_CALM)),
             lost = &mut ping_lost, if !keepalive_over => match lost {
-                Ok(why) => break Some((why, h2::Reason::NO_ERROR)),
+                Ok(why) => break Some(Ended::Closed(why, h2::Reason::NO_ERROR)),
                 // The connection is closing: the keep-alive has nothing left to watch.
                 Err(_) => keepalive_over = true,
             },
-            () = admitted.evicted(), if idle.is_some() => break Some((Closed::Evicted, h2::Reason::NO_ERROR)),
+            () = admitted.evicted(), if idle.is_some() => break Some(Ended::Closed(Closed::Evicted, h2::Reason::NO_ERROR)),
             () = tokio::time::sleep_until(idle_until), if tasks.is_empty() => {
                 Closed::Idle.count(metrics, "h2");
                 // GOAWAY; the loop ends when the client has nothing more in flight.
                 conn.graceful_shutdown();
+                park_at = None;
                 idle_until = tokio::time::Instant::now() + limits.idle;
+            }
+            () = sleep_until_some(park_at), if tasks.is_empty() && park_at.is_some_and(|at| at < idle_until) => {
+                // Idle: parked again if `h2` has nothing open and a new one can carry the
+                // connection on; else tried again after as long.
+                match link.again() {
+                    Ok(again) if !conn.has_streams() => break Some(Ended::Idle(again)),
+                    Ok(_) => tracing::trace!("h2 not parked again: streams open"),
+                    Err(busy) => tracing::trace!(?busy, "h2 not parked again"),
+                }
+                park_at = park_at.and(h2.park_when_idle).map(|after| tokio::time::Instant::now() + after);
             }
             _ = until_draining(&mut draining) => {
                 // GOAWAY, then drive the connection until in-flight streams are sent.
@@ -228,17 +295,50 @@ async fn run(
                 while let Some(Ok((_, mut respond))) = conn.accept().await {
                     respond.send_reset(h2::Reason::REFUSED_STREAM);
                 }
-                return;
+                return None;
             }
         }
     };
-    if let Some((why, reason)) = ended {
-        why.count(metrics, "h2");
-        tasks.abort_all();
-        conn.abrupt_shutdown(reason);
-        // Flush the GOAWAY (bounded: the peer may not read).
-        let flush = async { while let Some(Ok(_)) = conn.accept().await {} };
-        let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
+    match ended {
+        Some(Ended::Closed(why, reason)) => {
+            why.count(metrics, "h2");
+            tasks.abort_all();
+            conn.abrupt_shutdown(reason);
+            // Flush the GOAWAY (bounded: the peer may not read).
+            let flush = async { while let Some(Ok(_)) = conn.accept().await {} };
+            let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
+            None
+        }
+        Some(Ended::Idle(again)) => {
+            // `h2` and everything holding its handle go; the socket comes back.
+            drop((conn, _keepalive, tasks));
+            let Some(stream) = link.take() else {
+                tracing::warn!("h2 connection not parked again: its socket is still held");
+                return None;
+            };
+            metrics.h2_parked_again.inc();
+            Some(Parked {
+                stream,
+                again: Some((again, idle_until)),
+            })
+        }
+        None => None,
+    }
+}
+
+/// Why the served connection's loop ended, when it did not just end.
+enum Ended {
+    /// Closed: counted, with GOAWAY of this reason.
+    Closed(Closed, h2::Reason),
+    /// Idle, to be parked again with this.
+    Idle(Again),
+}
+
+/// Sleeps until `at`, or for ever.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -250,9 +350,14 @@ async fn run(
 /// idle time; meanwhile the connection is idle (closed first at the connection cap). Closed
 /// with GOAWAY (NO_ERROR, no stream) when idle, evicted or drained. `None`: the connection is
 /// over (a deadline or an eviction is counted; the client leaving or failing is not).
+///
+/// A connection parked again after serving (`h2idle`) is held the same way from the bytes that
+/// tell its next `h2` the state, until its idle time ends; its GOAWAY names the last stream it
+/// served, and a request on an old stream is refused with GOAWAY PROTOCOL_ERROR.
 async fn park(
-    mut stream: Stream,
+    Parked { mut stream, again }: Parked,
     greeting: &Bytes,
+    h2: &H2Limits,
     limits: &Limits,
     drain: &Arc<Drain>,
     admitted: &Admitted,
@@ -261,23 +366,38 @@ async fn park(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let started = tokio::time::Instant::now();
-    let sent = async {
-        stream.write_all(greeting).await?;
-        stream.flush().await
+    let first = again.is_none();
+    let (mut parker, mut kept, idle_at, last) = match again {
+        Some((again, until)) => (
+            Parker::again(&again),
+            again.replay,
+            until,
+            again.last_stream,
+        ),
+        None => {
+            let sent = async {
+                stream.write_all(greeting).await?;
+                stream.flush().await
+            };
+            match tokio::time::timeout(limits.handshake, sent).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!("h2 parked write: {e}");
+                    return None;
+                }
+                Err(_) => {
+                    Closed::Handshake.count(metrics, "h2");
+                    return None;
+                }
+            }
+            (
+                Parker::default(),
+                Vec::with_capacity(128),
+                started + limits.idle,
+                0,
+            )
+        }
     };
-    match tokio::time::timeout(limits.handshake, sent).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::debug!("h2 parked write: {e}");
-            return None;
-        }
-        Err(_) => {
-            Closed::Handshake.count(metrics, "h2");
-            return None;
-        }
-    }
-    let mut parker = Parker::default();
-    let mut kept = Vec::with_capacity(128);
     let mut draining = drain.watch();
     let _idle = admitted.idle();
     let _parked = crate::metrics::Held::new(&metrics.h2_parked);
@@ -286,7 +406,7 @@ async fn park(
         // (and the one byte that tells it went over).
         let room = (h2park::KEPT_MAX + 1).saturating_sub(kept.len()) as u64;
         let (deadline, why) = if parker.acknowledged() {
-            (started + limits.idle, Closed::Idle)
+            (idle_at, Closed::Idle)
         } else {
             (started + limits.handshake, Closed::Handshake)
         };
@@ -307,7 +427,7 @@ async fn park(
                     why.count(metrics, "h2");
                 }
                 if polite {
-                    goaway(&mut stream).await;
+                    goaway(&mut stream, last, NO_ERROR).await;
                 }
                 return None;
             }
@@ -321,34 +441,62 @@ async fn park(
             }
         }
         loop {
-            match parker.scan(&kept) {
+            let answer = match parker.scan(&kept) {
                 Step::More => break,
-                Step::Ack => {
-                    let acked = async {
-                        stream.write_all(&SETTINGS_ACK).await?;
-                        stream.flush().await
-                    };
-                    if !matches!(tokio::time::timeout(limits.send, acked).await, Ok(Ok(()))) {
-                        return None;
-                    }
+                Step::Ack => SETTINGS_ACK.to_vec(),
+                Step::Drop { at, len } => {
+                    kept.drain(at..at + len);
+                    continue;
+                }
+                Step::Pong { at, len, payload } => {
+                    kept.drain(at..at + len);
+                    let mut pong = h2wire::head(8, PING, ACK, 0).to_vec();
+                    pong.extend_from_slice(&payload);
+                    pong
+                }
+                Step::Wake(Wake::Reused) => {
+                    tracing::debug!(last, "h2 parked: a request on a closed stream");
+                    goaway(&mut stream, last, PROTOCOL_ERROR).await;
+                    return None;
                 }
                 Step::Wake(why) => {
                     tracing::trace!(?why, bytes = kept.len(), "h2 connection woken");
-                    let unsent = Unsent::new(greeting.clone(), parker.acked());
-                    return Some(Resumed::new(stream, kept, unsent));
+                    let (unsent, tracker) = if first {
+                        (
+                            Unsent::new(greeting.clone(), parker.acked()),
+                            Tracker::new(),
+                        )
+                    } else {
+                        let window = h2.connection_window_size > DEFAULT_WINDOW;
+                        (
+                            Unsent::again(greeting.clone(), window),
+                            Tracker::again(last),
+                        )
+                    };
+                    return Some(Resumed::new(stream, kept, unsent, tracker));
                 }
+            };
+            let answered = async {
+                stream.write_all(&answer).await?;
+                stream.flush().await
+            };
+            if !matches!(
+                tokio::time::timeout(limits.send, answered).await,
+                Ok(Ok(()))
+            ) {
+                return None;
             }
         }
     }
 }
 
-/// Sends a parked connection's GOAWAY and shuts its sending side (TLS: close_notify),
-/// bounded: the peer may not read at all.
-async fn goaway(stream: &mut Stream) {
+/// Sends a parked connection's GOAWAY (`last`: the last stream it served; `code`) and shuts
+/// its sending side (TLS: close_notify), bounded: the peer may not read at all.
+async fn goaway(stream: &mut Stream, last: u32, code: u32) {
     use tokio::io::AsyncWriteExt;
 
     let sent = async {
-        stream.write_all(&GOAWAY).await?;
+        stream.write_all(&h2wire::goaway(last, code)).await?;
         stream.flush().await?;
         stream.shutdown().await
     };

@@ -12,27 +12,36 @@
 //! - [`Parker`] reads the client's preface and the frames a client sends before a request (its
 //!   first SETTINGS, acknowledged from here; its ACK of ours; WINDOW_UPDATEs of the connection;
 //!   PRIORITY) and keeps their bytes, a few dozen, at most [`KEPT_MAX`];
-//! - the first other frame (a request, a PING, anything) wakes it: the connection goes to `h2`
+//! - a PING is answered from here, as `h2` would (RFC 9113 §6.7), and the ACK of one dropped;
+//! - the first other frame (a request, anything) wakes it: the connection goes to `h2`
 //!   as [`Resumed`], which hands `h2` every kept byte before anything more from the socket,
 //!   and drops from what `h2` writes the two frames the parked connection has sent already
 //!   ([`Unsent`]: its SETTINGS, and its ACK of the client's first SETTINGS). The client sees
 //!   each frame once, and `h2` ends in the state it would have reached on its own.
+//!
+//! A connection that has served and fallen idle is parked here again (`h2idle` tells what it
+//! carries): [`Parker::again`] reads on from the bytes that will tell its next `h2` the state,
+//! drops late frames for streams that closed before (a WINDOW_UPDATE, an RST_STREAM), and
+//! refuses a request on one of them ([`Wake::Reused`]).
 //!
 //! The module holds no I/O but [`Resumed`]'s adapter and [`greeting`]'s in-memory capture; the
 //! waiting itself (deadlines, eviction, drain) is `downstream::h2`'s.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
+use crate::downstream::h2idle::{Again, Busy, Outbound};
 use crate::downstream::h2settings::{Peer, Tracker};
 use crate::downstream::h2wire::{
     ACK, DEFAULT_WINDOW, ENABLE_CONNECT_PROTOCOL, ENABLE_PUSH, FRAME_HEADER_LEN, FrameHead,
-    INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_WINDOW, PREFACE, PRIORITY, SETTINGS, WINDOW_UPDATE,
+    HEADERS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_WINDOW, PING, PREFACE, PRIORITY, RST_STREAM,
+    SETTINGS, WINDOW_UPDATE,
 };
 use crate::settings::H2Limits;
 
@@ -42,10 +51,6 @@ pub(crate) const KEPT_MAX: usize = 512;
 
 /// A SETTINGS frame with the ACK flag (RFC 9113 §6.5).
 pub(crate) const SETTINGS_ACK: [u8; FRAME_HEADER_LEN] = [0, 0, 0, SETTINGS, ACK, 0, 0, 0, 0];
-
-/// GOAWAY with last stream 0 and NO_ERROR (RFC 9113 §6.8): how a parked connection, which has
-/// no stream, is closed (idle, evicted, draining).
-pub(crate) const GOAWAY: [u8; 17] = [0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /// The `h2` server builder, every limit set from `h2`. The one place the server's SETTINGS
 /// come from: the [`greeting`] of a parked connection and the handshake of a woken one use it.
@@ -63,6 +68,11 @@ pub(crate) fn builder(h2: &H2Limits) -> h2::server::Builder {
         .max_send_buffer_size(h2.max_send_buffer_size)
         // WebSocket over HTTP/2 (RFC 8441 extended CONNECT) for the sub-protocol.
         .enable_connect_protocol();
+    if h2.park_when_idle.is_some() {
+        // No HPACK dynamic table for the client's requests: a connection parked again hands a
+        // new `h2` an empty decoder table (`h2idle`).
+        builder.header_table_size(0);
+    }
     builder
 }
 
@@ -124,6 +134,9 @@ pub(crate) enum Wake {
     Settings,
     /// The next frame would take the kept bytes past [`KEPT_MAX`].
     Bound,
+    /// A connection parked again (`h2idle`): a request on a stream not above the last one
+    /// the client opened (RFC 9113 §5.1.1: a connection error of type PROTOCOL_ERROR).
+    Reused,
 }
 
 /// What the bytes read so far call for.
@@ -136,10 +149,22 @@ pub(crate) enum Step {
     Ack,
     /// Hand the connection to `h2`, with every byte read.
     Wake(Wake),
+    /// Remove the `len` bytes at `at` from what was read: a frame that needs no answer and
+    /// must not reach `h2` (a PING's ACK; on a connection parked again, a late frame for a
+    /// closed stream). Then scan again.
+    Drop { at: usize, len: usize },
+    /// Answer the PING of `len` bytes at `at` (RFC 9113 §6.7: an ACK with its payload, as
+    /// `h2` would), remove it, and scan again.
+    Pong {
+        at: usize,
+        len: usize,
+        payload: [u8; 8],
+    },
 }
 
-/// Reads a parked connection's bytes, frame by frame, from the preface on.
-#[derive(Debug, Default)]
+/// Reads a parked connection's bytes, frame by frame, from the preface on (or, parked again,
+/// from the end of what tells a new `h2` the connection's state).
+#[derive(Debug)]
 pub(crate) struct Parker {
     /// Bytes known to be kept: the preface, then whole frames.
     scanned: usize,
@@ -149,9 +174,39 @@ pub(crate) struct Parker {
     acknowledged: bool,
     /// What the client's kept WINDOW_UPDATEs added to the connection's window.
     granted: u64,
+    /// The connection's send window before them: the default one, or a connection parked
+    /// again (`h2idle`) had this.
+    base: u64,
+    /// On a connection parked again: the last stream the client opened.
+    again: Option<u32>,
+}
+
+impl Default for Parker {
+    fn default() -> Self {
+        Self {
+            scanned: 0,
+            acked: false,
+            acknowledged: false,
+            granted: 0,
+            base: u64::from(DEFAULT_WINDOW),
+            again: None,
+        }
+    }
 }
 
 impl Parker {
+    /// For a connection parked again with `again`, whose bytes start with its replay.
+    pub(crate) fn again(again: &Again) -> Self {
+        Self {
+            scanned: again.replay.len(),
+            acked: true,
+            acknowledged: true,
+            granted: 0,
+            base: again.window,
+            again: Some(again.last_stream),
+        }
+    }
+
     /// Whether the parked connection acknowledged the client's first SETTINGS (then `h2`'s own
     /// ACK of it is dropped, [`Unsent`]).
     pub(crate) fn acked(&self) -> bool {
@@ -190,25 +245,50 @@ impl Parker {
             // The preface ends with the client's SETTINGS (RFC 9113 §3.4); only that one is
             // acknowledged here.
             let settings = kind == SETTINGS && flags & ACK == 0;
-            let first = self.scanned == PREFACE.len();
+            let first = self.again.is_none() && self.scanned == PREFACE.len();
             if settings != first || (settings && stream != 0) {
                 return Step::Wake(Wake::Settings);
             }
-            // Whether the frame may be kept is told by its header: anything else (a request
-            // among them) wakes the connection without waiting for its payload.
+            // A closed stream: one the client opened before a connection was parked again.
+            let closed = self.again.is_some_and(|last| stream != 0 && stream <= last);
+            if kind == HEADERS && closed {
+                return Step::Wake(Wake::Reused);
+            }
+            // Whether the frame may be kept, answered or dropped is told by its header:
+            // anything else (a request among them) wakes the connection without waiting for
+            // its payload.
+            let ping = kind == PING && len == 8 && stream == 0;
+            let late = closed && matches!(kind, WINDOW_UPDATE | RST_STREAM) && len == 4;
             let keepable = settings
                 || match kind {
-                    SETTINGS => len == 0 && stream == 0,
+                    // An ACK of our SETTINGS; a connection parked again has sent none.
+                    SETTINGS => len == 0 && stream == 0 && self.again.is_none(),
                     WINDOW_UPDATE => len == 4 && stream == 0,
                     PRIORITY => len == 5 && stream != 0,
                     _ => false,
                 };
-            if !keepable {
+            if !(keepable || ping || late) {
                 return Step::Wake(Wake::Frame(kind));
             }
             let Some(payload) = rest.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len) else {
                 return self.more(FRAME_HEADER_LEN + len);
             };
+            let whole = FRAME_HEADER_LEN + len;
+            if late || (ping && flags & ACK != 0) {
+                return Step::Drop {
+                    at: self.scanned,
+                    len: whole,
+                };
+            }
+            if ping {
+                let mut echo = [0; 8];
+                echo.copy_from_slice(payload);
+                return Step::Pong {
+                    at: self.scanned,
+                    len: whole,
+                    payload: echo,
+                };
+            }
             let word = |at: usize| {
                 payload.get(at..at + 4).map_or(0, |w| {
                     u32::from_be_bytes([w[0], w[1], w[2], w[3]]) & 0x7fff_ffff
@@ -228,7 +308,7 @@ impl Parker {
                     // A zero increment, or a window past 2^31-1, is h2's to refuse at once
                     // (RFC 9113 §6.9, §6.9.1).
                     self.granted += u64::from(word(0));
-                    if word(0) == 0 || u64::from(DEFAULT_WINDOW) + self.granted > MAX_WINDOW {
+                    if word(0) == 0 || self.base + self.granted > MAX_WINDOW {
                         return Step::Wake(Wake::Frame(kind));
                     }
                 }
@@ -297,6 +377,8 @@ enum At {
     },
     /// This many bytes of a frame that goes out are left.
     Within(usize),
+    /// This many payload bytes of a dropped frame are left to take.
+    Dropping(usize),
     /// Nothing is left to drop.
     Done,
 }
@@ -304,7 +386,9 @@ enum At {
 /// The frames `h2` writes that a parked connection sent already, taken out of its output: its
 /// SETTINGS (its first bytes, which must equal the greeting) and, when the parked connection
 /// acknowledged the client's first SETTINGS, `h2`'s first SETTINGS ACK (the one for that same
-/// frame, which `h2` reads first). Every other byte goes out in order.
+/// frame, which `h2` reads first); on a connection parked again (`h2idle`), also `h2`'s first
+/// WINDOW_UPDATE of the connection (the credit it gives at the start, which the client holds
+/// already). Every other byte goes out in order.
 #[derive(Debug)]
 pub(crate) struct Unsent {
     greeting: Bytes,
@@ -312,6 +396,8 @@ pub(crate) struct Unsent {
     matched: usize,
     /// A SETTINGS ACK is still to drop.
     ack: bool,
+    /// A WINDOW_UPDATE of the connection is still to drop.
+    window: bool,
     at: At,
 }
 
@@ -322,6 +408,7 @@ impl Unsent {
             greeting,
             matched: 0,
             ack,
+            window: false,
             at: At::Start {
                 head: [0; FRAME_HEADER_LEN],
                 have: 0,
@@ -335,7 +422,40 @@ impl Unsent {
             greeting: Bytes::new(),
             matched: 0,
             ack: false,
+            window: false,
             at: At::Done,
+        }
+    }
+
+    /// For a connection parked again, whose client holds the credit a new `h2` gives the
+    /// connection at its start when `window` (its receive window is above the default).
+    pub(crate) fn again(greeting: Bytes, window: bool) -> Self {
+        Self {
+            window,
+            ..Self::new(greeting, true)
+        }
+    }
+
+    /// Whether the frame with header `head` is dropped; if so, it is no longer looked for.
+    fn drops(&mut self, head: &[u8; FRAME_HEADER_LEN]) -> bool {
+        if self.ack && *head == SETTINGS_ACK {
+            self.ack = false;
+            return true;
+        }
+        let h = FrameHead::parse(head);
+        if self.window && h.kind == WINDOW_UPDATE && h.stream == 0 && h.len == 4 {
+            self.window = false;
+            return true;
+        }
+        false
+    }
+
+    /// After a dropped frame of `len` payload bytes.
+    fn dropped(&self, len: usize) -> At {
+        if len > 0 {
+            At::Dropping(len)
+        } else {
+            self.start()
         }
     }
 
@@ -383,12 +503,20 @@ impl Unsent {
         Ok(match self.at {
             At::Done | At::Held { .. } => Front::Send(buf.len()),
             At::Within(left) => Front::Send(left.min(buf.len())),
+            At::Dropping(left) => {
+                let n = left.min(buf.len());
+                self.at = if n < left {
+                    At::Dropping(left - n)
+                } else {
+                    self.start()
+                };
+                Front::Take(n)
+            }
             At::Start { have: 0, .. } if buf.len() >= FRAME_HEADER_LEN => {
                 let mut head = [0; FRAME_HEADER_LEN];
                 head.copy_from_slice(&buf[..FRAME_HEADER_LEN]);
-                if head == SETTINGS_ACK {
-                    self.ack = false;
-                    self.at = At::Done;
+                if self.drops(&head) {
+                    self.at = self.dropped(FrameHead::parse(&head).len);
                     Front::Take(FRAME_HEADER_LEN)
                 } else {
                     let whole = FrameHead::parse(&head).whole();
@@ -402,9 +530,8 @@ impl Unsent {
                 let have = have + n;
                 self.at = if have < FRAME_HEADER_LEN {
                     At::Start { head, have }
-                } else if head == SETTINGS_ACK {
-                    self.ack = false;
-                    At::Done
+                } else if self.drops(&head) {
+                    self.dropped(FrameHead::parse(&head).len)
                 } else {
                     At::Held {
                         head,
@@ -428,9 +555,9 @@ impl Unsent {
         }
     }
 
-    /// A frame's start: the next one, or the end when no ACK is left to drop.
+    /// A frame's start: the next one, or the end when no frame is left to drop.
     fn start(&self) -> At {
-        if self.ack {
+        if self.ack || self.window {
             At::Start {
                 head: [0; FRAME_HEADER_LEN],
                 have: 0,
@@ -444,41 +571,79 @@ impl Unsent {
 /// The stream `h2` serves a connection on: reads give the bytes a parked connection kept
 /// before anything from the socket, and every byte read passes the connection's [`Tracker`]
 /// (what the client told that `h2` keeps to itself, `h2settings`); writes pass through
-/// [`Unsent`].
-pub(crate) struct Resumed<S> {
+/// [`Unsent`], and every byte `h2` writes through an [`Outbound`] (`h2idle`). The state is
+/// shared with the connection's task ([`Resumed::link`]), which reads it and, once `h2` is
+/// dropped, takes the socket back to park the connection again.
+pub(crate) struct Resumed<S>(Arc<Mutex<Link<S>>>);
+
+/// What [`Resumed`] holds.
+struct Link<S> {
     inner: S,
     /// Kept bytes not read yet (freed once read).
     kept: Vec<u8>,
     at: usize,
     unsent: Unsent,
     tracker: Tracker,
+    outbound: Outbound,
+    /// The last thing `h2` asked of the socket was a flush, and it was done.
+    flushed: bool,
 }
 
 impl<S> Resumed<S> {
-    /// A woken parked connection: `kept` is everything it read.
-    pub(crate) fn new(inner: S, kept: Vec<u8>, unsent: Unsent) -> Self {
-        Self {
+    /// A woken parked connection: `kept` is everything it read, `tracker` what reads it.
+    pub(crate) fn new(inner: S, kept: Vec<u8>, unsent: Unsent, tracker: Tracker) -> Self {
+        Self(Arc::new(Mutex::new(Link {
             inner,
             kept,
             at: 0,
             unsent,
-            tracker: Tracker::new(),
-        }
+            tracker,
+            outbound: Outbound::default(),
+            flushed: true,
+        })))
     }
 
     /// A connection that was never parked.
     pub(crate) fn fresh(inner: S) -> Self {
-        Self::new(inner, Vec::new(), Unsent::none())
+        Self::new(inner, Vec::new(), Unsent::none(), Tracker::new())
     }
 
-    /// The connection underneath.
-    pub(crate) fn get_ref(&self) -> &S {
-        &self.inner
+    /// A second handle on the same connection, for its task (not for `h2`).
+    pub(crate) fn link(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Link<S>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `f` of the connection underneath.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&S) -> R) -> R {
+        f(&self.lock().inner)
     }
 
     /// What the client tells the connection, as it is read.
     pub(crate) fn peer(&self) -> Peer {
-        self.tracker.peer()
+        self.lock().tracker.peer()
+    }
+
+    /// What a new `h2` needs to carry the connection on, if it can be parked now (`h2idle`).
+    pub(crate) fn again(&self) -> Result<Again, Busy> {
+        let link = self.lock();
+        let flushed = link.flushed && link.unsent.held().is_empty();
+        Again::of(
+            link.tracker.inbound(),
+            link.tracker.at_frame_start() && link.at == link.kept.len(),
+            &link.outbound,
+            flushed,
+        )
+    }
+
+    /// The socket back, once `h2` has dropped its handle (`None` while it holds it).
+    pub(crate) fn take(self) -> Option<S> {
+        Arc::try_unwrap(self.0)
+            .ok()
+            .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner).inner)
     }
 }
 
@@ -488,7 +653,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Resumed<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
+        let mut link = self.lock();
+        let this = &mut *link;
         let before = buf.filled().len();
         if this.at < this.kept.len() && buf.remaining() > 0 {
             let n = buf.remaining().min(this.kept.len() - this.at);
@@ -514,23 +680,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Resumed<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.unsent.done() {
-            return Pin::new(&mut this.inner).poll_write(cx, buf);
-        }
-        ready!(this.poll_held(cx))?;
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        match this.unsent.front(buf) {
-            Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
-            Ok(Front::Take(n)) => Poll::Ready(Ok(n)),
-            Ok(Front::Send(n)) => {
-                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &buf[..n]))?;
-                this.unsent.wrote(n);
-                Poll::Ready(Ok(n))
-            }
-        }
+        let mut link = self.lock();
+        let n = ready!(link.poll_write(cx, buf))?;
+        link.wrote(buf.get(..n).unwrap_or_default());
+        Poll::Ready(Ok(n))
     }
 
     fn poll_write_vectored(
@@ -538,34 +691,80 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Resumed<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if self.unsent.done() {
-            return Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs);
+        let mut link = self.lock();
+        let this = &mut *link;
+        if this.unsent.done() {
+            let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+            let mut left = n;
+            for b in bufs {
+                let take = left.min(b.len());
+                this.wrote(&b[..take]);
+                left -= take;
+                if left == 0 {
+                    break;
+                }
+            }
+            return Poll::Ready(Ok(n));
         }
         let first = bufs
             .iter()
             .find(|b| !b.is_empty())
             .map_or(&[][..], |b| &**b);
-        self.poll_write(cx, first)
+        let n = ready!(this.poll_write(cx, first))?;
+        this.wrote(first.get(..n).unwrap_or_default());
+        Poll::Ready(Ok(n))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.lock().inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
+        let mut link = self.lock();
+        let this = &mut *link;
         ready!(this.poll_held(cx))?;
-        Pin::new(&mut this.inner).poll_flush(cx)
+        ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        this.flushed = true;
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
+        let mut link = self.lock();
+        let this = &mut *link;
         ready!(this.poll_held(cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 
-impl<S: AsyncWrite + Unpin> Resumed<S> {
+impl<S: AsyncWrite + Unpin> Link<S> {
+    /// Writes the front of `buf` through [`Unsent`].
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.unsent.done() {
+            return Pin::new(&mut self.inner).poll_write(cx, buf);
+        }
+        ready!(self.poll_held(cx))?;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        match self.unsent.front(buf) {
+            Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
+            Ok(Front::Take(n)) => Poll::Ready(Ok(n)),
+            Ok(Front::Send(n)) => {
+                let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &buf[..n]))?;
+                self.unsent.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+        }
+    }
+
+    /// `h2` wrote `bytes` (taken by [`Unsent`] or sent).
+    fn wrote(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.flushed = false;
+            self.outbound.feed(bytes);
+        }
+    }
+
     /// Writes the header bytes [`Unsent`] holds (taken from `h2` already, so they go out
     /// before anything else, a flush included).
     fn poll_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -588,25 +787,40 @@ mod tests {
     /// Scans `bytes` as they arrive in pieces of `step`; the steps seen (More only once each
     /// time it is the answer to a piece) and the last one.
     fn scan_in(bytes: &[u8], step: usize) -> (Vec<Step>, Parker) {
-        let mut p = Parker::default();
+        let (steps, p, _) = scan_from(Parker::default(), Vec::new(), bytes, step);
+        (steps, p)
+    }
+
+    /// Scans `bytes` after `kept` (a connection parked again starts with its replay) as they
+    /// arrive in pieces of `step`, removing what is dropped or answered as the connection
+    /// does; the steps seen, the parker, and the bytes kept.
+    fn scan_from(
+        mut p: Parker,
+        mut kept: Vec<u8>,
+        bytes: &[u8],
+        step: usize,
+    ) -> (Vec<Step>, Parker, Vec<u8>) {
         let mut steps = Vec::new();
-        let mut end = 0;
-        while end < bytes.len() {
-            end = (end + step).min(bytes.len());
+        for piece in bytes.chunks(step) {
+            kept.extend_from_slice(piece);
             loop {
-                let s = p.scan(&bytes[..end]);
+                let s = p.scan(&kept);
                 if s != Step::More {
                     steps.push(s);
                 }
-                if s != Step::Ack {
-                    break;
+                match s {
+                    Step::Ack => {}
+                    Step::Drop { at, len } | Step::Pong { at, len, .. } => {
+                        kept.drain(at..at + len);
+                    }
+                    _ => break,
                 }
             }
             if matches!(steps.last(), Some(Step::Wake(_))) {
                 break;
             }
         }
-        (steps, p)
+        (steps, p, kept)
     }
 
     #[test]
@@ -641,7 +855,11 @@ mod tests {
             scan_in(&c, c.len()).0
         };
         let woken = |kind| vec![Step::Ack, Step::Wake(Wake::Frame(kind))];
-        assert_eq!(start(frame(0x6, 0, 0, &[0; 8])), woken(0x6), "PING");
+        assert_eq!(
+            start(frame(0x6, 0, 0, &[0; 7])),
+            woken(0x6),
+            "a PING of 7 bytes"
+        );
         assert_eq!(start(frame(0x7, 0, 0, &[0; 8])), woken(0x7), "GOAWAY");
         assert_eq!(start(frame(0x0, 0, 1, b"x")), woken(0x0), "DATA");
         assert_eq!(
@@ -712,6 +930,130 @@ mod tests {
         let (steps, p) = scan_in(&c, 13);
         assert_eq!(steps, vec![Step::Ack, Step::Wake(Wake::Bound)]);
         assert!(p.scanned <= KEPT_MAX);
+    }
+
+    #[test]
+    fn a_ping_is_answered_while_parked_and_an_ack_of_one_dropped() {
+        let mut c = PREFACE.to_vec();
+        c.extend(settings(&[]));
+        let kept_at = c.len();
+        c.extend(frame(PING, 0, 0, b"12345678"));
+        c.extend(frame(PING, ACK, 0, b"abcdefgh"));
+        c.extend(frame(SETTINGS, ACK, 0, &[]));
+        for step in [1, 5, 100] {
+            let (steps, p, kept) = scan_from(Parker::default(), Vec::new(), &c, step);
+            assert_eq!(
+                steps,
+                vec![
+                    Step::Ack,
+                    Step::Pong {
+                        at: kept_at,
+                        len: 17,
+                        payload: *b"12345678"
+                    },
+                    Step::Drop {
+                        at: kept_at,
+                        len: 17
+                    },
+                ],
+                "in pieces of {step}"
+            );
+            assert!(p.acknowledged());
+            let mut want = c[..kept_at].to_vec();
+            want.extend(frame(SETTINGS, ACK, 0, &[]));
+            assert_eq!(kept, want, "neither PING is kept");
+        }
+    }
+
+    /// A connection parked again after its client opened streams 1 to 7 and granted the
+    /// connection `window`.
+    fn again(window: u64) -> (Parker, Vec<u8>) {
+        let a = Again {
+            replay: PREFACE.to_vec(),
+            last_stream: 7,
+            window,
+        };
+        (Parker::again(&a), a.replay)
+    }
+
+    #[test]
+    fn parked_again_late_frames_of_closed_streams_are_dropped_and_old_streams_refused() {
+        let mut c = frame(WINDOW_UPDATE, 0, 7, &[0, 0, 1, 0]);
+        c.extend(frame(RST_STREAM, 0, 5, &[0, 0, 0, 8]));
+        c.extend(frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]));
+        c.extend(frame(PRIORITY, 0, 9, &[0, 0, 0, 0, 9]));
+        c.extend(frame(PING, 0, 0, &[1; 8]));
+        let kept_len = PREFACE.len() + 13 + 14;
+        for step in [1, 4, 100] {
+            let (p, replay) = again(100_000);
+            let mut request = c.clone();
+            request.extend(frame(HEADERS, 0x5, 9, &[0x82]));
+            let (steps, _, kept) = scan_from(p, replay, &request, step);
+            let at = PREFACE.len();
+            assert_eq!(
+                steps,
+                vec![
+                    Step::Drop { at, len: 13 },
+                    Step::Drop { at, len: 13 },
+                    Step::Pong {
+                        at: kept_len,
+                        len: 17,
+                        payload: [1; 8]
+                    },
+                    Step::Wake(Wake::Frame(HEADERS)),
+                ],
+                "in pieces of {step}"
+            );
+            let mut want = PREFACE.to_vec();
+            want.extend(frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]));
+            want.extend(frame(PRIORITY, 0, 9, &[0, 0, 0, 0, 9]));
+            want.extend(&frame(HEADERS, 0x5, 9, &[0x82])[..FRAME_HEADER_LEN]);
+            assert_eq!(
+                kept[..want.len()],
+                want[..],
+                "the replay, the grant, PRIORITY, the request"
+            );
+
+            let (p, replay) = again(100_000);
+            let mut old = c.clone();
+            old.extend(frame(HEADERS, 0x5, 7, &[0x82]));
+            let (steps, ..) = scan_from(p, replay, &old, step);
+            assert_eq!(
+                steps.last(),
+                Some(&Step::Wake(Wake::Reused)),
+                "stream 7 again"
+            );
+        }
+        let one = |f: Vec<u8>| {
+            let (p, replay) = again(100_000);
+            scan_from(p, replay, &f, 100).0
+        };
+        assert_eq!(
+            one(settings(&[])),
+            vec![Step::Wake(Wake::Settings)],
+            "new SETTINGS"
+        );
+        assert_eq!(
+            one(frame(SETTINGS, ACK, 0, &[])),
+            vec![Step::Wake(Wake::Frame(SETTINGS))],
+            "an ACK of SETTINGS never sent"
+        );
+        assert_eq!(
+            one(frame(WINDOW_UPDATE, 0, 9, &[0, 0, 1, 0])),
+            vec![Step::Wake(Wake::Frame(WINDOW_UPDATE))],
+            "a stream never opened: h2's to refuse"
+        );
+        // The connection's window counts from what it had when parked again.
+        let (p, replay) = again(MAX_WINDOW - 10);
+        let (steps, ..) = scan_from(p, replay, &frame(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 11]), 100);
+        assert_eq!(
+            steps,
+            vec![Step::Wake(Wake::Frame(WINDOW_UPDATE))],
+            "past 2^31-1"
+        );
+        let (p, replay) = again(MAX_WINDOW - 10);
+        let (steps, ..) = scan_from(p, replay, &frame(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 10]), 100);
+        assert_eq!(steps, vec![], "up to 2^31-1 kept");
     }
 
     /// Passes `out` (what h2 writes) through `unsent` in pieces of `step`, as a socket that
@@ -791,7 +1133,12 @@ mod tests {
 
         let greeting = Bytes::from(settings(&[]));
         let (io, mut client) = tokio::io::duplex(4096);
-        let mut resumed = Resumed::new(io, Vec::new(), Unsent::new(greeting.clone(), true));
+        let mut resumed = Resumed::new(
+            io,
+            Vec::new(),
+            Unsent::new(greeting.clone(), true),
+            Tracker::new(),
+        );
         resumed.write_all(&greeting).await.unwrap();
         let end = frame(0x0, 0x1, 1, &[]);
         resumed.write_all(&end[..5]).await.unwrap();
@@ -914,8 +1261,14 @@ mod tests {
                         Step::Ack => io.write_all(&SETTINGS_ACK).await.unwrap(),
                         Step::Wake(w) => {
                             assert_eq!(w, Wake::Frame(0x1), "woken by the request");
-                            break 'parked Resumed::new(io, kept, Unsent::new(g, p.acked()));
+                            break 'parked Resumed::new(
+                                io,
+                                kept,
+                                Unsent::new(g, p.acked()),
+                                Tracker::new(),
+                            );
                         }
+                        other => panic!("unexpected {other:?}"),
                     }
                 }
             };
@@ -944,6 +1297,166 @@ mod tests {
         assert_eq!(got, b"hello");
         drop((body, client));
         // The client's connection ends once it has nothing open; then the server's does.
+        tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .expect("the connection ends")
+            .expect("not aborted")
+            .expect("without an error");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server ends")
+            .expect("without a panic");
+        assert_eq!(
+            settings_frames(&wire.lock().unwrap()),
+            (1, 1),
+            "each sent once"
+        );
+    }
+
+    /// Parks `io` by hand as `downstream::h2` does, from `kept` with `p`, until a frame wakes
+    /// it; answers what the parker says to.
+    async fn park_by_hand(
+        mut io: Recorded,
+        mut kept: Vec<u8>,
+        mut p: Parker,
+    ) -> (Recorded, Vec<u8>, Parker, Wake) {
+        use tokio::io::AsyncWriteExt;
+        loop {
+            loop {
+                match p.scan(&kept) {
+                    Step::More => break,
+                    Step::Ack => io.write_all(&SETTINGS_ACK).await.unwrap(),
+                    Step::Drop { at, len } => {
+                        kept.drain(at..at + len);
+                    }
+                    Step::Pong { at, len, payload } => {
+                        kept.drain(at..at + len);
+                        io.write_all(&crate::downstream::h2wire::head(8, PING, ACK, 0))
+                            .await
+                            .unwrap();
+                        io.write_all(&payload).await.unwrap();
+                    }
+                    Step::Wake(w) => return (io, kept, p, w),
+                }
+            }
+            let n = io.read_buf(&mut kept).await.unwrap();
+            assert!(n > 0, "the client left");
+        }
+    }
+
+    /// Serves one GET on `conn` with `len` bytes.
+    async fn serve_one(conn: &mut h2::server::Connection<Resumed<Recorded>, Bytes>, len: usize) {
+        let (_req, mut respond) = conn.accept().await.unwrap().unwrap();
+        let mut send = respond
+            .send_response(http::Response::new(()), false)
+            .unwrap();
+        send.send_data(Bytes::from(vec![7u8; len]), true).unwrap();
+    }
+
+    /// Drives `conn` until it has nothing open and can be parked again.
+    async fn until_idle(
+        conn: &mut h2::server::Connection<Resumed<Recorded>, Bytes>,
+        link: &Resumed<Recorded>,
+    ) -> Again {
+        loop {
+            tokio::select! {
+                next = conn.accept() => panic!("unexpected: {:?}", next.map(|r| r.map(|_| ()))),
+                () = tokio::time::sleep(Duration::from_millis(5)) => {
+                    if let (false, Ok(again)) = (conn.has_streams(), link.again()) {
+                        return again;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads a response's body whole, returning the credit as it goes.
+    async fn body_of(resp: h2::client::ResponseFuture) -> usize {
+        let mut body = resp.await.unwrap().into_body();
+        let mut got = 0;
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            got += chunk.len();
+            body.flow_control().release_capacity(chunk.len()).unwrap();
+        }
+        got
+    }
+
+    /// A real `h2` client with a wide connection window gets a response larger than the
+    /// default window, the connection falls idle and is parked again (its `h2` dropped), a
+    /// PING is answered while it is, and its next request is served by a new `h2` that sends
+    /// within the window the client gave the first one. The client sees the server's SETTINGS
+    /// once and one ACK of its own, and no error.
+    #[tokio::test]
+    async fn an_idle_connection_parked_again_is_served_by_a_new_h2() {
+        use tokio::io::AsyncWriteExt;
+
+        let limits = crate::settings::H2Limits::default();
+        assert!(limits.park_when_idle.is_some());
+        let g = greeting(&limits).await.expect("captured");
+        let (client_io, server_io) = tokio::io::duplex(1 << 20);
+        let wire = Arc::new(Mutex::new(Vec::new()));
+        let mut io = Recorded {
+            io: server_io,
+            wire: wire.clone(),
+        };
+        let (parked_tx, parked_rx) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(async move {
+            io.write_all(&g).await.unwrap();
+            let (io, kept, p, w) = park_by_hand(io, Vec::new(), Parker::default()).await;
+            assert_eq!(w, Wake::Frame(HEADERS));
+            let woken = Resumed::new(io, kept, Unsent::new(g.clone(), p.acked()), Tracker::new());
+            let link = woken.link();
+            let mut conn = builder(&limits).handshake::<_, Bytes>(woken).await.unwrap();
+            serve_one(&mut conn, 200_000).await;
+            let again = until_idle(&mut conn, &link).await;
+            assert_eq!(again.last_stream, 1);
+            drop(conn);
+            let io = link.take().expect("h2 let go of the socket");
+            parked_tx.send(again.window).unwrap();
+
+            let kept = again.replay.clone();
+            let (io, kept, _, w) = park_by_hand(io, kept, Parker::again(&again)).await;
+            assert_eq!(w, Wake::Frame(HEADERS));
+            let window = limits.connection_window_size > DEFAULT_WINDOW;
+            let woken = Resumed::new(
+                io,
+                kept,
+                Unsent::again(g, window),
+                Tracker::again(again.last_stream),
+            );
+            let mut conn = builder(&limits).handshake::<_, Bytes>(woken).await.unwrap();
+            serve_one(&mut conn, 300_000).await;
+            while conn.accept().await.is_some() {}
+        });
+        let (mut client, conn) = h2::client::Builder::new()
+            .initial_connection_window_size(1 << 20)
+            .handshake::<_, Bytes>(client_io)
+            .await
+            .unwrap();
+        let mut conn = conn;
+        let mut pings = conn.ping_pong().expect("ping_pong");
+        let conn = tokio::spawn(conn);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let get = || http::Request::get("http://x/a").body(()).unwrap();
+        let (resp, _) = client.send_request(get(), true).unwrap();
+        assert_eq!(body_of(resp).await, 200_000);
+        let window = tokio::time::timeout(Duration::from_secs(5), parked_rx)
+            .await
+            .expect("parked again")
+            .unwrap();
+        // The client's window less what was sent (it returns credit at half its window).
+        assert_eq!(window, (1 << 20) - 200_000);
+        tokio::time::timeout(Duration::from_secs(5), pings.ping(h2::Ping::opaque()))
+            .await
+            .expect("the parked connection answers a PING")
+            .unwrap();
+        let (resp, _) = client.send_request(get(), true).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), body_of(resp))
+            .await
+            .expect("sent within the window the client gave (not stalled at the default one)");
+        assert_eq!(got, 300_000);
+        drop(client);
         tokio::time::timeout(Duration::from_secs(5), conn)
             .await
             .expect("the connection ends")

@@ -12,15 +12,22 @@
 //! scheduler whether two streams can fill the connection's window ([`ConnWindow`]). It only
 //! reads frame headers and the payloads of SETTINGS and of the connection's WINDOW_UPDATEs;
 //! everything else is skipped by length, and every byte is handed on unchanged.
+//!
+//! The same pass keeps what a connection parked again when idle (`h2idle`) must hand a new
+//! `h2` to carry on where the old one stopped ([`Inbound`]): every setting's last value, the
+//! credit the client has given the connection, the highest stream it opened, whether it has
+//! acknowledged our SETTINGS or sent any DATA, and whether its HPACK encoder may have entries
+//! in the server's dynamic table (`hpackskim`, over the payloads of HEADERS and CONTINUATION).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::delivery::turns::ConnWindow;
 use crate::downstream::h2wire::{
-    ACK, DEFAULT_WINDOW, ENABLE_PUSH, FRAME_HEADER_LEN, FrameHead, INITIAL_WINDOW_SIZE, PREFACE,
-    SETTINGS, WINDOW_UPDATE,
+    ACK, CONTINUATION, DATA, DEFAULT_WINDOW, ENABLE_PUSH, END_HEADERS, FRAME_HEADER_LEN, FrameHead,
+    HEADERS, INITIAL_WINDOW_SIZE, PADDED, PREFACE, PRIORITY_FLAG, SETTINGS, WINDOW_UPDATE,
 };
+use crate::downstream::hpackskim::Skim;
 
 /// What the client has told the connection, shared with the request handlers.
 #[derive(Debug, Clone)]
@@ -85,6 +92,47 @@ enum State {
         buf: [u8; 4],
         have: usize,
     },
+    /// A HEADERS or CONTINUATION payload with `left` bytes to come: its pad length byte next
+    /// (`pad_len`), then `skip` bytes (the priority fields), then a header block fragment, then
+    /// `pad` bytes of padding; `end`: the header block ends with it.
+    Block {
+        left: usize,
+        pad_len: bool,
+        skip: usize,
+        pad: usize,
+        end: bool,
+    },
+}
+
+/// Settings parameters whose last value is kept (RFC 9113 §6.5.2 and RFC 8441 §3 define 1 to
+/// 8; any other is ignored, as RFC 9113 §6.5.2 requires).
+const KNOWN_SETTINGS: usize = 8;
+
+/// What the client has sent on a connection that a new `h2` must be told to carry on it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Inbound {
+    /// The last value of each setting parameter 1 to 8 the client has sent.
+    pub(crate) settings: [Option<u32>; KNOWN_SETTINGS],
+    /// The client has acknowledged our SETTINGS.
+    pub(crate) acknowledged: bool,
+    /// What its WINDOW_UPDATEs have added to the connection's window (saturating).
+    pub(crate) granted: u64,
+    /// The highest stream it has opened (HEADERS).
+    pub(crate) last_stream: u32,
+    /// It has sent a DATA frame (a request body, or WebSocket bytes).
+    pub(crate) data: bool,
+    /// Its header blocks, walked for what they put in the server's HPACK table.
+    pub(crate) hpack: Skim,
+}
+
+impl Inbound {
+    /// The settings the client has sent, by parameter: their last values.
+    pub(crate) fn settings(&self) -> Vec<(u16, u32)> {
+        (1u16..)
+            .zip(self.settings.iter())
+            .filter_map(|(id, v)| v.map(|v| (id, v)))
+            .collect()
+    }
 }
 
 /// The parser, separate from I/O so it can be tested byte by byte.
@@ -92,6 +140,7 @@ enum State {
 pub struct Tracker {
     state: State,
     peer: Peer,
+    inbound: Inbound,
 }
 
 impl Default for Tracker {
@@ -106,7 +155,26 @@ impl Tracker {
         Self {
             state: State::Preface(PREFACE.len()),
             peer: Peer::new(),
+            inbound: Inbound::default(),
         }
+    }
+
+    /// A tracker for a connection parked again (`h2idle`): its client has opened streams up
+    /// to `last_stream`; the rest is read again from the bytes that tell a new `h2` the state.
+    pub(crate) fn again(last_stream: u32) -> Self {
+        let mut t = Self::new();
+        t.inbound.last_stream = last_stream;
+        t
+    }
+
+    /// What the client has sent that a new `h2` must be told.
+    pub(crate) fn inbound(&self) -> &Inbound {
+        &self.inbound
+    }
+
+    /// Whether the bytes read so far end with a whole frame (or the preface).
+    pub(crate) fn at_frame_start(&self) -> bool {
+        matches!(self.state, State::Header { have: 0, .. })
     }
 
     /// What the client has told so far, shared.
@@ -149,7 +217,33 @@ impl Tracker {
                             stream,
                         } = FrameHead::parse(buf);
                         let stream0 = stream == 0;
-                        self.state = if len == 0 {
+                        match kind {
+                            SETTINGS if flags & ACK != 0 => self.inbound.acknowledged = true,
+                            DATA => self.inbound.data = true,
+                            HEADERS => {
+                                self.inbound.last_stream = self.inbound.last_stream.max(stream);
+                            }
+                            _ => {}
+                        }
+                        let end = flags & END_HEADERS != 0;
+                        let block = kind == HEADERS || kind == CONTINUATION;
+                        if block && len == 0 && end {
+                            self.inbound.hpack.end_block();
+                        }
+                        self.state = if block && len > 0 {
+                            let first = kind == HEADERS;
+                            State::Block {
+                                left: len,
+                                pad_len: first && flags & PADDED != 0,
+                                skip: if first && flags & PRIORITY_FLAG != 0 {
+                                    5
+                                } else {
+                                    0
+                                },
+                                pad: 0,
+                                end,
+                            }
+                        } else if len == 0 {
                             header()
                         } else if kind == SETTINGS && flags & ACK == 0 && stream0 {
                             State::Settings {
@@ -179,6 +273,12 @@ impl Tracker {
                     if *have == 6 {
                         let id = u16::from_be_bytes([entry[0], entry[1]]);
                         let value = u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]);
+                        if let Some(slot) = usize::from(id)
+                            .checked_sub(1)
+                            .and_then(|i| self.inbound.settings.get_mut(i))
+                        {
+                            *slot = Some(value);
+                        }
                         match id {
                             ENABLE_PUSH => self.peer.0.push.store(value != 0, Ordering::Release),
                             INITIAL_WINDOW_SIZE => {
@@ -201,11 +301,50 @@ impl Tracker {
                     data = data.get(n..).unwrap_or_default();
                     if *have == 4 {
                         let increment = u32::from_be_bytes(*buf) & 0x7fff_ffff;
+                        self.inbound.granted =
+                            self.inbound.granted.saturating_add(u64::from(increment));
                         self.peer
                             .0
                             .widest_grant
                             .fetch_max(increment, Ordering::AcqRel);
                         self.state = header();
+                    }
+                }
+                State::Block {
+                    left,
+                    pad_len,
+                    skip,
+                    pad,
+                    end,
+                } => {
+                    if let (true, Some(&b)) = (*pad_len && *left > 0, data.first()) {
+                        *pad = usize::from(b);
+                        *pad_len = false;
+                        *left -= 1;
+                        data = data.get(1..).unwrap_or_default();
+                    }
+                    let n = (*skip).min(*left).min(data.len());
+                    *skip -= n;
+                    *left -= n;
+                    data = data.get(n..).unwrap_or_default();
+                    if *skip == 0 && !*pad_len {
+                        let fragment = left.saturating_sub(*pad);
+                        let n = fragment.min(data.len());
+                        self.inbound.hpack.feed(data.get(..n).unwrap_or_default());
+                        *left -= n;
+                        data = data.get(n..).unwrap_or_default();
+                        if *left <= *pad {
+                            // The fragment is whole (or the padding is longer than the frame,
+                            // which the decoder refuses).
+                            if *end || *left < *pad {
+                                self.inbound.hpack.end_block();
+                            }
+                            self.state = if *left == 0 {
+                                header()
+                            } else {
+                                State::Skip(*left)
+                            };
+                        }
                     }
                 }
             }

@@ -5,9 +5,11 @@
 pub(crate) mod coalesce;
 pub(crate) mod h1;
 pub(crate) mod h2;
+pub(crate) mod h2idle;
 pub(crate) mod h2park;
 pub(crate) mod h2settings;
 pub(crate) mod h2wire;
+pub(crate) mod hpackskim;
 pub(crate) mod ws;
 
 use http::{HeaderName, HeaderValue};
