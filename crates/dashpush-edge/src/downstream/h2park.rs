@@ -1234,6 +1234,29 @@ mod tests {
         (settings, acks)
     }
 
+    /// The client's connection task ends without an error once it has nothing open, then the
+    /// server's; the server sent its SETTINGS once and one ACK of the client's.
+    async fn ends_cleanly(
+        conn: tokio::task::JoinHandle<Result<(), h2::Error>>,
+        server: tokio::task::JoinHandle<()>,
+        wire: &Mutex<Vec<u8>>,
+    ) {
+        tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .expect("the connection ends")
+            .expect("not aborted")
+            .expect("without an error");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server ends")
+            .expect("without a panic");
+        assert_eq!(
+            settings_frames(&wire.lock().unwrap()),
+            (1, 1),
+            "each sent once"
+        );
+    }
+
     /// A real `h2` client against a parked, then woken, `h2` server: the client gets its
     /// response, and sees the server's SETTINGS once and one ACK of its own SETTINGS.
     #[tokio::test]
@@ -1243,7 +1266,7 @@ mod tests {
         let limits = crate::settings::H2Limits::default();
         let g = greeting(&limits).await.expect("captured");
         let (client_io, server_io) = tokio::io::duplex(1 << 20);
-        let wire = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let wire = Arc::new(Mutex::new(Vec::new()));
         let mut io = Recorded {
             io: server_io,
             wire: wire.clone(),
@@ -1297,20 +1320,7 @@ mod tests {
         assert_eq!(got, b"hello");
         drop((body, client));
         // The client's connection ends once it has nothing open; then the server's does.
-        tokio::time::timeout(Duration::from_secs(5), conn)
-            .await
-            .expect("the connection ends")
-            .expect("not aborted")
-            .expect("without an error");
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("the server ends")
-            .expect("without a panic");
-        assert_eq!(
-            settings_frames(&wire.lock().unwrap()),
-            (1, 1),
-            "each sent once"
-        );
+        ends_cleanly(conn, server, &wire).await;
     }
 
     /// Parks `io` by hand as `downstream::h2` does, from `kept` with `p`, until a frame wakes
@@ -1457,19 +1467,6 @@ mod tests {
             .expect("sent within the window the client gave (not stalled at the default one)");
         assert_eq!(got, 300_000);
         drop(client);
-        tokio::time::timeout(Duration::from_secs(5), conn)
-            .await
-            .expect("the connection ends")
-            .expect("not aborted")
-            .expect("without an error");
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("the server ends")
-            .expect("without a panic");
-        assert_eq!(
-            settings_frames(&wire.lock().unwrap()),
-            (1, 1),
-            "each sent once"
-        );
+        ends_cleanly(conn, server, &wire).await;
     }
 }
