@@ -24,9 +24,9 @@ use crate::delivery::cycle::{self, CLIENT_CLOSED};
 use crate::delivery::turns::{ConnWindow, Play, Since, Turn};
 use crate::delivery::{AnswerHead, DropReason, PushTransport, Stop, Transport, Withdrawal};
 use crate::downstream::h2idle::Again;
-use crate::downstream::h2park::{self, Parker, Resumed, SETTINGS_ACK, Step, Unsent, Wake, builder};
+use crate::downstream::h2park::{self, Parker, Resumed, SETTINGS_ACK, Step, Unsent, builder};
 use crate::downstream::h2settings::{Peer, Tracker};
-use crate::downstream::h2wire::{self, ACK, DEFAULT_WINDOW, NO_ERROR, PING, PROTOCOL_ERROR};
+use crate::downstream::h2wire::{self, ACK, NO_ERROR, PING};
 use crate::drain::Drain;
 use crate::gateway::{Body, Gateway, Req, Resp};
 use crate::guard::{Admitted, Closed, ResetBudget};
@@ -52,7 +52,7 @@ pub(crate) struct H2Conn {
     /// A stream that accepts no bytes for this long is reset.
     send_timeout: Duration,
     /// Requests the client reset before their answer was sent.
-    resets: ResetBudget,
+    resets: Arc<ResetBudget>,
 }
 
 /// How HTTP/2 connections are served.
@@ -77,7 +77,10 @@ pub(crate) async fn serve(
     admitted: &Admitted,
     tls: bool,
 ) {
-    let mut requests = 0;
+    let mut lasting = Lasting {
+        requests: 0,
+        resets: Arc::new(ResetBudget::new(h2.max_resets, h2.reset_window)),
+    };
     let Some(greeting) = greeting else {
         let stream = Resumed::fresh(stream);
         Box::pin(run(
@@ -88,7 +91,7 @@ pub(crate) async fn serve(
             drain,
             admitted,
             tls,
-            &mut requests,
+            &mut lasting,
         ))
         .await;
         return;
@@ -104,10 +107,7 @@ pub(crate) async fn serve(
     };
     loop {
         let again = parked.again.is_some();
-        let Some(woken) = Box::pin(park(
-            parked, greeting, &h2, &limits, drain, admitted, metrics,
-        ))
-        .await
+        let Some(woken) = Box::pin(park(parked, greeting, &limits, drain, admitted, metrics)).await
         else {
             return;
         };
@@ -122,7 +122,7 @@ pub(crate) async fn serve(
             drain,
             admitted,
             tls,
-            &mut requests,
+            &mut lasting,
         ))
         .await
         {
@@ -130,6 +130,15 @@ pub(crate) async fn serve(
             None => return,
         }
     }
+}
+
+/// What spans a connection's `h2`s when it is parked again between them: the budgets a new
+/// `h2` must not reset.
+struct Lasting {
+    /// Requests it has had (`http2.max_requests_per_connection`).
+    requests: u64,
+    /// Requests the client reset (`http2.max_resets_per_connection`).
+    resets: Arc<ResetBudget>,
 }
 
 /// A connection about to be parked: the first time (`again: None`), or again after serving,
@@ -140,7 +149,7 @@ struct Parked {
 }
 
 /// Serves a connection with `h2`, from its preface (or its bytes kept while parked) on.
-/// `requests`: how many the connection has had (its budget spans its `h2`s). `Some` when it
+/// `lasting`: what spans the connection's `h2`s (its request and reset budgets). `Some` when it
 /// has fallen idle and is to be parked again (`h2idle`, with `http2.park_when_idle_ms`).
 #[allow(clippy::too_many_arguments)]
 async fn run(
@@ -151,7 +160,7 @@ async fn run(
     drain: &Arc<Drain>,
     admitted: &Admitted,
     tls: bool,
-    requests: &mut u64,
+    lasting: &mut Lasting,
 ) -> Option<Parked> {
     let metrics = handler.metrics();
     let client = stream.with(super::client_ip);
@@ -162,7 +171,7 @@ async fn run(
         scheme: if tls { "https" } else { "http" },
         push: PushConn::default(),
         send_timeout: limits.send,
-        resets: ResetBudget::new(h2.max_resets, h2.reset_window),
+        resets: Arc::clone(&lasting.resets),
     });
     // The client preface must arrive within the handshake deadline. The handshake's state is
     // boxed apart, and the builder dropped with its block: neither stays in this future for
@@ -219,8 +228,8 @@ async fn run(
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
                     idle = None;
-                    *requests += 1;
-                    if *requests == h2.max_requests {
+                    lasting.requests += 1;
+                    if lasting.requests == h2.max_requests {
                         // This one is served; then GOAWAY and the client opens a new connection.
                         conn.graceful_shutdown();
                         park_at = None;
@@ -357,7 +366,6 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 async fn park(
     Parked { mut stream, again }: Parked,
     greeting: &Bytes,
-    h2: &H2Limits,
     limits: &Limits,
     drain: &Arc<Drain>,
     admitted: &Admitted,
@@ -366,14 +374,26 @@ async fn park(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let started = tokio::time::Instant::now();
-    let first = again.is_none();
-    let (mut parker, mut kept, idle_at, last) = match again {
-        Some((again, until)) => (
-            Parker::again(&again),
-            again.replay,
-            until,
-            again.last_stream,
-        ),
+    // What a connection parked again carries to its next h2 besides the replay.
+    let (mut parker, mut kept, idle_at, last, mut carried) = match again {
+        Some((again, until)) => {
+            let parker = Parker::again(&again);
+            let Again {
+                replay,
+                last_stream,
+                credit,
+                peer,
+                hpack,
+                ..
+            } = again;
+            (
+                parker,
+                replay,
+                until,
+                last_stream,
+                Some((credit, peer, hpack)),
+            )
+        }
         None => {
             let sent = async {
                 stream.write_all(greeting).await?;
@@ -395,6 +415,7 @@ async fn park(
                 Vec::with_capacity(128),
                 started + limits.idle,
                 0,
+                None,
             )
         }
     };
@@ -454,24 +475,22 @@ async fn park(
                     pong.extend_from_slice(&payload);
                     pong
                 }
-                Step::Wake(Wake::Reused) => {
-                    tracing::debug!(last, "h2 parked: a request on a closed stream");
-                    goaway(&mut stream, last, PROTOCOL_ERROR).await;
+                Step::Close(code) => {
+                    tracing::debug!(last, code, "h2 parked again: closed");
+                    goaway(&mut stream, last, code).await;
                     return None;
                 }
                 Step::Wake(why) => {
                     tracing::trace!(?why, bytes = kept.len(), "h2 connection woken");
-                    let (unsent, tracker) = if first {
-                        (
+                    let (unsent, tracker) = match carried.take() {
+                        None => (
                             Unsent::new(greeting.clone(), parker.acked()),
                             Tracker::new(),
-                        )
-                    } else {
-                        let window = h2.connection_window_size > DEFAULT_WINDOW;
-                        (
-                            Unsent::again(greeting.clone(), window),
-                            Tracker::again(last),
-                        )
+                        ),
+                        Some((credit, peer, hpack)) => (
+                            Unsent::again(greeting.clone(), credit),
+                            Tracker::again(last, peer, hpack),
+                        ),
                     };
                     return Some(Resumed::new(stream, kept, unsent, tracker));
                 }

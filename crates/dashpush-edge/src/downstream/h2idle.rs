@@ -29,11 +29,12 @@
 //! - **Frames in flight**: only a connection with no open stream, whose input and output end
 //!   on a frame boundary and whose output is flushed, is parked again.
 
-use crate::downstream::h2settings::Inbound;
+use crate::downstream::h2settings::{Inbound, Peer, Tracker};
 use crate::downstream::h2wire::{
-    ACK, DATA, DEFAULT_WINDOW, FRAME_HEADER_LEN, FrameHead, MAX_WINDOW, PREFACE, PUSH_PROMISE,
-    SETTINGS, head, put_settings, put_window_update,
+    ACK, DATA, DEFAULT_WINDOW, FRAME_HEADER_LEN, FrameHead, MAX_WINDOW, PING, PREFACE,
+    PUSH_PROMISE, SETTINGS, WINDOW_UPDATE, head, put_settings, put_window_update,
 };
+use crate::downstream::hpackskim::Skim;
 
 /// What `h2` has written on a connection, frame by frame.
 #[derive(Debug, Clone)]
@@ -47,6 +48,11 @@ pub(crate) struct Outbound {
     data: u64,
     /// A PUSH_PROMISE was written.
     promised: bool,
+    /// A WINDOW_UPDATE of the connection was written (h2 gives its receive window above the
+    /// default at the start, when that is at least half the default more).
+    credit: bool,
+    /// PINGs written (ours, not ACKs).
+    pings: u64,
 }
 
 impl Default for Outbound {
@@ -57,6 +63,8 @@ impl Default for Outbound {
             skip: 0,
             data: 0,
             promised: false,
+            credit: false,
+            pings: 0,
         }
     }
 }
@@ -84,6 +92,8 @@ impl Outbound {
                 match h.kind {
                     DATA => self.data += h.len as u64,
                     PUSH_PROMISE => self.promised = true,
+                    WINDOW_UPDATE if h.stream == 0 => self.credit = true,
+                    PING if h.flags & ACK == 0 => self.pings += 1,
                     _ => {}
                 }
                 self.have = 0;
@@ -109,14 +119,15 @@ pub(crate) enum Busy {
     Table,
     /// The client has not acknowledged our SETTINGS.
     NotAcknowledged,
-    /// A frame is half read or half written, or written output is not flushed.
+    /// A frame is half read or half written, a header block is not whole, written output is
+    /// not flushed, or a PING of ours is not answered yet.
     InFlight,
     /// The connection's send window is below the default one a new `h2` would assume.
     Window,
 }
 
 /// What a connection parked again carries to its next `h2`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Again {
     /// The bytes a new `h2` reads first: the preface, the client's settings, an ACK of the
     /// server's SETTINGS and the connection's window above the default.
@@ -125,30 +136,42 @@ pub(crate) struct Again {
     pub(crate) last_stream: u32,
     /// The connection's send window.
     pub(crate) window: u64,
+    /// The first `h2` gave the connection's receive window credit at its start, so the next
+    /// one will too, and the client holds it already (`h2park::Unsent::again`).
+    pub(crate) credit: bool,
+    /// What the client told the connection (its settings, its widest grant), for the push
+    /// ack and scheduler of the next `h2`.
+    pub(crate) peer: Peer,
+    /// The walk over the client's header blocks, carried on (a table kept at size 0 stays so).
+    pub(crate) hpack: Skim,
 }
 
 impl Again {
-    /// The state to carry, or why the connection cannot be parked now. `flushed`: every byte
-    /// `h2` wrote has left (no header held back, the last flush done).
+    /// The state to carry, or why the connection cannot be parked now: `tracker` has read
+    /// everything `h2` read (`in_whole`: and no byte is left unread in between), `out` saw
+    /// everything it wrote, `flushed`: all of it has left (no header held back, the last
+    /// write followed by a finished flush).
     pub(crate) fn of(
-        inbound: &Inbound,
+        tracker: &Tracker,
         in_whole: bool,
         out: &Outbound,
         flushed: bool,
     ) -> Result<Self, Busy> {
+        let inbound = tracker.inbound();
         if out.promised {
             return Err(Busy::Pushed);
         }
         if inbound.data {
             return Err(Busy::ClientData);
         }
-        if inbound.hpack.may_hold() {
+        if inbound.hpack.may_hold() || table_lags(inbound) {
             return Err(Busy::Table);
         }
         if !inbound.acknowledged {
             return Err(Busy::NotAcknowledged);
         }
-        if !in_whole || !out.at_frame_start() || !flushed {
+        let whole = in_whole && tracker.at_frame_start() && !inbound.in_block;
+        if !whole || !out.at_frame_start() || !flushed || out.pings > inbound.ping_acks {
             return Err(Busy::InFlight);
         }
         let window = (u64::from(DEFAULT_WINDOW) + inbound.granted)
@@ -168,17 +191,27 @@ impl Again {
             replay,
             last_stream: inbound.last_stream,
             window,
+            credit: out.credit,
+            peer: tracker.peer(),
+            hpack: inbound.hpack,
         })
     }
+}
+
+/// Whether the client has raised its SETTINGS_HEADER_TABLE_SIZE after lowering it: our HPACK
+/// encoder may not have told its decoder the larger size yet (it does so with its next header
+/// block, RFC 7541 §4.2), and a new encoder would take the larger size as known.
+fn table_lags(inbound: &Inbound) -> bool {
+    let current = inbound.settings.first().copied().flatten();
+    matches!((inbound.least_table_size, current), (Some(least), Some(now)) if least < now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::downstream::h2settings::Tracker;
     use crate::downstream::h2wire::test_frames::{frame, settings};
     use crate::downstream::h2wire::{
-        CONTINUATION, ENABLE_PUSH, HEADER_TABLE_SIZE, HEADERS, INITIAL_WINDOW_SIZE, WINDOW_UPDATE,
+        CONTINUATION, ENABLE_PUSH, HEADER_TABLE_SIZE, HEADERS, INITIAL_WINDOW_SIZE,
     };
 
     /// A client's bytes: preface, SETTINGS, ACK, a connection grant, and GETs on streams 1 and
@@ -205,6 +238,11 @@ mod tests {
             &[0x20, 0x82, 0x86, 0x84, 0x41, 0x01, b'a'],
         ));
         c
+    }
+
+    /// Why the connection cannot be parked now, if it cannot.
+    fn why(t: &Tracker, in_whole: bool, out: &Outbound, flushed: bool) -> Option<Busy> {
+        Again::of(t, in_whole, out, flushed).err()
     }
 
     fn tracked(bytes: &[u8], step: usize) -> Tracker {
@@ -234,7 +272,7 @@ mod tests {
             for piece in server(30_000, false).chunks(step) {
                 out.feed(piece);
             }
-            let again = Again::of(t.inbound(), t.at_frame_start(), &out, true).unwrap();
+            let again = Again::of(&t, true, &out, true).unwrap();
             assert_eq!(again.last_stream, 3);
             assert_eq!(again.window, 65_535 + 1_000_000 - 30_000);
             let mut want = PREFACE.to_vec();
@@ -268,35 +306,23 @@ mod tests {
             out
         };
         let ok = written(100, false);
-        assert!(Again::of(t.inbound(), true, &ok, true).is_ok());
-        assert_eq!(
-            Again::of(t.inbound(), true, &written(100, true), true),
-            Err(Busy::Pushed)
-        );
-        assert_eq!(
-            Again::of(t.inbound(), true, &ok, false),
-            Err(Busy::InFlight)
-        );
-        assert_eq!(
-            Again::of(t.inbound(), false, &ok, true),
-            Err(Busy::InFlight)
-        );
+        assert!(why(&t, true, &ok, true).is_none());
+        assert_eq!(why(&t, true, &written(100, true), true), Some(Busy::Pushed));
+        assert_eq!(why(&t, true, &ok, false), Some(Busy::InFlight));
+        assert_eq!(why(&t, false, &ok, true), Some(Busy::InFlight));
         let mut half = written(100, false);
         half.feed(&frame(DATA, 0, 1, &[1, 2, 3])[..5]);
-        assert_eq!(
-            Again::of(t.inbound(), true, &half, true),
-            Err(Busy::InFlight)
-        );
+        assert_eq!(why(&t, true, &half, true), Some(Busy::InFlight));
         // More DATA sent than the client granted beyond the default window.
         assert_eq!(
-            Again::of(t.inbound(), true, &written(1_000_001, false), true),
-            Err(Busy::Window)
+            why(&t, true, &written(1_000_001, false), true),
+            Some(Busy::Window)
         );
 
         // Without the size update to 0 the client's table holds what the first GET inserted.
         let cut = c.len() - 16;
         let t2 = tracked(&c[..cut], 4);
-        assert_eq!(Again::of(t2.inbound(), true, &ok, true), Err(Busy::Table));
+        assert_eq!(why(&t2, true, &ok, true), Some(Busy::Table));
         // An update back to 4096, then an insertion, fills it again.
         let mut grown = c.clone();
         grown.extend(frame(
@@ -305,10 +331,7 @@ mod tests {
             5,
             &[0x3f, 0xe1, 0x1f, 0x41, 0x01, b'b'],
         ));
-        assert_eq!(
-            Again::of(tracked(&grown, 9).inbound(), true, &ok, true),
-            Err(Busy::Table)
-        );
+        assert_eq!(why(&tracked(&grown, 9), true, &ok, true), Some(Busy::Table));
         // A client that never inserts (literals without indexing) never fills it, but an
         // insertion in a CONTINUATION frame does.
         let mut plain = c[..PREFACE.len() + 36 + 13].to_vec();
@@ -320,14 +343,11 @@ mod tests {
         ));
         plain.extend(frame(HEADERS, 0x1, 3, &[0x82, 0x86]));
         plain.extend(frame(CONTINUATION, 0x4, 3, &[0x04, 0x02, b'/', b'b']));
-        assert!(Again::of(tracked(&plain, 1).inbound(), true, &ok, true).is_ok());
+        assert!(why(&tracked(&plain, 1), true, &ok, true).is_none());
         let mut split = plain.clone();
         split.extend(frame(HEADERS, 0x1, 5, &[0x82, 0x86]));
         split.extend(frame(CONTINUATION, 0x4, 5, &[0x41, 0x01, b'c']));
-        assert_eq!(
-            Again::of(tracked(&split, 2).inbound(), true, &ok, true),
-            Err(Busy::Table)
-        );
+        assert_eq!(why(&tracked(&split, 2), true, &ok, true), Some(Busy::Table));
         // A padded block with priority: its first bytes are read past both fields.
         let mut padded = c[..cut].to_vec();
         padded.extend(frame(
@@ -336,19 +356,86 @@ mod tests {
             3,
             &[2, 0, 0, 0, 1, 16, 0x20, 0x82, 0, 0],
         ));
-        assert!(Again::of(tracked(&padded, 1).inbound(), true, &ok, true).is_ok());
+        assert!(why(&tracked(&padded, 1), true, &ok, true).is_none());
         // DATA from the client.
         let mut data = c.clone();
         data.extend(frame(DATA, 0, 3, &[1]));
         assert_eq!(
-            Again::of(tracked(&data, 9).inbound(), true, &ok, true),
-            Err(Busy::ClientData)
+            why(&tracked(&data, 9), true, &ok, true),
+            Some(Busy::ClientData)
         );
         // Our SETTINGS not acknowledged.
         let unacked: Vec<u8> = [&c[..PREFACE.len() + 27], &c[PREFACE.len() + 36..]].concat();
         assert_eq!(
-            Again::of(tracked(&unacked, 9).inbound(), true, &ok, true),
-            Err(Busy::NotAcknowledged)
+            why(&tracked(&unacked, 9), true, &ok, true),
+            Some(Busy::NotAcknowledged)
         );
+    }
+
+    #[test]
+    fn frames_in_flight_keep_the_connection_with_its_h2() {
+        let c = client(1_000_000);
+        let mut ok = Outbound::default();
+        ok.feed(&server(100, false));
+        // A header block not whole yet.
+        let mut open = c.clone();
+        open.extend(frame(HEADERS, 0x1, 5, &[0x82]));
+        assert_eq!(
+            why(&tracked(&open, 3), true, &ok, true),
+            Some(Busy::InFlight)
+        );
+        open.extend(frame(CONTINUATION, 0x4, 5, &[0x86]));
+        assert_eq!(why(&tracked(&open, 3), true, &ok, true), None);
+        // A PING of ours not answered yet.
+        let mut pinged = ok.clone();
+        pinged.feed(&frame(PING, 0, 0, &[0; 8]));
+        assert_eq!(
+            why(&tracked(&c, 5), true, &pinged, true),
+            Some(Busy::InFlight)
+        );
+        let mut answered = c.clone();
+        answered.extend(frame(PING, ACK, 0, &[0; 8]));
+        assert_eq!(why(&tracked(&answered, 5), true, &pinged, true), None);
+        // The connection's first WINDOW_UPDATE is carried as a fact about h2's start.
+        assert!(!Again::of(&tracked(&c, 5), true, &ok, true).unwrap().credit);
+        let mut credited = ok.clone();
+        credited.feed(&frame(WINDOW_UPDATE, 0, 0, &[0, 0x3f, 0, 1]));
+        assert!(
+            Again::of(&tracked(&c, 5), true, &credited, true)
+                .unwrap()
+                .credit
+        );
+    }
+
+    #[test]
+    fn a_table_size_raised_after_being_lowered_may_not_be_known_to_the_client_decoder() {
+        let mut c = client(1_000_000);
+        let mut ok = Outbound::default();
+        ok.feed(&server(100, false));
+        c.extend(settings(&[(HEADER_TABLE_SIZE, 1024)]));
+        assert_eq!(why(&tracked(&c, 4), true, &ok, true), None);
+        c.extend(settings(&[(HEADER_TABLE_SIZE, 4096)]));
+        assert_eq!(why(&tracked(&c, 4), true, &ok, true), Some(Busy::Table));
+    }
+
+    #[test]
+    fn a_headers_frame_too_short_for_its_fields_is_read_past_and_leaves_nothing_known() {
+        let mut ok = Outbound::default();
+        ok.feed(&server(100, false));
+        for (flags, payload) in [
+            (0x24u8, &[0u8, 0, 1][..]),
+            (0x0c, &[5, 0x82][..]),
+            (0x2c, &[0][..]),
+        ] {
+            let mut c = client(1_000_000);
+            c.extend(frame(HEADERS, flags, 5, payload));
+            c.extend(frame(PING, ACK, 0, &[0; 8]));
+            for step in [1, 2, 100] {
+                let t = tracked(&c, step);
+                assert!(t.at_frame_start(), "flags {flags:#x}, pieces of {step}");
+                assert_eq!(t.inbound().ping_acks, 1, "the frame after it read");
+                assert_eq!(why(&t, true, &ok, true), Some(Busy::Table));
+            }
+        }
     }
 }

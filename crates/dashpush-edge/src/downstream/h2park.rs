@@ -22,7 +22,9 @@
 //! A connection that has served and fallen idle is parked here again (`h2idle` tells what it
 //! carries): [`Parker::again`] reads on from the bytes that will tell its next `h2` the state,
 //! drops late frames for streams that closed before (a WINDOW_UPDATE, an RST_STREAM), and
-//! refuses a request on one of them ([`Wake::Reused`]).
+//! ends the connection itself on a frame no stream state allows and on the client's GOAWAY
+//! ([`Step::Close`]), so that a new `h2` is woken only by a request on a new stream, a new
+//! SETTINGS, or more kept bytes than [`KEPT_MAX`].
 //!
 //! The module holds no I/O but [`Resumed`]'s adapter and [`greeting`]'s in-memory capture; the
 //! waiting itself (deadlines, eviction, drain) is `downstream::h2`'s.
@@ -39,9 +41,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use crate::downstream::h2idle::{Again, Busy, Outbound};
 use crate::downstream::h2settings::{Peer, Tracker};
 use crate::downstream::h2wire::{
-    ACK, DEFAULT_WINDOW, ENABLE_CONNECT_PROTOCOL, ENABLE_PUSH, FRAME_HEADER_LEN, FrameHead,
-    HEADERS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_WINDOW, PING, PREFACE, PRIORITY, RST_STREAM,
-    SETTINGS, WINDOW_UPDATE,
+    ACK, CONTINUATION, DATA, DEFAULT_WINDOW, ENABLE_CONNECT_PROTOCOL, ENABLE_PUSH,
+    FRAME_HEADER_LEN, FrameHead, GOAWAY as GOAWAY_FRAME, HEADERS, INITIAL_WINDOW_SIZE,
+    MAX_FRAME_SIZE, MAX_WINDOW, NO_ERROR, PING, PREFACE, PRIORITY, PROTOCOL_ERROR, PUSH_PROMISE,
+    RST_STREAM, SETTINGS, WINDOW_UPDATE,
 };
 use crate::settings::H2Limits;
 
@@ -134,9 +137,6 @@ pub(crate) enum Wake {
     Settings,
     /// The next frame would take the kept bytes past [`KEPT_MAX`].
     Bound,
-    /// A connection parked again (`h2idle`): a request on a stream not above the last one
-    /// the client opened (RFC 9113 §5.1.1: a connection error of type PROTOCOL_ERROR).
-    Reused,
 }
 
 /// What the bytes read so far call for.
@@ -160,6 +160,12 @@ pub(crate) enum Step {
         len: usize,
         payload: [u8; 8],
     },
+    /// A connection parked again ends here, with GOAWAY naming the last stream it served and
+    /// this error code: PROTOCOL_ERROR for a frame no stream state allows (a request on a
+    /// closed stream, RFC 9113 §5.1.1; a WINDOW_UPDATE or RST_STREAM on an idle one, §5.1;
+    /// DATA, CONTINUATION or PUSH_PROMISE, an ACK of SETTINGS never sent), NO_ERROR for the
+    /// client's own GOAWAY (it is leaving: no `h2` is woken for that).
+    Close(u32),
 }
 
 /// Reads a parked connection's bytes, frame by frame, from the preface on (or, parked again,
@@ -249,16 +255,21 @@ impl Parker {
             if settings != first || (settings && stream != 0) {
                 return Step::Wake(Wake::Settings);
             }
-            // A closed stream: one the client opened before a connection was parked again.
-            let closed = self.again.is_some_and(|last| stream != 0 && stream <= last);
-            if kind == HEADERS && closed {
-                return Step::Wake(Wake::Reused);
+            if let Some(last) = self.again
+                && let Some(close) = again_refuses(kind, flags, stream, last)
+            {
+                return close;
             }
+            // A closed stream: one the client opened before a connection was parked again.
+            let closed = self
+                .again
+                .is_some_and(|last| stream % 2 == 1 && stream <= last);
             // Whether the frame may be kept, answered or dropped is told by its header:
             // anything else (a request among them) wakes the connection without waiting for
-            // its payload.
+            // its payload. An unknown frame type is dropped (RFC 9113 §4.1), as `h2` would.
             let ping = kind == PING && len == 8 && stream == 0;
-            let late = closed && matches!(kind, WINDOW_UPDATE | RST_STREAM) && len == 4;
+            let late = (closed && matches!(kind, WINDOW_UPDATE | RST_STREAM) && len == 4)
+                || kind > CONTINUATION;
             let keepable = settings
                 || match kind {
                     // An ACK of our SETTINGS; a connection parked again has sent none.
@@ -328,6 +339,21 @@ impl Parker {
             Step::More
         }
     }
+}
+
+/// On a connection parked again after its client opened streams up to `last`: the end of the
+/// connection a frame of `kind` on `stream` calls for, if it does (see [`Step::Close`]).
+fn again_refuses(kind: u8, flags: u8, stream: u32, last: u32) -> Option<Step> {
+    let opened_before = stream % 2 == 1 && stream <= last;
+    let refused = match kind {
+        HEADERS => opened_before,
+        WINDOW_UPDATE | RST_STREAM => stream != 0 && !opened_before,
+        DATA | CONTINUATION | PUSH_PROMISE => true,
+        SETTINGS => flags & ACK != 0,
+        GOAWAY_FRAME => return Some(Step::Close(NO_ERROR)),
+        _ => false,
+    };
+    refused.then_some(Step::Close(PROTOCOL_ERROR))
 }
 
 /// Whether a SETTINGS payload is one `h2` accepts (RFC 9113 §6.5, §6.5.2): whole entries, and
@@ -428,7 +454,7 @@ impl Unsent {
     }
 
     /// For a connection parked again, whose client holds the credit a new `h2` gives the
-    /// connection at its start when `window` (its receive window is above the default).
+    /// connection at its start when `window` (the first `h2` gave it: `h2idle::Again::credit`).
     pub(crate) fn again(greeting: Bytes, window: bool) -> Self {
         Self {
             window,
@@ -585,7 +611,8 @@ struct Link<S> {
     unsent: Unsent,
     tracker: Tracker,
     outbound: Outbound,
-    /// The last thing `h2` asked of the socket was a flush, and it was done.
+    /// The last thing `h2` asked of the socket was a flush, and it was done: `h2` flushes
+    /// once its output is empty, and any write it tries after that (done or not) clears this.
     flushed: bool,
 }
 
@@ -632,8 +659,8 @@ impl<S> Resumed<S> {
         let link = self.lock();
         let flushed = link.flushed && link.unsent.held().is_empty();
         Again::of(
-            link.tracker.inbound(),
-            link.tracker.at_frame_start() && link.at == link.kept.len(),
+            &link.tracker,
+            link.at == link.kept.len(),
             &link.outbound,
             flushed,
         )
@@ -681,6 +708,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Resumed<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let mut link = self.lock();
+        link.flushed &= buf.is_empty();
         let n = ready!(link.poll_write(cx, buf))?;
         link.wrote(buf.get(..n).unwrap_or_default());
         Poll::Ready(Ok(n))
@@ -693,6 +721,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Resumed<S> {
     ) -> Poll<io::Result<usize>> {
         let mut link = self.lock();
         let this = &mut *link;
+        this.flushed &= bufs.iter().all(|b| b.is_empty());
         if this.unsent.done() {
             let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
             let mut left = n;
@@ -759,10 +788,7 @@ impl<S: AsyncWrite + Unpin> Link<S> {
 
     /// `h2` wrote `bytes` (taken by [`Unsent`] or sent).
     fn wrote(&mut self, bytes: &[u8]) {
-        if !bytes.is_empty() {
-            self.flushed = false;
-            self.outbound.feed(bytes);
-        }
+        self.outbound.feed(bytes);
     }
 
     /// Writes the header bytes [`Unsent`] holds (taken from `h2` already, so they go out
@@ -972,6 +998,9 @@ mod tests {
             replay: PREFACE.to_vec(),
             last_stream: 7,
             window,
+            credit: true,
+            peer: Tracker::new().peer(),
+            hpack: crate::downstream::hpackskim::Skim::default(),
         };
         (Parker::again(&a), a.replay)
     }
@@ -1020,7 +1049,7 @@ mod tests {
             let (steps, ..) = scan_from(p, replay, &old, step);
             assert_eq!(
                 steps.last(),
-                Some(&Step::Wake(Wake::Reused)),
+                Some(&Step::Close(PROTOCOL_ERROR)),
                 "stream 7 again"
             );
         }
@@ -1033,16 +1062,48 @@ mod tests {
             vec![Step::Wake(Wake::Settings)],
             "new SETTINGS"
         );
+        let refused = vec![Step::Close(PROTOCOL_ERROR)];
         assert_eq!(
             one(frame(SETTINGS, ACK, 0, &[])),
-            vec![Step::Wake(Wake::Frame(SETTINGS))],
+            refused,
             "an ACK of SETTINGS never sent"
         );
+        for (kind, stream, payload) in [
+            (WINDOW_UPDATE, 9, &[0, 0, 1, 0][..]),
+            (RST_STREAM, 2, &[0, 0, 0, 8][..]),
+            (DATA, 7, &[1][..]),
+            (CONTINUATION, 7, &[0x82][..]),
+            (PUSH_PROMISE, 7, &[0, 0, 0, 2, 0x82][..]),
+        ] {
+            assert_eq!(
+                one(frame(kind, 0, stream, payload)),
+                refused,
+                "type {kind} on stream {stream}: no stream state allows it"
+            );
+        }
         assert_eq!(
-            one(frame(WINDOW_UPDATE, 0, 9, &[0, 0, 1, 0])),
-            vec![Step::Wake(Wake::Frame(WINDOW_UPDATE))],
-            "a stream never opened: h2's to refuse"
+            one(frame(GOAWAY_FRAME, 0, 0, &[0; 8])),
+            vec![Step::Close(NO_ERROR)],
+            "the client leaves"
         );
+        // An unknown frame type is dropped, parked or parked again.
+        let unknown = frame(0xfa, 0, 3, b"ext");
+        let (p, replay) = again(100_000);
+        let (steps, _, kept) = scan_from(p, replay, &unknown, 2);
+        assert_eq!(
+            steps,
+            vec![Step::Drop {
+                at: PREFACE.len(),
+                len: 12
+            }]
+        );
+        assert_eq!(kept, PREFACE);
+        let mut c = PREFACE.to_vec();
+        c.extend(settings(&[]));
+        let first = c.len();
+        c.extend(&unknown);
+        let (steps, ..) = scan_from(Parker::default(), Vec::new(), &c, 100);
+        assert_eq!(steps, vec![Step::Ack, Step::Drop { at: first, len: 12 }]);
         // The connection's window counts from what it had when parked again.
         let (p, replay) = again(MAX_WINDOW - 10);
         let (steps, ..) = scan_from(p, replay, &frame(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 11]), 100);
@@ -1347,6 +1408,7 @@ mod tests {
                         io.write_all(&payload).await.unwrap();
                     }
                     Step::Wake(w) => return (io, kept, p, w),
+                    Step::Close(code) => panic!("closed with {code}"),
                 }
             }
             let n = io.read_buf(&mut kept).await.unwrap();
@@ -1428,12 +1490,12 @@ mod tests {
             let kept = again.replay.clone();
             let (io, kept, _, w) = park_by_hand(io, kept, Parker::again(&again)).await;
             assert_eq!(w, Wake::Frame(HEADERS));
-            let window = limits.connection_window_size > DEFAULT_WINDOW;
+            assert!(again.credit, "h2 gave its connection window at the start");
             let woken = Resumed::new(
                 io,
                 kept,
-                Unsent::again(g, window),
-                Tracker::again(again.last_stream),
+                Unsent::again(g, again.credit),
+                Tracker::again(again.last_stream, again.peer.clone(), again.hpack),
             );
             let mut conn = builder(&limits).handshake::<_, Bytes>(woken).await.unwrap();
             serve_one(&mut conn, 300_000).await;

@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use crate::delivery::turns::ConnWindow;
 use crate::downstream::h2wire::{
     ACK, CONTINUATION, DATA, DEFAULT_WINDOW, ENABLE_PUSH, END_HEADERS, FRAME_HEADER_LEN, FrameHead,
-    HEADERS, INITIAL_WINDOW_SIZE, PADDED, PREFACE, PRIORITY_FLAG, SETTINGS, WINDOW_UPDATE,
+    HEADER_TABLE_SIZE, HEADERS, INITIAL_WINDOW_SIZE, PADDED, PING, PREFACE, PRIORITY_FLAG,
+    SETTINGS, WINDOW_UPDATE,
 };
 use crate::downstream::hpackskim::Skim;
 
@@ -123,6 +124,14 @@ pub(crate) struct Inbound {
     pub(crate) data: bool,
     /// Its header blocks, walked for what they put in the server's HPACK table.
     pub(crate) hpack: Skim,
+    /// Within a header block: a HEADERS frame without END_HEADERS came, its CONTINUATION
+    /// frames are still to come.
+    pub(crate) in_block: bool,
+    /// PING ACKs it has sent (answers to ours).
+    pub(crate) ping_acks: u64,
+    /// The smallest SETTINGS_HEADER_TABLE_SIZE it has sent: below the last one, our HPACK
+    /// encoder may not have told its decoder the larger size yet.
+    pub(crate) least_table_size: Option<u32>,
 }
 
 impl Inbound {
@@ -160,10 +169,13 @@ impl Tracker {
     }
 
     /// A tracker for a connection parked again (`h2idle`): its client has opened streams up
-    /// to `last_stream`; the rest is read again from the bytes that tell a new `h2` the state.
-    pub(crate) fn again(last_stream: u32) -> Self {
+    /// to `last_stream`, told `peer` what it has, and left its HPACK encoder as `hpack` reads
+    /// it; the rest is read again from the bytes that tell a new `h2` the state.
+    pub(crate) fn again(last_stream: u32, peer: Peer, hpack: Skim) -> Self {
         let mut t = Self::new();
+        t.peer = peer;
         t.inbound.last_stream = last_stream;
+        t.inbound.hpack = hpack;
         t
     }
 
@@ -217,16 +229,20 @@ impl Tracker {
                             stream,
                         } = FrameHead::parse(buf);
                         let stream0 = stream == 0;
+                        let end = flags & END_HEADERS != 0;
+                        let block = kind == HEADERS || kind == CONTINUATION;
                         match kind {
                             SETTINGS if flags & ACK != 0 => self.inbound.acknowledged = true,
+                            PING if flags & ACK != 0 => self.inbound.ping_acks += 1,
                             DATA => self.inbound.data = true,
                             HEADERS => {
                                 self.inbound.last_stream = self.inbound.last_stream.max(stream);
                             }
                             _ => {}
                         }
-                        let end = flags & END_HEADERS != 0;
-                        let block = kind == HEADERS || kind == CONTINUATION;
+                        if block {
+                            self.inbound.in_block = !end;
+                        }
                         if block && len == 0 && end {
                             self.inbound.hpack.end_block();
                         }
@@ -279,6 +295,10 @@ impl Tracker {
                         {
                             *slot = Some(value);
                         }
+                        if id == HEADER_TABLE_SIZE {
+                            let least = self.inbound.least_table_size.get_or_insert(value);
+                            *least = (*least).min(value);
+                        }
                         match id {
                             ENABLE_PUSH => self.peer.0.push.store(value != 0, Ordering::Release),
                             INITIAL_WINDOW_SIZE => {
@@ -317,34 +337,43 @@ impl Tracker {
                     pad,
                     end,
                 } => {
-                    if let (true, Some(&b)) = (*pad_len && *left > 0, data.first()) {
+                    if let (true, Some(&b)) = (*pad_len, data.first()) {
                         *pad = usize::from(b);
                         *pad_len = false;
                         *left -= 1;
                         data = data.get(1..).unwrap_or_default();
                     }
-                    let n = (*skip).min(*left).min(data.len());
+                    if *pad_len || *skip + *pad > *left {
+                        // No room for the pad length, the priority fields or the padding: a
+                        // frame the decoder refuses. Nothing is known of its block.
+                        self.inbound.hpack.break_off();
+                        self.state = if *left == 0 {
+                            header()
+                        } else {
+                            State::Skip(*left)
+                        };
+                        continue;
+                    }
+                    let n = (*skip).min(data.len());
                     *skip -= n;
                     *left -= n;
                     data = data.get(n..).unwrap_or_default();
-                    if *skip == 0 && !*pad_len {
-                        let fragment = left.saturating_sub(*pad);
-                        let n = fragment.min(data.len());
-                        self.inbound.hpack.feed(data.get(..n).unwrap_or_default());
-                        *left -= n;
-                        data = data.get(n..).unwrap_or_default();
-                        if *left <= *pad {
-                            // The fragment is whole (or the padding is longer than the frame,
-                            // which the decoder refuses).
-                            if *end || *left < *pad {
-                                self.inbound.hpack.end_block();
-                            }
-                            self.state = if *left == 0 {
-                                header()
-                            } else {
-                                State::Skip(*left)
-                            };
+                    if *skip > 0 {
+                        continue;
+                    }
+                    let n = (*left - *pad).min(data.len());
+                    self.inbound.hpack.feed(data.get(..n).unwrap_or_default());
+                    *left -= n;
+                    data = data.get(n..).unwrap_or_default();
+                    if *left == *pad {
+                        if *end {
+                            self.inbound.hpack.end_block();
                         }
+                        self.state = if *left == 0 {
+                            header()
+                        } else {
+                            State::Skip(*left)
+                        };
                     }
                 }
             }

@@ -31,7 +31,6 @@ pub(crate) const DEFAULT_WINDOW: u32 = 65_535;
 /// The largest flow-control window (RFC 9113 §6.9.1).
 pub(crate) const MAX_WINDOW: u64 = 0x7fff_ffff;
 /// SETTINGS parameters read here (RFC 9113 §6.5.2, RFC 8441 §3).
-#[cfg(test)]
 pub(crate) const HEADER_TABLE_SIZE: u16 = 0x1;
 pub(crate) const ENABLE_PUSH: u16 = 0x2;
 pub(crate) const INITIAL_WINDOW_SIZE: u16 = 0x4;

@@ -35,7 +35,7 @@ enum Of {
 }
 
 /// The walk over one connection's header blocks, in order.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Skim {
     at: At,
     /// The last size update was to 0 (the table holds nothing, and keeps nothing inserted).
@@ -69,11 +69,17 @@ impl Skim {
         self.at == At::Start
     }
 
+    /// A frame that carried part of a block did not read as HTTP/2 (its padding or priority
+    /// fields past its end): nothing is known of the table from here.
+    pub(crate) fn break_off(&mut self) {
+        self.broken = true;
+        self.at = At::Start;
+    }
+
     /// The block ended here: anything else is a broken block.
     pub(crate) fn end_block(&mut self) {
         if !self.at_start() {
-            self.broken = true;
-            self.at = At::Start;
+            self.break_off();
         }
     }
 
