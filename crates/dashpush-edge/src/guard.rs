@@ -292,12 +292,22 @@ pub(crate) struct ResetBudget {
 
 impl ResetBudget {
     pub(crate) fn new(max: u32, window: Duration) -> Self {
+        Self::resumed(max, window, (Instant::now(), 0))
+    }
+
+    /// A budget that goes on from `spent` ([`ResetBudget::spent_so_far`] of an earlier one).
+    pub(crate) fn resumed(max: u32, window: Duration, spent: (Instant, u32)) -> Self {
         Self {
             max,
             window,
-            state: Mutex::new((Instant::now(), 0)),
+            state: Mutex::new(spent),
             spent: Notify::new(),
         }
+    }
+
+    /// When the current window began and the resets counted in it.
+    pub(crate) fn spent_so_far(&self) -> (Instant, u32) {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Counts one reset; true (and `spent` notified) when it is one too many.

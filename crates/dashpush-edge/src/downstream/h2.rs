@@ -52,7 +52,7 @@ pub(crate) struct H2Conn {
     /// A stream that accepts no bytes for this long is reset.
     send_timeout: Duration,
     /// Requests the client reset before their answer was sent.
-    resets: Arc<ResetBudget>,
+    resets: ResetBudget,
 }
 
 /// How HTTP/2 connections are served.
@@ -77,10 +77,7 @@ pub(crate) async fn serve(
     admitted: &Admitted,
     tls: bool,
 ) {
-    let mut lasting = Lasting {
-        requests: 0,
-        resets: Arc::new(ResetBudget::new(h2.max_resets, h2.reset_window)),
-    };
+    let mut lasting = Lasting::default();
     let Some(greeting) = greeting else {
         let stream = Resumed::fresh(stream);
         Box::pin(run(
@@ -134,11 +131,13 @@ pub(crate) async fn serve(
 
 /// What spans a connection's `h2`s when it is parked again between them: the budgets a new
 /// `h2` must not reset.
+#[derive(Default)]
 struct Lasting {
     /// Requests it has had (`http2.max_requests_per_connection`).
     requests: u64,
-    /// Requests the client reset (`http2.max_resets_per_connection`).
-    resets: Arc<ResetBudget>,
+    /// Requests the client reset (`http2.max_resets_per_connection`): when the budget's
+    /// window began and the resets in it, once an `h2` has served.
+    resets: Option<(std::time::Instant, u32)>,
 }
 
 /// A connection about to be parked: the first time (`again: None`), or again after serving,
@@ -171,7 +170,10 @@ async fn run(
         scheme: if tls { "https" } else { "http" },
         push: PushConn::default(),
         send_timeout: limits.send,
-        resets: Arc::clone(&lasting.resets),
+        resets: match lasting.resets {
+            Some(spent) => ResetBudget::resumed(h2.max_resets, h2.reset_window, spent),
+            None => ResetBudget::new(h2.max_resets, h2.reset_window),
+        },
     });
     // The client preface must arrive within the handshake deadline. The handshake's state is
     // boxed apart, and the builder dropped with its block: neither stays in this future for
@@ -319,8 +321,9 @@ async fn run(
             None
         }
         Some(Ended::Idle(again)) => {
+            lasting.resets = Some(push.resets.spent_so_far());
             // `h2` and everything holding its handle go; the socket comes back.
-            drop((conn, _keepalive, tasks));
+            drop((conn, _keepalive, tasks, push));
             let Some(stream) = link.take() else {
                 tracing::warn!("h2 connection not parked again: its socket is still held");
                 return None;

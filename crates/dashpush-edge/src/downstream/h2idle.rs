@@ -29,7 +29,7 @@
 //! - **Frames in flight**: only a connection with no open stream, whose input and output end
 //!   on a frame boundary and whose output is flushed, is parked again.
 
-use crate::downstream::h2settings::{Inbound, Peer, Tracker};
+use crate::downstream::h2settings::{Inbound, PeerSeed, Tracker};
 use crate::downstream::h2wire::{
     ACK, DATA, DEFAULT_WINDOW, FRAME_HEADER_LEN, FrameHead, MAX_WINDOW, PING, PREFACE,
     PUSH_PROMISE, SETTINGS, WINDOW_UPDATE, head, put_settings, put_window_update,
@@ -141,7 +141,7 @@ pub(crate) struct Again {
     pub(crate) credit: bool,
     /// What the client told the connection (its settings, its widest grant), for the push
     /// ack and scheduler of the next `h2`.
-    pub(crate) peer: Peer,
+    pub(crate) peer: PeerSeed,
     /// The walk over the client's header blocks, carried on (a table kept at size 0 stays so).
     pub(crate) hpack: Skim,
 }
@@ -192,7 +192,7 @@ impl Again {
             last_stream: inbound.last_stream,
             window,
             credit: out.credit,
-            peer: tracker.peer(),
+            peer: tracker.peer().seed(),
             hpack: inbound.hpack,
         })
     }

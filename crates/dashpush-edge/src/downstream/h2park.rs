@@ -999,7 +999,7 @@ mod tests {
             last_stream: 7,
             window,
             credit: true,
-            peer: Tracker::new().peer(),
+            peer: crate::downstream::h2settings::PeerSeed::default(),
             hpack: crate::downstream::hpackskim::Skim::default(),
         };
         (Parker::again(&a), a.replay)
@@ -1495,7 +1495,7 @@ mod tests {
                 io,
                 kept,
                 Unsent::again(g, again.credit),
-                Tracker::again(again.last_stream, again.peer.clone(), again.hpack),
+                Tracker::again(again.last_stream, again.peer, again.hpack),
             );
             let mut conn = builder(&limits).handshake::<_, Bytes>(woken).await.unwrap();
             serve_one(&mut conn, 300_000).await;

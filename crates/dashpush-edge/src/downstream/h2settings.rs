@@ -41,13 +41,41 @@ struct PeerState {
     widest_grant: AtomicU32,
 }
 
+/// What a [`Peer`] holds, as plain values: carried from one `h2` to the next on a connection
+/// parked again (`h2idle`) without keeping the old one's allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PeerSeed {
+    push: bool,
+    stream_window: u32,
+    widest_grant: u32,
+}
+
+impl Default for PeerSeed {
+    fn default() -> Self {
+        Self {
+            push: true,
+            stream_window: DEFAULT_WINDOW,
+            widest_grant: 0,
+        }
+    }
+}
+
 impl Peer {
-    fn new() -> Self {
+    fn new(seed: PeerSeed) -> Self {
         Self(Arc::new(PeerState {
-            push: AtomicBool::new(true),
-            stream_window: AtomicU32::new(DEFAULT_WINDOW),
-            widest_grant: AtomicU32::new(0),
+            push: AtomicBool::new(seed.push),
+            stream_window: AtomicU32::new(seed.stream_window),
+            widest_grant: AtomicU32::new(seed.widest_grant),
         }))
+    }
+
+    /// Its values now.
+    pub(crate) fn seed(&self) -> PeerSeed {
+        PeerSeed {
+            push: self.0.push.load(Ordering::Acquire),
+            stream_window: self.0.stream_window.load(Ordering::Acquire),
+            widest_grant: self.0.widest_grant.load(Ordering::Acquire),
+        }
     }
 
     /// Whether the client allows push now.
@@ -163,17 +191,17 @@ impl Tracker {
     pub fn new() -> Self {
         Self {
             state: State::Preface(PREFACE.len()),
-            peer: Peer::new(),
+            peer: Peer::new(PeerSeed::default()),
             inbound: Inbound::default(),
         }
     }
 
     /// A tracker for a connection parked again (`h2idle`): its client has opened streams up
-    /// to `last_stream`, told `peer` what it has, and left its HPACK encoder as `hpack` reads
+    /// to `last_stream`, told what `peer` holds, and left its HPACK encoder as `hpack` reads
     /// it; the rest is read again from the bytes that tell a new `h2` the state.
-    pub(crate) fn again(last_stream: u32, peer: Peer, hpack: Skim) -> Self {
+    pub(crate) fn again(last_stream: u32, peer: PeerSeed, hpack: Skim) -> Self {
         let mut t = Self::new();
-        t.peer = peer;
+        t.peer = Peer::new(peer);
         t.inbound.last_stream = last_stream;
         t.inbound.hpack = hpack;
         t
