@@ -144,7 +144,8 @@ struct Lasting {
 /// with what its next `h2` needs and when it is idle for good.
 struct Parked {
     stream: Stream,
-    again: Option<(Again, tokio::time::Instant)>,
+    /// Boxed: the connection's future holds a pointer while it is served.
+    again: Option<Box<(Again, tokio::time::Instant)>>,
 }
 
 /// Serves a connection with `h2`, from its preface (or its bytes kept while parked) on.
@@ -331,7 +332,7 @@ async fn run(
             metrics.h2_parked_again.inc();
             Some(Parked {
                 stream,
-                again: Some((again, idle_until)),
+                again: Some(Box::new((again, idle_until))),
             })
         }
         None => None,
@@ -379,7 +380,8 @@ async fn park(
     let started = tokio::time::Instant::now();
     // What a connection parked again carries to its next h2 besides the replay.
     let (mut parker, mut kept, idle_at, last, mut carried) = match again {
-        Some((again, until)) => {
+        Some(carry) => {
+            let (again, until) = *carry;
             let parker = Parker::again(&again);
             let Again {
                 replay,
