@@ -493,7 +493,7 @@ async fn park(
                             Tracker::new(),
                         ),
                         Some((credit, peer, hpack)) => (
-                            Unsent::again(greeting.clone(), credit),
+                            Unsent::again(greeting.clone(), parker.acked(), credit),
                             Tracker::again(last, peer, hpack),
                         ),
                     };

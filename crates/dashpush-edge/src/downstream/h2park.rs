@@ -10,13 +10,13 @@
 //! - the server's SETTINGS (the [`greeting`], the very frame `h2` sends with the same
 //!   [`builder`]) is sent at once, as `h2` would (RFC 9113 §3.4);
 //! - [`Parker`] reads the client's preface and the frames a client sends before a request (its
-//!   first SETTINGS, acknowledged from here; its ACK of ours; WINDOW_UPDATEs of the connection;
+//!   SETTINGS, acknowledged from here; its ACK of ours; WINDOW_UPDATEs of the connection;
 //!   PRIORITY) and keeps their bytes, a few dozen, at most [`KEPT_MAX`];
 //! - a PING is answered from here, as `h2` would (RFC 9113 §6.7), and the ACK of one dropped;
 //! - the first other frame (a request, anything) wakes it: the connection goes to `h2`
 //!   as [`Resumed`], which hands `h2` every kept byte before anything more from the socket,
-//!   and drops from what `h2` writes the two frames the parked connection has sent already
-//!   ([`Unsent`]: its SETTINGS, and its ACK of the client's first SETTINGS). The client sees
+//!   and drops from what `h2` writes the frames the parked connection has sent already
+//!   ([`Unsent`]: its SETTINGS, and its ACKs of the client's SETTINGS). The client sees
 //!   each frame once, and `h2` ends in the state it would have reached on its own.
 //!
 //! A connection that has served and fallen idle is parked here again (`h2idle` tells what it
@@ -174,8 +174,8 @@ pub(crate) enum Step {
 pub(crate) struct Parker {
     /// Bytes known to be kept: the preface, then whole frames.
     scanned: usize,
-    /// The client's first SETTINGS was acknowledged from here.
-    acked: bool,
+    /// The client's SETTINGS frames acknowledged from here.
+    acked: u32,
     /// The client acknowledged the server's SETTINGS: it reads what it is sent.
     acknowledged: bool,
     /// What the client's kept WINDOW_UPDATEs added to the connection's window.
@@ -191,7 +191,7 @@ impl Default for Parker {
     fn default() -> Self {
         Self {
             scanned: 0,
-            acked: false,
+            acked: 0,
             acknowledged: false,
             granted: 0,
             base: u64::from(DEFAULT_WINDOW),
@@ -205,7 +205,7 @@ impl Parker {
     pub(crate) fn again(again: &Again) -> Self {
         Self {
             scanned: again.replay.len(),
-            acked: true,
+            acked: 0,
             acknowledged: true,
             granted: 0,
             base: again.window,
@@ -213,9 +213,9 @@ impl Parker {
         }
     }
 
-    /// Whether the parked connection acknowledged the client's first SETTINGS (then `h2`'s own
-    /// ACK of it is dropped, [`Unsent`]).
-    pub(crate) fn acked(&self) -> bool {
+    /// How many of the client's SETTINGS the parked connection acknowledged (then `h2`'s own
+    /// ACKs of them are dropped, [`Unsent`]).
+    pub(crate) fn acked(&self) -> u32 {
         self.acked
     }
 
@@ -248,11 +248,11 @@ impl Parker {
             else {
                 return self.more(FRAME_HEADER_LEN);
             };
-            // The preface ends with the client's SETTINGS (RFC 9113 §3.4); only that one is
-            // acknowledged here.
+            // The preface ends with the client's SETTINGS (RFC 9113 §3.4). Each SETTINGS is
+            // acknowledged here and kept: nothing is sent before `h2` applies it.
             let settings = kind == SETTINGS && flags & ACK == 0;
             let first = self.again.is_none() && self.scanned == PREFACE.len();
-            if settings != first || (settings && stream != 0) {
+            if (first && !settings) || (settings && stream != 0) {
                 return Step::Wake(Wake::Settings);
             }
             if let Some(last) = self.again
@@ -311,7 +311,7 @@ impl Parker {
                         return Step::Wake(Wake::Settings);
                     }
                     self.scanned += FRAME_HEADER_LEN + len;
-                    self.acked = true;
+                    self.acked += 1;
                     return Step::Ack;
                 }
                 SETTINGS => self.acknowledged = true,
@@ -410,9 +410,10 @@ enum At {
 }
 
 /// The frames `h2` writes that a parked connection sent already, taken out of its output: its
-/// SETTINGS (its first bytes, which must equal the greeting) and, when the parked connection
-/// acknowledged the client's first SETTINGS, `h2`'s first SETTINGS ACK (the one for that same
-/// frame, which `h2` reads first); on a connection parked again (`h2idle`), also `h2`'s first
+/// SETTINGS (its first bytes, which must equal the greeting) and, for each SETTINGS of the
+/// client the parked connection acknowledged, `h2`'s ACK of it (its first ones: `h2` reads
+/// those frames first and acknowledges in order); on a connection parked again (`h2idle`),
+/// `h2`'s ACK of the replayed SETTINGS too, and its first
 /// WINDOW_UPDATE of the connection (the credit it gives at the start, which the client holds
 /// already). Every other byte goes out in order.
 #[derive(Debug)]
@@ -420,20 +421,20 @@ pub(crate) struct Unsent {
     greeting: Bytes,
     /// Greeting bytes matched so far.
     matched: usize,
-    /// A SETTINGS ACK is still to drop.
-    ack: bool,
+    /// SETTINGS ACKs still to drop.
+    acks: u32,
     /// A WINDOW_UPDATE of the connection is still to drop.
     window: bool,
     at: At,
 }
 
 impl Unsent {
-    /// After a parked connection sent `greeting` and, if `ack`, a SETTINGS ACK.
-    pub(crate) fn new(greeting: Bytes, ack: bool) -> Self {
+    /// After a parked connection sent `greeting` and `acks` SETTINGS ACKs.
+    pub(crate) fn new(greeting: Bytes, acks: u32) -> Self {
         Self {
             greeting,
             matched: 0,
-            ack,
+            acks,
             window: false,
             at: At::Start {
                 head: [0; FRAME_HEADER_LEN],
@@ -447,25 +448,26 @@ impl Unsent {
         Self {
             greeting: Bytes::new(),
             matched: 0,
-            ack: false,
+            acks: 0,
             window: false,
             at: At::Done,
         }
     }
 
-    /// For a connection parked again, whose client holds the credit a new `h2` gives the
+    /// For a connection parked again that acknowledged `acks` SETTINGS of the client while
+    /// parked (besides the replayed one), whose client holds the credit a new `h2` gives the
     /// connection at its start when `window` (the first `h2` gave it: `h2idle::Again::credit`).
-    pub(crate) fn again(greeting: Bytes, window: bool) -> Self {
+    pub(crate) fn again(greeting: Bytes, acks: u32, window: bool) -> Self {
         Self {
             window,
-            ..Self::new(greeting, true)
+            ..Self::new(greeting, acks + 1)
         }
     }
 
     /// Whether the frame with header `head` is dropped; if so, it is no longer looked for.
     fn drops(&mut self, head: &[u8; FRAME_HEADER_LEN]) -> bool {
-        if self.ack && *head == SETTINGS_ACK {
-            self.ack = false;
+        if self.acks > 0 && *head == SETTINGS_ACK {
+            self.acks -= 1;
             return true;
         }
         let h = FrameHead::parse(head);
@@ -583,7 +585,7 @@ impl Unsent {
 
     /// A frame's start: the next one, or the end when no frame is left to drop.
     fn start(&self) -> At {
-        if self.ack || self.window {
+        if self.acks > 0 || self.window {
             At::Start {
                 head: [0; FRAME_HEADER_LEN],
                 have: 0,
@@ -865,7 +867,7 @@ mod tests {
                 vec![Step::Ack, Step::Wake(Wake::Frame(0x1))],
                 "in pieces of {step}"
             );
-            assert!(p.acked() && p.acknowledged());
+            assert!(p.acked() == 1 && p.acknowledged());
             let (steps, p) = scan_in(&c[..parked], step);
             assert_eq!(steps, vec![Step::Ack], "parked, in pieces of {step}");
             assert!(p.acknowledged());
@@ -906,8 +908,13 @@ mod tests {
         );
         assert_eq!(
             start(settings(&[(0x2, 0)])),
+            vec![Step::Ack, Step::Ack],
+            "a second SETTINGS, acknowledged and kept"
+        );
+        assert_eq!(
+            start(frame(SETTINGS, 0, 0, &[0, 2, 0, 0, 0, 9])),
             vec![Step::Ack, Step::Wake(Wake::Settings)],
-            "a second SETTINGS"
+            "a second SETTINGS h2 refuses"
         );
         assert_eq!(
             start(frame(0x1, 0x4, 1, &[0; KEPT_MAX])[..FRAME_HEADER_LEN].to_vec()),
@@ -1059,8 +1066,8 @@ mod tests {
         };
         assert_eq!(
             one(settings(&[])),
-            vec![Step::Wake(Wake::Settings)],
-            "new SETTINGS"
+            vec![Step::Ack],
+            "new SETTINGS, acknowledged and kept"
         );
         let refused = vec![Step::Close(PROTOCOL_ERROR)];
         assert_eq!(
@@ -1168,7 +1175,7 @@ mod tests {
                 .collect();
             for step in [1, 4, 9, 10, 13, 64, out.len()] {
                 for take in [1, 5, 9, usize::MAX] {
-                    let wire = filtered(Unsent::new(greeting.clone(), true), &out, step, take);
+                    let wire = filtered(Unsent::new(greeting.clone(), 1), &out, step, take);
                     assert_eq!(wire, want, "pieces of {step}, socket takes {take}");
                 }
             }
@@ -1177,12 +1184,12 @@ mod tests {
         let mut out = greeting.to_vec();
         out.extend(&ack);
         out.extend(&headers);
-        let wire = filtered(Unsent::new(greeting.clone(), false), &out, 5, 3);
+        let wire = filtered(Unsent::new(greeting.clone(), 0), &out, 5, 3);
         assert_eq!(wire, [ack.clone(), headers.clone()].concat());
         // Never parked: everything goes out.
         assert_eq!(filtered(Unsent::none(), &out, 7, 2), out);
         // A greeting that is not the one sent is refused.
-        let mut other = Unsent::new(greeting.clone(), true);
+        let mut other = Unsent::new(greeting.clone(), 1);
         assert!(other.front(&settings(&[(0x3, 99)])).is_err());
     }
 
@@ -1197,7 +1204,7 @@ mod tests {
         let mut resumed = Resumed::new(
             io,
             Vec::new(),
-            Unsent::new(greeting.clone(), true),
+            Unsent::new(greeting.clone(), 1),
             Tracker::new(),
         );
         resumed.write_all(&greeting).await.unwrap();
@@ -1296,11 +1303,12 @@ mod tests {
     }
 
     /// The client's connection task ends without an error once it has nothing open, then the
-    /// server's; the server sent its SETTINGS once and one ACK of the client's.
+    /// server's; the server sent its SETTINGS once and `acks` ACKs (one per client SETTINGS).
     async fn ends_cleanly(
         conn: tokio::task::JoinHandle<Result<(), h2::Error>>,
         server: tokio::task::JoinHandle<()>,
         wire: &Mutex<Vec<u8>>,
+        acks: usize,
     ) {
         tokio::time::timeout(Duration::from_secs(5), conn)
             .await
@@ -1313,8 +1321,8 @@ mod tests {
             .expect("without a panic");
         assert_eq!(
             settings_frames(&wire.lock().unwrap()),
-            (1, 1),
-            "each sent once"
+            (1, acks),
+            "our SETTINGS once, one ACK of each of the client's"
         );
     }
 
@@ -1381,7 +1389,7 @@ mod tests {
         assert_eq!(got, b"hello");
         drop((body, client));
         // The client's connection ends once it has nothing open; then the server's does.
-        ends_cleanly(conn, server, &wire).await;
+        ends_cleanly(conn, server, &wire, 1).await;
     }
 
     /// Parks `io` by hand as `downstream::h2` does, from `kept` with `p`, until a frame wakes
@@ -1456,9 +1464,9 @@ mod tests {
 
     /// A real `h2` client with a wide connection window gets a response larger than the
     /// default window, the connection falls idle and is parked again (its `h2` dropped), a
-    /// PING is answered while it is, and its next request is served by a new `h2` that sends
-    /// within the window the client gave the first one. The client sees the server's SETTINGS
-    /// once and one ACK of its own, and no error.
+    /// new SETTINGS of the client and a PING are answered while it is, and its next request is
+    /// served by a new `h2` that sends within the window the client gave the first one. The
+    /// client sees the server's SETTINGS once and one ACK of each of its own, and no error.
     #[tokio::test]
     async fn an_idle_connection_parked_again_is_served_by_a_new_h2() {
         use tokio::io::AsyncWriteExt;
@@ -1488,13 +1496,18 @@ mod tests {
             parked_tx.send(again.window).unwrap();
 
             let kept = again.replay.clone();
-            let (io, kept, _, w) = park_by_hand(io, kept, Parker::again(&again)).await;
+            let (io, kept, p, w) = park_by_hand(io, kept, Parker::again(&again)).await;
             assert_eq!(w, Wake::Frame(HEADERS));
+            assert_eq!(
+                p.acked(),
+                1,
+                "the client's new SETTINGS acknowledged while parked"
+            );
             assert!(again.credit, "h2 gave its connection window at the start");
             let woken = Resumed::new(
                 io,
                 kept,
-                Unsent::again(g, again.credit),
+                Unsent::again(g, p.acked(), again.credit),
                 Tracker::again(again.last_stream, again.peer, again.hpack),
             );
             let mut conn = builder(&limits).handshake::<_, Bytes>(woken).await.unwrap();
@@ -1508,7 +1521,16 @@ mod tests {
             .unwrap();
         let mut conn = conn;
         let mut pings = conn.ping_pong().expect("ping_pong");
-        let conn = tokio::spawn(conn);
+        // The client changes a setting while the connection is parked again.
+        let (change_tx, change_rx) = tokio::sync::oneshot::channel::<()>();
+        let conn = tokio::spawn(async move {
+            tokio::select! {
+                done = &mut conn => return done,
+                _ = change_rx => {}
+            }
+            conn.set_initial_window_size(2 << 20)?;
+            conn.await
+        });
         tokio::time::sleep(Duration::from_millis(20)).await;
         let get = || http::Request::get("http://x/a").body(()).unwrap();
         let (resp, _) = client.send_request(get(), true).unwrap();
@@ -1519,6 +1541,7 @@ mod tests {
             .unwrap();
         // The client's window less what was sent (it returns credit at half its window).
         assert_eq!(window, (1 << 20) - 200_000);
+        change_tx.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(5), pings.ping(h2::Ping::opaque()))
             .await
             .expect("the parked connection answers a PING")
@@ -1529,6 +1552,6 @@ mod tests {
             .expect("sent within the window the client gave (not stalled at the default one)");
         assert_eq!(got, 300_000);
         drop(client);
-        ends_cleanly(conn, server, &wire).await;
+        ends_cleanly(conn, server, &wire, 2).await;
     }
 }
