@@ -808,3 +808,54 @@ fn a_stale_entry_answers_while_the_origin_is_down_within_stale_if_error() {
     // Without stale-if-error: the origin's failure shows.
     assert_eq!(get(strict.addr, path).0, 502);
 }
+
+/// Headless Chromium over TLS (ALPN h2) keeps its connection while it idles: the gateway parks
+/// it again (its h2 state dropped), and Chromium's next requests on it wake a new h2 and are
+/// answered whole.
+#[test]
+fn chromium_over_tls_is_served_across_its_connection_being_parked_again() {
+    let dir = Scratch::new("tls-again");
+    let (cert, key) = self_signed(&dir);
+    let (_o, origin) = origin(&[]);
+    let file = dir.0.join("dashpush.yaml");
+    std::fs::write(
+        &file,
+        format!("origin: http://{origin}\nhttp2: {{park_when_idle_ms: 300}}\n"),
+    )
+    .unwrap();
+    let mut gw = gateway_with(&[
+        "-c",
+        file.to_str().unwrap(),
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let tls = gw.proc.addr_after("listening tls (h2, http/1.1) on ");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/chromium_idle.cjs");
+    let (code, out, err) = tool("node", &[script, &format!("https://{tls}"), "1500"]);
+    assert_eq!(code, 0, "{err}");
+    let fetched: Vec<(String, u16, usize, String)> = serde_json::from_slice(&out).unwrap();
+    assert_eq!(fetched.len(), 4);
+    for (path, status, len, protocol) in &fetched {
+        assert_eq!((*status, protocol.as_str()), (200, "h2"), "{path}");
+        let name = path.rsplit('/').next().unwrap();
+        assert_eq!(*len, demo_file(name).len(), "{path} whole");
+    }
+    // Its first request was sent before it read our SETTINGS (its HPACK table may hold
+    // entries until its next block empties it), so the connection is parked again after the
+    // second; the third wakes it.
+    assert!(metric(gw.admin, "dashpush_h2_parked_again_total") >= 1.0);
+    assert!(metric(gw.admin, "dashpush_h2_woken_total") >= 1.0);
+    // The browser's close reaches the parked connection too.
+    let start = Instant::now();
+    while metric(gw.admin, r#"dashpush_open_connections{protocol="h2"}"#) > 0.0 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the connection outlived the browser"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
