@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README's second command:
 #   1. Rust: unit, property and golden tests of every crate, and the end-to-end tests that drive
-#      the real binary with curl, nghttp, h2load, Python's h2, nginx and promtool;
+#      the real binary with curl, nghttp, h2load, Python's h2, headless Chromium (through the JS
+#      client's playwright-core, installed first), nginx and promtool;
 #   2. the JavaScript client (clients/js): codec and client unit tests, and tests against the
 #      real binary over the WebSocket sub-protocol;
 #   3. the browser test: headless Chromium plays the demo through dash.js over the WebSocket
@@ -21,6 +22,9 @@ if [ -f "$HOME/.cargo/env" ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
+# The JS client's packages first: an end-to-end test drives headless Chromium through them.
+(cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
+
 echo "== Rust"
 cargo test --locked --workspace
 export DASHPUSH_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/dashpush"
@@ -28,7 +32,6 @@ export DASHPUSH_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/dashpush"
 echo "== JavaScript client"
 (
   cd clients/js
-  npm ci --no-audit --no-fund --loglevel=error
   npm test
   echo "== browser (headless Chromium + dash.js)"
   npm run build:player
