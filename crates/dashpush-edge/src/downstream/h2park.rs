@@ -164,7 +164,8 @@ pub(crate) enum Step {
     /// this error code: PROTOCOL_ERROR for a frame no stream state allows (a request on a
     /// closed stream, RFC 9113 §5.1.1; a WINDOW_UPDATE or RST_STREAM on an idle one, §5.1;
     /// DATA, CONTINUATION or PUSH_PROMISE, an ACK of SETTINGS never sent), NO_ERROR for the
-    /// client's own GOAWAY (it is leaving: no `h2` is woken for that).
+    /// client's own GOAWAY (it is leaving: no `h2` is woken for that) and for more kept bytes
+    /// than [`KEPT_MAX`].
     Close(u32),
 }
 
@@ -331,12 +332,17 @@ impl Parker {
         }
     }
 
-    /// Waits for the next frame's `need` bytes, if they fit in [`KEPT_MAX`].
+    /// Waits for the next frame's `need` bytes, if they fit in [`KEPT_MAX`]. Past it, a
+    /// connection parked before its first request goes to `h2`; one parked again is closed
+    /// (GOAWAY NO_ERROR: a new `h2` woken by anything but a request would not yet know the
+    /// streams the client opened before).
     fn more(&self, need: usize) -> Step {
-        if self.scanned + need > KEPT_MAX {
-            Step::Wake(Wake::Bound)
-        } else {
+        if self.scanned + need <= KEPT_MAX {
             Step::More
+        } else if self.again.is_some() {
+            Step::Close(NO_ERROR)
+        } else {
+            Step::Wake(Wake::Bound)
         }
     }
 }
@@ -844,7 +850,7 @@ mod tests {
                     _ => break,
                 }
             }
-            if matches!(steps.last(), Some(Step::Wake(_))) {
+            if matches!(steps.last(), Some(Step::Wake(_) | Step::Close(_))) {
                 break;
             }
         }
@@ -1092,6 +1098,17 @@ mod tests {
             one(frame(GOAWAY_FRAME, 0, 0, &[0; 8])),
             vec![Step::Close(NO_ERROR)],
             "the client leaves"
+        );
+        // More kept bytes than the bound: a connection parked again is closed, not woken.
+        let spam: Vec<u8> = (0..40)
+            .flat_map(|i| frame(PRIORITY, 0, 101 + 2 * i, &[0, 0, 0, 0, 9]))
+            .collect();
+        let (p, replay) = again(100_000);
+        let (steps, ..) = scan_from(p, replay, &spam, 50);
+        assert_eq!(
+            steps,
+            vec![Step::Close(NO_ERROR)],
+            "PRIORITY frames past the bound"
         );
         // An unknown frame type is dropped, parked or parked again.
         let unknown = frame(0xfa, 0, 3, b"ext");
