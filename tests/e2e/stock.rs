@@ -6,23 +6,30 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
+/// A gateway with `args` and a TLS listener on a self-signed certificate made in `dir`; its
+/// TLS address.
+fn tls_gateway(dir: &Scratch, args: &[&str]) -> (Gateway, SocketAddr) {
+    let (cert, key) = self_signed(dir);
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let mut all = args.to_vec();
+    all.extend_from_slice(&[
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ]);
+    let mut gw = gateway_with(&all);
+    let tls = gw.proc.addr_after("listening tls (h2, http/1.1) on ");
+    (gw, tls)
+}
+
 #[test]
 fn tls_negotiates_h2_and_http11_by_alpn() {
     let dir = Scratch::new("tls");
-    let (cert, key) = self_signed(&dir);
     let (_o, origin) = origin(&[]);
-    let mut gw = gateway(
-        &format!("http://{origin}"),
-        &[
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
-    let tls = gw.proc.addr_after("listening tls (h2, http/1.1) on ");
+    let (_gw, tls) = tls_gateway(&dir, &["--origin", &format!("http://{origin}")]);
     let file = demo_file("chunk-stream0-00002.m4s");
     let url = format!("https://{tls}/vod/chunk-stream0-00002.m4s");
     // nghttp speaks only h2 over TLS: it fails unless ALPN selected h2.
@@ -815,7 +822,6 @@ fn a_stale_entry_answers_while_the_origin_is_down_within_stale_if_error() {
 #[test]
 fn chromium_over_tls_is_served_across_its_connection_being_parked_again() {
     let dir = Scratch::new("tls-again");
-    let (cert, key) = self_signed(&dir);
     let (_o, origin) = origin(&[]);
     let file = dir.0.join("dashpush.yaml");
     std::fs::write(
@@ -823,17 +829,7 @@ fn chromium_over_tls_is_served_across_its_connection_being_parked_again() {
         format!("origin: http://{origin}\nhttp2: {{park_when_idle_ms: 300}}\n"),
     )
     .unwrap();
-    let mut gw = gateway_with(&[
-        "-c",
-        file.to_str().unwrap(),
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
-    let tls = gw.proc.addr_after("listening tls (h2, http/1.1) on ");
+    let (gw, tls) = tls_gateway(&dir, &["-c", file.to_str().unwrap()]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/chromium_idle.cjs");
     let (code, out, err) = tool("node", &[script, &format!("https://{tls}"), "1500"]);
     assert_eq!(code, 0, "{err}");

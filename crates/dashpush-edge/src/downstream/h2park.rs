@@ -1266,6 +1266,17 @@ mod tests {
         );
     }
 
+    /// A pipe: the client's end, and the server's end recording what it writes (in the third).
+    fn recorded_pipe() -> (tokio::io::DuplexStream, Recorded, Arc<Mutex<Vec<u8>>>) {
+        let (client_io, server_io) = tokio::io::duplex(1 << 20);
+        let wire = Arc::new(Mutex::new(Vec::new()));
+        let io = Recorded {
+            io: server_io,
+            wire: wire.clone(),
+        };
+        (client_io, io, wire)
+    }
+
     /// The server's end of a pipe, recording every byte written to the client.
     struct Recorded {
         io: tokio::io::DuplexStream,
@@ -1351,12 +1362,7 @@ mod tests {
 
         let limits = crate::settings::H2Limits::default();
         let g = greeting(&limits).await.expect("captured");
-        let (client_io, server_io) = tokio::io::duplex(1 << 20);
-        let wire = Arc::new(Mutex::new(Vec::new()));
-        let mut io = Recorded {
-            io: server_io,
-            wire: wire.clone(),
-        };
+        let (client_io, mut io, wire) = recorded_pipe();
         let server = tokio::spawn(async move {
             io.write_all(&g).await.unwrap();
             let mut kept = Vec::new();
@@ -1491,12 +1497,7 @@ mod tests {
         let limits = crate::settings::H2Limits::default();
         assert!(limits.park_when_idle.is_some());
         let g = greeting(&limits).await.expect("captured");
-        let (client_io, server_io) = tokio::io::duplex(1 << 20);
-        let wire = Arc::new(Mutex::new(Vec::new()));
-        let mut io = Recorded {
-            io: server_io,
-            wire: wire.clone(),
-        };
+        let (client_io, mut io, wire) = recorded_pipe();
         let (parked_tx, parked_rx) = tokio::sync::oneshot::channel();
         let server = tokio::spawn(async move {
             io.write_all(&g).await.unwrap();
