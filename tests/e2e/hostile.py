@@ -20,9 +20,9 @@
       SETTINGS), then a PING and GET PATH. Counts the frames received off the wire. Prints
       {"settings", "settings_acks", "settings_acks_before_wait", "ping_acks", "status",
       "body_bytes", "goaway_error"}.
-  hostile.py HOST:PORT again SECONDS PATH NEXT [POLICY]
-      A client with a 1 MiB connection window reads the server's SETTINGS, GETs PATH (stream
-      1), then waits SECONDS (the
+  hostile.py HOST:PORT again[-eager] SECONDS PATH NEXT [POLICY]
+      A client with a 1 MiB connection window reads the server's SETTINGS (again-eager: does
+      not wait for them, as browsers do not), GETs PATH (stream 1), then waits SECONDS (the
       connection falls idle); half-way it sends a PING and a late WINDOW_UPDATE for stream 1.
       Then, when NEXT is "reuse", it sends a request on stream 1 again (raw frames) and reads
       until the server closes; else it GETs NEXT (with accept-push-policy: POLICY if given),
@@ -314,15 +314,17 @@ class Wire:
                 midway = None
 
 
-def again(target, seconds, path, nxt, policy=None):
+def again(target, seconds, path, nxt, policy=None, eager=False):
     w = Wire(target)
     w.c.increment_flow_control_window(1 << 20)
     w.s.sendall(w.c.data_to_send())
-    # The server's SETTINGS first (SETTINGS_HEADER_TABLE_SIZE 0): the first request's header
-    # block then starts with a table size update to 0 and leaves nothing in the server's table.
-    end = time.time() + 5
-    while w.count(4, 0) == 0 and time.time() < end and w.read(0.1):
-        pass
+    if not eager:
+        # The server's SETTINGS first (SETTINGS_HEADER_TABLE_SIZE 0): the first request's
+        # header block then starts with a table size update to 0 and leaves nothing in the
+        # server's table. Eager, the first request goes before them, its headers indexed.
+        end = time.time() + 5
+        while w.count(4, 0) == 0 and time.time() < end and w.read(0.1):
+            pass
     w.get(target, path)
 
     def ping_and_late_credit():
@@ -400,8 +402,9 @@ def main(argv):
         out = idle(target)
     elif mode == "parked":
         out = parked(target, float(argv[2]), argv[3])
-    elif mode == "again":
-        out = again(target, float(argv[2]), argv[3], argv[4], argv[5] if len(argv) > 5 else None)
+    elif mode in ("again", "again-eager"):
+        out = again(target, float(argv[2]), argv[3], argv[4], argv[5] if len(argv) > 5 else None,
+                    eager=mode == "again-eager")
     else:
         raise SystemExit(f"unknown mode {mode}")
     print(json.dumps(out))

@@ -911,6 +911,38 @@ fn an_idle_http2_connection_is_parked_again_and_woken_by_its_next_request() {
     assert_eq!(metric(gw.admin, "dashpush_h2_woken_total"), 1.0);
 }
 
+/// A client that sends its first request before it reads our SETTINGS (as browsers and nghttp2
+/// do) indexes its headers into the HPACK table our SETTINGS then set to size 0; once it has
+/// acknowledged them its connection is parked again after that one request, and its next
+/// request, which begins by emptying the table, wakes a new h2.
+#[test]
+fn a_client_that_indexed_its_first_request_is_parked_again_after_it() {
+    let (_o, origin) = origin(&[]);
+    let (gw, _dir) = configured(origin, "again-eager", "http2: {park_when_idle_ms: 300}\n");
+    let out = hostile(
+        gw.addr,
+        &[
+            "again-eager",
+            "1.5",
+            "/vod/manifest.mpd",
+            "/vod/manifest.mpd",
+        ],
+    );
+    assert_eq!(
+        out["statuses"],
+        serde_json::json!(["200", "200", "200"]),
+        "{out}"
+    );
+    assert_eq!(out["goaway_error"], serde_json::Value::Null, "{out}");
+    assert_eq!(out["settings_acks"], 1, "{out}");
+    assert_eq!(
+        metric(gw.admin, "dashpush_h2_parked_again_total"),
+        2.0,
+        "after each wait"
+    );
+    assert_eq!(metric(gw.admin, "dashpush_h2_woken_total"), 2.0);
+}
+
 #[test]
 fn a_connection_parked_again_is_closed_at_its_idle_time_with_goaway_naming_its_last_stream() {
     let (_o, origin) = origin(&[]);

@@ -840,9 +840,9 @@ fn chromium_over_tls_is_served_across_its_connection_being_parked_again() {
         let name = path.rsplit('/').next().unwrap();
         assert_eq!(*len, demo_file(name).len(), "{path} whole");
     }
-    // Its first request was sent before it read our SETTINGS (its HPACK table may hold
-    // entries until its next block empties it), so the connection is parked again after the
-    // second; the third wakes it.
+    // Parked again while it idles (its first requests went before it read our SETTINGS and
+    // indexed their headers; having acknowledged them, it empties its table with its next
+    // block), and woken by its next request.
     assert!(metric(gw.admin, "dashpush_h2_parked_again_total") >= 1.0);
     assert!(metric(gw.admin, "dashpush_h2_woken_total") >= 1.0);
     // The browser's close reaches the parked connection too.

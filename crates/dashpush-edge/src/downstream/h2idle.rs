@@ -18,8 +18,12 @@
 //! - **HPACK** (RFC 7541): the server's decoder table must be empty, since a new `h2` starts
 //!   with an empty one. When parking again is on, the server's SETTINGS_HEADER_TABLE_SIZE is 0;
 //!   a client's encoder that inserted entries before it read that empties its table with a
-//!   size update to 0 (§4.2), and one that never inserts (literals without indexing) never
-//!   filled it: both are read off its header blocks (`hpackskim`). The encoder side needs
+//!   size update to 0 at the start of its first block after acknowledging it (§4.2), and one
+//!   that never inserts (literals without indexing) never filled it: both are read off its
+//!   header blocks (`hpackskim`). A connection whose client has acknowledged and sent no block
+//!   since is parked too: the request that wakes it must begin with that update (checked
+//!   before a new `h2` reads it; without it the connection is closed with GOAWAY NO_ERROR, and
+//!   the client retries the request on a new one). The encoder side needs
 //!   nothing: the client's decoder keeps the newest entries, so a new encoder's entries are at
 //!   the same indices in it.
 //! - **Stream identifiers** (RFC 9113 §5.1.1): a new `h2` accepts any new client stream, so the
@@ -143,6 +147,8 @@ pub(crate) struct Again {
     /// ack and scheduler of the next `h2`.
     pub(crate) peer: PeerSeed,
     /// The walk over the client's header blocks, carried on (a table kept at size 0 stays so).
+    /// When it may hold entries, the request that wakes the next `h2` must begin by emptying
+    /// the table.
     pub(crate) hpack: Skim,
 }
 
@@ -164,7 +170,13 @@ impl Again {
         if inbound.data {
             return Err(Busy::ClientData);
         }
-        if inbound.hpack.may_hold() || table_lags(inbound) {
+        // Entries the client inserted before it read our SETTINGS_HEADER_TABLE_SIZE of 0 cannot
+        // be referred to once it has acknowledged them and begun no block since: its next
+        // block must begin by emptying the table (RFC 7541 §4.2), which the parked connection
+        // checks before it wakes a new h2 (`Parker::again`).
+        let emptied_next = inbound.blocks_since_ack == Some(0);
+        let holds = inbound.hpack.holds() && !emptied_next;
+        if holds || inbound.hpack.broken() || table_lags(inbound) {
             return Err(Busy::Table);
         }
         if !inbound.acknowledged {
@@ -437,5 +449,35 @@ mod tests {
                 assert_eq!(why(&t, true, &ok, true), Some(Busy::Table));
             }
         }
+    }
+
+    #[test]
+    fn a_client_that_indexed_before_reading_our_settings_is_parked_once_it_has_acknowledged() {
+        let mut ok = Outbound::default();
+        ok.feed(&server(100, false));
+        // Its first request goes with the preface, before our SETTINGS reach it.
+        let mut c = PREFACE.to_vec();
+        c.extend(settings(&[(ENABLE_PUSH, 0)]));
+        c.extend(frame(
+            HEADERS,
+            0x5,
+            1,
+            &[0x82, 0x86, 0x84, 0x41, 0x01, b'a'],
+        ));
+        c.extend(frame(SETTINGS, ACK, 0, &[]));
+        c.extend(frame(WINDOW_UPDATE, 0, 0, &1000u32.to_be_bytes()));
+        let again = Again::of(&tracked(&c, 3), true, &ok, true).expect("parked");
+        assert!(
+            again.hpack.holds(),
+            "its next request must empty the table first"
+        );
+        // A block after the ACK that does not begin by emptying the table breaks RFC 7541.
+        let mut lazy = c.clone();
+        lazy.extend(frame(HEADERS, 0x5, 3, &[0x82, 0xbe]));
+        assert_eq!(why(&tracked(&lazy, 3), true, &ok, true), Some(Busy::Table));
+        let mut emptied = c.clone();
+        emptied.extend(frame(HEADERS, 0x5, 3, &[0x20, 0x82]));
+        let again = Again::of(&tracked(&emptied, 3), true, &ok, true).expect("parked");
+        assert!(!again.hpack.holds());
     }
 }

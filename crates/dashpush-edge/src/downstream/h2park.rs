@@ -43,8 +43,8 @@ use crate::downstream::h2settings::{Peer, Tracker};
 use crate::downstream::h2wire::{
     ACK, CONTINUATION, DATA, DEFAULT_WINDOW, ENABLE_CONNECT_PROTOCOL, ENABLE_PUSH,
     FRAME_HEADER_LEN, FrameHead, GOAWAY as GOAWAY_FRAME, HEADERS, INITIAL_WINDOW_SIZE,
-    MAX_FRAME_SIZE, MAX_WINDOW, NO_ERROR, PING, PREFACE, PRIORITY, PROTOCOL_ERROR, PUSH_PROMISE,
-    RST_STREAM, SETTINGS, WINDOW_UPDATE,
+    MAX_FRAME_SIZE, MAX_WINDOW, NO_ERROR, PADDED, PING, PREFACE, PRIORITY, PRIORITY_FLAG,
+    PROTOCOL_ERROR, PUSH_PROMISE, RST_STREAM, SETTINGS, WINDOW_UPDATE,
 };
 use crate::settings::H2Limits;
 
@@ -186,6 +186,9 @@ pub(crate) struct Parker {
     base: u64,
     /// On a connection parked again: the last stream the client opened.
     again: Option<u32>,
+    /// On a connection parked again whose client's HPACK table may hold entries: the request
+    /// that wakes it must begin by emptying the table (`h2idle`).
+    empty_first: bool,
 }
 
 impl Default for Parker {
@@ -197,6 +200,7 @@ impl Default for Parker {
             granted: 0,
             base: u64::from(DEFAULT_WINDOW),
             again: None,
+            empty_first: false,
         }
     }
 }
@@ -211,6 +215,7 @@ impl Parker {
             granted: 0,
             base: again.window,
             again: Some(again.last_stream),
+            empty_first: again.hpack.holds(),
         }
     }
 
@@ -260,6 +265,9 @@ impl Parker {
                 && let Some(close) = again_refuses(kind, flags, stream, last)
             {
                 return close;
+            }
+            if kind == HEADERS && self.empty_first {
+                return self.emptying(rest, len, flags);
             }
             // A closed stream: one the client opened before a connection was parked again.
             let closed = self
@@ -329,6 +337,34 @@ impl Parker {
                 _ => {}
             }
             self.scanned += FRAME_HEADER_LEN + len;
+        }
+    }
+
+    /// Whether the request `rest` starts with (a HEADERS frame of `len` bytes with `flags`)
+    /// begins its header block by emptying the client's HPACK table, as the client must after
+    /// acknowledging our SETTINGS_HEADER_TABLE_SIZE of 0 (RFC 7541 §4.2): a size update to 0,
+    /// byte 0x20. Then it wakes the connection; else (or when the block does not start in this
+    /// frame) the connection is closed with GOAWAY NO_ERROR naming the last stream served, and
+    /// the client retries the request on a new connection (RFC 9113 §6.8).
+    fn emptying(&self, rest: &[u8], len: usize, flags: u8) -> Step {
+        let padded = flags & PADDED != 0;
+        let skip = usize::from(padded) + if flags & PRIORITY_FLAG != 0 { 5 } else { 0 };
+        let at = FRAME_HEADER_LEN + skip;
+        if len <= skip {
+            return Step::Close(NO_ERROR);
+        }
+        let Some(&first) = rest.get(at) else {
+            return self.more(at + 1);
+        };
+        let pad = if padded {
+            rest.get(FRAME_HEADER_LEN).map_or(0, |&p| usize::from(p))
+        } else {
+            0
+        };
+        if first == 0x20 && len > skip + pad {
+            Step::Wake(Wake::Frame(HEADERS))
+        } else {
+            Step::Close(NO_ERROR)
         }
     }
 
@@ -1098,6 +1134,42 @@ mod tests {
             one(frame(GOAWAY_FRAME, 0, 0, &[0; 8])),
             vec![Step::Close(NO_ERROR)],
             "the client leaves"
+        );
+        // A client whose table may hold entries must begin its next block by emptying it.
+        let holding = |f: Vec<u8>| {
+            let mut hpack = crate::downstream::hpackskim::Skim::default();
+            hpack.feed(&[0x41, 0x01, b'a']);
+            hpack.end_block();
+            let a = Again {
+                replay: PREFACE.to_vec(),
+                last_stream: 7,
+                window: 100_000,
+                credit: true,
+                peer: crate::downstream::h2settings::PeerSeed::default(),
+                hpack,
+            };
+            (1..=f.len())
+                .map(|end| Parker::again(&a).scan(&[&a.replay[..], &f[..end]].concat()))
+                .find(|s| *s != Step::More)
+        };
+        let woken = Some(Step::Wake(Wake::Frame(HEADERS)));
+        assert_eq!(holding(frame(HEADERS, 0x5, 9, &[0x20, 0x82])), woken);
+        assert_eq!(
+            holding(frame(
+                HEADERS,
+                0x5 | 0x8 | 0x20,
+                9,
+                &[1, 0, 0, 0, 0, 9, 0x20, 0x82, 0]
+            )),
+            woken
+        );
+        assert_eq!(
+            holding(frame(HEADERS, 0x5, 9, &[0x82, 0xbe])),
+            Some(Step::Close(NO_ERROR))
+        );
+        assert_eq!(
+            holding(frame(HEADERS, 0x1 | 0x8, 9, &[1, 0])),
+            Some(Step::Close(NO_ERROR))
         );
         // More kept bytes than the bound: a connection parked again is closed, not woken.
         let spam: Vec<u8> = (0..40)

@@ -160,6 +160,10 @@ pub(crate) struct Inbound {
     /// The smallest SETTINGS_HEADER_TABLE_SIZE it has sent: below the last one, our HPACK
     /// encoder may not have told its decoder the larger size yet.
     pub(crate) least_table_size: Option<u32>,
+    /// Header blocks it has begun since it acknowledged our SETTINGS (`None`: not yet). Our
+    /// SETTINGS_HEADER_TABLE_SIZE is 0 while parking again is on, so the first block after that
+    /// ACK must begin by emptying its table (RFC 7541 §4.2).
+    pub(crate) blocks_since_ack: Option<u64>,
 }
 
 impl Inbound {
@@ -204,6 +208,9 @@ impl Tracker {
         t.peer = Peer::new(peer);
         t.inbound.last_stream = last_stream;
         t.inbound.hpack = hpack;
+        // The client acknowledged our SETTINGS before, and the request that wakes the new
+        // `h2` is a block after that (the replay's ACK is not the client's).
+        t.inbound.blocks_since_ack = Some(1);
         t
     }
 
@@ -260,11 +267,18 @@ impl Tracker {
                         let end = flags & END_HEADERS != 0;
                         let block = kind == HEADERS || kind == CONTINUATION;
                         match kind {
-                            SETTINGS if flags & ACK != 0 => self.inbound.acknowledged = true,
+                            SETTINGS if flags & ACK != 0 => {
+                                self.inbound.acknowledged = true;
+                                // Our only SETTINGS is the first thing the client acknowledges.
+                                self.inbound.blocks_since_ack.get_or_insert(0);
+                            }
                             PING if flags & ACK != 0 => self.inbound.ping_acks += 1,
                             DATA => self.inbound.data = true,
                             HEADERS => {
                                 self.inbound.last_stream = self.inbound.last_stream.max(stream);
+                                if let Some(n) = &mut self.inbound.blocks_since_ack {
+                                    *n += 1;
+                                }
                             }
                             _ => {}
                         }

@@ -60,8 +60,20 @@ impl Default for Skim {
 impl Skim {
     /// Whether the client's encoder may have entries in the server's table (or whether that
     /// cannot be told).
+    #[cfg(test)]
     pub(crate) fn may_hold(&self) -> bool {
         self.holds || self.broken
+    }
+
+    /// Whether something may have been inserted since the table was last emptied (the
+    /// blocks read as HPACK).
+    pub(crate) fn holds(&self) -> bool {
+        self.holds
+    }
+
+    /// Whether the blocks did not read as HPACK: nothing is known of the table.
+    pub(crate) fn broken(&self) -> bool {
+        self.broken
     }
 
     /// Whether the walk is between representations (a header block may end here).
