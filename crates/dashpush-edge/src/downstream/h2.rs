@@ -453,7 +453,7 @@ async fn park(
                     why.count(metrics, "h2");
                 }
                 if polite {
-                    goaway(&mut stream, last, NO_ERROR).await;
+                    goaway(&mut stream, last, NO_ERROR, false).await;
                 }
                 return None;
             }
@@ -482,7 +482,7 @@ async fn park(
                 }
                 Step::Close(code) => {
                     tracing::debug!(last, code, "h2 parked again: closed");
-                    goaway(&mut stream, last, code).await;
+                    goaway(&mut stream, last, code, true).await;
                     return None;
                 }
                 Step::Wake(why) => {
@@ -514,15 +514,22 @@ async fn park(
     }
 }
 
-/// Sends a parked connection's GOAWAY (`last`: the last stream it served; `code`) and shuts
-/// its sending side (TLS: close_notify), bounded: the peer may not read at all.
-async fn goaway(stream: &mut Stream, last: u32, code: u32) {
-    use tokio::io::AsyncWriteExt;
+/// Sends a parked connection's GOAWAY (`last`: the last stream it served; `code`) and shuts its
+/// sending side (TLS: close_notify); when `linger` (closed in the middle of what the client
+/// sends: a refused frame, a request that cannot wake an h2), drains what the client still
+/// sends until it closes. All within a second: the peer may not read, or not close, at all.
+async fn goaway(stream: &mut Stream, last: u32, code: u32, linger: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let sent = async {
         stream.write_all(&h2wire::goaway(last, code)).await?;
         stream.flush().await?;
-        stream.shutdown().await
+        stream.shutdown().await?;
+        // Lingering: what the client still sends is read and dropped until it closes, so that
+        // unread bytes do not turn the close into a reset that could take the GOAWAY with it.
+        let mut sink = [0u8; 1024];
+        while linger && stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), sent).await;
 }

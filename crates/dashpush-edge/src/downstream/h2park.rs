@@ -23,8 +23,9 @@
 //! carries): [`Parker::again`] reads on from the bytes that will tell its next `h2` the state,
 //! drops late frames for streams that closed before (a WINDOW_UPDATE, an RST_STREAM), and
 //! ends the connection itself on a frame no stream state allows and on the client's GOAWAY
-//! ([`Step::Close`]), so that a new `h2` is woken only by a request on a new stream, a new
-//! SETTINGS, or more kept bytes than [`KEPT_MAX`].
+//! ([`Step::Close`], also past [`KEPT_MAX`]), so that a new `h2` is woken only by a request on
+//! a new stream (whose block must empty the client's HPACK table first when it may hold
+//! entries) or by a frame `h2` refuses with a connection error.
 //!
 //! The module holds no I/O but [`Resumed`]'s adapter and [`greeting`]'s in-memory capture; the
 //! waiting itself (deadlines, eviction, drain) is `downstream::h2`'s.
@@ -49,7 +50,8 @@ use crate::downstream::h2wire::{
 use crate::settings::H2Limits;
 
 /// Most bytes a parked connection keeps (the preface and the frames before a request: about
-/// 100 from browsers and `nghttp`); a client that sends more is handed to `h2` at once.
+/// 100 from browsers and `nghttp`); a client that sends more is handed to `h2` at once, or,
+/// on a connection parked again, closed ([`Step::Close`]).
 pub(crate) const KEPT_MAX: usize = 512;
 
 /// A SETTINGS frame with the ACK flag (RFC 9113 §6.5).
@@ -127,13 +129,13 @@ pub(crate) async fn greeting(h2: &H2Limits) -> Result<Bytes, GreetingError> {
 /// Why a parked connection goes to `h2`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wake {
-    /// A frame of this type, which only `h2` can answer: a request (HEADERS), a PING, a
-    /// GOAWAY, or anything the parked connection does not keep.
+    /// A frame of this type, which only `h2` can answer: a request (HEADERS), a GOAWAY, or
+    /// anything the parked connection does not keep, answer or drop.
     Frame(u8),
     /// The bytes are not the HTTP/2 preface: `h2` refuses them its own way.
     NotPreface,
-    /// The client's first frame is not a valid SETTINGS frame (RFC 9113 §3.4, §6.5), or a
-    /// later SETTINGS frame came: `h2` acknowledges or refuses it.
+    /// The client's first frame is not a SETTINGS frame (RFC 9113 §3.4), or a SETTINGS frame
+    /// is not valid (§6.5): `h2` refuses it.
     Settings,
     /// The next frame would take the kept bytes past [`KEPT_MAX`].
     Bound,
@@ -144,7 +146,7 @@ pub(crate) enum Wake {
 pub(crate) enum Step {
     /// Wait for more bytes.
     More,
-    /// The client's first SETTINGS frame is whole and valid: acknowledge it (send
+    /// A SETTINGS frame of the client is whole and valid, and kept: acknowledge it (send
     /// [`SETTINGS_ACK`]), then scan again.
     Ack,
     /// Hand the connection to `h2`, with every byte read.
@@ -333,6 +335,11 @@ impl Parker {
                     }
                 }
                 // A stream that depends on itself is h2's to reset (RFC 9113 §5.3.1).
+                // A stream that depends on itself is h2's to reset (RFC 9113 §5.3.1); parked
+                // again, a connection error here, so that no h2 is woken but by a request.
+                PRIORITY if word(0) == stream && self.again.is_some() => {
+                    return Step::Close(PROTOCOL_ERROR);
+                }
                 PRIORITY if word(0) == stream => return Step::Wake(Wake::Frame(kind)),
                 _ => {}
             }
@@ -1134,6 +1141,11 @@ mod tests {
             one(frame(GOAWAY_FRAME, 0, 0, &[0; 8])),
             vec![Step::Close(NO_ERROR)],
             "the client leaves"
+        );
+        assert_eq!(
+            one(frame(PRIORITY, 0, 9, &[0, 0, 0, 9, 7])),
+            refused,
+            "a stream that depends on itself"
         );
         // A client whose table may hold entries must begin its next block by emptying it.
         let holding = |f: Vec<u8>| {
