@@ -171,71 +171,26 @@ def idle(target):
 
 
 def parked(target, seconds, path):
-    s, c = connect(target)
-    c.increment_flow_control_window(1 << 20)
+    w = Wire(target)
+    w.c.increment_flow_control_window(1 << 20)
     # PRIORITY frames for idle streams, as nghttp sends them to build its dependency tree.
     for sid in (3, 5):
-        c.prioritize(sid, weight=201, depends_on=0, exclusive=False)
-    s.sendall(c.data_to_send())
-    kinds, raw = [], bytearray()
-    state = {"status": None, "body": 0, "goaway": None, "ended": False}
-
-    def read(timeout):
-        s.settimeout(timeout)
-        try:
-            data = s.recv(65536)
-        except socket.timeout:
-            return True
-        except OSError:
-            return False
-        if not data:
-            return False
-        raw.extend(data)
-        while len(raw) >= 9:
-            length = int.from_bytes(raw[0:3], "big")
-            if len(raw) < 9 + length:
-                break
-            kinds.append((raw[3], raw[4]))
-            del raw[: 9 + length]
-        for e in c.receive_data(data):
-            if isinstance(e, h2.events.ResponseReceived):
-                state["status"] = dict(e.headers).get(b":status", b"").decode()
-            if isinstance(e, h2.events.DataReceived):
-                state["body"] += len(e.data)
-                c.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
-            if isinstance(e, h2.events.StreamEnded):
-                state["ended"] = True
-            if isinstance(e, h2.events.ConnectionTerminated):
-                state["goaway"] = code_name(e.error_code)
-        out = c.data_to_send()
-        if out:
-            s.sendall(out)
-        return True
-
-    def count(kind, flags):
-        return sum(1 for k, f in kinds if k == kind and f & 1 == flags)
-
-    end = time.time() + seconds
-    while time.time() < end and read(0.1):
-        pass
-    acks_before = count(4, 1)
-    c.ping(b"parked!!")
-    sid = c.get_next_available_stream_id()
-    c.send_headers(sid, headers(target, path), end_stream=True)
-    s.sendall(c.data_to_send())
-    end = time.time() + 5
-    while not state["ended"] and time.time() < end and read(0.2):
-        pass
+        w.c.prioritize(sid, weight=201, depends_on=0, exclusive=False)
+    w.s.sendall(w.c.data_to_send())
+    w.wait(seconds)
+    acks_before = w.count(4, 1)
+    w.c.ping(b"parked!!")
+    sid = w.get(target, path)
     # Anything that would follow (a repeated SETTINGS or ACK would come right away).
-    read(0.3)
+    w.read(0.3)
     return {
-        "settings": count(4, 0),
-        "settings_acks": count(4, 1),
+        "settings": w.count(4, 0),
+        "settings_acks": w.count(4, 1),
         "settings_acks_before_wait": acks_before,
-        "ping_acks": count(6, 1),
-        "status": state["status"],
-        "body_bytes": state["body"],
-        "goaway_error": state["goaway"],
+        "ping_acks": w.count(6, 1),
+        "status": w.statuses.get(sid),
+        "body_bytes": w.bodies.get(sid, 0),
+        "goaway_error": w.goaway,
     }
 
 

@@ -103,14 +103,10 @@ pub(crate) async fn serve(
         again: None,
     };
     loop {
-        let again = parked.again.is_some();
         let Some(woken) = Box::pin(park(parked, greeting, &limits, drain, admitted, metrics)).await
         else {
             return;
         };
-        if again {
-            metrics.h2_woken.inc();
-        }
         match Box::pin(run(
             handler,
             woken,
@@ -179,21 +175,14 @@ async fn run(
     // The client preface must arrive within the handshake deadline. The handshake's state is
     // boxed apart, and the builder dropped with its block: neither stays in this future for
     // the connection's life (memory per idle connection).
-    let handshake = Box::pin(tokio::time::timeout(
-        limits.handshake,
-        builder(&h2).handshake::<_, Bytes>(stream),
-    ));
-    let mut conn = match handshake.await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            tracing::debug!("h2 handshake: {e}");
-            return None;
-        }
-        Err(_) => {
-            Closed::Handshake.count(metrics, "h2");
-            return None;
-        }
-    };
+    let handshake = builder(&h2).handshake::<_, Bytes>(stream);
+    let mut conn = Box::pin(within_handshake(
+        &limits,
+        metrics,
+        "h2 handshake",
+        handshake,
+    ))
+    .await?;
     // Keep-alive PINGs: a peer that answers none within the timeout is gone, and the first,
     // sent at once, bounds the rest of the handshake (a peer that never reads our SETTINGS
     // answers no PING either).
@@ -214,9 +203,11 @@ async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     let mut idle_until = tokio::time::Instant::now() + limits.idle;
     // When an idle connection is parked again (`h2idle`); not once GOAWAY is sent.
-    let mut park_at = h2
-        .park_when_idle
-        .map(|after| tokio::time::Instant::now() + after);
+    let park_after = || {
+        h2.park_when_idle
+            .map(|after| tokio::time::Instant::now() + after)
+    };
+    let mut park_at = park_after();
     // Nothing in flight: one of the first connections closed at the cap.
     let mut idle = Some(admitted.idle());
     let ended = loop {
@@ -225,7 +216,7 @@ async fn run(
                 if tasks.is_empty() {
                     idle_until = tokio::time::Instant::now() + limits.idle;
                     idle = Some(admitted.idle());
-                    park_at = park_at.and(h2.park_when_idle).map(|after| tokio::time::Instant::now() + after);
+                    park_at = park_at.and_then(|_| park_after());
                 }
             }
             next = conn.accept() => match next {
@@ -299,7 +290,7 @@ async fn run(
                     Ok(_) => tracing::trace!("h2 not parked again: streams open"),
                     Err(busy) => tracing::trace!(?busy, "h2 not parked again"),
                 }
-                park_at = park_at.and(h2.park_when_idle).map(|after| tokio::time::Instant::now() + after);
+                park_at = park_at.and_then(|_| park_after());
             }
             _ = until_draining(&mut draining) => {
                 // GOAWAY, then drive the connection until in-flight streams are sent.
@@ -329,7 +320,6 @@ async fn run(
                 tracing::warn!("h2 connection not parked again: its socket is still held");
                 return None;
             };
-            metrics.h2_parked_again.inc();
             Some(Parked {
                 stream,
                 again: Some(Box::new((again, idle_until))),
@@ -378,52 +368,31 @@ async fn park(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let started = tokio::time::Instant::now();
-    // What a connection parked again carries to its next h2 besides the replay.
-    let (mut parker, mut kept, idle_at, last, mut carried) = match again {
+    // A connection parked again reads on after its replay, and carries the rest of `Again`
+    // to its next h2.
+    let (mut parker, mut kept, idle_at, mut again) = match again {
         Some(carry) => {
-            let (again, until) = *carry;
+            let (mut again, until) = *carry;
+            metrics.h2_parked_again.inc();
             let parker = Parker::again(&again);
-            let Again {
-                replay,
-                last_stream,
-                credit,
-                peer,
-                hpack,
-                ..
-            } = again;
-            (
-                parker,
-                replay,
-                until,
-                last_stream,
-                Some((credit, peer, hpack)),
-            )
+            let replay = std::mem::take(&mut again.replay);
+            (parker, replay, until, Some(again))
         }
         None => {
             let sent = async {
                 stream.write_all(greeting).await?;
                 stream.flush().await
             };
-            match tokio::time::timeout(limits.handshake, sent).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!("h2 parked write: {e}");
-                    return None;
-                }
-                Err(_) => {
-                    Closed::Handshake.count(metrics, "h2");
-                    return None;
-                }
-            }
+            within_handshake(limits, metrics, "h2 parked write", sent).await?;
             (
                 Parker::default(),
                 Vec::with_capacity(128),
                 started + limits.idle,
-                0,
                 None,
             )
         }
     };
+    let last = again.as_ref().map_or(0, |a| a.last_stream);
     let mut draining = drain.watch();
     let _idle = admitted.idle();
     let _parked = crate::metrics::Held::new(&metrics.h2_parked);
@@ -487,15 +456,18 @@ async fn park(
                 }
                 Step::Wake(why) => {
                     tracing::trace!(?why, bytes = kept.len(), "h2 connection woken");
-                    let (unsent, tracker) = match carried.take() {
+                    let (unsent, tracker) = match again.take() {
                         None => (
                             Unsent::new(greeting.clone(), parker.acked()),
                             Tracker::new(),
                         ),
-                        Some((credit, peer, hpack)) => (
-                            Unsent::again(greeting.clone(), parker.acked(), credit),
-                            Tracker::again(last, peer, hpack),
-                        ),
+                        Some(a) => {
+                            metrics.h2_woken.inc();
+                            (
+                                Unsent::again(greeting.clone(), parker.acked(), a.credit),
+                                Tracker::again(a.last_stream, a.peer, a.hpack),
+                            )
+                        }
                     };
                     return Some(Resumed::new(stream, kept, unsent, tracker));
                 }
@@ -510,6 +482,27 @@ async fn park(
             ) {
                 return None;
             }
+        }
+    }
+}
+
+/// `work` within the handshake deadline: its value, or `None` when it failed (logged as
+/// `what`) or the deadline passed (counted).
+async fn within_handshake<T, E: std::fmt::Display>(
+    limits: &Limits,
+    metrics: &crate::metrics::Metrics,
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Option<T> {
+    match tokio::time::timeout(limits.handshake, work).await {
+        Ok(Ok(done)) => Some(done),
+        Ok(Err(e)) => {
+            tracing::debug!("{what}: {e}");
+            None
+        }
+        Err(_) => {
+            Closed::Handshake.count(metrics, "h2");
+            None
         }
     }
 }

@@ -263,18 +263,18 @@ impl Parker {
             if (first && !settings) || (settings && stream != 0) {
                 return Step::Wake(Wake::Settings);
             }
-            if let Some(last) = self.again
-                && let Some(close) = again_refuses(kind, flags, stream, last)
+            // A closed stream: one the client opened before a connection was parked again.
+            let closed = self
+                .again
+                .is_some_and(|last| stream % 2 == 1 && stream <= last);
+            if self.again.is_some()
+                && let Some(close) = again_refuses(kind, flags, stream, closed)
             {
                 return close;
             }
             if kind == HEADERS && self.empty_first {
                 return self.emptying(rest, len, flags);
             }
-            // A closed stream: one the client opened before a connection was parked again.
-            let closed = self
-                .again
-                .is_some_and(|last| stream % 2 == 1 && stream <= last);
             // Whether the frame may be kept, answered or dropped is told by its header:
             // anything else (a request among them) wakes the connection without waiting for
             // its payload. An unknown frame type is dropped (RFC 9113 §4.1), as `h2` would.
@@ -321,7 +321,7 @@ impl Parker {
                     if !valid_settings(payload) {
                         return Step::Wake(Wake::Settings);
                     }
-                    self.scanned += FRAME_HEADER_LEN + len;
+                    self.scanned += whole;
                     self.acked += 1;
                     return Step::Ack;
                 }
@@ -334,7 +334,6 @@ impl Parker {
                         return Step::Wake(Wake::Frame(kind));
                     }
                 }
-                // A stream that depends on itself is h2's to reset (RFC 9113 §5.3.1).
                 // A stream that depends on itself is h2's to reset (RFC 9113 §5.3.1); parked
                 // again, a connection error here, so that no h2 is woken but by a request.
                 PRIORITY if word(0) == stream && self.again.is_some() => {
@@ -343,7 +342,7 @@ impl Parker {
                 PRIORITY if word(0) == stream => return Step::Wake(Wake::Frame(kind)),
                 _ => {}
             }
-            self.scanned += FRAME_HEADER_LEN + len;
+            self.scanned += whole;
         }
     }
 
@@ -390,10 +389,9 @@ impl Parker {
     }
 }
 
-/// On a connection parked again after its client opened streams up to `last`: the end of the
-/// connection a frame of `kind` on `stream` calls for, if it does (see [`Step::Close`]).
-fn again_refuses(kind: u8, flags: u8, stream: u32, last: u32) -> Option<Step> {
-    let opened_before = stream % 2 == 1 && stream <= last;
+/// On a connection parked again: the end of the connection a frame of `kind` on `stream` (one
+/// the client opened before, `opened_before`) calls for, if it does (see [`Step::Close`]).
+fn again_refuses(kind: u8, flags: u8, stream: u32, opened_before: bool) -> Option<Step> {
     let refused = match kind {
         HEADERS => opened_before,
         WINDOW_UPDATE | RST_STREAM => stream != 0 && !opened_before,

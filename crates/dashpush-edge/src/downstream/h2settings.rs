@@ -385,7 +385,7 @@ impl Tracker {
                         *left -= 1;
                         data = data.get(1..).unwrap_or_default();
                     }
-                    if *pad_len || *skip + *pad > *left {
+                    if *skip + *pad > *left {
                         // No room for the pad length, the priority fields or the padding: a
                         // frame the decoder refuses. Nothing is known of its block.
                         self.inbound.hpack.break_off();
