@@ -358,7 +358,10 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 /// tell its next `h2` the state, until its idle time ends; its GOAWAY names the last stream it
 /// served, and a request on an old stream is refused with GOAWAY PROTOCOL_ERROR.
 async fn park(
-    Parked { mut stream, again }: Parked,
+    Parked {
+        mut stream,
+        mut again,
+    }: Parked,
     greeting: &Bytes,
     limits: &Limits,
     drain: &Arc<Drain>,
@@ -370,29 +373,29 @@ async fn park(
     let started = tokio::time::Instant::now();
     // A connection parked again reads on after its replay, and carries the rest of `Again`
     // to its next h2.
-    let (mut parker, mut kept, idle_at, mut again) = match again {
+    // (`again` stays boxed: the parked connection's future holds a pointer.)
+    let (mut parker, mut kept, idle_at) = match &mut again {
         Some(carry) => {
-            let (mut again, until) = *carry;
             metrics.h2_parked_again.inc();
-            let parker = Parker::again(&again);
-            let replay = std::mem::take(&mut again.replay);
-            (parker, replay, until, Some(again))
+            let (again, until) = &mut **carry;
+            let parker = Parker::again(again);
+            (parker, std::mem::take(&mut again.replay), *until)
         }
         None => {
             let sent = async {
                 stream.write_all(greeting).await?;
                 stream.flush().await
             };
-            within_handshake(limits, metrics, "h2 parked write", sent).await?;
+            // Boxed apart: its state would otherwise stay in the parked connection's future.
+            Box::pin(within_handshake(limits, metrics, "h2 parked write", sent)).await?;
             (
                 Parker::default(),
                 Vec::with_capacity(128),
                 started + limits.idle,
-                None,
             )
         }
     };
-    let last = again.as_ref().map_or(0, |a| a.last_stream);
+    let last = again.as_ref().map_or(0, |carry| carry.0.last_stream);
     let mut draining = drain.watch();
     let _idle = admitted.idle();
     let _parked = crate::metrics::Held::new(&metrics.h2_parked);
@@ -461,7 +464,8 @@ async fn park(
                             Unsent::new(greeting.clone(), parker.acked()),
                             Tracker::new(),
                         ),
-                        Some(a) => {
+                        Some(carry) => {
+                            let a = carry.0;
                             metrics.h2_woken.inc();
                             (
                                 Unsent::again(greeting.clone(), parker.acked(), a.credit),
@@ -520,8 +524,11 @@ async fn goaway(stream: &mut Stream, last: u32, code: u32, linger: bool) {
         stream.shutdown().await?;
         // Lingering: what the client still sends is read and dropped until it closes, so that
         // unread bytes do not turn the close into a reset that could take the GOAWAY with it.
-        let mut sink = [0u8; 1024];
-        while linger && stream.read(&mut sink).await? > 0 {}
+        if linger {
+            // On the heap: this future is part of every parked connection's.
+            let mut sink = vec![0u8; 1024];
+            while stream.read(&mut sink).await? > 0 {}
+        }
         Ok::<_, std::io::Error>(())
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), sent).await;
