@@ -447,6 +447,8 @@ def main():
     if "--with-http_v2_module" not in v:
         raise SystemExit(f"{args.nginx} has no http_v2_module (http2_push)")
     nginx_version = v.splitlines()[0]
+    if args.trace:
+        os.makedirs(args.trace, exist_ok=True)
 
     procs = Procs()
 
