@@ -1,12 +1,19 @@
-//! Write coalescing for HTTP/1.1 without a standing write buffer.
+//! Write coalescing without a standing write buffer.
 //!
-//! pingora's session writes a response head and then its body as two writes. Through an
-//! unbuffered socket that is two `send` calls (two TCP segment trains, two wake-ups of the
-//! client); through a buffered one every connection holds its buffer while idle, and every
-//! body is copied into it. [`Coalesce`] keeps a small write (a head, a chunk-size line) until
-//! the next write or flush and sends both in one vectored write, copying only the small part:
-//! a cache hit leaves in one `writev` whatever the body's size, and an idle connection holds
-//! no buffer at all (the pending bytes are released on flush).
+//! [`Held`] keeps small writes back from the socket until the next write that does not fit
+//! beside them, or a flush, and then sends what it holds and that write in one vectored write.
+//! Its buffer exists only while it holds something: an idle connection holds none. Two users:
+//!
+//! - HTTP/1.1 ([`Coalesce`], up to [`HOLD`]): pingora's session writes a response head and then
+//!   its body as two writes. Through an unbuffered socket that is two `send` calls (two TCP
+//!   segment trains, two wake-ups of the client); through a buffered one every connection
+//!   holds its buffer while idle, and every body is copied into it. Holding only the small
+//!   head, a cache hit leaves in one `writev` whatever the body's size, the body uncopied.
+//! - HTTP/2 (`h2park::Resumed`, up to [`BEHIND`](super::h2park::BEHIND)): the `h2` library
+//!   writes every DATA frame whose payload it does not copy as a write of its own, and flushes
+//!   after each, so the frames of eight 15 KB responses made ready together left in eight
+//!   `writev` calls, and a 600 KB segment in forty. Holding up to 64 KiB of frames, copied,
+//!   they leave in a few (docs/benchmarks.md, "one write for many frames").
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -23,50 +30,83 @@ use pingora::protocols::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Writes up to this many bytes (in total with what is pending) are held for the next write
-/// instead of being sent at once.
+/// HTTP/1.1: writes up to this many bytes (in total with what is held) are held for the next
+/// write instead of being sent at once.
 const HOLD: usize = 4 * 1024;
 
-/// Most slices handed to one vectored write (the pending bytes and the caller's).
+/// Most slices handed to one vectored write (the held bytes and the caller's).
 const SLICES: usize = 8;
 
-/// A stream whose small writes wait for the next write or flush (see the module docs).
+/// Bytes written but not sent yet, up to a limit (see the module docs).
 #[derive(Debug)]
-pub(crate) struct Coalesce {
-    inner: Stream,
-    pending: Vec<u8>,
+pub(crate) struct Held {
+    bytes: Vec<u8>,
+    /// How many of `bytes` were sent already.
+    sent: usize,
+    limit: usize,
 }
 
-impl Coalesce {
-    /// Wraps `inner`; boxed, as pingora's sessions take streams.
-    pub(crate) fn wrap(inner: Stream) -> Stream {
-        Box::new(Self {
-            inner,
-            pending: Vec::new(),
-        })
+impl Held {
+    /// Holds up to `limit` bytes.
+    pub(crate) const fn new(limit: usize) -> Self {
+        Self {
+            bytes: Vec::new(),
+            sent: 0,
+            limit,
+        }
     }
 
-    /// Writes the pending bytes followed by `bufs`; returns how many bytes of `bufs` were
-    /// taken. Small totals are only appended to the pending bytes.
-    fn poll_write_all_of(
+    /// True when nothing is held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sent == self.bytes.len()
+    }
+
+    /// The buffer's size (0 when nothing is held).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    fn unsent(&self) -> &[u8] {
+        self.bytes.get(self.sent..).unwrap_or_default()
+    }
+
+    /// `n` more held bytes were sent; all of them sent, the buffer goes.
+    fn advance(&mut self, n: usize) {
+        self.sent += n;
+        if self.is_empty() {
+            *self = Self::new(self.limit);
+        }
+    }
+
+    /// Writes `bufs` to `inner` after what is held, or holds them too while all fits within
+    /// the limit; how many bytes of `bufs` were taken.
+    pub(crate) fn poll_write<W: AsyncWrite + Unpin>(
         &mut self,
+        inner: &mut W,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if self.pending.len() + total <= HOLD {
+        if self.unsent().len() + total <= self.limit {
+            if self.bytes.capacity() == 0 {
+                // Once, at the limit: no growing copies while a batch fills.
+                self.bytes.reserve_exact(self.limit);
+            }
             for b in bufs {
-                self.pending.extend_from_slice(b);
+                self.bytes.extend_from_slice(b);
             }
             return Poll::Ready(Ok(total));
         }
         loop {
             let mut slices = [IoSlice::new(&[]); SLICES];
             let mut n = 0;
-            if !self.pending.is_empty() {
-                slices[0] = IoSlice::new(&self.pending);
+            let held = self.unsent();
+            if !held.is_empty() {
+                slices[0] = IoSlice::new(held);
                 n = 1;
             }
+            let held = held.len();
             for b in bufs.iter().filter(|b| !b.is_empty()) {
                 if n == SLICES {
                     break;
@@ -74,34 +114,53 @@ impl Coalesce {
                 slices[n] = IoSlice::new(b);
                 n += 1;
             }
-            let written = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, &slices[..n]))?;
+            let written = ready!(Pin::new(&mut *inner).poll_write_vectored(cx, &slices[..n]))?;
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            let held = self.pending.len();
             if written <= held {
                 // Only held bytes went out (all of them, maybe): none of the caller's yet, and
                 // `Ok(0)` would read as a closed socket to the caller.
-                self.pending.drain(..written);
+                self.advance(written);
                 continue;
             }
-            self.pending = Vec::new();
+            self.advance(held);
             return Poll::Ready(Ok(written - held));
         }
     }
 
-    /// Sends every pending byte.
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.pending.is_empty() {
-            let written = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending))?;
+    /// Sends every held byte (a vectored write, as every other write here).
+    pub(crate) fn poll_drain<W: AsyncWrite + Unpin>(
+        &mut self,
+        inner: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while !self.is_empty() {
+            let slice = [IoSlice::new(self.unsent())];
+            let written = ready!(Pin::new(&mut *inner).poll_write_vectored(cx, &slice))?;
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.pending.drain(..written);
+            self.advance(written);
         }
-        // Nothing is held while idle.
-        self.pending = Vec::new();
         Poll::Ready(Ok(()))
+    }
+}
+
+/// A stream whose small writes wait for the next write or flush (HTTP/1.1; module docs).
+#[derive(Debug)]
+pub(crate) struct Coalesce {
+    inner: Stream,
+    held: Held,
+}
+
+impl Coalesce {
+    /// Wraps `inner`; boxed, as pingora's sessions take streams.
+    pub(crate) fn wrap(inner: Stream) -> Stream {
+        Box::new(Self {
+            inner,
+            held: Held::new(HOLD),
+        })
     }
 }
 
@@ -121,7 +180,9 @@ impl AsyncWrite for Coalesce {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_all_of(cx, &[IoSlice::new(buf)])
+        let this = &mut *self;
+        this.held
+            .poll_write(&mut this.inner, cx, &[IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -129,7 +190,8 @@ impl AsyncWrite for Coalesce {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_all_of(cx, bufs)
+        let this = &mut *self;
+        this.held.poll_write(&mut this.inner, cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -137,13 +199,15 @@ impl AsyncWrite for Coalesce {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.poll_drain(cx))?;
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        ready!(this.held.poll_drain(&mut this.inner, cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.poll_drain(cx))?;
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        ready!(this.held.poll_drain(&mut this.inner, cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 
@@ -251,7 +315,105 @@ mod tests {
         peer.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"small");
         let c = s.as_any().downcast_ref::<Coalesce>().unwrap();
-        assert_eq!(c.pending.capacity(), 0, "no buffer is kept after a flush");
+        assert_eq!(c.held.capacity(), 0, "no buffer is kept after a flush");
+    }
+
+    /// A writer that takes at most `most` bytes per call and records each call's bytes.
+    struct Calls {
+        most: usize,
+        calls: Vec<Vec<u8>>,
+    }
+
+    impl AsyncWrite for Calls {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            let mut call: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            call.truncate(this.most);
+            let n = call.len();
+            this.calls.push(call);
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Writes `pieces` through a [`Held`] of `limit` to a writer taking `most` bytes per
+    /// call, then drains it: the calls made.
+    fn through(limit: usize, most: usize, pieces: &[&[u8]]) -> Vec<Vec<u8>> {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut held = Held::new(limit);
+        let mut w = Calls {
+            most,
+            calls: Vec::new(),
+        };
+        for piece in pieces {
+            let mut left: &[u8] = piece;
+            while !left.is_empty() {
+                let Poll::Ready(Ok(n)) = held.poll_write(&mut w, &mut cx, &[IoSlice::new(left)])
+                else {
+                    panic!("a writer that is always ready");
+                };
+                assert!(n > 0, "never Ok(0) for bytes given");
+                left = &left[n..];
+            }
+        }
+        assert!(held.poll_drain(&mut w, &mut cx).is_ready());
+        assert!(held.is_empty());
+        assert_eq!(held.capacity(), 0, "nothing is kept once drained");
+        w.calls
+    }
+
+    #[test]
+    fn writes_within_the_limit_leave_together_and_one_past_it_takes_them_along() {
+        let (a, b, c) = (vec![1u8; 300], vec![2u8; 500], vec![3u8; 5000]);
+        let calls = through(1024, usize::MAX, &[&a, &b]);
+        assert_eq!(
+            calls,
+            vec![[a.clone(), b.clone()].concat()],
+            "held, then drained once"
+        );
+        let calls = through(1024, usize::MAX, &[&a, &b, &c]);
+        assert_eq!(
+            calls,
+            vec![[a, b, c].concat()],
+            "the write that does not fit goes out with what was held, in one call"
+        );
+    }
+
+    #[test]
+    fn short_writes_keep_every_byte_in_order() {
+        let pieces: Vec<Vec<u8>> = (0..40u8)
+            .map(|i| vec![i; 37 * usize::from(i) + 1])
+            .collect();
+        let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+        let want = pieces.concat();
+        for (limit, most) in [(64, 7), (1024, 100), (4096, 4096), (65_536, 1_000)] {
+            let got = through(limit, most, &refs).concat();
+            assert_eq!(got, want, "limit {limit}, at most {most} per call");
+        }
     }
 
     #[tokio::test]

@@ -39,6 +39,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
+use crate::downstream::coalesce::Held;
 use crate::downstream::h2idle::{Again, Busy, Outbound};
 use crate::downstream::h2settings::{Peer, Tracker};
 use crate::downstream::h2wire::{
@@ -663,7 +664,17 @@ struct Link<S> {
     /// The last thing `h2` asked of the socket was a flush, and it was done: `h2` flushes
     /// once its output is empty, and any write it tries after that (done or not) clears this.
     flushed: bool,
+    /// What `h2` wrote that is not on the socket yet (up to [`BEHIND`]; `coalesce`).
+    behind: Held,
+    /// `h2` wrote since it last asked for a flush: the flush is put off once (see
+    /// [`Resumed::poll_flush`](AsyncWrite::poll_flush)).
+    fresh: bool,
 }
+
+/// Most bytes of `h2`'s frames held back from the socket, to leave together: 64 KiB, what the
+/// kernel sends as one segment train on loopback and about what a client's default stream
+/// window lets one response have in flight.
+pub(crate) const BEHIND: usize = 64 * 1024;
 
 impl<S> Resumed<S> {
     /// A woken parked connection: `kept` is everything it read, `tracker` what reads it.
@@ -676,6 +687,8 @@ impl<S> Resumed<S> {
             tracker,
             outbound: Outbound::default(),
             flushed: true,
+            behind: Held::new(BEHIND),
+            fresh: false,
         })))
     }
 
@@ -706,7 +719,7 @@ impl<S> Resumed<S> {
     /// What a new `h2` needs to carry the connection on, if it can be parked now (`h2idle`).
     pub(crate) fn again(&self) -> Result<Again, Busy> {
         let link = self.lock();
-        let flushed = link.flushed && link.unsent.held().is_empty();
+        let flushed = link.flushed && link.unsent.held().is_empty() && link.behind.is_empty();
         Again::of(
             &link.tracker,
             link.at == link.kept.len(),
@@ -772,7 +785,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Resumed<S> {
         let this = &mut *link;
         this.flushed &= bufs.iter().all(|b| b.is_empty());
         if this.unsent.done() {
-            let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+            let n = ready!(this.behind.poll_write(&mut this.inner, cx, bufs))?;
+            this.fresh = true;
             let mut left = n;
             for b in bufs {
                 let take = left.min(b.len());
@@ -797,10 +811,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Resumed<S> {
         self.lock().inner.is_write_vectored()
     }
 
+    /// `h2` flushes after every DATA frame it does not copy and again once it has nothing
+    /// left to write, and cannot tell the two apart. So a flush after new writes is put off:
+    /// the connection's task is woken and the flush answered at once, and its next poll (which
+    /// buffers whatever other streams made ready meanwhile, and flushes again) finds nothing
+    /// new and sends what is held, or what no longer fits goes out with the next write.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut link = self.lock();
         let this = &mut *link;
         ready!(this.poll_held(cx))?;
+        if std::mem::take(&mut this.fresh) && !this.behind.is_empty() {
+            cx.waker().wake_by_ref();
+            this.flushed = false;
+            return Poll::Ready(Ok(()));
+        }
+        ready!(this.behind.poll_drain(&mut this.inner, cx))?;
         ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
         this.flushed = true;
         Poll::Ready(Ok(()))
@@ -810,6 +835,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Resumed<S> {
         let mut link = self.lock();
         let this = &mut *link;
         ready!(this.poll_held(cx))?;
+        ready!(this.behind.poll_drain(&mut this.inner, cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
@@ -818,7 +844,10 @@ impl<S: AsyncWrite + Unpin> Link<S> {
     /// Writes the front of `buf` through [`Unsent`].
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if self.unsent.done() {
-            return Pin::new(&mut self.inner).poll_write(cx, buf);
+            self.fresh = true;
+            return self
+                .behind
+                .poll_write(&mut self.inner, cx, &[io::IoSlice::new(buf)]);
         }
         ready!(self.poll_held(cx))?;
         if buf.is_empty() {
@@ -1495,6 +1524,200 @@ mod tests {
         drop((body, client));
         // The client's connection ends once it has nothing open; then the server's does.
         ends_cleanly(conn, server, &wire, 1).await;
+    }
+
+    /// The server's end of a pipe that counts its write calls; vectored, as a socket is.
+    struct Counted {
+        io: tokio::io::DuplexStream,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            // One call, all of it (the pipe is wide enough for every test here).
+            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let n = ready!(Pin::new(&mut this.io).poll_write(cx, &all))?;
+            assert_eq!(n, all.len(), "the pipe took the whole write");
+            this.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        }
+    }
+
+    /// A real `h2` client sends eight GETs at once; the server answers them together, 15 KB
+    /// each. The write calls the answers take, with the server's `h2` on `io` as given.
+    async fn writes_for_eight_answers(behind: bool) -> usize {
+        let (client_io, server_io) = tokio::io::duplex(4 << 20);
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let io = Counted {
+            io: server_io,
+            writes: Arc::clone(&writes),
+        };
+        let limits = crate::settings::H2Limits::default();
+        let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = Arc::clone(&answered);
+        let count = Arc::clone(&writes);
+        async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
+            mut conn: h2::server::Connection<T, Bytes>,
+            count: Arc<std::sync::atomic::AtomicUsize>,
+            seen: Arc<std::sync::atomic::AtomicUsize>,
+        ) {
+            let mut pending = Vec::new();
+            while pending.len() < 8 {
+                let (_req, respond) = conn.accept().await.unwrap().unwrap();
+                pending.push(respond);
+            }
+            // Every request is in: count from here.
+            seen.store(
+                count.load(std::sync::atomic::Ordering::Relaxed),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            for mut respond in pending {
+                let mut send = respond
+                    .send_response(http::Response::new(()), false)
+                    .unwrap();
+                send.send_data(Bytes::from(vec![5u8; 15_456]), true)
+                    .unwrap();
+            }
+            while conn.accept().await.is_some() {}
+        }
+        let server = tokio::spawn(async move {
+            if behind {
+                let conn = builder(&limits)
+                    .handshake(Resumed::fresh(io))
+                    .await
+                    .unwrap();
+                serve(conn, count, seen).await;
+            } else {
+                let conn = builder(&limits).handshake(io).await.unwrap();
+                serve(conn, count, seen).await;
+            }
+        });
+        let (client, conn) = h2::client::Builder::new()
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(1 << 22)
+            .handshake::<_, Bytes>(client_io)
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let mut answers = Vec::new();
+        for i in 0..8 {
+            let req = http::Request::get(format!("http://x/{i}"))
+                .body(())
+                .unwrap();
+            let (resp, _) = client.send_request(req, true).unwrap();
+            answers.push(resp);
+        }
+        for resp in answers {
+            assert_eq!(body_of(resp).await, 15_456);
+        }
+        let total = writes.load(std::sync::atomic::Ordering::Relaxed);
+        let before = answered.load(std::sync::atomic::Ordering::Relaxed);
+        drop(client);
+        let _ = conn.await;
+        server.await.unwrap();
+        total - before
+    }
+
+    /// `h2` flushes after every DATA frame it does not copy: straight on the socket, eight
+    /// answers made ready together are eight writes or more; through [`Resumed`] they are held
+    /// and leave in two (123 KB at up to [`BEHIND`] a write).
+    #[tokio::test]
+    async fn answers_made_ready_together_leave_in_few_writes() {
+        let straight = writes_for_eight_answers(false).await;
+        assert!(straight >= 8, "straight on the socket: {straight} writes");
+        let behind = writes_for_eight_answers(true).await;
+        assert!(
+            (2..=3).contains(&behind),
+            "held behind: {behind} writes for 8 x 15,456 bytes (straight: {straight})"
+        );
+    }
+
+    /// A flush right after new writes is put off (the task is woken instead); the next flush,
+    /// with nothing new, sends what is held; nothing is parked again while bytes are held.
+    #[test]
+    fn the_first_flush_after_writes_is_put_off_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Wakes(AtomicUsize);
+        impl std::task::Wake for Wakes {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        let (mut peer, server_io) = tokio::io::duplex(1 << 16);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let mut io = Resumed::fresh(Counted {
+            io: server_io,
+            writes: Arc::clone(&writes),
+        });
+        let link = io.link();
+        for piece in [&b"abc"[..], b"defg"] {
+            assert!(matches!(
+                Pin::new(&mut io).poll_write_vectored(&mut cx, &[io::IoSlice::new(piece)]),
+                Poll::Ready(Ok(_))
+            ));
+        }
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
+        assert_eq!(
+            writes.load(Ordering::Relaxed),
+            0,
+            "put off: nothing written"
+        );
+        assert_eq!(
+            wakes.0.load(Ordering::Relaxed),
+            1,
+            "the task is woken to flush again"
+        );
+        assert!(!link.lock().behind.is_empty(), "held");
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
+        assert_eq!(writes.load(Ordering::Relaxed), 1, "then sent, in one write");
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        let mut got = [0u8; 7];
+        let mut buf = ReadBuf::new(&mut got);
+        assert!(Pin::new(&mut peer).poll_read(&mut cx, &mut buf).is_ready());
+        assert_eq!(buf.filled(), b"abcdefg");
+        // A flush with nothing held is not put off.
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
     }
 
     /// Parks `io` by hand as `downstream::h2` does, from `kept` with `p`, until a frame wakes
