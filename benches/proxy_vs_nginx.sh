@@ -8,7 +8,10 @@
 #
 # Needs: nginx (nginx-light), h2load (nghttp2-client), a release build (built here).
 # Servers are pinned to CPU 0 and the load generator to CPU 1 when taskset exists, so neither
-# proxy competes with h2load for a core.
+# proxy competes with h2load for a core. Each server then gets one worker for its one core, as
+# an operator would configure it: nginx `worker_processes 1`, dashpush its default (one traffic
+# thread per CPU it may use, which honours the pinning). Unpinned, nginx runs 2 workers and
+# dashpush 2 threads on this 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}; C=${2:-16}; M=${3:-8}
@@ -25,6 +28,7 @@ work=$(mktemp -d); chmod 755 "$work"
 # and waited for (killed if need be) until gone.
 pids=()
 if command -v taskset >/dev/null; then PIN0=(taskset -c 0); PIN1=(taskset -c 1); else PIN0=(); PIN1=(); fi
+NGINX_WORKERS=2; [ ${#PIN0[@]} -gt 0 ] && NGINX_WORKERS=1
 gone() { ! kill -0 "$1" 2>/dev/null || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
 # stop_pid PID [SIGNAL]: signal, wait up to 5 s, then SIGKILL; reaps it when it is our child.
 stop_pid() {
@@ -77,7 +81,7 @@ mkdir -p "$work/nginx/cache"
 # Run nginx's workers as the invoking user so they can write the cache under $work.
 cat >"$work/nginx/nginx.conf" <<CONF
 $( [ "$(id -u)" = 0 ] && echo "user root;" )
-worker_processes 2;
+worker_processes $NGINX_WORKERS;
 daemon off;
 pid $work/nginx/nginx.pid;
 error_log stderr error;

@@ -17,7 +17,22 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dashpush"))
+        Self::spawn_under(&[], args)
+    }
+
+    /// `dashpush args` run by `wrapper` (a command that execs its arguments, e.g. `taskset -c
+    /// 0`); straight when `wrapper` is empty.
+    pub fn spawn_under(wrapper: &[&str], args: &[&str]) -> Self {
+        let bin = env!("CARGO_BIN_EXE_dashpush");
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .args(args)
             .env("NO_COLOR", "1")
             .env(
@@ -154,9 +169,14 @@ pub fn gateway_with(extra: &[&str]) -> Gateway {
 /// `dashpush run` with `args` (which must name the listeners, by flag or file), ready (its
 /// `/live` answers).
 pub fn gateway_run(args: &[&str]) -> Gateway {
+    gateway_run_under(&[], args)
+}
+
+/// [`gateway_run`] by `wrapper` (see [`Proc::spawn_under`]).
+pub fn gateway_run_under(wrapper: &[&str], args: &[&str]) -> Gateway {
     let mut all = vec!["run"];
     all.extend_from_slice(args);
-    let mut proc = Proc::spawn(&all);
+    let mut proc = Proc::spawn_under(wrapper, &all);
     let addr = proc.addr_after("listening http/1.1+h2c on ");
     let admin = proc.addr_after("listening admin on ");
     let start = Instant::now();

@@ -237,6 +237,34 @@ fn thread_names(pid: u32) -> Vec<String> {
     names
 }
 
+/// Without `threads`, one traffic thread per CPU the gateway may use: pinned to one CPU (as a
+/// one-CPU container or `taskset` pins it) it runs one, not one per CPU of the machine.
+#[test]
+fn without_threads_the_traffic_runtime_has_one_thread_per_cpu_it_may_use() {
+    let (_o, origin) = origin(&[]);
+    let traffic = |gw: &Gateway| {
+        thread_names(gw.proc.pid())
+            .iter()
+            .filter(|n| *n == "BG dashpush")
+            .count()
+    };
+    let origin = format!("http://{origin}");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--origin",
+        &origin,
+    ];
+    let pinned = gateway_run_under(&["taskset", "-c", "0"], &args);
+    assert_eq!(traffic(&pinned), 1, "{:?}", thread_names(pinned.proc.pid()));
+    assert_eq!(get(pinned.addr, "/vod/manifest.mpd").0, 200);
+    let free = gateway_run(&args);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(traffic(&free), cpus, "{:?}", thread_names(free.proc.pid()));
+}
+
 #[test]
 fn threads_sets_the_traffic_runtime_and_it_serves() {
     let (_o, origin) = origin(&[]);

@@ -928,7 +928,7 @@ mod tests {
         let c = check("origin: http://origin.test:8081\n").unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.h2.max_frame_size, 16_384);
-        assert_eq!(c.threads, 2);
+        assert_eq!(c.threads, crate::settings::default_threads());
     }
 
     #[test]

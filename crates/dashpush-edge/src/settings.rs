@@ -42,7 +42,8 @@ pub struct EdgeConfig {
     pub total_timeout: Duration,
     /// Largest origin body accepted.
     pub max_body: usize,
-    /// Worker threads of each traffic listener's runtime (cleartext, TLS).
+    /// Worker threads of each traffic listener's runtime (cleartext, TLS); by default one per
+    /// CPU the process may use ([`default_threads`]).
     pub threads: usize,
     /// Grace period for in-flight requests on shutdown.
     pub grace: Duration,
@@ -181,6 +182,15 @@ pub struct TlsListener {
     pub key: std::path::PathBuf,
 }
 
+/// One worker thread per CPU this process may run on: its CPU affinity (`taskset`, a
+/// cpuset) and its cgroup's CPU quota (a container's CPU limit) count, as with nginx's
+/// `worker_processes auto` and Go's `GOMAXPROCS`; 2 when that cannot be read, at most 256.
+/// More threads than CPUs only take turns on them: two threads on one core wake each other and
+/// lengthen the tail (docs/benchmarks.md, "one worker per core").
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 256))
+}
+
 impl EdgeConfig {
     /// Defaults for everything but the addresses.
     pub fn new(listen: String, admin: String, origin: Url) -> Self {
@@ -203,7 +213,7 @@ impl EdgeConfig {
             read_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(60),
             max_body: 64 * 1024 * 1024,
-            threads: 2,
+            threads: default_threads(),
             grace: Duration::from_secs(10),
             ready_without_origin: false,
             h2: H2Limits::default(),
