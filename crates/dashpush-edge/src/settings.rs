@@ -186,7 +186,7 @@ pub struct TlsListener {
 /// cpuset) and its cgroup's CPU quota (a container's CPU limit) count, as with nginx's
 /// `worker_processes auto` and Go's `GOMAXPROCS`; 2 when that cannot be read, at most 256.
 /// More threads than CPUs only take turns on them: two threads on one core wake each other and
-/// lengthen the tail (docs/benchmarks.md, "one worker per core").
+/// lengthen the tail (docs/benchmarks.md, "one write for many frames, one worker per core").
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 256))
 }

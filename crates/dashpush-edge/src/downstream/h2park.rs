@@ -785,8 +785,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Resumed<S> {
         let this = &mut *link;
         this.flushed &= bufs.iter().all(|b| b.is_empty());
         if this.unsent.done() {
-            let n = ready!(this.behind.poll_write(&mut this.inner, cx, bufs))?;
-            this.fresh = true;
+            let n = ready!(this.poll_write_out(cx, bufs))?;
             let mut left = n;
             for b in bufs {
                 let take = left.min(b.len());
@@ -844,10 +843,7 @@ impl<S: AsyncWrite + Unpin> Link<S> {
     /// Writes the front of `buf` through [`Unsent`].
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if self.unsent.done() {
-            self.fresh = true;
-            return self
-                .behind
-                .poll_write(&mut self.inner, cx, &[io::IoSlice::new(buf)]);
+            return self.poll_write_out(cx, &[io::IoSlice::new(buf)]);
         }
         ready!(self.poll_held(cx))?;
         if buf.is_empty() {
@@ -862,6 +858,26 @@ impl<S: AsyncWrite + Unpin> Link<S> {
                 Poll::Ready(Ok(n))
             }
         }
+    }
+
+    /// Writes `bufs` once [`Unsent`] is done: held behind (up to [`BEHIND`], `coalesce`) while
+    /// the client lets more than a default window out at once (`Tracker::wide_windows`), else
+    /// straight to the socket. Under the default windows a round trip carries at most 64 KiB,
+    /// which leaves in as many writes as the client's credit comes back in pieces: holding
+    /// them saves little, and a write put off behind the connection's other tasks changes
+    /// which stream's frames go first in the round trip, and with it what credit a client
+    /// returning it by half windows gives back (docs/benchmarks.md, start-up matrix).
+    fn poll_write_out(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.tracker.wide_windows() {
+            self.fresh = true;
+            return self.behind.poll_write(&mut self.inner, cx, bufs);
+        }
+        ready!(self.behind.poll_drain(&mut self.inner, cx))?;
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     /// `h2` wrote `bytes` (taken by [`Unsent`] or sent).
@@ -1669,26 +1685,57 @@ mod tests {
         );
     }
 
-    /// A flush right after new writes is put off (the task is woken instead); the next flush,
-    /// with nothing new, sends what is held; nothing is parked again while bytes are held.
-    #[test]
-    fn the_first_flush_after_writes_is_put_off_once() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        struct Wakes(AtomicUsize);
-        impl std::task::Wake for Wakes {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
-        let waker = std::task::Waker::from(Arc::clone(&wakes));
-        let mut cx = Context::from_waker(&waker);
+    /// A [`Resumed`] over a pipe that counts its writes, having read from the client the
+    /// preface and a SETTINGS with `initial_window`; the client's end, the write count, and
+    /// a context whose waker counts its wakes.
+    fn counted_after_settings(
+        initial_window: u32,
+    ) -> (
+        Resumed<Counted>,
+        tokio::io::DuplexStream,
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<Wakes>,
+    ) {
+        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
         let (mut peer, server_io) = tokio::io::duplex(1 << 16);
-        let writes = Arc::new(AtomicUsize::new(0));
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut io = Resumed::fresh(Counted {
             io: server_io,
             writes: Arc::clone(&writes),
         });
+        let mut client = PREFACE.to_vec();
+        client.extend(settings(&[(INITIAL_WINDOW_SIZE, initial_window)]));
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(
+            Pin::new(&mut peer).poll_write(&mut cx, &client),
+            Poll::Ready(Ok(n)) if n == client.len()
+        ));
+        let mut got = vec![0u8; client.len()];
+        let mut buf = ReadBuf::new(&mut got);
+        assert!(Pin::new(&mut io).poll_read(&mut cx, &mut buf).is_ready());
+        assert_eq!(buf.filled().len(), client.len(), "read through the tracker");
+        (io, peer, writes, wakes)
+    }
+
+    /// Counts the wakes of a task.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// With wide windows, a flush right after new writes is put off (the task is woken
+    /// instead); the next flush, with nothing new, sends what is held in one write; nothing
+    /// is parked again while bytes are held.
+    #[test]
+    fn with_wide_windows_the_first_flush_after_writes_is_put_off_once() {
+        use std::sync::atomic::Ordering;
+        let (mut io, mut peer, writes, wakes) = counted_after_settings(1 << 20);
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
         let link = io.link();
         for piece in [&b"abc"[..], b"defg"] {
             assert!(matches!(
@@ -1707,7 +1754,7 @@ mod tests {
             1,
             "the task is woken to flush again"
         );
-        assert!(!link.lock().behind.is_empty(), "held");
+        assert!(link.again().is_err(), "not parked while bytes are held");
         assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
         assert_eq!(writes.load(Ordering::Relaxed), 1, "then sent, in one write");
         assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
@@ -1718,6 +1765,24 @@ mod tests {
         // A flush with nothing held is not put off.
         assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
         assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+    }
+
+    /// Under the default windows every write goes straight to the socket.
+    #[test]
+    fn under_default_windows_writes_go_straight_out() {
+        use std::sync::atomic::Ordering;
+        let (mut io, _peer, writes, wakes) = counted_after_settings(65_535);
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        for (i, piece) in [&b"abc"[..], b"defg"].into_iter().enumerate() {
+            assert!(matches!(
+                Pin::new(&mut io).poll_write_vectored(&mut cx, &[io::IoSlice::new(piece)]),
+                Poll::Ready(Ok(_))
+            ));
+            assert_eq!(writes.load(Ordering::Relaxed), i + 1, "written at once");
+        }
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "nothing put off");
     }
 
     /// Parks `io` by hand as `downstream::h2` does, from `kept` with `p`, until a frame wakes

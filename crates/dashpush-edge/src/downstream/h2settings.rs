@@ -83,6 +83,15 @@ impl Peer {
         self.0.push.load(Ordering::Acquire)
     }
 
+    /// Whether the client lets more than a default window (65,535 bytes) out at once: it set
+    /// its streams' windows wider, or widened the connection's by more than a window in one
+    /// WINDOW_UPDATE (a client returning credit as it reads gives at most a window back).
+    /// h2load, browsers and players do; python-h2 and nghttp2 keep the defaults unless told.
+    pub fn wide_windows(&self) -> bool {
+        self.0.stream_window.load(Ordering::Acquire) > DEFAULT_WINDOW
+            || self.0.widest_grant.load(Ordering::Acquire) > DEFAULT_WINDOW
+    }
+
     /// Whether the connection's window is wider than two streams' windows: its default size
     /// plus the largest increment the client has given it at once (a client that wants a wide
     /// connection says so in one WINDOW_UPDATE, usually its first; one that returns credit as
@@ -227,6 +236,11 @@ impl Tracker {
     /// What the client has told so far, shared.
     pub fn peer(&self) -> Peer {
         self.peer.clone()
+    }
+
+    /// [`Peer::wide_windows`] of the client, without a handle.
+    pub fn wide_windows(&self) -> bool {
+        self.peer.wide_windows()
     }
 
     /// Feeds bytes the client sent, in order.
@@ -502,6 +516,35 @@ mod tests {
         ));
         assert_eq!(t.peer().connection_window(), ConnWindow::WithinTwoStreams);
         assert!(t.peer().push_enabled(), "nothing else changed");
+    }
+
+    #[test]
+    fn windows_are_wide_once_the_client_lets_more_than_a_default_window_out() {
+        let mut t = Tracker::new();
+        let mut c = PREFACE.to_vec();
+        c.extend(frame(SETTINGS, 0, 0, &[]));
+        t.feed(&c);
+        assert!(!t.wide_windows(), "defaults");
+        // Credit returned as it reads, a whole window at most; a stream's grant is not the
+        // connection's.
+        t.feed(&frame(WINDOW_UPDATE, 0, 0, &65_535u32.to_be_bytes()));
+        t.feed(&frame(WINDOW_UPDATE, 0, 1, &(16u32 << 20).to_be_bytes()));
+        assert!(!t.wide_windows());
+        let mut wide_conn = t;
+        wide_conn.feed(&frame(WINDOW_UPDATE, 0, 0, &65_536u32.to_be_bytes()));
+        assert!(
+            wide_conn.wide_windows(),
+            "a connection widened past a window"
+        );
+        let mut wide_streams = Tracker::new();
+        wide_streams.feed(&c);
+        wide_streams.feed(&frame(
+            SETTINGS,
+            0,
+            0,
+            &setting(INITIAL_WINDOW_SIZE, 65_536),
+        ));
+        assert!(wide_streams.wide_windows(), "streams set wider");
     }
 
     #[test]
