@@ -502,6 +502,8 @@ pub fn run_with_reload(
     reload: Option<Reload>,
 ) -> Result<(), EdgeError> {
     let metrics = Metrics::new(registry)?;
+    // What the MPD parser builds on first use is built now, not for the first viewer.
+    dashpush_mpd::warm_up();
     crate::delivery::account::register_series(&metrics);
     crate::guard::register_series(&metrics);
     let origins = origins_of(&config, &metrics)?;
