@@ -645,7 +645,7 @@ pub fn run_with_reload(
         server.add_service(svc);
     }
     server.add_service(admin_svc);
-    tracing::info!("listening http/1.1+h2c on {listen}, {threads} worker threads");
+    tracing::info!(threads, "listening http/1.1+h2c on {listen}");
     if let Some(addr) = tls_addr {
         tracing::info!("listening tls (h2, http/1.1) on {addr}");
     }
