@@ -1400,14 +1400,18 @@ mod tests {
         let io = Recorded {
             io: server_io,
             wire: wire.clone(),
+            writes: Arc::default(),
         };
         (client_io, io, wire)
     }
 
-    /// The server's end of a pipe, recording every byte written to the client.
+    /// The server's end of a pipe, recording every byte written to the client and counting
+    /// the write calls; vectored, as a socket is (one call, all of it: the pipe is wide
+    /// enough for every test here).
     struct Recorded {
         io: tokio::io::DuplexStream,
         wire: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
     }
 
     impl AsyncRead for Recorded {
@@ -1426,10 +1430,26 @@ mod tests {
             cx: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
             let this = self.get_mut();
-            let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
-            this.wire.lock().unwrap().extend_from_slice(&buf[..n]);
+            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let n = ready!(Pin::new(&mut this.io).poll_write(cx, &all))?;
+            assert_eq!(n, all.len(), "the pipe took the whole write");
+            this.wire.lock().unwrap().extend_from_slice(&all);
+            this.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
         }
 
         fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -1439,6 +1459,24 @@ mod tests {
         fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
             Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
         }
+    }
+
+    /// A [`Recorded`] server end of a pipe of `size` bytes, and its write count.
+    fn counted(
+        size: usize,
+    ) -> (
+        tokio::io::DuplexStream,
+        Recorded,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let (client_io, server_io) = tokio::io::duplex(size);
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let io = Recorded {
+            io: server_io,
+            wire: Arc::new(Mutex::new(Vec::new())),
+            writes: Arc::clone(&writes),
+        };
+        (client_io, io, writes)
     }
 
     /// The SETTINGS frames and SETTINGS ACKs in `wire`.
@@ -1542,68 +1580,10 @@ mod tests {
         ends_cleanly(conn, server, &wire, 1).await;
     }
 
-    /// The server's end of a pipe that counts its write calls; vectored, as a socket is.
-    struct Counted {
-        io: tokio::io::DuplexStream,
-        writes: Arc<std::sync::atomic::AtomicUsize>,
-    }
-
-    impl AsyncRead for Counted {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-        }
-    }
-
-    impl AsyncWrite for Counted {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
-        }
-
-        fn poll_write_vectored(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            bufs: &[io::IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            let this = self.get_mut();
-            // One call, all of it (the pipe is wide enough for every test here).
-            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
-            let n = ready!(Pin::new(&mut this.io).poll_write(cx, &all))?;
-            assert_eq!(n, all.len(), "the pipe took the whole write");
-            this.writes
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Poll::Ready(Ok(n))
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            true
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.get_mut().io).poll_flush(cx)
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-        }
-    }
-
     /// A real `h2` client sends eight GETs at once; the server answers them together, 15 KB
     /// each. The write calls the answers take, with the server's `h2` on `io` as given.
     async fn writes_for_eight_answers(behind: bool) -> usize {
-        let (client_io, server_io) = tokio::io::duplex(4 << 20);
-        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let io = Counted {
-            io: server_io,
-            writes: Arc::clone(&writes),
-        };
+        let (client_io, io, writes) = counted(4 << 20);
         let limits = crate::settings::H2Limits::default();
         let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seen = Arc::clone(&answered);
@@ -1691,18 +1671,14 @@ mod tests {
     fn counted_after_settings(
         initial_window: u32,
     ) -> (
-        Resumed<Counted>,
+        Resumed<Recorded>,
         tokio::io::DuplexStream,
         Arc<std::sync::atomic::AtomicUsize>,
         Arc<Wakes>,
     ) {
         let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
-        let (mut peer, server_io) = tokio::io::duplex(1 << 16);
-        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut io = Resumed::fresh(Counted {
-            io: server_io,
-            writes: Arc::clone(&writes),
-        });
+        let (mut peer, server_io, writes) = counted(1 << 16);
+        let mut io = Resumed::fresh(server_io);
         let mut client = PREFACE.to_vec();
         client.extend(settings(&[(INITIAL_WINDOW_SIZE, initial_window)]));
         let waker = std::task::Waker::from(Arc::clone(&wakes));
