@@ -19,7 +19,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pingora::protocols::Stream;
 use pingora::protocols::TimingDigest;
@@ -37,14 +37,21 @@ const HOLD: usize = 4 * 1024;
 /// Most slices handed to one vectored write (the held bytes and the caller's).
 const SLICES: usize = 8;
 
-/// Bytes written but not sent yet, up to a limit (see the module docs).
+/// Bytes written but not sent yet, up to a limit (see the module docs). The buffer, sent
+/// part included, never grows past the limit.
 #[derive(Debug)]
 pub(crate) struct Held {
     bytes: Vec<u8>,
     /// How many of `bytes` were sent already.
     sent: usize,
     limit: usize,
+    /// When the oldest byte held was written (`None` while nothing is).
+    since: Option<Instant>,
 }
+
+/// First size of a buffer that starts to hold bytes (grown up to the limit as it fills): a
+/// head or a control frame does not take a whole 64 KiB.
+const FIRST: usize = 16 * 1024;
 
 impl Held {
     /// Holds up to `limit` bytes.
@@ -53,7 +60,13 @@ impl Held {
             bytes: Vec::new(),
             sent: 0,
             limit,
+            since: None,
         }
+    }
+
+    /// How long the oldest byte held has waited (zero when nothing is held).
+    pub(crate) fn waited(&self) -> Duration {
+        self.since.map_or(Duration::ZERO, |t| t.elapsed())
     }
 
     /// True when nothing is held.
@@ -88,10 +101,15 @@ impl Held {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if self.unsent().len() + total <= self.limit {
+        if total == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        // The sent part counts: it leaves the buffer only once everything is sent.
+        if self.bytes.len() + total <= self.limit {
             if self.bytes.capacity() == 0 {
-                // Once, at the limit: no growing copies while a batch fills.
-                self.bytes.reserve_exact(self.limit);
+                self.bytes
+                    .reserve_exact(total.max(FIRST).next_power_of_two().min(self.limit));
+                self.since = Some(Instant::now());
             }
             for b in bufs {
                 self.bytes.extend_from_slice(b);
@@ -318,10 +336,13 @@ mod tests {
         assert_eq!(c.held.capacity(), 0, "no buffer is kept after a flush");
     }
 
-    /// A writer that takes at most `most` bytes per call and records each call's bytes.
+    /// A writer that takes at most `most` bytes per call and records each call's bytes;
+    /// with `stall`, every other call is not ready (a socket whose buffer is full).
     struct Calls {
         most: usize,
         calls: Vec<Vec<u8>>,
+        stall: bool,
+        stalled: bool,
     }
 
     impl AsyncWrite for Calls {
@@ -339,6 +360,12 @@ mod tests {
             bufs: &[IoSlice<'_>],
         ) -> Poll<io::Result<usize>> {
             let this = self.get_mut();
+            if this.stall {
+                this.stalled = !this.stalled;
+                if this.stalled {
+                    return Poll::Pending;
+                }
+            }
             let mut call: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
             call.truncate(this.most);
             let n = call.len();
@@ -360,27 +387,38 @@ mod tests {
     }
 
     /// Writes `pieces` through a [`Held`] of `limit` to a writer taking `most` bytes per
-    /// call, then drains it: the calls made.
-    fn through(limit: usize, most: usize, pieces: &[&[u8]]) -> Vec<Vec<u8>> {
+    /// call (not ready every other call with `stall`), then drains it: the calls made. The
+    /// buffer never grows past the limit.
+    fn through(limit: usize, most: usize, stall: bool, pieces: &[&[u8]]) -> Vec<Vec<u8>> {
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         let mut held = Held::new(limit);
         let mut w = Calls {
             most,
             calls: Vec::new(),
+            stall,
+            stalled: false,
         };
         for piece in pieces {
             let mut left: &[u8] = piece;
             while !left.is_empty() {
-                let Poll::Ready(Ok(n)) = held.poll_write(&mut w, &mut cx, &[IoSlice::new(left)])
-                else {
-                    panic!("a writer that is always ready");
-                };
-                assert!(n > 0, "never Ok(0) for bytes given");
-                left = &left[n..];
+                match held.poll_write(&mut w, &mut cx, &[IoSlice::new(left)]) {
+                    Poll::Ready(Ok(n)) => {
+                        assert!(n > 0, "never Ok(0) for bytes given");
+                        left = &left[n..];
+                    }
+                    Poll::Ready(Err(e)) => panic!("{e}"),
+                    // Tried again, as the caller does once woken.
+                    Poll::Pending => {}
+                }
+                assert!(
+                    held.bytes.len() <= limit,
+                    "held {} of {limit}",
+                    held.bytes.len()
+                );
             }
         }
-        assert!(held.poll_drain(&mut w, &mut cx).is_ready());
+        while held.poll_drain(&mut w, &mut cx).is_pending() {}
         assert!(held.is_empty());
         assert_eq!(held.capacity(), 0, "nothing is kept once drained");
         w.calls
@@ -389,13 +427,13 @@ mod tests {
     #[test]
     fn writes_within_the_limit_leave_together_and_one_past_it_takes_them_along() {
         let (a, b, c) = (vec![1u8; 300], vec![2u8; 500], vec![3u8; 5000]);
-        let calls = through(1024, usize::MAX, &[&a, &b]);
+        let calls = through(1024, usize::MAX, false, &[&a, &b]);
         assert_eq!(
             calls,
             vec![[a.clone(), b.clone()].concat()],
             "held, then drained once"
         );
-        let calls = through(1024, usize::MAX, &[&a, &b, &c]);
+        let calls = through(1024, usize::MAX, false, &[&a, &b, &c]);
         assert_eq!(
             calls,
             vec![[a, b, c].concat()],
@@ -410,10 +448,34 @@ mod tests {
             .collect();
         let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
         let want = pieces.concat();
-        for (limit, most) in [(64, 7), (1024, 100), (4096, 4096), (65_536, 1_000)] {
-            let got = through(limit, most, &refs).concat();
-            assert_eq!(got, want, "limit {limit}, at most {most} per call");
+        for stall in [false, true] {
+            for (limit, most) in [(64, 7), (1024, 100), (4096, 4096), (65_536, 1_000)] {
+                let got = through(limit, most, stall, &refs).concat();
+                assert_eq!(
+                    got, want,
+                    "limit {limit}, at most {most} per call, stall {stall}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn an_empty_write_holds_nothing() {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut held = Held::new(1024);
+        let mut w = Calls {
+            most: usize::MAX,
+            calls: Vec::new(),
+            stall: false,
+            stalled: false,
+        };
+        assert!(matches!(
+            held.poll_write(&mut w, &mut cx, &[IoSlice::new(&[])]),
+            Poll::Ready(Ok(0))
+        ));
+        assert_eq!(held.capacity(), 0);
+        assert_eq!(held.waited(), Duration::ZERO);
     }
 
     #[tokio::test]

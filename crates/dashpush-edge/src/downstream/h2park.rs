@@ -676,6 +676,10 @@ struct Link<S> {
 /// window lets one response have in flight.
 pub(crate) const BEHIND: usize = 64 * 1024;
 
+/// Longest a byte is held behind by put-off flushes: a connection whose every poll finds
+/// something new to write (a trickle of small frames on a busy runtime) still sends within it.
+const PUT_OFF_MAX: Duration = Duration::from_millis(1);
+
 impl<S> Resumed<S> {
     /// A woken parked connection: `kept` is everything it read, `tracker` what reads it.
     pub(crate) fn new(inner: S, kept: Vec<u8>, unsent: Unsent, tracker: Tracker) -> Self {
@@ -814,12 +818,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Resumed<S> {
     /// left to write, and cannot tell the two apart. So a flush after new writes is put off:
     /// the connection's task is woken and the flush answered at once, and its next poll (which
     /// buffers whatever other streams made ready meanwhile, and flushes again) finds nothing
-    /// new and sends what is held, or what no longer fits goes out with the next write.
+    /// new and sends what is held, or what no longer fits goes out with the next write. No
+    /// byte is held this way longer than [`PUT_OFF_MAX`].
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut link = self.lock();
         let this = &mut *link;
         ready!(this.poll_held(cx))?;
-        if std::mem::take(&mut this.fresh) && !this.behind.is_empty() {
+        if std::mem::take(&mut this.fresh)
+            && !this.behind.is_empty()
+            && this.behind.waited() < PUT_OFF_MAX
+        {
             cx.waker().wake_by_ref();
             this.flushed = false;
             return Poll::Ready(Ok(()));
@@ -873,8 +881,9 @@ impl<S: AsyncWrite + Unpin> Link<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if self.tracker.wide_windows() {
-            self.fresh = true;
-            return self.behind.poll_write(&mut self.inner, cx, bufs);
+            let n = ready!(self.behind.poll_write(&mut self.inner, cx, bufs))?;
+            self.fresh |= n > 0;
+            return Poll::Ready(Ok(n));
         }
         ready!(self.behind.poll_drain(&mut self.inner, cx))?;
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
@@ -1734,6 +1743,7 @@ mod tests {
         assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
         assert_eq!(writes.load(Ordering::Relaxed), 1, "then sent, in one write");
         assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        assert_eq!(link.lock().behind.capacity(), 0, "no buffer kept once sent");
         let mut got = [0u8; 7];
         let mut buf = ReadBuf::new(&mut got);
         assert!(Pin::new(&mut peer).poll_read(&mut cx, &mut buf).is_ready());
@@ -1741,6 +1751,66 @@ mod tests {
         // A flush with nothing held is not put off.
         assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
         assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+    }
+
+    /// A byte held longer than [`PUT_OFF_MAX`] is sent by the next flush, new writes or not.
+    #[test]
+    fn a_put_off_flush_holds_no_byte_past_its_limit() {
+        use std::sync::atomic::Ordering;
+        let (mut io, _peer, writes, wakes) = counted_after_settings(1 << 20);
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        let mut write = |io: &mut Resumed<Recorded>, piece: &[u8]| {
+            assert!(matches!(
+                Pin::new(io).poll_write_vectored(&mut cx, &[io::IoSlice::new(piece)]),
+                Poll::Ready(Ok(_))
+            ));
+        };
+        write(&mut io, b"abc");
+        std::thread::sleep(PUT_OFF_MAX * 2);
+        write(&mut io, b"d");
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
+        assert_eq!(writes.load(Ordering::Relaxed), 1, "sent at once");
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "not put off");
+    }
+
+    /// Windows that turn default while bytes are held: the held bytes go first, then the
+    /// write, straight.
+    #[test]
+    fn held_bytes_go_first_when_the_windows_turn_default() {
+        use std::sync::atomic::Ordering;
+        let (mut io, mut peer, writes, wakes) = counted_after_settings(1 << 20);
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(
+            Pin::new(&mut io).poll_write_vectored(&mut cx, &[io::IoSlice::new(b"abc")]),
+            Poll::Ready(Ok(3))
+        ));
+        assert_eq!(writes.load(Ordering::Relaxed), 0, "held");
+        // The client sets its streams' windows back to the default.
+        let back = settings(&[(INITIAL_WINDOW_SIZE, 65_535)]);
+        assert!(matches!(
+            Pin::new(&mut peer).poll_write(&mut cx, &back),
+            Poll::Ready(Ok(n)) if n == back.len()
+        ));
+        let mut got = vec![0u8; back.len()];
+        let mut buf = ReadBuf::new(&mut got);
+        assert!(Pin::new(&mut io).poll_read(&mut cx, &mut buf).is_ready());
+        assert!(matches!(
+            Pin::new(&mut io).poll_write_vectored(&mut cx, &[io::IoSlice::new(b"def")]),
+            Poll::Ready(Ok(3))
+        ));
+        assert_eq!(
+            writes.load(Ordering::Relaxed),
+            2,
+            "the held bytes, then the write"
+        );
+        let mut wire = [0u8; 6];
+        let mut buf = ReadBuf::new(&mut wire);
+        while buf.filled().len() < 6 {
+            assert!(Pin::new(&mut peer).poll_read(&mut cx, &mut buf).is_ready());
+        }
+        assert_eq!(buf.filled(), b"abcdef");
     }
 
     /// Under the default windows every write goes straight to the socket.
