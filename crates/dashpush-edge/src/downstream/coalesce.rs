@@ -49,9 +49,13 @@ pub(crate) struct Held {
     since: Option<Instant>,
 }
 
-/// First size of a buffer that starts to hold bytes (grown up to the limit as it fills): a
-/// head or a control frame does not take a whole 64 KiB.
+/// First size of a buffer that starts with a small write (a head, a control frame), grown up
+/// to the limit as it fills: those do not take a whole 64 KiB. One that starts with a larger
+/// write (a DATA frame) takes the limit at once, without growing copies while a batch fills.
 const FIRST: usize = 16 * 1024;
+
+/// What counts as a small first write ([`FIRST`]).
+const SMALL: usize = 4 * 1024;
 
 impl Held {
     /// Holds up to `limit` bytes.
@@ -107,8 +111,8 @@ impl Held {
         // The sent part counts: it leaves the buffer only once everything is sent.
         if self.bytes.len() + total <= self.limit {
             if self.bytes.capacity() == 0 {
-                self.bytes
-                    .reserve_exact(total.max(FIRST).next_power_of_two().min(self.limit));
+                let first = if total < SMALL { FIRST } else { self.limit };
+                self.bytes.reserve_exact(first.min(self.limit));
                 self.since = Some(Instant::now());
             }
             for b in bufs {
