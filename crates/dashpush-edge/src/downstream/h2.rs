@@ -233,7 +233,9 @@ async fn run(
                     let push = Arc::clone(&push);
                     let client = client.clone();
                     let inflight = drain.begin();
-                    tasks.spawn(async move {
+                    // Boxed: tokio moves a task's future on spawn, on completion and when its
+                    // output is read; a pointer is cheaper to move than the request's state.
+                    tasks.spawn(Box::pin(async move {
                         let _inflight = inflight;
                         let (parts, body) = request.into_parts();
                         if crate::downstream::ws::is_extended_connect(&parts) {
@@ -260,7 +262,7 @@ async fn run(
                             Ok(status) => handler.record("h2", status),
                             Err(e) => tracing::debug!("h2 send: {e}"),
                         }
-                    });
+                    }));
                 }
                 Some(Err(e)) => {
                     tracing::debug!("h2 connection: {e}");
