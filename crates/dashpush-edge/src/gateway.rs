@@ -660,9 +660,9 @@ async fn static_file(dir: &std::path::Path, path: &str, head: bool) -> Resp {
 /// dot segments (raw or percent-encoded, also before a `;` path parameter, `..;` for Tomcat),
 /// backslashes, encoded separators (`%2F`, `%5C`, which nginx or Tomcat may decode) and NUL.
 pub(crate) fn clean_path(path_and_query: &str) -> bool {
-    // Byte scans, no allocation: it runs on every request.
-    let path = path_and_query.split('?').next().unwrap_or(path_and_query);
-    let bytes = path.as_bytes();
+    // Byte scans, no allocation and no `str` pattern searches: it runs on every request.
+    let all = path_and_query.as_bytes();
+    let bytes = all.split(|&b| b == b'?').next().unwrap_or(all);
     let encoded_bad = bytes.windows(3).any(|w| match w {
         [b'%', hi, lo] => matches!(
             [hi.to_ascii_lowercase(), lo.to_ascii_lowercase()],
@@ -672,14 +672,14 @@ pub(crate) fn clean_path(path_and_query: &str) -> bool {
     });
     !bytes.contains(&b'\\')
         && !encoded_bad
-        && path
-            .split('/')
-            .all(|seg| !dot_segment(seg.split(';').next().unwrap_or_default()))
+        && bytes
+            .split(|&b| b == b'/')
+            .all(|seg| !dot_segment(seg.split(|&b| b == b';').next().unwrap_or_default()))
 }
 
 /// True for `.` and `..`, each dot raw or as `%2e` (either case).
-fn dot_segment(seg: &str) -> bool {
-    let mut rest = seg.as_bytes();
+fn dot_segment(seg: &[u8]) -> bool {
+    let mut rest = seg;
     let mut dots = 0;
     while !rest.is_empty() {
         rest = match rest {
