@@ -828,8 +828,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Resumed<S> {
             && !this.behind.is_empty()
             && this.behind.waited() < PUT_OFF_MAX
         {
+            // `flushed` is false already: the write that made this fresh cleared it.
             cx.waker().wake_by_ref();
-            this.flushed = false;
             return Poll::Ready(Ok(()));
         }
         ready!(this.behind.poll_drain(&mut this.inner, cx))?;
@@ -1404,14 +1404,20 @@ mod tests {
 
     /// A pipe: the client's end, and the server's end recording what it writes (in the third).
     fn recorded_pipe() -> (tokio::io::DuplexStream, Recorded, Arc<Mutex<Vec<u8>>>) {
-        let (client_io, server_io) = tokio::io::duplex(1 << 20);
-        let wire = Arc::new(Mutex::new(Vec::new()));
+        let (client_io, io) = pipe(1 << 20);
+        let wire = Arc::clone(&io.wire);
+        (client_io, io, wire)
+    }
+
+    /// A pipe of `size` bytes: the client's end and the server's [`Recorded`] end.
+    fn pipe(size: usize) -> (tokio::io::DuplexStream, Recorded) {
+        let (client_io, server_io) = tokio::io::duplex(size);
         let io = Recorded {
             io: server_io,
-            wire: wire.clone(),
+            wire: Arc::default(),
             writes: Arc::default(),
         };
-        (client_io, io, wire)
+        (client_io, io)
     }
 
     /// The server's end of a pipe, recording every byte written to the client and counting
@@ -1468,24 +1474,6 @@ mod tests {
         fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
             Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
         }
-    }
-
-    /// A [`Recorded`] server end of a pipe of `size` bytes, and its write count.
-    fn counted(
-        size: usize,
-    ) -> (
-        tokio::io::DuplexStream,
-        Recorded,
-        Arc<std::sync::atomic::AtomicUsize>,
-    ) {
-        let (client_io, server_io) = tokio::io::duplex(size);
-        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let io = Recorded {
-            io: server_io,
-            wire: Arc::new(Mutex::new(Vec::new())),
-            writes: Arc::clone(&writes),
-        };
-        (client_io, io, writes)
     }
 
     /// The SETTINGS frames and SETTINGS ACKs in `wire`.
@@ -1592,7 +1580,8 @@ mod tests {
     /// A real `h2` client sends eight GETs at once; the server answers them together, 15 KB
     /// each. The write calls the answers take, with the server's `h2` on `io` as given.
     async fn writes_for_eight_answers(behind: bool) -> usize {
-        let (client_io, io, writes) = counted(4 << 20);
+        let (client_io, io) = pipe(4 << 20);
+        let writes = Arc::clone(&io.writes);
         let limits = crate::settings::H2Limits::default();
         let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seen = Arc::clone(&answered);
@@ -1676,7 +1665,7 @@ mod tests {
 
     /// A [`Resumed`] over a pipe that counts its writes, having read from the client the
     /// preface and a SETTINGS with `initial_window`; the client's end, the write count, and
-    /// a context whose waker counts its wakes.
+    /// a waker that counts its wakes (with the count).
     fn counted_after_settings(
         initial_window: u32,
     ) -> (
@@ -1684,23 +1673,35 @@ mod tests {
         tokio::io::DuplexStream,
         Arc<std::sync::atomic::AtomicUsize>,
         Arc<Wakes>,
+        std::task::Waker,
     ) {
         let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
-        let (mut peer, server_io, writes) = counted(1 << 16);
+        let (mut peer, server_io) = pipe(1 << 16);
+        let writes = Arc::clone(&server_io.writes);
         let mut io = Resumed::fresh(server_io);
         let mut client = PREFACE.to_vec();
         client.extend(settings(&[(INITIAL_WINDOW_SIZE, initial_window)]));
         let waker = std::task::Waker::from(Arc::clone(&wakes));
         let mut cx = Context::from_waker(&waker);
+        client_says(&mut peer, &mut io, &mut cx, &client);
+        (io, peer, writes, wakes, waker)
+    }
+
+    /// The client sends `bytes`, and the server's `io` reads them (through its tracker).
+    fn client_says(
+        peer: &mut tokio::io::DuplexStream,
+        io: &mut Resumed<Recorded>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) {
         assert!(matches!(
-            Pin::new(&mut peer).poll_write(&mut cx, &client),
-            Poll::Ready(Ok(n)) if n == client.len()
+            Pin::new(&mut *peer).poll_write(cx, bytes),
+            Poll::Ready(Ok(n)) if n == bytes.len()
         ));
-        let mut got = vec![0u8; client.len()];
+        let mut got = vec![0u8; bytes.len()];
         let mut buf = ReadBuf::new(&mut got);
-        assert!(Pin::new(&mut io).poll_read(&mut cx, &mut buf).is_ready());
-        assert_eq!(buf.filled().len(), client.len(), "read through the tracker");
-        (io, peer, writes, wakes)
+        assert!(Pin::new(io).poll_read(cx, &mut buf).is_ready());
+        assert_eq!(buf.filled().len(), bytes.len(), "read through the tracker");
     }
 
     /// Counts the wakes of a task.
@@ -1718,8 +1719,7 @@ mod tests {
     #[test]
     fn with_wide_windows_the_first_flush_after_writes_is_put_off_once() {
         use std::sync::atomic::Ordering;
-        let (mut io, mut peer, writes, wakes) = counted_after_settings(1 << 20);
-        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let (mut io, mut peer, writes, wakes, waker) = counted_after_settings(1 << 20);
         let mut cx = Context::from_waker(&waker);
         let link = io.link();
         for piece in [&b"abc"[..], b"defg"] {
@@ -1757,8 +1757,7 @@ mod tests {
     #[test]
     fn a_put_off_flush_holds_no_byte_past_its_limit() {
         use std::sync::atomic::Ordering;
-        let (mut io, _peer, writes, wakes) = counted_after_settings(1 << 20);
-        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let (mut io, _peer, writes, wakes, waker) = counted_after_settings(1 << 20);
         let mut cx = Context::from_waker(&waker);
         let mut write = |io: &mut Resumed<Recorded>, piece: &[u8]| {
             assert!(matches!(
@@ -1779,8 +1778,7 @@ mod tests {
     #[test]
     fn held_bytes_go_first_when_the_windows_turn_default() {
         use std::sync::atomic::Ordering;
-        let (mut io, mut peer, writes, wakes) = counted_after_settings(1 << 20);
-        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let (mut io, mut peer, writes, _wakes, waker) = counted_after_settings(1 << 20);
         let mut cx = Context::from_waker(&waker);
         assert!(matches!(
             Pin::new(&mut io).poll_write_vectored(&mut cx, &[io::IoSlice::new(b"abc")]),
@@ -1789,13 +1787,7 @@ mod tests {
         assert_eq!(writes.load(Ordering::Relaxed), 0, "held");
         // The client sets its streams' windows back to the default.
         let back = settings(&[(INITIAL_WINDOW_SIZE, 65_535)]);
-        assert!(matches!(
-            Pin::new(&mut peer).poll_write(&mut cx, &back),
-            Poll::Ready(Ok(n)) if n == back.len()
-        ));
-        let mut got = vec![0u8; back.len()];
-        let mut buf = ReadBuf::new(&mut got);
-        assert!(Pin::new(&mut io).poll_read(&mut cx, &mut buf).is_ready());
+        client_says(&mut peer, &mut io, &mut cx, &back);
         assert!(matches!(
             Pin::new(&mut io).poll_write_vectored(&mut cx, &[io::IoSlice::new(b"def")]),
             Poll::Ready(Ok(3))
@@ -1817,8 +1809,7 @@ mod tests {
     #[test]
     fn under_default_windows_writes_go_straight_out() {
         use std::sync::atomic::Ordering;
-        let (mut io, _peer, writes, wakes) = counted_after_settings(65_535);
-        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let (mut io, _peer, writes, wakes, waker) = counted_after_settings(65_535);
         let mut cx = Context::from_waker(&waker);
         for (i, piece) in [&b"abc"[..], b"defg"].into_iter().enumerate() {
             assert!(matches!(

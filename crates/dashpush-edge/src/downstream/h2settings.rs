@@ -456,6 +456,15 @@ mod tests {
         s
     }
 
+    /// A tracker that has read the preface and an empty SETTINGS (every default).
+    fn settled() -> Tracker {
+        let mut t = Tracker::new();
+        let mut c = PREFACE.to_vec();
+        c.extend(frame(SETTINGS, 0, 0, &[]));
+        t.feed(&c);
+        t
+    }
+
     fn connection(push: u32) -> Vec<u8> {
         let mut c = PREFACE.to_vec();
         let mut p = setting(0x3, 100);
@@ -485,10 +494,7 @@ mod tests {
 
     #[test]
     fn the_connection_is_wider_than_two_streams_when_the_client_says_so() {
-        let mut t = Tracker::new();
-        let mut c = PREFACE.to_vec();
-        c.extend(frame(SETTINGS, 0, 0, &[]));
-        t.feed(&c);
+        let mut t = settled();
         assert_eq!(
             t.peer().connection_window(),
             ConnWindow::WithinTwoStreams,
@@ -520,10 +526,7 @@ mod tests {
 
     #[test]
     fn windows_are_wide_once_the_client_lets_more_than_a_default_window_out() {
-        let mut t = Tracker::new();
-        let mut c = PREFACE.to_vec();
-        c.extend(frame(SETTINGS, 0, 0, &[]));
-        t.feed(&c);
+        let mut t = settled();
         assert!(!t.wide_windows(), "defaults");
         // Credit returned as it reads, a whole window at most; a stream's grant is not the
         // connection's.
@@ -536,8 +539,7 @@ mod tests {
             wide_conn.wide_windows(),
             "a connection widened past a window"
         );
-        let mut wide_streams = Tracker::new();
-        wide_streams.feed(&c);
+        let mut wide_streams = settled();
         wide_streams.feed(&frame(
             SETTINGS,
             0,
@@ -549,10 +551,7 @@ mod tests {
 
     #[test]
     fn default_is_enabled_and_later_settings_change_it() {
-        let mut t = Tracker::new();
-        let mut c = PREFACE.to_vec();
-        c.extend(frame(SETTINGS, 0, 0, &[]));
-        t.feed(&c);
+        let mut t = settled();
         assert!(t.peer().push_enabled());
         t.feed(&frame(SETTINGS, 0, 0, &setting(ENABLE_PUSH, 0)));
         assert!(!t.peer().push_enabled());
