@@ -301,3 +301,149 @@ fn an_origin_that_breaks_off_mid_body_gives_a_truncated_response_not_a_short_one
     // Nothing was stored: the next request goes to the (dead) origin and fails cleanly.
     assert_eq!(curl_status(&format!("http://{}{path}", gw.addr)), "502");
 }
+
+/// Reads one response from `s`: its head (status line and fields) and its body (by
+/// Content-Length, dechunked, or none for a HEAD).
+fn one_response(s: &mut std::net::TcpStream, head_only: bool) -> (String, Vec<u8>) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).expect("a response head"),
+            1,
+            "closed mid-head"
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let field = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+    };
+    if head_only || head.starts_with("HTTP/1.1 304") {
+        return (head, Vec::new());
+    }
+    if let Some(len) = field("Content-Length") {
+        let mut body = vec![0u8; len.parse().unwrap()];
+        s.read_exact(&mut body).unwrap();
+        return (head, body);
+    }
+    assert_eq!(
+        field("Transfer-Encoding").as_deref(),
+        Some("chunked"),
+        "{head}"
+    );
+    let mut raw = Vec::new();
+    while !raw.ends_with(b"\r\n0\r\n\r\n") && raw != b"0\r\n\r\n" {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "closed mid-body");
+        raw.push(byte[0]);
+    }
+    (head, dechunk(&raw))
+}
+
+/// The head's lines with the clock's fields (`Date`, `Age`) blanked.
+fn timeless(head: &str) -> Vec<String> {
+    head.lines()
+        .map(|l| match l.split_once(": ") {
+            Some(("Date" | "Age", _)) => l.split(": ").next().unwrap().to_owned(),
+            _ => l.to_owned(),
+        })
+        .collect()
+}
+
+#[test]
+fn plain_heads_and_heads_read_by_pingoras_session_are_answered_alike() {
+    use std::io::{Read, Write};
+    let (_o, origin) = origin(&[]);
+    let gw = gateway(&format!("http://{origin}"), &["--prefetch-next", "0"]);
+    let path = "/vod/chunk-stream0-00001.m4s";
+    let want = demo_file("chunk-stream0-00001.m4s");
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    // The first answer is a miss (streamed, chunked), the next ones hits; one connection.
+    let plain = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", gw.addr);
+    write!(s, "{plain}").unwrap();
+    let (head, body) = one_response(&mut s, false);
+    assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+    assert_eq!(body, want);
+    write!(s, "{plain}").unwrap();
+    let (plain_head, body) = one_response(&mut s, false);
+    assert_eq!(body, want);
+    // `Content-Length: 0` sends the head to pingora's session; the answer reads the same.
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
+        gw.addr
+    )
+    .unwrap();
+    let (session_head, body) = one_response(&mut s, false);
+    assert_eq!(body, want);
+    assert_eq!(timeless(&plain_head), timeless(&session_head));
+    assert!(
+        plain_head.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{plain_head}"
+    );
+    for line in [
+        "Content-Type: video/mp4",
+        "cache-status: dashpush; hit",
+        "x-cache: HIT",
+        &format!("Content-Length: {}", want.len()),
+        "Connection: keep-alive",
+    ] {
+        assert!(
+            plain_head.contains(&format!("{line}\r\n")),
+            "{line}: {plain_head}"
+        );
+    }
+    // HEAD: the length, no body; the connection goes on with the next request.
+    write!(s, "HEAD {path} HTTP/1.1\r\nHost: {}\r\n\r\n", gw.addr).unwrap();
+    let (head, _) = one_response(&mut s, true);
+    assert!(
+        head.contains(&format!("Content-Length: {}\r\n", want.len())),
+        "{head}"
+    );
+    // A head that arrives in two reads is read on by the session.
+    let (a, b) = plain.split_at(20);
+    s.write_all(a.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b.as_bytes()).unwrap();
+    assert_eq!(
+        one_response(&mut s, false).1,
+        want,
+        "after HEAD and a split head"
+    );
+    // `Connection: close`: said in the answer, and the gateway closes after it.
+    write!(s, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    let (head, body) = one_response(&mut s, false);
+    assert!(head.contains("Connection: close\r\n"), "{head}");
+    assert_eq!(body, want);
+    let mut rest = Vec::new();
+    assert_eq!(
+        s.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed after the answer"
+    );
+
+    // Other methods and HTTP/1.0 are the session's: 405, and an HTTP/1.0 answer then close.
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi").unwrap();
+    assert!(one_response(&mut s, false).0.starts_with("HTTP/1.1 405"));
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    assert!(
+        all.ends_with(&want),
+        "an HTTP/1.0 answer carries the body, then closes"
+    );
+    assert_eq!(
+        metric(
+            gw.admin,
+            r#"dashpush_requests_total{protocol="h1",status="200"}"#
+        ),
+        7.0
+    );
+}

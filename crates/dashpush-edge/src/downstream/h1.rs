@@ -66,6 +66,10 @@ pub(crate) trait Handler: Send + Sync + 'static {
 /// keep-alive connection must start its next request within `limits.idle`; a response write
 /// that makes no progress for `limits.send` ends the connection. Between requests the
 /// connection is idle (`conn`): at the connection cap it may be closed to make room.
+///
+/// A head that came whole in one read and asks for nothing but an answer is answered by the
+/// plain exchange ([`super::h1plain`]); any other goes to pingora's session with the bytes
+/// read so far.
 pub(crate) async fn serve<H: Handler>(
     handler: &Arc<H>,
     stream: Stream,
@@ -81,12 +85,24 @@ pub(crate) async fn serve<H: Handler>(
     // In cleartext the first request's bytes have arrived (the protocol was told by them);
     // after a TLS handshake, and on a kept-alive connection, the connection waits (idle) for
     // its next request's first bytes.
-    let mut first = !tls;
+    let mut arrived = !tls;
     loop {
-        // A kept-alive connection is idle until its next request's bytes come; they are read
-        // here (TLS cannot be peeked) and handed to the session as the start of the head.
-        let mut prefix = None;
-        if !first {
+        let bytes = if arrived {
+            match tokio::time::timeout(limits.header, next_bytes(&mut stream)).await {
+                Ok(Ok(bytes)) if !bytes.is_empty() => bytes,
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => {
+                    tracing::debug!("h1 read: {e}");
+                    return;
+                }
+                Err(_) => {
+                    handler.closed(Closed::HeaderTimeout);
+                    return;
+                }
+            }
+        } else {
+            // A kept-alive connection is idle until its next request's bytes come; they are
+            // read here (TLS cannot be peeked).
             let _idle = conn.idle();
             let next = tokio::select! {
                 next = tokio::time::timeout(limits.idle, next_bytes(&mut stream)) => next,
@@ -96,7 +112,7 @@ pub(crate) async fn serve<H: Handler>(
                 }
             };
             match next {
-                Ok(Ok(bytes)) if !bytes.is_empty() => prefix = Some(bytes),
+                Ok(Ok(bytes)) if !bytes.is_empty() => bytes,
                 // The client closed between requests.
                 Ok(Ok(_)) => return,
                 Ok(Err(e)) => {
@@ -108,17 +124,36 @@ pub(crate) async fn serve<H: Handler>(
                     return;
                 }
             }
-        }
-        first = false;
-        // The exchange is boxed: an idle connection holds only this loop's small state, not
-        // the largest state of a request in progress.
-        let exchange = Box::pin(exchange(
-            handler, stream, prefix, limits, drain, scheme, &client,
-        ));
-        stream = match exchange.await {
-            Some(s) => s,
-            None => return,
         };
+        arrived = false;
+        // Each exchange is boxed: an idle connection holds only this loop's small state, not
+        // the largest state of a request in progress.
+        match super::h1plain::parse(bytes) {
+            Ok(plain) => {
+                let exchange = Box::pin(plain_exchange(
+                    handler,
+                    &mut stream,
+                    plain,
+                    limits,
+                    drain,
+                    scheme,
+                    &client,
+                ));
+                if !exchange.await {
+                    return;
+                }
+            }
+            Err((why, bytes)) => {
+                tracing::trace!(?why, "h1 head read by pingora's session");
+                let exchange = Box::pin(exchange(
+                    handler, stream, bytes, limits, drain, scheme, &client,
+                ));
+                stream = match exchange.await {
+                    Some(s) => s,
+                    None => return,
+                };
+            }
+        }
     }
 }
 
@@ -139,12 +174,39 @@ async fn next_bytes<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Byt
     .await
 }
 
-/// One request and its answer on `stream` (its first bytes in `prefix`); the stream back if
-/// the connection stays open for another.
+/// One plain request ([`super::h1plain`]) and its answer, written here; whether the
+/// connection stays open for another.
+async fn plain_exchange<H: Handler>(
+    handler: &Arc<H>,
+    stream: &mut Stream,
+    plain: super::h1plain::Plain,
+    limits: Limits,
+    drain: &Arc<Drain>,
+    scheme: &'static str,
+    client: &Option<String>,
+) -> bool {
+    let _inflight = drain.begin();
+    let mut out = Out::Plain {
+        head_only: plain.head_only(),
+        keep_alive: !plain.close,
+        stream,
+    };
+    let req = Req {
+        method: plain.method,
+        path: plain.path,
+        headers: plain.headers,
+        client: client.clone(),
+        host: plain.host,
+    };
+    respond(handler, req, &mut out, limits, drain, scheme, client).await && out.keeps_alive()
+}
+
+/// One request read by pingora's session from `stream` (its first bytes in `prefix`) and its
+/// answer; the stream back if the connection stays open for another.
 async fn exchange<H: Handler>(
     handler: &Arc<H>,
     stream: Stream,
-    prefix: Option<BytesMut>,
+    prefix: BytesMut,
     limits: Limits,
     drain: &Arc<Drain>,
     scheme: &'static str,
@@ -152,9 +214,7 @@ async fn exchange<H: Handler>(
 ) -> Option<Stream> {
     // Boxed: the session is large, and the connection future would otherwise move it.
     let mut session = Box::new(HttpSession::new(stream));
-    if let Some(prefix) = prefix {
-        session.set_pipelined_prefix(prefix);
-    }
+    session.set_pipelined_prefix(prefix);
     session.set_write_timeout(Some(limits.send));
     match tokio::time::timeout(limits.header, session.read_request()).await {
         Ok(Ok(Some(_))) => {}
@@ -193,6 +253,139 @@ async fn exchange<H: Handler>(
             .map(str::to_owned)
             .or_else(|| head.uri.host().map(str::to_owned)),
     };
+    let mut out = Out::Session(&mut session);
+    if !respond(handler, req, &mut out, limits, drain, scheme, client).await {
+        return None;
+    }
+    match session.reuse().await {
+        Ok(Some(reusable)) => Some(reusable.into_parts().0),
+        _ => None,
+    }
+}
+
+/// Where an answer is written: pingora's session, which read its request, or the stream of a
+/// plain request.
+enum Out<'a> {
+    Session(&'a mut HttpSession),
+    Plain {
+        stream: &'a mut Stream,
+        /// The request was `HEAD`: no body.
+        head_only: bool,
+        /// The connection stays open after this answer.
+        keep_alive: bool,
+    },
+}
+
+/// Why an answer was not written whole.
+#[derive(Debug, thiserror::Error)]
+enum WriteFailed {
+    /// A write made no progress for the send deadline.
+    #[error("no progress within the send deadline")]
+    TimedOut,
+    #[error("writing: {0}")]
+    Io(#[from] std::io::Error),
+    /// The origin broke off a streamed body.
+    #[error("the origin broke off: {0}")]
+    Origin(#[from] crate::origin::response::UpstreamError),
+    #[error(transparent)]
+    Status(#[from] super::h1plain::BadStatus),
+    #[error("{0}")]
+    Session(Box<pingora::Error>),
+}
+
+impl From<Box<pingora::Error>> for WriteFailed {
+    fn from(e: Box<pingora::Error>) -> Self {
+        if e.etype() == &pingora::ErrorType::WriteTimedout {
+            Self::TimedOut
+        } else {
+            Self::Session(e)
+        }
+    }
+}
+
+impl Out<'_> {
+    /// The connection stays open after this answer.
+    fn keeps_alive(&self) -> bool {
+        match self {
+            Out::Session(_) => true,
+            Out::Plain { keep_alive, .. } => *keep_alive,
+        }
+    }
+
+    /// Closes the connection after this answer.
+    fn close_after(&mut self) {
+        match self {
+            Out::Session(s) => s.set_server_keepalive(None),
+            Out::Plain { keep_alive, .. } => *keep_alive = false,
+        }
+    }
+
+    /// Runs the handler while watching the connection: a client that closes it before the
+    /// answer is ready cancels the work at once (`None`), as an HTTP/2 reset does. Bytes that
+    /// arrive meanwhile (a pipelined request, which is not supported) make the connection
+    /// close after this answer.
+    async fn answer_unless_gone<H: Handler>(&mut self, handler: &H, req: Req) -> Option<Resp> {
+        let handling = handler.handle(req);
+        tokio::pin!(handling);
+        let gone = match self {
+            Out::Session(session) => tokio::select! {
+                resp = &mut handling => return Some(resp),
+                watched = session.read_body_or_idle(true) => matches!(
+                    watched,
+                    Err(e) if matches!(
+                        e.etype(),
+                        pingora::ErrorType::ConnectionClosed | pingora::ErrorType::ReadError
+                    )
+                ),
+            },
+            Out::Plain { stream, .. } => {
+                let mut byte = [0u8; 1];
+                tokio::select! {
+                    biased;
+                    resp = &mut handling => return Some(resp),
+                    read = tokio::io::AsyncReadExt::read(&mut **stream, &mut byte) => {
+                        !matches!(read, Ok(1))
+                    }
+                }
+            }
+        };
+        if gone {
+            tracing::debug!("h1 client left before its answer");
+            return None;
+        }
+        self.close_after();
+        Some(handling.await)
+    }
+
+    /// Writes the answer; `sent` counts the body bytes written.
+    async fn write(
+        &mut self,
+        resp: &mut Resp,
+        sent: &mut u64,
+        deadline: std::time::Duration,
+    ) -> Result<(), WriteFailed> {
+        match self {
+            Out::Session(session) => Ok(write(session, resp, sent).await?),
+            Out::Plain {
+                stream,
+                head_only,
+                keep_alive,
+            } => write_plain(stream, resp, *head_only, *keep_alive, sent, deadline).await,
+        }
+    }
+}
+
+/// Answers `req` on `out` and accounts for it (metrics, access log, what the answer teaches);
+/// whether the connection may carry another request.
+async fn respond<H: Handler>(
+    handler: &Arc<H>,
+    req: Req,
+    out: &mut Out<'_>,
+    limits: Limits,
+    drain: &Arc<Drain>,
+    scheme: &'static str,
+    client: &Option<String>,
+) -> bool {
     let (host, path) = (req.host.clone(), req.path.clone());
     let started = std::time::Instant::now();
     let method = req.method.clone();
@@ -212,60 +405,96 @@ async fn exchange<H: Handler>(
             },
         );
     };
-    let Some(mut resp) = answer_unless_gone(handler.as_ref(), &mut session, req).await else {
+    let Some(mut resp) = out.answer_unless_gone(handler.as_ref(), req).await else {
         handler.record("h1", CLIENT_CLOSED);
         log(CLIENT_CLOSED, 0, None);
-        return None;
+        return false;
     };
     handler
         .before_write(scheme, host.as_deref(), &path, &resp)
         .await;
     if drain.is_draining() {
-        session.set_server_keepalive(None);
+        out.close_after();
     }
     let mut bytes = 0u64;
-    let written = write(&mut session, &mut resp, &mut bytes).await;
+    let written = out.write(&mut resp, &mut bytes, limits.send).await;
     let cache = crate::access::cache_of(&resp.headers);
     if let Err(e) = written {
         tracing::debug!("h1 write: {e}");
-        if e.etype() == &pingora::ErrorType::WriteTimedout {
+        if matches!(e, WriteFailed::TimedOut) {
             handler.closed(Closed::SendTimeout);
         }
         log(resp.status, bytes, cache);
-        return None;
+        return false;
     }
     handler.record("h1", resp.status);
     log(resp.status, bytes, cache);
     handler.after_response(scheme, host.as_deref(), &path, resp.status);
-    match session.reuse().await {
-        Ok(Some(reusable)) => Some(reusable.into_parts().0),
-        _ => None,
+    true
+}
+
+/// Writes a plain request's answer on `stream` ([`super::h1plain`] frames it); each write
+/// must make progress within `deadline`.
+async fn write_plain(
+    stream: &mut Stream,
+    resp: &mut Resp,
+    head_only: bool,
+    keep_alive: bool,
+    sent: &mut u64,
+    deadline: std::time::Duration,
+) -> Result<(), WriteFailed> {
+    use super::h1plain::{CHUNK_END, Framing, LAST_CHUNK, chunk_start, write_head};
+    let mut head = Vec::with_capacity(PLAIN_HEAD);
+    let framing = write_head(resp, head_only, keep_alive, &mut head)?;
+    // The head is held (coalesce) and leaves with the body's first bytes in one write.
+    send(stream, &head, deadline).await?;
+    match (framing, &mut resp.body) {
+        (Framing::None, _) => {}
+        (_, Body::Full(b)) => {
+            send(stream, b, deadline).await?;
+            *sent += b.len() as u64;
+        }
+        (_, Body::Stream(reader)) => {
+            while let Some(chunk) = reader.chunk().await {
+                // The origin broke off: the connection ends without the last chunk, so the
+                // client sees a truncated response, never a short "complete" one.
+                let c = chunk?;
+                if c.is_empty() {
+                    continue;
+                }
+                send(stream, &chunk_start(c.len()), deadline).await?;
+                send(stream, &c, deadline).await?;
+                send(stream, CHUNK_END, deadline).await?;
+                // Each chunk leaves as it comes (a live segment is read as it is made).
+                flush(stream, deadline).await?;
+                *sent += c.len() as u64;
+            }
+            send(stream, LAST_CHUNK, deadline).await?;
+        }
+    }
+    flush(stream, deadline).await
+}
+
+/// A plain answer's head is built in a buffer of this size (most heads are 200–300 bytes).
+const PLAIN_HEAD: usize = 512;
+
+async fn send(
+    stream: &mut Stream,
+    bytes: &[u8],
+    deadline: std::time::Duration,
+) -> Result<(), WriteFailed> {
+    use tokio::io::AsyncWriteExt;
+    match tokio::time::timeout(deadline, stream.write_all(bytes)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(WriteFailed::TimedOut),
     }
 }
 
-/// Runs the handler while watching the connection: a client that closes it before the answer
-/// is ready cancels the work at once (`None`), as an HTTP/2 reset does. Bytes that arrive
-/// meanwhile (a pipelined request, which is not supported) make the connection close after
-/// this answer.
-async fn answer_unless_gone<H: Handler>(
-    handler: &H,
-    session: &mut HttpSession,
-    req: Req,
-) -> Option<Resp> {
-    let handling = handler.handle(req);
-    tokio::pin!(handling);
-    tokio::select! {
-        resp = &mut handling => Some(resp),
-        watched = session.read_body_or_idle(true) => match watched {
-            Err(e) if matches!(e.etype(), pingora::ErrorType::ConnectionClosed | pingora::ErrorType::ReadError) => {
-                tracing::debug!("h1 client left before its answer: {e}");
-                None
-            }
-            _ => {
-                session.set_server_keepalive(None);
-                Some(handling.await)
-            }
-        },
+async fn flush(stream: &mut Stream, deadline: std::time::Duration) -> Result<(), WriteFailed> {
+    use tokio::io::AsyncWriteExt;
+    match tokio::time::timeout(deadline, stream.flush()).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(WriteFailed::TimedOut),
     }
 }
 

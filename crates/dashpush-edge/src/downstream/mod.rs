@@ -4,6 +4,7 @@
 
 pub(crate) mod coalesce;
 pub(crate) mod h1;
+pub(crate) mod h1plain;
 pub(crate) mod h2;
 pub(crate) mod h2idle;
 pub(crate) mod h2park;
