@@ -101,10 +101,10 @@ fn json(status: u16, body: &str) -> Resp {
 
 #[async_trait::async_trait]
 impl Handler for Admin {
-    async fn handle(&self, req: Req) -> Resp {
+    async fn handle(&self, req: &Req) -> Resp {
         let (route, query) = req.path.split_once('?').unwrap_or((req.path.as_str(), ""));
         let reading = req.method == http::Method::GET || req.method == http::Method::HEAD;
-        if !reading && !self.authorized(&req) {
+        if !reading && !self.authorized(req) {
             let mut resp = short(401, "admin token required (Authorization: Bearer ...)\n");
             resp.headers.push((
                 http::header::WWW_AUTHENTICATE,

@@ -172,7 +172,7 @@ impl Gateway {
                 let mut resp = if not_modified(&req.headers, &hit.entry.response) {
                     Resp::not_modified(&hit.entry.response, status)
                 } else {
-                    from_fetched(hit.entry.response.clone(), range, head, status)
+                    from_fetched(hit.entry.response.share(ANSWER_FIELDS), range, head, status)
                 };
                 let x = if hit.stale {
                     XCache::Stale
@@ -739,6 +739,10 @@ impl XCache {
         }
     }
 }
+
+/// The fields an answer from the cache may add to the stored ones: `cache-status`,
+/// `accept-ranges`, `content-range`, `x-cache`, `age`, and a push-none ack.
+const ANSWER_FIELDS: usize = 6;
 
 /// Adds `X-Cache` and, for an answer from a stored entry, its `Age` (RFC 9111 §5.1).
 fn mark(resp: &mut Resp, x: XCache, age: Option<u64>) {

@@ -56,8 +56,8 @@ struct EdgeApp {
 impl Handler for Gateway {
     /// HTTP/1.1 cannot push: a request with a directive is answered as usual, with a push-none
     /// ack (spec §6.1.4, Annex E).
-    async fn handle(&self, req: Req) -> Resp {
-        let mut resp = Gateway::handle(self, &req).await;
+    async fn handle(&self, req: &Req) -> Resp {
+        let mut resp = Gateway::handle(self, req).await;
         let policy = request_policy(req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
         if let Some(ack) = crate::delivery::none_ack(&policy) {
             resp.headers.push(ack);

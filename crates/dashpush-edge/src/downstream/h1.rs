@@ -23,7 +23,7 @@ const HEAD_BUFFER: usize = 4096;
 /// Something that answers requests (the gateway, or the admin routes).
 #[async_trait::async_trait]
 pub(crate) trait Handler: Send + Sync + 'static {
-    async fn handle(&self, req: Req) -> Resp;
+    async fn handle(&self, req: &Req) -> Resp;
     /// Counts a finished request.
     fn record(&self, _protocol: &'static str, _status: u16) {}
     /// Counts a connection the gateway ended (a deadline).
@@ -324,7 +324,7 @@ impl Out<'_> {
     /// answer is ready cancels the work at once (`None`), as an HTTP/2 reset does. Bytes that
     /// arrive meanwhile (a pipelined request, which is not supported) make the connection
     /// close after this answer.
-    async fn answer_unless_gone<H: Handler>(&mut self, handler: &H, req: Req) -> Option<Resp> {
+    async fn answer_unless_gone<H: Handler>(&mut self, handler: &H, req: &Req) -> Option<Resp> {
         let handling = handler.handle(req);
         tokio::pin!(handling);
         let gone = match self {
@@ -386,16 +386,15 @@ async fn respond<H: Handler>(
     scheme: &'static str,
     client: &Option<String>,
 ) -> bool {
-    let (host, path) = (req.host.clone(), req.path.clone());
+    let (host, path) = (&req.host, &req.path);
     let started = std::time::Instant::now();
-    let method = req.method.clone();
     let log = |status: u16, bytes: u64, cache: Option<&str>| {
         handler.served(
             scheme,
             &Served {
                 protocol: "h1",
                 client: client.as_deref(),
-                method: method.as_str(),
+                method: req.method.as_str(),
                 authority: host.as_deref(),
                 path: path.as_str(),
                 status,
@@ -405,13 +404,13 @@ async fn respond<H: Handler>(
             },
         );
     };
-    let Some(mut resp) = out.answer_unless_gone(handler.as_ref(), req).await else {
+    let Some(mut resp) = out.answer_unless_gone(handler.as_ref(), &req).await else {
         handler.record("h1", CLIENT_CLOSED);
         log(CLIENT_CLOSED, 0, None);
         return false;
     };
     handler
-        .before_write(scheme, host.as_deref(), &path, &resp)
+        .before_write(scheme, host.as_deref(), path, &resp)
         .await;
     if drain.is_draining() {
         out.close_after();
@@ -429,7 +428,7 @@ async fn respond<H: Handler>(
     }
     handler.record("h1", resp.status);
     log(resp.status, bytes, cache);
-    handler.after_response(scheme, host.as_deref(), &path, resp.status);
+    handler.after_response(scheme, host.as_deref(), path, resp.status);
     true
 }
 
@@ -483,18 +482,35 @@ async fn send(
     bytes: &[u8],
     deadline: std::time::Duration,
 ) -> Result<(), WriteFailed> {
-    use tokio::io::AsyncWriteExt;
-    match tokio::time::timeout(deadline, stream.write_all(bytes)).await {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(WriteFailed::TimedOut),
-    }
+    within(deadline, tokio::io::AsyncWriteExt::write_all(stream, bytes)).await
 }
 
 async fn flush(stream: &mut Stream, deadline: std::time::Duration) -> Result<(), WriteFailed> {
-    use tokio::io::AsyncWriteExt;
-    match tokio::time::timeout(deadline, stream.flush()).await {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(WriteFailed::TimedOut),
+    within(deadline, tokio::io::AsyncWriteExt::flush(stream)).await
+}
+
+/// `io`, unless it makes no progress for `deadline`. The timer is set only when `io` does not
+/// finish at once: most writes of a cached answer do (the head is held, the body taken whole),
+/// and a timer per write read the clock twice.
+async fn within(
+    deadline: std::time::Duration,
+    io: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<(), WriteFailed> {
+    use std::task::Poll;
+    let mut io = std::pin::pin!(io);
+    let at_once = std::future::poll_fn(|cx| {
+        Poll::Ready(match io.as_mut().poll(cx) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        })
+    })
+    .await;
+    match at_once {
+        Some(r) => Ok(r?),
+        None => match tokio::time::timeout(deadline, io).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(WriteFailed::TimedOut),
+        },
     }
 }
 

@@ -198,8 +198,26 @@ fn scan(buf: &[u8]) -> Result<Scan, NotPlain> {
 /// `@`, `/`, `?` and `%`); a target with any other goes to pingora's session, which escapes or
 /// refuses it.
 fn plain_target_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
+    PLAIN_TARGET[usize::from(b)]
 }
+
+/// [`plain_target_byte`] as a table (one load per byte of a target).
+const PLAIN_TARGET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let others = b"-._~!$&'()*+,;=:@/?%";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// How the body after a head is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

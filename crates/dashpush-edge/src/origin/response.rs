@@ -24,6 +24,21 @@ pub struct Fetched {
     pub body: Bytes,
 }
 
+impl Fetched {
+    /// A copy for one answer, with room for `room` more header fields than it has (an
+    /// answer adds its cache status, `X-Cache`, `Age`...: pushing them onto an exact-size
+    /// copy moved every field once more).
+    pub fn share(&self, room: usize) -> Fetched {
+        let mut headers = Vec::with_capacity(self.headers.len() + room);
+        headers.extend(self.headers.iter().cloned());
+        Fetched {
+            status: self.status,
+            headers,
+            body: self.body.clone(),
+        }
+    }
+}
+
 /// Why an origin fetch failed; decides 502 or 504.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
