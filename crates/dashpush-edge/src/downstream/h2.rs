@@ -263,6 +263,11 @@ async fn run(
                             Err(e) => tracing::debug!("h2 send: {e}"),
                         }
                     }));
+                    // Frames are held to leave together while requests come in together; a
+                    // request that arrives alone (a pull after a pull, a live viewer's one
+                    // push cycle) turns that off until the next comes while it is in play.
+                    // Not when tasks end: their answers are written after they end.
+                    link.batch(tasks.len() > 1);
                 }
                 Some(Err(e)) => {
                     tracing::debug!("h2 connection: {e}");
