@@ -1,9 +1,10 @@
-//! HTTP/1.1 downstream on pingora's server session: keep-alive loop, one request at a time.
+//! HTTP/1.1 downstream: the keep-alive loop, one request at a time. A plain head is read and
+//! answered here ([`super::h1plain`]); any other by pingora's server session. Either way the
+//! answer is accounted in one place ([`respond`]).
 
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::protocols::Stream;
 use pingora::protocols::http::v1::server::HttpSession;
@@ -87,8 +88,13 @@ pub(crate) async fn serve<H: Handler>(
     // its next request's first bytes.
     let mut arrived = !tls;
     loop {
+        // The whole head must be in within `limits.header` of its first bytes, whoever reads
+        // the rest of it: unknown here for the first read, which starts the clock itself.
+        let mut head_by = None;
         let bytes = if arrived {
-            match tokio::time::timeout(limits.header, next_bytes(&mut stream)).await {
+            let by = tokio::time::Instant::now() + limits.header;
+            head_by = Some(by);
+            match tokio::time::timeout_at(by, next_bytes(&mut stream)).await {
                 Ok(Ok(bytes)) if !bytes.is_empty() => bytes,
                 Ok(Ok(_)) => return,
                 Ok(Err(e)) => {
@@ -139,14 +145,25 @@ pub(crate) async fn serve<H: Handler>(
                     scheme,
                     &client,
                 ));
-                if !exchange.await {
-                    return;
+                match exchange.await {
+                    After::KeepAlive => {}
+                    After::Close => {
+                        // Closed cleanly (a TLS close_notify, the FIN after the answer), within
+                        // the send deadline.
+                        let shut = tokio::io::AsyncWriteExt::shutdown(&mut stream);
+                        if let Err(e) = within(limits.send, shut).await {
+                            tracing::debug!("h1 shutdown: {e}");
+                        }
+                        return;
+                    }
+                    After::Abort => return,
                 }
             }
             Err((why, bytes)) => {
                 tracing::trace!(?why, "h1 head read by pingora's session");
+                let by = head_by.unwrap_or_else(|| tokio::time::Instant::now() + limits.header);
                 let exchange = Box::pin(exchange(
-                    handler, stream, bytes, limits, drain, scheme, &client,
+                    handler, stream, bytes, by, limits, drain, scheme, &client,
                 ));
                 stream = match exchange.await {
                     Some(s) => s,
@@ -174,8 +191,18 @@ async fn next_bytes<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Byt
     .await
 }
 
-/// One plain request ([`super::h1plain`]) and its answer, written here; whether the
-/// connection stays open for another.
+/// What becomes of a connection after a plain exchange.
+enum After {
+    /// Open for the next request.
+    KeepAlive,
+    /// Answered whole; closed as asked (`Connection: close`, draining, bytes that came while
+    /// the answer was made).
+    Close,
+    /// The answer was not sent whole (the client left, a write failed): dropped.
+    Abort,
+}
+
+/// One plain request ([`super::h1plain`]) and its answer, written here.
 async fn plain_exchange<H: Handler>(
     handler: &Arc<H>,
     stream: &mut Stream,
@@ -184,7 +211,7 @@ async fn plain_exchange<H: Handler>(
     drain: &Arc<Drain>,
     scheme: &'static str,
     client: &Option<String>,
-) -> bool {
+) -> After {
     let _inflight = drain.begin();
     let mut out = Out::Plain {
         head_only: plain.head_only(),
@@ -198,15 +225,24 @@ async fn plain_exchange<H: Handler>(
         client: client.clone(),
         host: plain.host,
     };
-    respond(handler, req, &mut out, limits, drain, scheme, client).await && out.keeps_alive()
+    if !respond(handler, req, &mut out, limits, drain, scheme, client).await {
+        After::Abort
+    } else if out.keeps_alive() {
+        After::KeepAlive
+    } else {
+        After::Close
+    }
 }
 
-/// One request read by pingora's session from `stream` (its first bytes in `prefix`) and its
-/// answer; the stream back if the connection stays open for another.
+/// One request read by pingora's session from `stream` (its first bytes in `prefix`, the rest
+/// of its head by `head_by`) and its answer; the stream back if the connection stays open
+/// for another.
+#[allow(clippy::too_many_arguments)]
 async fn exchange<H: Handler>(
     handler: &Arc<H>,
     stream: Stream,
     prefix: BytesMut,
+    head_by: tokio::time::Instant,
     limits: Limits,
     drain: &Arc<Drain>,
     scheme: &'static str,
@@ -216,7 +252,7 @@ async fn exchange<H: Handler>(
     let mut session = Box::new(HttpSession::new(stream));
     session.set_pipelined_prefix(prefix);
     session.set_write_timeout(Some(limits.send));
-    match tokio::time::timeout(limits.header, session.read_request()).await {
+    match tokio::time::timeout_at(head_by, session.read_request()).await {
         Ok(Ok(Some(_))) => {}
         Ok(Ok(None)) => return None,
         Ok(Err(e)) => {
@@ -282,13 +318,20 @@ enum WriteFailed {
     /// A write made no progress for the send deadline.
     #[error("no progress within the send deadline")]
     TimedOut,
+    /// The socket failed.
     #[error("writing: {0}")]
     Io(#[from] std::io::Error),
     /// The origin broke off a streamed body.
     #[error("the origin broke off: {0}")]
     Origin(#[from] crate::origin::response::UpstreamError),
+    /// The answer's status cannot be written.
     #[error(transparent)]
     Status(#[from] super::h1plain::BadStatus),
+    /// A body that is not the length its head announced: not sent, so the client never reads
+    /// the next answer from the wrong place.
+    #[error("a body of {body} bytes under a head that says {said}")]
+    LengthMismatch { said: usize, body: usize },
+    /// pingora's session failed.
     #[error("{0}")]
     Session(Box<pingora::Error>),
 }
@@ -444,16 +487,33 @@ async fn write_plain(
 ) -> Result<(), WriteFailed> {
     use super::h1plain::{CHUNK_END, Framing, LAST_CHUNK, chunk_start, write_head};
     let mut head = Vec::with_capacity(PLAIN_HEAD);
-    let framing = write_head(resp, head_only, keep_alive, &mut head)?;
+    let framing = write_head(resp, keep_alive, &mut head)?;
     // The head is held (coalesce) and leaves with the body's first bytes in one write.
     send(stream, &head, deadline).await?;
+    if head_only || framing == Framing::None {
+        return flush(stream, deadline).await;
+    }
     match (framing, &mut resp.body) {
-        (Framing::None, _) => {}
-        (_, Body::Full(b)) => {
+        (Framing::Length(said), Body::Full(b)) => {
+            if b.len() != said {
+                return Err(WriteFailed::LengthMismatch {
+                    said,
+                    body: b.len(),
+                });
+            }
             send(stream, b, deadline).await?;
             *sent += b.len() as u64;
         }
-        (_, Body::Stream(reader)) => {
+        (Framing::Chunked, Body::Full(b)) => {
+            if !b.is_empty() {
+                send(stream, &chunk_start(b.len()), deadline).await?;
+                send(stream, b, deadline).await?;
+                send(stream, CHUNK_END, deadline).await?;
+                *sent += b.len() as u64;
+            }
+            send(stream, LAST_CHUNK, deadline).await?;
+        }
+        (Framing::Chunked, Body::Stream(reader)) => {
             while let Some(chunk) = reader.chunk().await {
                 // The origin broke off: the connection ends without the last chunk, so the
                 // client sees a truncated response, never a short "complete" one.
@@ -470,6 +530,11 @@ async fn write_plain(
             }
             send(stream, LAST_CHUNK, deadline).await?;
         }
+        // `Framing::of` frames every stream chunked: no stream has a length here.
+        (Framing::Length(said), Body::Stream(_)) => {
+            return Err(WriteFailed::LengthMismatch { said, body: 0 });
+        }
+        (Framing::None, _) => {}
     }
     flush(stream, deadline).await
 }
@@ -477,25 +542,34 @@ async fn write_plain(
 /// A plain answer's head is built in a buffer of this size (most heads are 200–300 bytes).
 const PLAIN_HEAD: usize = 512;
 
+/// Writes all of `bytes`; each write must take some of them within `deadline` (a slow reader
+/// that keeps taking bytes is not cut off; one that takes none is).
 async fn send(
     stream: &mut Stream,
-    bytes: &[u8],
+    mut bytes: &[u8],
     deadline: std::time::Duration,
 ) -> Result<(), WriteFailed> {
-    within(deadline, tokio::io::AsyncWriteExt::write_all(stream, bytes)).await
+    while !bytes.is_empty() {
+        let n = within(deadline, tokio::io::AsyncWriteExt::write(stream, bytes)).await?;
+        if n == 0 {
+            return Err(WriteFailed::Io(std::io::ErrorKind::WriteZero.into()));
+        }
+        bytes = &bytes[n..];
+    }
+    Ok(())
 }
 
 async fn flush(stream: &mut Stream, deadline: std::time::Duration) -> Result<(), WriteFailed> {
     within(deadline, tokio::io::AsyncWriteExt::flush(stream)).await
 }
 
-/// `io`, unless it makes no progress for `deadline`. The timer is set only when `io` does not
+/// `io`, unless it does not finish within `deadline`. The timer is set only when `io` does not
 /// finish at once: most writes of a cached answer do (the head is held, the body taken whole),
 /// and a timer per write read the clock twice.
-async fn within(
+async fn within<T>(
     deadline: std::time::Duration,
-    io: impl std::future::Future<Output = std::io::Result<()>>,
-) -> Result<(), WriteFailed> {
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, WriteFailed> {
     use std::task::Poll;
     let mut io = std::pin::pin!(io);
     let at_once = std::future::poll_fn(|cx| {
@@ -518,20 +592,7 @@ async fn within(
 /// whole ([`super::head_parts`]); without a case map, as pingora's `build_no_case`: no second
 /// copy of every name is kept per response.
 fn response_head(resp: &Resp) -> pingora::Result<ResponseHeader> {
-    // A 304 carries no body and no Content-Length of its own (RFC 9110 §8.6).
-    // A streamed body goes out chunked even when its length is known: pingora flushes each
-    // chunk then, where a Content-Length body would sit in the write buffer until it fills.
-    let length = match resp.body {
-        Body::Stream(_) => None,
-        Body::Full(_) => resp.content_length,
-    };
-    let framing = (resp.status != 304).then(|| match length {
-        Some(len) => (http::header::CONTENT_LENGTH, HeaderValue::from(len)),
-        None => (
-            http::header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        ),
-    });
+    let framing = super::h1plain::Framing::of(resp).field();
     // Room for the two pingora adds (`Date`, `Connection`).
     super::head_parts(resp.status, resp.headers.iter(), framing, 2)
         .map(ResponseHeader::from)
@@ -548,7 +609,10 @@ async fn write(session: &mut HttpSession, resp: &mut Resp, sent: &mut u64) -> pi
     session
         .write_response_header(Box::new(response_head(resp)?))
         .await?;
+    // A HEAD answer's body (a short error's text) is not sent, nor counted as sent.
+    let head_only = session.req_header().method == http::Method::HEAD;
     match &mut resp.body {
+        _ if head_only => {}
         Body::Full(b) if b.is_empty() => {}
         Body::Full(b) => {
             session.write_body(b).await?;
@@ -581,7 +645,7 @@ async fn write(session: &mut HttpSession, resp: &mut Resp, sent: &mut u64) -> pi
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use http::HeaderName;
+    use http::{HeaderName, HeaderValue};
 
     fn resp(status: u16, body: &'static [u8]) -> Resp {
         Resp {
@@ -631,6 +695,60 @@ mod tests {
         assert_eq!(h.status, 304);
         assert!(h.headers.get("content-length").is_none());
         assert!(h.headers.get("transfer-encoding").is_none());
+    }
+
+    /// The head pingora's session writes for `resp` (as its `write_response_header` does:
+    /// `Date` and `Connection` set on what it is handed, then the status line and fields).
+    fn pingora_wire(resp: &Resp, keep_alive: bool) -> String {
+        let mut h = response_head(resp).unwrap();
+        h.insert_header(
+            http::header::DATE,
+            pingora::protocols::http::date::get_cached_date(),
+        )
+        .unwrap();
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        h.insert_header(http::header::CONNECTION, connection)
+            .unwrap();
+        let mut wire = format!(
+            "HTTP/1.1 {} {}\r\n",
+            h.status.as_str(),
+            h.status.canonical_reason().unwrap_or("")
+        )
+        .into_bytes();
+        h.header_to_h1_wire(&mut wire);
+        wire.extend_from_slice(b"\r\n");
+        String::from_utf8(wire).unwrap()
+    }
+
+    fn plain_wire(resp: &Resp, keep_alive: bool) -> String {
+        let mut out = Vec::new();
+        super::super::h1plain::write_head(resp, keep_alive, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Both writers put the same head on the wire: with and without a `Date` of the gateway's,
+    /// for a length, a 304, a 204, a body of unknown length, kept alive or closing.
+    #[test]
+    fn the_plain_head_is_the_head_pingora_writes() {
+        let mut no_date = resp(404, b"gone");
+        no_date.headers.retain(|(n, _)| n != "x-cache");
+        let mut dated = resp(200, b"abcd");
+        dated.headers.insert(
+            1,
+            (
+                http::header::DATE,
+                HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+            ),
+        );
+        let mut unknown = resp(200, b"");
+        unknown.content_length = None;
+        // Repeated names adjacent: pingora's map groups them, the plain writer keeps them
+        // where they are; adjacent, the two agree.
+        for r in [no_date, dated, resp(304, b""), resp(204, b""), unknown] {
+            for keep in [true, false] {
+                assert_eq!(plain_wire(&r, keep), pingora_wire(&r, keep), "{}", r.status);
+            }
+        }
     }
 
     #[test]
