@@ -91,45 +91,26 @@ pub(crate) async fn serve<H: Handler>(
         // The whole head must be in within `limits.header` of its first bytes, whoever reads
         // the rest of it: unknown here for the first read, which starts the clock itself.
         let mut head_by = None;
-        let bytes = if arrived {
+        let read = if arrived {
             let by = tokio::time::Instant::now() + limits.header;
             head_by = Some(by);
-            match tokio::time::timeout_at(by, next_bytes(&mut stream)).await {
-                Ok(Ok(bytes)) if !bytes.is_empty() => bytes,
-                Ok(Ok(_)) => return,
-                Ok(Err(e)) => {
-                    tracing::debug!("h1 read: {e}");
-                    return;
-                }
-                Err(_) => {
-                    handler.closed(Closed::HeaderTimeout);
-                    return;
-                }
-            }
+            let read = tokio::time::timeout_at(by, next_bytes(&mut stream)).await;
+            request_bytes(handler.as_ref(), read, Closed::HeaderTimeout)
         } else {
             // A kept-alive connection is idle until its next request's bytes come; they are
             // read here (TLS cannot be peeked).
             let _idle = conn.idle();
-            let next = tokio::select! {
+            let read = tokio::select! {
                 next = tokio::time::timeout(limits.idle, next_bytes(&mut stream)) => next,
                 () = conn.evicted() => {
                     handler.closed(Closed::Evicted);
                     return;
                 }
             };
-            match next {
-                Ok(Ok(bytes)) if !bytes.is_empty() => bytes,
-                // The client closed between requests.
-                Ok(Ok(_)) => return,
-                Ok(Err(e)) => {
-                    tracing::debug!("h1 read between requests: {e}");
-                    return;
-                }
-                Err(_) => {
-                    handler.closed(Closed::Idle);
-                    return;
-                }
-            }
+            request_bytes(handler.as_ref(), read, Closed::Idle)
+        };
+        let Some(bytes) = read else {
+            return;
         };
         arrived = false;
         // Each exchange is boxed: an idle connection holds only this loop's small state, not
@@ -170,6 +151,27 @@ pub(crate) async fn serve<H: Handler>(
                     None => return,
                 };
             }
+        }
+    }
+}
+
+/// The bytes a read for a request's start gave; `None` when the connection ends: the client
+/// closed (nothing read) or the read failed, or no byte came in time (counted as `late`).
+fn request_bytes<H: Handler>(
+    handler: &H,
+    read: Result<std::io::Result<BytesMut>, tokio::time::error::Elapsed>,
+    late: Closed,
+) -> Option<BytesMut> {
+    match read {
+        Ok(Ok(bytes)) if !bytes.is_empty() => Some(bytes),
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => {
+            tracing::debug!("h1 read: {e}");
+            None
+        }
+        Err(_) => {
+            handler.closed(late);
+            None
         }
     }
 }

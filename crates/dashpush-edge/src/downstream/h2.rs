@@ -198,6 +198,9 @@ async fn run(
         )))
     });
     let mut draining = drain.watch();
+    // Counted as in flight for the connection's life: when the gateway drains, its GOAWAY is
+    // written (and its streams finished) before the process exits.
+    let _goodbye = drain.begin();
     // Request tasks (and the pushes they send, live ones included) end with the connection:
     // the set aborts whatever is left when it is dropped.
     let mut tasks = tokio::task::JoinSet::new();
@@ -404,6 +407,9 @@ async fn park(
     };
     let last = again.as_ref().map_or(0, |carry| carry.0.last_stream);
     let mut draining = drain.watch();
+    // Counted as in flight while parked: when the gateway drains, its GOAWAY is written
+    // before the process exits (the drain waits for it; the connection sends it at once).
+    let _goodbye = drain.begin();
     let _idle = admitted.idle();
     let _parked = crate::metrics::Held::new(&metrics.h2_parked);
     loop {
