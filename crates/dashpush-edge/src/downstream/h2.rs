@@ -1071,6 +1071,14 @@ const OPEN_PIECE: usize = 16 * 1024;
 /// do) comes back every round trip (start-up matrix, 64 KiB windows: 1.46x -> 1.05x nginx).
 const CHUNK_BEHIND: usize = 32 * 1024;
 
+/// Least window a push behind another sends with (or the rest of its body, if less): a frame's
+/// worth. The first push takes the connection's credit up to its own stream window, and what
+/// is left over may be a few bytes; sent, such a sliver leaves the second stream short of the
+/// half window at which the client returns its credit, and the two streams fall into taking
+/// half and a quarter of a window in turn instead of half each (64 KiB windows, N = 4: nine
+/// round trips more in two runs of six). Kept reserved instead, it grows with the next credit.
+const BEHIND_FLOOR: usize = 16 * 1024;
+
 /// Sends `body` within the stream's flow-control window, one granted chunk at a time (never
 /// buffering more than the window allows, apart from a stream's first [`OPEN_PIECE`], which
 /// goes with its HEADERS); ends the stream after it if `end`. Stops at once
@@ -1143,16 +1151,28 @@ async fn send_within_window(
             let deadline = carried_deadline
                 .take()
                 .unwrap_or_else(|| tokio::time::Instant::now() + pace.send_timeout);
+            // What a push behind another takes at least (see `BEHIND_FLOOR`).
+            let floor = if behind.is_some() {
+                BEHIND_FLOOR.min(body.len())
+            } else {
+                1
+            };
             let window = match window_at_once(stream) {
                 Some(at_once) => at_once.map(Window::Granted),
                 None => {
                     Box::pin(wait_for_window(
-                        stream, pace.turn, behind, opening, deadline,
+                        stream, pace.turn, behind, opening, floor, deadline,
                     ))
                     .await
                 }
             };
             match window {
+                // A sliver for a push behind another: kept (reserved) until it grows to a
+                // frame's worth, within the same deadline.
+                Ok(Window::Granted(n)) if n < floor => {
+                    carried_deadline = Some(deadline);
+                    continue;
+                }
                 // Nothing granted after all, or now the first push of its cycle (asking again,
                 // for a whole window): within the same deadline (zero grants must not stretch a
                 // stalled reader's send timeout).
@@ -1283,16 +1303,19 @@ enum Window {
 /// may send meanwhile ([`Turn::blocked`]). A stream that has sent nothing yet (`opening`) may
 /// only be waiting for the connection to open it (its HEADERS queued, not yet written: the h2
 /// library grants no window until then), which takes a moment; it counts as blocked only if
-/// that moment ([`OPENING`]) passes. A push `behind` another stops waiting once it leads.
+/// that moment ([`OPENING`]) passes. A push `behind` another stops waiting once it leads. A
+/// stream holding less window than its `floor` (see [`BEHIND_FLOOR`]) waits as one holding
+/// none.
 async fn wait_for_window(
     stream: &mut h2::SendStream<Bytes>,
     turn: Option<&Turn>,
     behind: Option<&Turn>,
     opening: bool,
+    floor: usize,
     deadline: tokio::time::Instant,
 ) -> Result<Window, Stop> {
     let mut blocked_at = None;
-    if stream.capacity() == 0
+    if stream.capacity() < floor
         && let Some(turn) = turn
     {
         if opening {
