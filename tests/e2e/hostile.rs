@@ -1019,3 +1019,55 @@ fn a_parked_http2_connection_gets_goaway_when_the_gateway_drains_and_holds_nothi
     };
     assert!(status.success(), "exit status {status}");
 }
+
+/// The frame types in `wire` (a run of whole frames).
+fn frame_types(wire: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut at = 0;
+    while at + 9 <= wire.len() {
+        let len = usize::from(wire[at]) << 16
+            | usize::from(wire[at + 1]) << 8
+            | usize::from(wire[at + 2]);
+        types.push(wire[at + 3]);
+        at += 9 + len;
+    }
+    types
+}
+
+#[test]
+fn a_served_http2_connection_gets_goaway_on_drain_and_a_silent_client_holds_the_exit_a_second_at_most()
+ {
+    let (_o, origin) = origin(&[]);
+    let (mut gw, _dir) = configured(
+        origin,
+        "served-drain",
+        "http2: {park_until_first_request: false}
+",
+    );
+    // In h2 from its preface on; the client then reads nothing and answers nothing (not the
+    // GOAWAY's PING either).
+    let mut silent = TcpStream::connect(gw.addr).unwrap();
+    silent
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    wait_metric(gw.admin, r#"dashpush_open_connections{protocol="h2"}"#, 1.0);
+    let start = Instant::now();
+    let (code, _, err) = tool("kill", &["-TERM", &gw.proc.pid().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let status = loop {
+        if let Some(s) = gw.proc.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < DEADLINE, "the gateway did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = start.elapsed();
+    assert!(status.success(), "exit status {status}");
+    // Nothing in flight: the drain waits for the GOAWAY (GOODBYE, 1 s), not its grace (10 s).
+    assert!(took < Duration::from_secs(4), "exit took {took:?}");
+    let types = frame_types(&rest_of(&mut silent));
+    assert!(
+        types.contains(&7),
+        "a GOAWAY before the close: frame types {types:?}"
+    );
+}

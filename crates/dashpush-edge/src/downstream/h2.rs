@@ -198,9 +198,10 @@ async fn run(
         )))
     });
     let mut draining = drain.watch();
-    // Counted as in flight for the connection's life: when the gateway drains, its GOAWAY is
-    // written (and its streams finished) before the process exits.
-    let _goodbye = drain.begin();
+    // Counted as in flight until the gateway drains and the connection's GOAWAY has had its
+    // moment ([`GOODBYE`]): the process does not exit before it is written. Its requests in
+    // flight hold the drain on their own.
+    let mut goodbye = Some(drain.begin());
     // Request tasks (and the pushes they send, live ones included) end with the connection:
     // the set aborts whatever is left when it is dropped.
     let mut tasks = tokio::task::JoinSet::new();
@@ -305,10 +306,17 @@ async fn run(
             _ = until_draining(&mut draining) => {
                 // GOAWAY, then drive the connection until in-flight streams are sent.
                 conn.graceful_shutdown();
-                while let Some(Ok((_, mut respond))) = conn.accept().await {
-                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                let said = tokio::time::sleep(GOODBYE);
+                tokio::pin!(said);
+                loop {
+                    tokio::select! {
+                        next = conn.accept() => match next {
+                            Some(Ok((_, mut respond))) => respond.send_reset(h2::Reason::REFUSED_STREAM),
+                            _ => return None,
+                        },
+                        () = &mut said, if goodbye.is_some() => goodbye = None,
+                    }
                 }
-                return None;
             }
         }
     };
@@ -338,6 +346,10 @@ async fn run(
         None => None,
     }
 }
+
+/// How long a draining gateway waits for an HTTP/2 connection with nothing in flight to write
+/// its GOAWAY (a client that reads nothing does not hold the drain for longer).
+const GOODBYE: Duration = Duration::from_secs(1);
 
 /// Why the served connection's loop ended, when it did not just end.
 enum Ended {
