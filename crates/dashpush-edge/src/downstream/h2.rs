@@ -699,6 +699,7 @@ async fn serve_request(
             send_timeout: conn.send_timeout,
             turn: None,
             first_with_head: true,
+            behind_floor: 1,
         };
         match send_body(&mut stream, body, length, &pace).await {
             Ok(n) => n,
@@ -835,6 +836,7 @@ impl PushTransport for H2Push {
             send_timeout: self.send_timeout,
             turn: None,
             first_with_head: true,
+            behind_floor: 1,
         };
         let body = Ahead {
             empty: false,
@@ -891,6 +893,7 @@ impl PushTransport for H2Push {
             send_timeout: self.send_timeout,
             turn: Some(turn),
             first_with_head: promised.at.elapsed() >= REFUSAL_GRACE,
+            behind_floor: behind_floor(self.peer.stream_window()),
         };
         // Boxed on its own: a push's future is allocated for every push, and with the body's
         // sending in it, it was a request at the top of glibc's per-thread cache (1,016 bytes)
@@ -1044,6 +1047,8 @@ pub(crate) struct Pace<'a> {
     pub(crate) turn: Option<&'a Turn>,
     /// The body's first piece may go with the response HEADERS ([`OPEN_PIECE`]).
     pub(crate) first_with_head: bool,
+    /// Least window a push behind another sends with ([`behind_floor`]).
+    pub(crate) behind_floor: usize,
 }
 
 /// A promised push: its stream, and when its PUSH_PROMISE was queued.
@@ -1083,13 +1088,22 @@ const OPEN_PIECE: usize = 16 * 1024;
 /// do) comes back every round trip (start-up matrix, 64 KiB windows: 1.46x -> 1.05x nginx).
 const CHUNK_BEHIND: usize = 32 * 1024;
 
-/// Least window a push behind another sends with (or the rest of its body, if less): a frame's
-/// worth. The first push takes the connection's credit up to its own stream window, and what
-/// is left over may be a few bytes; sent, such a sliver leaves the second stream short of the
-/// half window at which the client returns its credit, and the two streams fall into taking
-/// half and a quarter of a window in turn instead of half each (64 KiB windows, N = 4: nine
-/// round trips more in two runs of six). Kept reserved instead, it grows with the next credit.
+/// Most window a push behind another waits for before it sends (or the rest of its body, if
+/// less): a frame's worth. The first push takes the connection's credit up to its own stream
+/// window, and what is left over may be a few bytes; sent, such a sliver leaves the second
+/// stream short of the half window at which the client returns its credit, and the two
+/// streams fall into taking half and a quarter of a window in turn instead of half each
+/// (64 KiB windows, N = 4: nine round trips more in two runs of six). Kept reserved instead, it
+/// grows with the next credit.
 const BEHIND_FLOOR: usize = 16 * 1024;
+
+/// The floor of a push behind another on a connection whose client gives each stream
+/// `stream_window` bytes: [`BEHIND_FLOOR`], or a quarter of a smaller window (a stream
+/// window of 4 KiB never holds 16 KiB: the push would wait to lead before it sent again).
+fn behind_floor(stream_window: u32) -> usize {
+    let quarter = usize::try_from(stream_window.div_ceil(4)).unwrap_or(usize::MAX);
+    BEHIND_FLOOR.min(quarter).max(1)
+}
 
 /// Sends `body` within the stream's flow-control window, one granted chunk at a time (never
 /// buffering more than the window allows, apart from a stream's first [`OPEN_PIECE`], which
@@ -1163,9 +1177,9 @@ async fn send_within_window(
             let deadline = carried_deadline
                 .take()
                 .unwrap_or_else(|| tokio::time::Instant::now() + pace.send_timeout);
-            // What a push behind another takes at least (see `BEHIND_FLOOR`).
+            // What a push behind another takes at least (see `behind_floor`).
             let floor = if behind.is_some() {
-                BEHIND_FLOOR.min(body.len())
+                pace.behind_floor.min(body.len()).max(1)
             } else {
                 1
             };
@@ -1389,5 +1403,20 @@ async fn until_draining(rx: &mut tokio::sync::watch::Receiver<bool>) {
     if !started {
         // The sender is gone: nothing will ever drain this connection.
         std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame's worth under the default window; a quarter of a smaller one, so a push behind
+    /// another still sends on a client whose streams' windows are small; never zero.
+    #[test]
+    fn the_floor_behind_follows_the_clients_stream_window() {
+        assert_eq!(behind_floor(65_535), BEHIND_FLOOR);
+        assert_eq!(behind_floor(16 << 20), BEHIND_FLOOR);
+        assert_eq!(behind_floor(4_096), 1_024);
+        assert_eq!(behind_floor(0), 1);
     }
 }

@@ -83,6 +83,12 @@ impl Peer {
         self.0.push.load(Ordering::Acquire)
     }
 
+    /// The window the client gives each stream it opens or is promised
+    /// (SETTINGS_INITIAL_WINDOW_SIZE, 65,535 until it says otherwise).
+    pub fn stream_window(&self) -> u32 {
+        self.0.stream_window.load(Ordering::Acquire)
+    }
+
     /// Whether the client lets more than a default window (65,535 bytes) out at once: it set
     /// its streams' windows wider, or widened the connection's by more than a window in one
     /// WINDOW_UPDATE (a client returning credit as it reads gives at most a window back).
