@@ -198,9 +198,9 @@ async fn run(
         )))
     });
     let mut draining = drain.watch();
-    // Counted as in flight until the gateway drains and the connection's GOAWAY has had its
-    // moment ([`GOODBYE`]): the process does not exit before it is written. Its requests in
-    // flight hold the drain on their own.
+    // Counted as in flight until the gateway drains, the connection's GOAWAY has had its
+    // moment ([`GOODBYE`]) and no stream is open (a request ends once h2 has its last bytes,
+    // not once they are written): the process does not exit before they are.
     let mut goodbye = Some(drain.begin());
     // Request tasks (and the pushes they send, live ones included) end with the connection:
     // the set aborts whatever is left when it is dropped.
@@ -314,7 +314,15 @@ async fn run(
                             Some(Ok((_, mut respond))) => respond.send_reset(h2::Reason::REFUSED_STREAM),
                             _ => return None,
                         },
-                        () = &mut said, if goodbye.is_some() => goodbye = None,
+                        // A stream still open may have bytes h2 has not written yet (its
+                        // request ended once they were handed over): held until it closes.
+                        () = &mut said, if goodbye.is_some() => {
+                            if conn.has_streams() {
+                                said.as_mut().reset(tokio::time::Instant::now() + GOODBYE_RECHECK);
+                            } else {
+                                goodbye = None;
+                            }
+                        }
                     }
                 }
             }
@@ -350,6 +358,9 @@ async fn run(
 /// How long a draining gateway waits for an HTTP/2 connection with nothing in flight to write
 /// its GOAWAY (a client that reads nothing does not hold the drain for longer).
 const GOODBYE: Duration = Duration::from_secs(1);
+
+/// How often a draining connection that still has streams open looks again.
+const GOODBYE_RECHECK: Duration = Duration::from_millis(50);
 
 /// Why the served connection's loop ended, when it did not just end.
 enum Ended {
@@ -699,7 +710,7 @@ async fn serve_request(
             send_timeout: conn.send_timeout,
             turn: None,
             first_with_head: true,
-            behind_floor: 1,
+            peer: None,
         };
         match send_body(&mut stream, body, length, &pace).await {
             Ok(n) => n,
@@ -836,7 +847,7 @@ impl PushTransport for H2Push {
             send_timeout: self.send_timeout,
             turn: None,
             first_with_head: true,
-            behind_floor: 1,
+            peer: None,
         };
         let body = Ahead {
             empty: false,
@@ -893,7 +904,7 @@ impl PushTransport for H2Push {
             send_timeout: self.send_timeout,
             turn: Some(turn),
             first_with_head: promised.at.elapsed() >= REFUSAL_GRACE,
-            behind_floor: behind_floor(self.peer.stream_window()),
+            peer: Some(&self.peer),
         };
         // Boxed on its own: a push's future is allocated for every push, and with the body's
         // sending in it, it was a request at the top of glibc's per-thread cache (1,016 bytes)
@@ -1047,8 +1058,9 @@ pub(crate) struct Pace<'a> {
     pub(crate) turn: Option<&'a Turn>,
     /// The body's first piece may go with the response HEADERS ([`OPEN_PIECE`]).
     pub(crate) first_with_head: bool,
-    /// Least window a push behind another sends with ([`behind_floor`]).
-    pub(crate) behind_floor: usize,
+    /// The client's settings, for a push: the floor of a push behind another
+    /// ([`behind_floor`]) follows its streams' window as it is now.
+    pub(crate) peer: Option<&'a Peer>,
 }
 
 /// A promised push: its stream, and when its PUSH_PROMISE was queued.
@@ -1097,6 +1109,11 @@ const CHUNK_BEHIND: usize = 32 * 1024;
 /// grows with the next credit.
 const BEHIND_FLOOR: usize = 16 * 1024;
 
+/// Longest a push behind another keeps a sliver unsent: longer than a round trip, so the next
+/// credit usually grows it; bounded, because slivers kept by several push cycles on one
+/// connection could hold back the half window a client waits for before it returns credit.
+const KEEP_SLIVER: Duration = Duration::from_millis(250);
+
 /// The floor of a push behind another on a connection whose client gives each stream
 /// `stream_window` bytes: [`BEHIND_FLOOR`], or a quarter of a smaller window (a stream
 /// window of 4 KiB never holds 16 KiB: the push would wait to lead before it sent again).
@@ -1128,6 +1145,8 @@ async fn send_within_window(
     // still queued behind its HEADERS.
     let mut opening = usize::try_from(*sent).is_ok_and(|s| s <= OPEN_PIECE);
     let mut carried_deadline = None;
+    // Since when a sliver of window has been kept unsent (see `BEHIND_FLOOR`).
+    let mut kept_since: Option<tokio::time::Instant> = None;
     while !body.is_empty() {
         if let Some(stop) = (pace.cancelled)() {
             return Err((stop, *sent));
@@ -1177,25 +1196,38 @@ async fn send_within_window(
             let deadline = carried_deadline
                 .take()
                 .unwrap_or_else(|| tokio::time::Instant::now() + pace.send_timeout);
-            // What a push behind another takes at least (see `behind_floor`).
-            let floor = if behind.is_some() {
-                pace.behind_floor.min(body.len()).max(1)
-            } else {
-                1
+            // What a push behind another takes at least (see `behind_floor`), for at most
+            // `KEEP_SLIVER`.
+            let release_at = kept_since.map(|t| t + KEEP_SLIVER);
+            let floor = match (behind, pace.peer) {
+                (Some(_), Some(peer))
+                    if release_at.is_none_or(|at| at > tokio::time::Instant::now()) =>
+                {
+                    behind_floor(peer.stream_window()).min(body.len())
+                }
+                _ => 1,
             };
-            let window = match window_at_once(stream) {
-                Some(at_once) => at_once.map(Window::Granted),
-                None => {
-                    Box::pin(wait_for_window(
-                        stream, pace.turn, behind, opening, floor, deadline,
-                    ))
-                    .await
+            // Window it holds already (a sliver kept, and now enough) is used at once.
+            let have = stream.capacity();
+            let window = if have >= floor {
+                Ok(Window::Granted(have))
+            } else {
+                match window_at_once(stream) {
+                    Some(at_once) => at_once.map(Window::Granted),
+                    None => {
+                        let release_at = release_at.filter(|_| floor > 1);
+                        Box::pin(wait_for_window(
+                            stream, pace.turn, behind, opening, floor, release_at, deadline,
+                        ))
+                        .await
+                    }
                 }
             };
             match window {
                 // A sliver for a push behind another: kept (reserved) until it grows to a
                 // frame's worth, within the same deadline.
-                Ok(Window::Granted(n)) if n < floor => {
+                Ok(Window::Granted(n)) if n > 0 && n < floor => {
+                    kept_since.get_or_insert_with(tokio::time::Instant::now);
                     carried_deadline = Some(deadline);
                     continue;
                 }
@@ -1215,6 +1247,7 @@ async fn send_within_window(
             continue;
         }
         opening = false;
+        kept_since = None;
         send_granted(stream, &mut body, granted, end, sent)?;
     }
     Ok(())
@@ -1331,13 +1364,15 @@ enum Window {
 /// library grants no window until then), which takes a moment; it counts as blocked only if
 /// that moment ([`OPENING`]) passes. A push `behind` another stops waiting once it leads. A
 /// stream holding less window than its `floor` (see [`BEHIND_FLOOR`]) waits as one holding
-/// none.
+/// none, until `release_at`, when it takes what it holds.
+#[allow(clippy::too_many_arguments)]
 async fn wait_for_window(
     stream: &mut h2::SendStream<Bytes>,
     turn: Option<&Turn>,
     behind: Option<&Turn>,
     opening: bool,
     floor: usize,
+    release_at: Option<tokio::time::Instant>,
     deadline: tokio::time::Instant,
 ) -> Result<Window, Stop> {
     let mut blocked_at = None;
@@ -1377,6 +1412,8 @@ async fn wait_for_window(
                         None => std::future::pending().await,
                     }
                 } => break Some(Ok(Window::Leading)),
+                // A sliver kept long enough: the caller takes what the stream holds.
+                () = sleep_until_some(release_at) => break Some(Ok(Window::Granted(0))),
             }
         }
     };
