@@ -21,6 +21,9 @@ use crate::settings::Limits;
 /// (pingora's own first size).
 const HEAD_BUFFER: usize = 4096;
 
+/// How long the short refusal of an upgrade nobody takes may take to send.
+const REFUSAL_SEND: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Something that answers requests (the gateway, or the admin routes).
 #[async_trait::async_trait]
 pub(crate) trait Handler: Send + Sync + 'static {
@@ -40,7 +43,7 @@ pub(crate) trait Handler: Send + Sync + 'static {
     ) {
         let resp = crate::gateway::short(400, "no WebSocket endpoint here\n");
         let mut resp = resp;
-        let _ = write(&mut session, &mut resp, &mut 0).await;
+        let _ = write(&mut session, &mut resp, &mut 0, REFUSAL_SEND).await;
     }
     /// Runs before a response is written (the gateway remembers an MPD it carries).
     async fn before_write(
@@ -410,7 +413,7 @@ impl Out<'_> {
         deadline: std::time::Duration,
     ) -> Result<(), WriteFailed> {
         match self {
-            Out::Session(session) => Ok(write(session, resp, sent).await?),
+            Out::Session(session) => Ok(write(session, resp, sent, deadline).await?),
             Out::Plain {
                 stream,
                 head_only,
@@ -488,6 +491,22 @@ async fn write_plain(
     deadline: std::time::Duration,
 ) -> Result<(), WriteFailed> {
     use super::h1plain::{CHUNK_END, Framing, LAST_CHUNK, chunk_start, write_head};
+    // A body that is not the length its head would announce is a gateway fault: nothing of the
+    // answer is sent.
+    if let (Framing::Length(said), Body::Full(b), false) =
+        (Framing::of(resp), &resp.body, head_only)
+        && b.len() != said
+    {
+        tracing::warn!(
+            said,
+            body = b.len(),
+            "h1 answer not sent: its body is not its length"
+        );
+        return Err(WriteFailed::LengthMismatch {
+            said,
+            body: b.len(),
+        });
+    }
     let mut head = Vec::with_capacity(PLAIN_HEAD);
     let framing = write_head(resp, keep_alive, &mut head)?;
     // The head is held (coalesce) and leaves with the body's first bytes in one write.
@@ -496,13 +515,7 @@ async fn write_plain(
         return flush(stream, deadline).await;
     }
     match (framing, &mut resp.body) {
-        (Framing::Length(said), Body::Full(b)) => {
-            if b.len() != said {
-                return Err(WriteFailed::LengthMismatch {
-                    said,
-                    body: b.len(),
-                });
-            }
+        (Framing::Length(_), Body::Full(b)) => {
             send(stream, b, deadline).await?;
             *sent += b.len() as u64;
         }
@@ -607,10 +620,19 @@ fn response_head(resp: &Resp) -> pingora::Result<ResponseHeader> {
 }
 
 /// Writes the answer; `sent` counts the body bytes written.
-async fn write(session: &mut HttpSession, resp: &mut Resp, sent: &mut u64) -> pingora::Result<()> {
-    session
-        .write_response_header(Box::new(response_head(resp)?))
-        .await?;
+/// pingora's write timeout covers its body writes; the head's write and flush and the body's
+/// end are bounded by `deadline` here.
+async fn write(
+    session: &mut HttpSession,
+    resp: &mut Resp,
+    sent: &mut u64,
+    deadline: std::time::Duration,
+) -> pingora::Result<()> {
+    let timed_out = || pingora::Error::explain(pingora::ErrorType::WriteTimedout, "h1 send");
+    let head = Box::new(response_head(resp)?);
+    tokio::time::timeout(deadline, session.write_response_header(head))
+        .await
+        .map_err(|_| timed_out())??;
     // A HEAD answer's body (a short error's text) is not sent, nor counted as sent.
     let head_only = session.req_header().method == http::Method::HEAD;
     match &mut resp.body {
@@ -639,7 +661,9 @@ async fn write(session: &mut HttpSession, resp: &mut Resp, sent: &mut u64) -> pi
             }
         }
     }
-    session.finish_body().await?;
+    tokio::time::timeout(deadline, session.finish_body())
+        .await
+        .map_err(|_| timed_out())??;
     Ok(())
 }
 
