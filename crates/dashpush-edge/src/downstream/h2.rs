@@ -200,7 +200,9 @@ async fn run(
     let mut draining = drain.watch();
     // Counted as in flight until the gateway drains, the connection's GOAWAY has had its
     // moment ([`GOODBYE`]) and no stream is open (a request ends once h2 has its last bytes,
-    // not once they are written): the process does not exit before they are.
+    // not once they are written): the process does not exit before they are. Not during the
+    // handshake: a client that never finishes its preface would hold the drain for the
+    // handshake deadline (a parked connection, the default, comes here with its preface read).
     let mut goodbye = Some(drain.begin());
     // Request tasks (and the pushes they send, live ones included) end with the connection:
     // the set aborts whatever is left when it is dropped.
@@ -1227,6 +1229,8 @@ async fn send_within_window(
                 // A sliver for a push behind another: kept (reserved) until it grows to a
                 // frame's worth, within the same deadline.
                 Ok(Window::Granted(n)) if n > 0 && n < floor => {
+                    // Granted window: the stream is open (its HEADERS written).
+                    opening = false;
                     kept_since.get_or_insert_with(tokio::time::Instant::now);
                     carried_deadline = Some(deadline);
                     continue;
