@@ -766,15 +766,22 @@ fn next_frame(s: &mut TcpStream) -> (u8, u8) {
     (head[3], head[4])
 }
 
-/// An HTTP/2 connection that has exchanged SETTINGS and not asked for anything yet: the
-/// preface and an empty SETTINGS sent, the server's SETTINGS (its first frame) and its ACK of
-/// ours read, and the server's SETTINGS acknowledged.
-fn h2_before_its_request(gw: SocketAddr) -> TcpStream {
+/// An HTTP/2 connection opened: the preface and an empty SETTINGS sent, the server's SETTINGS
+/// read (its first frame).
+fn h2_opened(gw: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(gw).unwrap();
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .unwrap();
     s.set_read_timeout(Some(DEADLINE)).unwrap();
     assert_eq!(next_frame(&mut s), (4, 0), "the server's SETTINGS first");
+    s
+}
+
+/// An HTTP/2 connection that has exchanged SETTINGS and not asked for anything yet: the
+/// preface and an empty SETTINGS sent, the server's SETTINGS (its first frame) and its ACK of
+/// ours read, and the server's SETTINGS acknowledged.
+fn h2_before_its_request(gw: SocketAddr) -> TcpStream {
+    let mut s = h2_opened(gw);
     // h2 may send its WINDOW_UPDATE or PING before the ACK.
     while next_frame(&mut s) != (4, 1) {}
     s.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).unwrap();
@@ -976,22 +983,9 @@ fn with_parking_off_an_http2_connection_goes_to_h2_at_once() {
         "http2: {park_until_first_request: false}
 ",
     );
-    let mut waiting = TcpStream::connect(gw.addr).unwrap();
-    waiting
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .unwrap();
-    waiting.set_read_timeout(Some(DEADLINE)).unwrap();
     // h2 sends its keep-alive PING at once (a parked connection sends nothing after its
     // SETTINGS and ACK).
-    assert_eq!(
-        next_frame(&mut waiting),
-        (4, 0),
-        "the server's SETTINGS first"
-    );
-    assert!(
-        (0..4).any(|_| next_frame(&mut waiting) == (6, 0)),
-        "a PING from h2"
-    );
+    let _waiting = h2_served_at_once(gw.addr);
     assert_eq!(metric(gw.admin, "dashpush_h2_parked_connections"), 0.0);
     wait_metric(gw.admin, r#"dashpush_open_connections{protocol="h2"}"#, 1.0);
     let out = hostile(gw.addr, &["parked", "0.3", "/vod/manifest.mpd"]);
@@ -1006,18 +1000,41 @@ fn a_parked_http2_connection_gets_goaway_when_the_gateway_drains_and_holds_nothi
     let (mut gw, _dir) = configured(origin, "parked-drain", "");
     let mut waiting = h2_before_its_request(gw.addr);
     wait_metric(gw.admin, "dashpush_h2_parked_connections", 1.0);
+    terminate(&gw);
+    assert_eq!(rest_of(&mut waiting), GOAWAY_NONE, "GOAWAY, then closed");
+    exits_cleanly(&mut gw);
+}
+
+/// Sends the gateway SIGTERM.
+fn terminate(gw: &Gateway) {
     let (code, _, err) = tool("kill", &["-TERM", &gw.proc.pid().to_string()]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(rest_of(&mut waiting), GOAWAY_NONE, "GOAWAY, then closed");
+}
+
+/// Waits for the gateway to exit (within the deadline), successfully; how long it took.
+fn exits_cleanly(gw: &mut Gateway) -> Duration {
     let start = Instant::now();
     let status = loop {
         if let Some(s) = gw.proc.child.try_wait().unwrap() {
             break s;
         }
         assert!(start.elapsed() < DEADLINE, "the gateway did not exit");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status}");
+    start.elapsed()
+}
+
+/// An HTTP/2 connection that went to h2 at its preface (parking off): the preface and an
+/// empty SETTINGS sent, the server's SETTINGS read first, then h2's keep-alive PING (sent
+/// once its handshake is done) within the next frames. Nothing is answered.
+fn h2_served_at_once(gw: SocketAddr) -> TcpStream {
+    let mut s = h2_opened(gw);
+    assert!(
+        (0..4).any(|_| next_frame(&mut s) == (6, 0)),
+        "a PING from h2"
+    );
+    s
 }
 
 /// The frame types in `wire` (a run of whole frames).
@@ -1046,28 +1063,9 @@ fn a_served_http2_connection_gets_goaway_on_drain_and_a_silent_client_holds_the_
     );
     // In h2 from its preface on; the client then reads nothing and answers nothing (not the
     // GOAWAY's PING either).
-    let mut silent = TcpStream::connect(gw.addr).unwrap();
-    silent
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .unwrap();
-    silent.set_read_timeout(Some(DEADLINE)).unwrap();
-    // h2's keep-alive PING, sent once its handshake is done: the connection is served.
-    assert!(
-        (0..4).any(|_| next_frame(&mut silent) == (6, 0)),
-        "a PING from h2"
-    );
-    let start = Instant::now();
-    let (code, _, err) = tool("kill", &["-TERM", &gw.proc.pid().to_string()]);
-    assert_eq!(code, 0, "{err}");
-    let status = loop {
-        if let Some(s) = gw.proc.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < DEADLINE, "the gateway did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let took = start.elapsed();
-    assert!(status.success(), "exit status {status}");
+    let mut silent = h2_served_at_once(gw.addr);
+    terminate(&gw);
+    let took = exits_cleanly(&mut gw);
     // Nothing in flight: the drain waits for the GOAWAY (GOODBYE, 1 s), not its grace (10 s).
     assert!(took < Duration::from_secs(4), "exit took {took:?}");
     let types = frame_types(&rest_of(&mut silent));

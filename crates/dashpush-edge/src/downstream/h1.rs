@@ -490,11 +490,12 @@ async fn write_plain(
     sent: &mut u64,
     deadline: std::time::Duration,
 ) -> Result<(), WriteFailed> {
-    use super::h1plain::{CHUNK_END, Framing, LAST_CHUNK, chunk_start, write_head};
-    // A body that is not the length its head would announce is a gateway fault: nothing of the
+    use super::h1plain::{Framing, LAST_CHUNK, write_head};
+    let mut head = Vec::with_capacity(PLAIN_HEAD);
+    let framing = write_head(resp, keep_alive, &mut head)?;
+    // A body that is not the length its head announces is a gateway fault: nothing of the
     // answer is sent.
-    if let (Framing::Length(said), Body::Full(b), false) =
-        (Framing::of(resp), &resp.body, head_only)
+    if let (Framing::Length(said), Body::Full(b), false) = (framing, &resp.body, head_only)
         && b.len() != said
     {
         tracing::warn!(
@@ -507,8 +508,6 @@ async fn write_plain(
             body: b.len(),
         });
     }
-    let mut head = Vec::with_capacity(PLAIN_HEAD);
-    let framing = write_head(resp, keep_alive, &mut head)?;
     // The head is held (coalesce) and leaves with the body's first bytes in one write.
     send(stream, &head, deadline).await?;
     if head_only || framing == Framing::None {
@@ -521,9 +520,7 @@ async fn write_plain(
         }
         (Framing::Chunked, Body::Full(b)) => {
             if !b.is_empty() {
-                send(stream, &chunk_start(b.len()), deadline).await?;
-                send(stream, b, deadline).await?;
-                send(stream, CHUNK_END, deadline).await?;
+                send_chunk(stream, b, deadline).await?;
                 *sent += b.len() as u64;
             }
             send(stream, LAST_CHUNK, deadline).await?;
@@ -536,9 +533,7 @@ async fn write_plain(
                 if c.is_empty() {
                     continue;
                 }
-                send(stream, &chunk_start(c.len()), deadline).await?;
-                send(stream, &c, deadline).await?;
-                send(stream, CHUNK_END, deadline).await?;
+                send_chunk(stream, &c, deadline).await?;
                 // Each chunk leaves as it comes (a live segment is read as it is made).
                 flush(stream, deadline).await?;
                 *sent += c.len() as u64;
@@ -572,6 +567,18 @@ async fn send(
         bytes = &bytes[n..];
     }
     Ok(())
+}
+
+/// Sends `data` as one chunk of a chunked body.
+async fn send_chunk(
+    stream: &mut Stream,
+    data: &[u8],
+    deadline: std::time::Duration,
+) -> Result<(), WriteFailed> {
+    use super::h1plain::{CHUNK_END, chunk_start};
+    send(stream, &chunk_start(data.len()), deadline).await?;
+    send(stream, data, deadline).await?;
+    send(stream, CHUNK_END, deadline).await
 }
 
 async fn flush(stream: &mut Stream, deadline: std::time::Duration) -> Result<(), WriteFailed> {
