@@ -27,7 +27,7 @@ use crate::downstream::h2idle::Again;
 use crate::downstream::h2park::{self, Parker, Resumed, SETTINGS_ACK, Step, Unsent, builder};
 use crate::downstream::h2settings::{Peer, Tracker};
 use crate::downstream::h2wire::{self, ACK, NO_ERROR, PING};
-use crate::drain::Drain;
+use crate::drain::{Drain, InFlight};
 use crate::gateway::{Body, Gateway, Req, Resp};
 use crate::guard::{Admitted, Closed, ResetBudget};
 use crate::prefetch::Pushable;
@@ -83,6 +83,7 @@ pub(crate) async fn serve(
         Box::pin(run(
             handler,
             stream,
+            None,
             h2,
             limits,
             drain,
@@ -98,18 +99,24 @@ pub(crate) async fn serve(
     // its own: a parked connection holds none of the served one's, and a served one none of
     // the parked one's.
     let metrics = handler.metrics();
+    // Counted as in flight from here on, through each hand-over between parked and served:
+    // a drain that starts at any moment gets the connection its GOAWAY before the process
+    // exits (a parked connection sends it at once, so none holds the drain).
     let mut parked = Parked {
         stream,
         again: None,
+        goodbye: drain.begin(),
     };
     loop {
-        let Some(woken) = Box::pin(park(parked, greeting, &limits, drain, admitted, metrics)).await
+        let Some((woken, goodbye)) =
+            Box::pin(park(parked, greeting, &limits, drain, admitted, metrics)).await
         else {
             return;
         };
         match Box::pin(run(
             handler,
             woken,
+            Some(goodbye),
             h2,
             limits,
             drain,
@@ -142,15 +149,21 @@ struct Parked {
     stream: Stream,
     /// Boxed: the connection's future holds a pointer while it is served.
     again: Option<Box<(Again, tokio::time::Instant)>>,
+    /// The connection's count in the drain, carried from one stage to the next.
+    goodbye: InFlight,
 }
 
 /// Serves a connection with `h2`, from its preface (or its bytes kept while parked) on.
 /// `lasting`: what spans the connection's `h2`s (its request and reset budgets). `Some` when it
 /// has fallen idle and is to be parked again (`h2idle`, with `http2.park_when_idle_ms`).
+/// `held`: the connection's count in the drain when it comes from `park` (held through the
+/// handshake, which has the client's preface already); `None` for a connection served from its
+/// first byte, counted once its handshake is done.
 #[allow(clippy::too_many_arguments)]
 async fn run(
     handler: &Arc<Gateway>,
     stream: Resumed<Stream>,
+    held: Option<InFlight>,
     h2: H2Limits,
     limits: Limits,
     drain: &Arc<Drain>,
@@ -200,10 +213,11 @@ async fn run(
     let mut draining = drain.watch();
     // Counted as in flight until the gateway drains, the connection's GOAWAY has had its
     // moment ([`GOODBYE`]) and no stream is open (a request ends once h2 has its last bytes,
-    // not once they are written): the process does not exit before they are. Not during the
-    // handshake: a client that never finishes its preface would hold the drain for the
-    // handshake deadline (a parked connection, the default, comes here with its preface read).
-    let mut goodbye = Some(drain.begin());
+    // not once they are written): the process does not exit before they are. A connection
+    // served from its first byte is not counted during the handshake: a client that never
+    // finishes its preface would hold the drain for the handshake deadline (a parked
+    // connection, the default, comes here counted, with its preface read).
+    let mut goodbye = Some(held.unwrap_or_else(|| drain.begin()));
     // Request tasks (and the pushes they send, live ones included) end with the connection:
     // the set aborts whatever is left when it is dropped.
     let mut tasks = tokio::task::JoinSet::new();
@@ -351,6 +365,7 @@ async fn run(
             Some(Parked {
                 stream,
                 again: Some(Box::new((again, idle_until))),
+                goodbye: goodbye.unwrap_or_else(|| drain.begin()),
             })
         }
         None => None,
@@ -396,13 +411,14 @@ async fn park(
     Parked {
         mut stream,
         mut again,
+        goodbye,
     }: Parked,
     greeting: &Bytes,
     limits: &Limits,
     drain: &Arc<Drain>,
     admitted: &Admitted,
     metrics: &crate::metrics::Metrics,
-) -> Option<Resumed<Stream>> {
+) -> Option<(Resumed<Stream>, InFlight)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let started = tokio::time::Instant::now();
@@ -432,9 +448,6 @@ async fn park(
     };
     let last = again.as_ref().map_or(0, |carry| carry.0.last_stream);
     let mut draining = drain.watch();
-    // Counted as in flight while parked: when the gateway drains, its GOAWAY is written
-    // before the process exits (the drain waits for it; the connection sends it at once).
-    let _goodbye = drain.begin();
     let _idle = admitted.idle();
     let _parked = crate::metrics::Held::new(&metrics.h2_parked);
     loop {
@@ -511,17 +524,27 @@ async fn park(
                             )
                         }
                     };
-                    return Some(Resumed::new(stream, kept, unsent, tracker));
+                    return Some((Resumed::new(stream, kept, unsent, tracker), goodbye));
                 }
             };
             let answered = async {
                 stream.write_all(&answer).await?;
                 stream.flush().await
             };
-            if !matches!(
-                tokio::time::timeout(limits.send, answered).await,
-                Ok(Ok(()))
-            ) {
+            let answered = tokio::time::timeout(limits.send, answered);
+            tokio::pin!(answered);
+            // Once the gateway drains, a client that does not read holds it for at most
+            // `GOODBYE` more (then its GOAWAY, or nothing, as its socket takes it).
+            let written = tokio::select! {
+                w = &mut answered => w,
+                () = until_draining(&mut draining) => {
+                    match tokio::time::timeout(GOODBYE, &mut answered).await {
+                        Ok(w) => w,
+                        Err(_) => return None,
+                    }
+                }
+            };
+            if !matches!(written, Ok(Ok(()))) {
                 return None;
             }
         }
