@@ -127,6 +127,50 @@ struct Candidate {
     estimated: u64,
 }
 
+impl Candidate {
+    /// A URL of `kind` that is not a media segment (an init, the MPD, anything else), from
+    /// `group` of `cycle`: available now, counting toward no cap.
+    fn plain(url: Url, kind: PushKind, cycle: &CycleKey, group: usize) -> Self {
+        Self {
+            url,
+            kind,
+            not_before: None,
+            live_until: None,
+            segment: None,
+            cycle: cycle.clone(),
+            counts: false,
+            blocked: false,
+            group,
+            estimated: 0,
+        }
+    }
+
+    /// Media segment `s` of `m` at `url`, from `group` of `cycle`, available from `not_before`
+    /// (`None`: now); `blocked` when it never is in time.
+    fn media(
+        m: &Manifest,
+        s: SegmentRef,
+        url: &Url,
+        cycle: &CycleKey,
+        group: usize,
+        not_before: Option<DateTime<Utc>>,
+        blocked: bool,
+    ) -> Self {
+        Self {
+            url: without_fragment(url),
+            kind: PushKind::Media,
+            not_before,
+            live_until: live_until(m, &s),
+            segment: Some(s),
+            cycle: cycle.clone(),
+            counts: true,
+            blocked,
+            group,
+            estimated: estimate(m, &s),
+        }
+    }
+}
+
 /// How [`Session::admit`] treats a URL that cannot be granted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -466,18 +510,12 @@ impl Session {
             && matches!(from, WindowFrom::After(_))
             && let Some(init) = m.representation(rep).and_then(|r| r.init.clone())
         {
-            cands.push(Candidate {
-                url: without_fragment(&init),
-                kind: PushKind::Init,
-                not_before: None,
-                live_until: None,
-                segment: None,
-                cycle: key.clone(),
-                counts: false,
-                blocked: false,
-                group: 0,
-                estimated: 0,
-            });
+            cands.push(Candidate::plain(
+                without_fragment(&init),
+                PushKind::Init,
+                &key,
+                0,
+            ));
         }
         let ahead = self.cfg.max_ahead.as_secs_f64();
         for s in segments {
@@ -494,18 +532,7 @@ impl Session {
             let Some(seg_url) = m.segment_url(&s) else {
                 break;
             };
-            cands.push(Candidate {
-                url: without_fragment(&seg_url),
-                kind: PushKind::Media,
-                not_before,
-                live_until: live_until(m, &s),
-                segment: Some(s),
-                cycle: key.clone(),
-                counts: true,
-                blocked: false,
-                group: 0,
-                estimated: estimate(m, &s),
-            });
+            cands.push(Candidate::media(m, s, &seg_url, &key, 0, not_before, false));
         }
         let rules = Rules {
             mode: Mode::Window,
@@ -579,18 +606,12 @@ impl Session {
                 replaced.push(key.clone());
             }
             if let Some(init) = &item.init {
-                cands.push(Candidate {
-                    url: without_fragment(init),
-                    kind: PushKind::Init,
-                    not_before: None,
-                    live_until: None,
-                    segment: None,
-                    cycle: key.clone(),
-                    counts: false,
-                    blocked: false,
+                cands.push(Candidate::plain(
+                    without_fragment(init),
+                    PushKind::Init,
+                    &key,
                     group,
-                    estimated: 0,
-                });
+                ));
             }
             let first = item.segments.first().map_or(0.0, |s| s.start);
             for s in &item.segments {
@@ -607,18 +628,9 @@ impl Session {
                 let Some(seg_url) = m.segment_url(s) else {
                     continue;
                 };
-                cands.push(Candidate {
-                    url: without_fragment(&seg_url),
-                    kind: PushKind::Media,
-                    not_before,
-                    live_until: live_until(m, s),
-                    segment: Some(*s),
-                    cycle: key.clone(),
-                    counts: true,
-                    blocked,
-                    group,
-                    estimated: estimate(m, s),
-                });
+                cands.push(Candidate::media(
+                    m, *s, &seg_url, &key, group, not_before, blocked,
+                ));
             }
         }
         // First needed first (spec §7 "Order", Annex G (ours)): every init, then the first
@@ -745,18 +757,7 @@ impl Session {
         group: usize,
         now: Option<DateTime<Utc>>,
     ) -> Candidate {
-        let mut c = Candidate {
-            url: u.clone(),
-            kind: PushKind::Other,
-            not_before: None,
-            live_until: None,
-            segment: None,
-            cycle: key.clone(),
-            counts: false,
-            blocked: false,
-            group,
-            estimated: 0,
-        };
+        let mut c = Candidate::plain(u.clone(), PushKind::Other, key, group);
         if same_resource(u, &m.url) {
             c.kind = PushKind::Mpd;
             return c;
