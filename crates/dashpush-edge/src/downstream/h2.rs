@@ -230,113 +230,122 @@ async fn run(
     let mut park_at = park_after();
     // Nothing in flight: one of the first connections closed at the cap.
     let mut idle = Some(admitted.idle());
-    let ended = loop {
-        tokio::select! {
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {
-                if tasks.is_empty() {
+    let ended = {
+        // The waits that last the connection's life are made once: made anew for each turn of the
+        // loop, each polled one would join its wait list and leave it again every time (a lock
+        // each way, per request).
+        let flooded = push.resets.spent.notified();
+        let evicted = admitted.evicted();
+        let drained = until_draining(&mut draining);
+        tokio::pin!(flooded, evicted, drained);
+        loop {
+            tokio::select! {
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                    if tasks.is_empty() {
+                        idle_until = tokio::time::Instant::now() + limits.idle;
+                        idle = Some(admitted.idle());
+                        park_at = park_at.and_then(|_| park_after());
+                    }
+                }
+                next = conn.accept() => match next {
+                    Some(Ok((request, respond))) => {
+                        idle = None;
+                        lasting.requests += 1;
+                        if lasting.requests == h2.max_requests {
+                            // This one is served; then GOAWAY and the client opens a new connection.
+                            conn.graceful_shutdown();
+                            park_at = None;
+                            Closed::RequestBudget.count(metrics, "h2");
+                        }
+                        let handler = handler.clone();
+                        let push = Arc::clone(&push);
+                        let client = client.clone();
+                        let inflight = drain.begin();
+                        // Boxed: tokio moves a task's future on spawn, on completion and when its
+                        // output is read; a pointer is cheaper to move than the request's state.
+                        tasks.spawn(Box::pin(async move {
+                            let _inflight = inflight;
+                            let (parts, body) = request.into_parts();
+                            if crate::downstream::ws::is_extended_connect(&parts) {
+                                // Boxed, as the push cycle below: the request task stays small
+                                // for the common pull (tokio moves it on spawn and completion).
+                                Box::pin(crate::downstream::ws::h2_connect(&handler, parts, body, respond, push.scheme)).await;
+                                return;
+                            }
+                            // GET/HEAD bodies are not read: dropping the stream's receive side
+                            // returns its window to the connection at once.
+                            drop(body);
+                            let req = Req {
+                                method: parts.method,
+                                path: parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+                                headers: parts.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect(),
+                                client,
+                                host: parts.uri.authority().map(|a| a.as_str().to_owned()),
+                            };
+                            match serve_request(&handler, &push, req, respond).await {
+                                Ok(CLIENT_CLOSED) => {
+                                    handler.record("h2", CLIENT_CLOSED);
+                                    push.resets.reset();
+                                }
+                                Ok(status) => handler.record("h2", status),
+                                Err(e) => tracing::debug!("h2 send: {e}"),
+                            }
+                        }));
+                        // Frames are held to leave together while requests come in together; a
+                        // request that arrives alone (a pull after a pull, a live viewer's one
+                        // push cycle) turns that off until the next comes while it is in play.
+                        // Not when tasks end: their answers are written after they end.
+                        link.batch(tasks.len() > 1);
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!("h2 connection: {e}");
+                        break None;
+                    }
+                    None => break None,
+                },
+                () = &mut flooded => break Some(Ended::Closed(Closed::ResetFlood, h2::Reason::ENHANCE_YOUR_CALM)),
+                lost = &mut ping_lost, if !keepalive_over => match lost {
+                    Ok(why) => break Some(Ended::Closed(why, h2::Reason::NO_ERROR)),
+                    // The connection is closing: the keep-alive has nothing left to watch.
+                    Err(_) => keepalive_over = true,
+                },
+                () = &mut evicted, if idle.is_some() => break Some(Ended::Closed(Closed::Evicted, h2::Reason::NO_ERROR)),
+                () = tokio::time::sleep_until(idle_until), if tasks.is_empty() => {
+                    Closed::Idle.count(metrics, "h2");
+                    // GOAWAY; the loop ends when the client has nothing more in flight.
+                    conn.graceful_shutdown();
+                    park_at = None;
                     idle_until = tokio::time::Instant::now() + limits.idle;
-                    idle = Some(admitted.idle());
+                }
+                () = sleep_until_some(park_at), if tasks.is_empty() && park_at.is_some_and(|at| at < idle_until) => {
+                    // Idle: parked again if `h2` has nothing open and a new one can carry the
+                    // connection on; else tried again after as long.
+                    match link.again() {
+                        Ok(again) if !conn.has_streams() => break Some(Ended::Idle(again)),
+                        Ok(_) => tracing::trace!("h2 not parked again: streams open"),
+                        Err(busy) => tracing::trace!(?busy, "h2 not parked again"),
+                    }
                     park_at = park_at.and_then(|_| park_after());
                 }
-            }
-            next = conn.accept() => match next {
-                Some(Ok((request, respond))) => {
-                    idle = None;
-                    lasting.requests += 1;
-                    if lasting.requests == h2.max_requests {
-                        // This one is served; then GOAWAY and the client opens a new connection.
-                        conn.graceful_shutdown();
-                        park_at = None;
-                        Closed::RequestBudget.count(metrics, "h2");
-                    }
-                    let handler = handler.clone();
-                    let push = Arc::clone(&push);
-                    let client = client.clone();
-                    let inflight = drain.begin();
-                    // Boxed: tokio moves a task's future on spawn, on completion and when its
-                    // output is read; a pointer is cheaper to move than the request's state.
-                    tasks.spawn(Box::pin(async move {
-                        let _inflight = inflight;
-                        let (parts, body) = request.into_parts();
-                        if crate::downstream::ws::is_extended_connect(&parts) {
-                            // Boxed, as the push cycle below: the request task stays small
-                            // for the common pull (tokio moves it on spawn and completion).
-                            Box::pin(crate::downstream::ws::h2_connect(&handler, parts, body, respond, push.scheme)).await;
-                            return;
-                        }
-                        // GET/HEAD bodies are not read: dropping the stream's receive side
-                        // returns its window to the connection at once.
-                        drop(body);
-                        let req = Req {
-                            method: parts.method,
-                            path: parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
-                            headers: parts.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect(),
-                            client,
-                            host: parts.uri.authority().map(|a| a.as_str().to_owned()),
-                        };
-                        match serve_request(&handler, &push, req, respond).await {
-                            Ok(CLIENT_CLOSED) => {
-                                handler.record("h2", CLIENT_CLOSED);
-                                push.resets.reset();
-                            }
-                            Ok(status) => handler.record("h2", status),
-                            Err(e) => tracing::debug!("h2 send: {e}"),
-                        }
-                    }));
-                    // Frames are held to leave together while requests come in together; a
-                    // request that arrives alone (a pull after a pull, a live viewer's one
-                    // push cycle) turns that off until the next comes while it is in play.
-                    // Not when tasks end: their answers are written after they end.
-                    link.batch(tasks.len() > 1);
-                }
-                Some(Err(e)) => {
-                    tracing::debug!("h2 connection: {e}");
-                    break None;
-                }
-                None => break None,
-            },
-            () = push.resets.spent.notified() => break Some(Ended::Closed(Closed::ResetFlood, h2::Reason::ENHANCE_YOUR_CALM)),
-            lost = &mut ping_lost, if !keepalive_over => match lost {
-                Ok(why) => break Some(Ended::Closed(why, h2::Reason::NO_ERROR)),
-                // The connection is closing: the keep-alive has nothing left to watch.
-                Err(_) => keepalive_over = true,
-            },
-            () = admitted.evicted(), if idle.is_some() => break Some(Ended::Closed(Closed::Evicted, h2::Reason::NO_ERROR)),
-            () = tokio::time::sleep_until(idle_until), if tasks.is_empty() => {
-                Closed::Idle.count(metrics, "h2");
-                // GOAWAY; the loop ends when the client has nothing more in flight.
-                conn.graceful_shutdown();
-                park_at = None;
-                idle_until = tokio::time::Instant::now() + limits.idle;
-            }
-            () = sleep_until_some(park_at), if tasks.is_empty() && park_at.is_some_and(|at| at < idle_until) => {
-                // Idle: parked again if `h2` has nothing open and a new one can carry the
-                // connection on; else tried again after as long.
-                match link.again() {
-                    Ok(again) if !conn.has_streams() => break Some(Ended::Idle(again)),
-                    Ok(_) => tracing::trace!("h2 not parked again: streams open"),
-                    Err(busy) => tracing::trace!(?busy, "h2 not parked again"),
-                }
-                park_at = park_at.and_then(|_| park_after());
-            }
-            _ = until_draining(&mut draining) => {
-                // GOAWAY, then drive the connection until in-flight streams are sent.
-                conn.graceful_shutdown();
-                let said = tokio::time::sleep(GOODBYE);
-                tokio::pin!(said);
-                loop {
-                    tokio::select! {
-                        next = conn.accept() => match next {
-                            Some(Ok((_, mut respond))) => respond.send_reset(h2::Reason::REFUSED_STREAM),
-                            _ => return None,
-                        },
-                        // A stream still open may have bytes h2 has not written yet (its
-                        // request ended once they were handed over): held until it closes.
-                        () = &mut said, if goodbye.is_some() => {
-                            if conn.has_streams() {
-                                said.as_mut().reset(tokio::time::Instant::now() + GOODBYE_RECHECK);
-                            } else {
-                                goodbye = None;
+                () = &mut drained => {
+                    // GOAWAY, then drive the connection until in-flight streams are sent.
+                    conn.graceful_shutdown();
+                    let said = tokio::time::sleep(GOODBYE);
+                    tokio::pin!(said);
+                    loop {
+                        tokio::select! {
+                            next = conn.accept() => match next {
+                                Some(Ok((_, mut respond))) => respond.send_reset(h2::Reason::REFUSED_STREAM),
+                                _ => return None,
+                            },
+                            // A stream still open may have bytes h2 has not written yet (its
+                            // request ended once they were handed over): held until it closes.
+                            () = &mut said, if goodbye.is_some() => {
+                                if conn.has_streams() {
+                                    said.as_mut().reset(tokio::time::Instant::now() + GOODBYE_RECHECK);
+                                } else {
+                                    goodbye = None;
+                                }
                             }
                         }
                     }
