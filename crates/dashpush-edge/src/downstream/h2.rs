@@ -536,28 +536,39 @@ async fn park(
                     return Some((Resumed::new(stream, kept, unsent, tracker), goodbye));
                 }
             };
-            let answered = async {
-                stream.write_all(&answer).await?;
-                stream.flush().await
-            };
-            let answered = tokio::time::timeout(limits.send, answered);
-            tokio::pin!(answered);
-            // Once the gateway drains, a client that does not read holds it for at most
-            // `GOODBYE` more (then its GOAWAY, or nothing, as its socket takes it).
-            let written = tokio::select! {
-                w = &mut answered => w,
-                () = until_draining(&mut draining) => {
-                    match tokio::time::timeout(GOODBYE, &mut answered).await {
-                        Ok(w) => w,
-                        Err(_) => return None,
-                    }
-                }
-            };
-            if !matches!(written, Ok(Ok(()))) {
+            // Boxed apart: its timers would otherwise stay in every parked connection's future.
+            if !Box::pin(answer_parked(&mut stream, &answer, limits, &mut draining)).await {
                 return None;
             }
         }
     }
+}
+
+/// Writes a parked connection's `answer` (a SETTINGS ACK, a PING's) within the send deadline:
+/// whether it was written. Once the gateway drains, a client that does not read holds the drain
+/// for at most [`GOODBYE`] more (then its GOAWAY, or nothing, as its socket takes it).
+async fn answer_parked(
+    stream: &mut Stream,
+    answer: &[u8],
+    limits: &Limits,
+    draining: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    use tokio::io::AsyncWriteExt;
+
+    let answered = async {
+        stream.write_all(answer).await?;
+        stream.flush().await
+    };
+    let answered = tokio::time::timeout(limits.send, answered);
+    tokio::pin!(answered);
+    let written = tokio::select! {
+        w = &mut answered => w,
+        () = until_draining(draining) => match tokio::time::timeout(GOODBYE, &mut answered).await {
+            Ok(w) => w,
+            Err(_) => return false,
+        },
+    };
+    matches!(written, Ok(Ok(())))
 }
 
 /// `work` within the handshake deadline: its value, or `None` when it failed (logged as
