@@ -1006,44 +1006,70 @@ fn a_parked_http2_connection_gets_goaway_when_the_gateway_drains_and_holds_nothi
 }
 
 #[test]
-fn a_parked_client_that_floods_pings_and_reads_nothing_holds_the_drain_a_second_at_most() {
-    let (_o, origin) = origin(&[]);
-    let (mut gw, _dir) = configured(origin, "parked-ping-drain", "");
-    let mut flood = h2_before_its_request(gw.addr);
-    wait_metric(gw.admin, "dashpush_h2_parked_connections", 1.0);
-    // PINGs, never reading their ACKs, until the gateway stops taking them: its answer to one
-    // waits for room the client never makes (the send deadline is 30 s).
-    let ping = [0u8, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
-    let batch: Vec<u8> = ping
-        .iter()
-        .copied()
-        .cycle()
-        .take(ping.len() * 4096)
-        .collect();
-    flood
-        .set_write_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut sent = 0usize;
-    let stalled = loop {
-        match flood.write(&batch) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break true,
-            Err(e) => panic!("flood: {e}"),
+fn a_parked_client_that_floods_pings_and_reads_nothing_or_slowly_holds_the_drain_a_second_at_most()
+{
+    for slowly in [false, true] {
+        let (_o, origin) = origin(&[]);
+        let (mut gw, _dir) = configured(origin, "parked-ping-drain", "");
+        let mut flood = h2_before_its_request(gw.addr);
+        wait_metric(gw.admin, "dashpush_h2_parked_connections", 1.0);
+        // PINGs, their ACKs unread, until the gateway stops taking them: its answer to one
+        // waits for room the client does not make (the send deadline is 30 s).
+        let ping = [0u8, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let batch: Vec<u8> = ping
+            .iter()
+            .copied()
+            .cycle()
+            .take(ping.len() * 4096)
+            .collect();
+        flood
+            .set_write_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut sent = 0usize;
+        let stalled = loop {
+            match flood.write(&batch) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break true,
+                Err(e) => panic!("flood: {e}"),
+            }
+            if sent > 256 << 20 {
+                break false;
+            }
+        };
+        assert!(
+            stalled,
+            "the gateway took {sent} bytes of PINGs without stalling"
+        );
+        terminate(&gw);
+        // Slowly: 256 KiB of ACKs taken every half second, room enough for each answer to
+        // finish within a second, while thousands of PINGs wait to be answered.
+        let reader = slowly.then(|| {
+            let mut r = flood.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 256 << 10];
+                r.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                loop {
+                    std::thread::sleep(Duration::from_millis(500));
+                    match r.read(&mut buf) {
+                        Ok(n) if n > 0 => {}
+                        _ => return,
+                    }
+                }
+            })
+        });
+        let took = exits_cleanly(&mut gw);
+        // Parked and blocked on a PING's ACK: the drain waits for it `GOODBYE` (1 s), then the
+        // connection answers nothing more; not the send deadline (30 s) or the grace (10 s).
+        assert!(
+            took < Duration::from_secs(4),
+            "slowly {slowly}: exit took {took:?}"
+        );
+        drop(flood);
+        if let Some(r) = reader {
+            let _ = r.join();
         }
-        if sent > 256 << 20 {
-            break false;
-        }
-    };
-    assert!(
-        stalled,
-        "the gateway took {sent} bytes of PINGs without stalling"
-    );
-    terminate(&gw);
-    let took = exits_cleanly(&mut gw);
-    // Parked and blocked on a PING's ACK: the drain waits for it `GOODBYE` (1 s), not the
-    // send deadline (30 s) or the grace (10 s).
-    assert!(took < Duration::from_secs(4), "exit took {took:?}");
+    }
 }
 
 /// Sends the gateway SIGTERM.

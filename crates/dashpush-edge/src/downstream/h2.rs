@@ -101,7 +101,8 @@ pub(crate) async fn serve(
     let metrics = handler.metrics();
     // Counted as in flight from here on, through each hand-over between parked and served:
     // a drain that starts at any moment gets the connection its GOAWAY before the process
-    // exits (a parked connection sends it at once, so none holds the drain).
+    // exits (a parked connection answers nothing more and sends it at once: it holds the drain
+    // a second at most, as long as a client that reads nothing takes to time it out).
     let mut parked = Parked {
         stream,
         again: None,
@@ -536,6 +537,12 @@ async fn park(
                     return Some((Resumed::new(stream, kept, unsent, tracker), goodbye));
                 }
             };
+            // Draining: nothing more is answered (each answer could hold the drain anew); the
+            // client gets its GOAWAY.
+            if *draining.borrow() {
+                goaway(&mut stream, last, NO_ERROR, false).await;
+                return None;
+            }
             // Boxed apart: its timers would otherwise stay in every parked connection's future.
             if !Box::pin(answer_parked(&mut stream, &answer, limits, &mut draining)).await {
                 return None;
@@ -545,8 +552,9 @@ async fn park(
 }
 
 /// Writes a parked connection's `answer` (a SETTINGS ACK, a PING's) within the send deadline:
-/// whether it was written. Once the gateway drains, a client that does not read holds the drain
-/// for at most [`GOODBYE`] more (then its GOAWAY, or nothing, as its socket takes it).
+/// whether it was written. A write under way when the gateway starts to drain has [`GOODBYE`]
+/// more (the parked loop answers nothing after it), so a client that does not read holds the
+/// drain no longer.
 async fn answer_parked(
     stream: &mut Stream,
     answer: &[u8],
