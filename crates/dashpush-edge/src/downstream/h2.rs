@@ -232,9 +232,9 @@ async fn run(
     // Nothing in flight: one of the first connections closed at the cap.
     let mut idle = Some(admitted.idle());
     let ended = {
-        // The waits that last the connection's life are made once: made anew for each turn of the
-        // loop, each polled one would join its wait list and leave it again every time (a lock
-        // each way, per request).
+        // The waits that last the connection's life are made once: made anew for each turn of
+        // the loop, each polled one would join its wait list and leave it again every time (a
+        // lock each way, per request).
         let flooded = push.resets.spent.notified();
         let evicted = admitted.evicted();
         let drained = until_draining(&mut draining);
